@@ -1,0 +1,480 @@
+//! Reading manifests: YAML (multi-document) or JSON, `List` objects, kind recognition,
+//! strict parsing and validation of each document.
+//!
+//! [`parse_source`] never stops at the first bad document: each document gets its own
+//! result, with every problem found in it.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::common::{API_VERSION, GROUP, VERSION};
+use crate::error::ModelError;
+use crate::strict::check_against_schema;
+use crate::validate::{FieldPath, Problem, Problems, suggestion};
+use crate::{
+    AppArmorProfile, ProfileBinding, ProfileRecording, RawSelinuxProfile, SeccompProfile, SecurityProfileNodeStatus,
+    SecurityProfilesOperatorDaemon, SelinuxProfile,
+};
+
+/// The largest input accepted in one file or stream: 8 MiB. A single object is at most
+/// 1.5 MiB in etcd, so this leaves room for multi-document files while keeping a hostile
+/// input from exhausting memory.
+pub const MAX_SOURCE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The kinds of the `security-profiles-operator.x-k8s.io/v1` API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Kind {
+    /// `SeccompProfile`.
+    SeccompProfile,
+    /// `SelinuxProfile`.
+    SelinuxProfile,
+    /// `RawSelinuxProfile`.
+    RawSelinuxProfile,
+    /// `AppArmorProfile`.
+    AppArmorProfile,
+    /// `ProfileBinding`.
+    ProfileBinding,
+    /// `ProfileRecording`.
+    ProfileRecording,
+    /// `SecurityProfilesOperatorDaemon`.
+    SecurityProfilesOperatorDaemon,
+    /// `SecurityProfileNodeStatus`.
+    SecurityProfileNodeStatus,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 8] = [
+        Kind::SeccompProfile,
+        Kind::SelinuxProfile,
+        Kind::RawSelinuxProfile,
+        Kind::AppArmorProfile,
+        Kind::ProfileBinding,
+        Kind::ProfileRecording,
+        Kind::SecurityProfilesOperatorDaemon,
+        Kind::SecurityProfileNodeStatus,
+    ];
+
+    /// The kind name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::SeccompProfile => "SeccompProfile",
+            Kind::SelinuxProfile => "SelinuxProfile",
+            Kind::RawSelinuxProfile => "RawSelinuxProfile",
+            Kind::AppArmorProfile => "AppArmorProfile",
+            Kind::ProfileBinding => "ProfileBinding",
+            Kind::ProfileRecording => "ProfileRecording",
+            Kind::SecurityProfilesOperatorDaemon => "SecurityProfilesOperatorDaemon",
+            Kind::SecurityProfileNodeStatus => "SecurityProfileNodeStatus",
+        }
+    }
+
+    /// Parses a kind name.
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// Whether objects of the kind live in a namespace.
+    pub fn namespaced(self) -> bool {
+        matches!(self, Kind::ProfileBinding | Kind::ProfileRecording | Kind::SecurityProfilesOperatorDaemon)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A typed object of any kind of the API.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnyObject {
+    /// A SeccompProfile.
+    SeccompProfile(Box<SeccompProfile>),
+    /// A SelinuxProfile.
+    SelinuxProfile(Box<SelinuxProfile>),
+    /// A RawSelinuxProfile.
+    RawSelinuxProfile(Box<RawSelinuxProfile>),
+    /// An AppArmorProfile.
+    AppArmorProfile(Box<AppArmorProfile>),
+    /// A ProfileBinding.
+    ProfileBinding(Box<ProfileBinding>),
+    /// A ProfileRecording.
+    ProfileRecording(Box<ProfileRecording>),
+    /// A SecurityProfilesOperatorDaemon.
+    SecurityProfilesOperatorDaemon(Box<SecurityProfilesOperatorDaemon>),
+    /// A SecurityProfileNodeStatus.
+    SecurityProfileNodeStatus(Box<SecurityProfileNodeStatus>),
+}
+
+impl AnyObject {
+    /// Deserializes `value` as `kind`, naming the failing field on error.
+    pub fn from_value(kind: Kind, value: Value) -> Result<AnyObject, Problem> {
+        fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<Box<T>, Problem> {
+            serde_path_to_error::deserialize::<_, T>(v).map(Box::new).map_err(|e| {
+                let path = e.path().to_string();
+                let path = if path == "." { FieldPath::root() } else { FieldPath::root().field(&path) };
+                Problem::error(path, e.into_inner().to_string())
+            })
+        }
+        Ok(match kind {
+            Kind::SeccompProfile => AnyObject::SeccompProfile(typed(value)?),
+            Kind::SelinuxProfile => AnyObject::SelinuxProfile(typed(value)?),
+            Kind::RawSelinuxProfile => AnyObject::RawSelinuxProfile(typed(value)?),
+            Kind::AppArmorProfile => AnyObject::AppArmorProfile(typed(value)?),
+            Kind::ProfileBinding => AnyObject::ProfileBinding(typed(value)?),
+            Kind::ProfileRecording => AnyObject::ProfileRecording(typed(value)?),
+            Kind::SecurityProfilesOperatorDaemon => AnyObject::SecurityProfilesOperatorDaemon(typed(value)?),
+            Kind::SecurityProfileNodeStatus => AnyObject::SecurityProfileNodeStatus(typed(value)?),
+        })
+    }
+
+    /// The object's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            AnyObject::SeccompProfile(_) => Kind::SeccompProfile,
+            AnyObject::SelinuxProfile(_) => Kind::SelinuxProfile,
+            AnyObject::RawSelinuxProfile(_) => Kind::RawSelinuxProfile,
+            AnyObject::AppArmorProfile(_) => Kind::AppArmorProfile,
+            AnyObject::ProfileBinding(_) => Kind::ProfileBinding,
+            AnyObject::ProfileRecording(_) => Kind::ProfileRecording,
+            AnyObject::SecurityProfilesOperatorDaemon(_) => Kind::SecurityProfilesOperatorDaemon,
+            AnyObject::SecurityProfileNodeStatus(_) => Kind::SecurityProfileNodeStatus,
+        }
+    }
+
+    /// Every problem with the object (pure).
+    pub fn validate(&self) -> Problems {
+        match self {
+            AnyObject::SeccompProfile(o) => o.validate(),
+            AnyObject::SelinuxProfile(o) => o.validate(),
+            AnyObject::RawSelinuxProfile(o) => o.validate(),
+            AnyObject::AppArmorProfile(o) => o.validate(),
+            AnyObject::ProfileBinding(o) => o.validate(),
+            AnyObject::ProfileRecording(o) => o.validate(),
+            AnyObject::SecurityProfilesOperatorDaemon(o) => o.validate(),
+            AnyObject::SecurityProfileNodeStatus(o) => o.validate(),
+        }
+    }
+
+    /// The object as JSON.
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        match self {
+            AnyObject::SeccompProfile(o) => serde_json::to_value(o),
+            AnyObject::SelinuxProfile(o) => serde_json::to_value(o),
+            AnyObject::RawSelinuxProfile(o) => serde_json::to_value(o),
+            AnyObject::AppArmorProfile(o) => serde_json::to_value(o),
+            AnyObject::ProfileBinding(o) => serde_json::to_value(o),
+            AnyObject::ProfileRecording(o) => serde_json::to_value(o),
+            AnyObject::SecurityProfilesOperatorDaemon(o) => serde_json::to_value(o),
+            AnyObject::SecurityProfileNodeStatus(o) => serde_json::to_value(o),
+        }
+    }
+}
+
+/// What became of one document.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Parsed; `problems` holds warnings only.
+    Valid(AnyObject),
+    /// Not usable; `problems` holds at least one error.
+    Invalid,
+    /// Not a kind of this API (a Pod next to its profile, say); the reason says which.
+    Skipped(String),
+}
+
+/// One document of a file, with everything found in it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    /// 0-based position in the file (after expanding `List` objects).
+    pub index: usize,
+    /// 1-based line where the document starts.
+    pub line: usize,
+    /// `apiVersion`, when present.
+    pub api_version: Option<String>,
+    /// `kind`, when present.
+    pub kind: Option<String>,
+    /// `metadata.name`, when present.
+    pub name: Option<String>,
+    /// The result.
+    pub outcome: Outcome,
+    /// Every problem (errors and warnings).
+    pub problems: Problems,
+}
+
+impl Document {
+    /// Whether the document has an error.
+    pub fn has_errors(&self) -> bool {
+        self.problems.has_errors()
+    }
+}
+
+/// Checks size and encoding of raw input.
+pub fn decode_source<'a>(source_name: &str, bytes: &'a [u8]) -> Result<&'a str, ModelError> {
+    if bytes.len() > MAX_SOURCE_BYTES {
+        return Err(ModelError::TooLarge { source_name: source_name.to_owned(), size: bytes.len(), limit: MAX_SOURCE_BYTES });
+    }
+    std::str::from_utf8(bytes).map_err(|e| ModelError::NotUtf8 { source_name: source_name.to_owned(), offset: e.valid_up_to() })
+}
+
+/// Parses every document of `text` (YAML or JSON) and checks each strictly.
+pub fn parse_source(source_name: &str, text: &str) -> Result<Vec<Document>, ModelError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let raw = if looks_like_json(text) { split_json(text) } else { split_yaml(text) };
+    if raw.is_empty() {
+        return Err(ModelError::Empty { source_name: source_name.to_owned() });
+    }
+    let mut docs = Vec::new();
+    for (line, parsed) in raw {
+        match parsed {
+            Err(problem) => docs.push(Document {
+                index: docs.len(),
+                line,
+                api_version: None,
+                kind: None,
+                name: None,
+                outcome: Outcome::Invalid,
+                problems: {
+                    let mut p = Problems::new();
+                    p.push(problem);
+                    p
+                },
+            }),
+            Ok(value) => expand(value, line, &mut docs),
+        }
+    }
+    Ok(docs)
+}
+
+fn looks_like_json(text: &str) -> bool {
+    let t = text.trim_start();
+    t.starts_with('{') || t.starts_with('[')
+}
+
+type RawDoc = (usize, Result<Value, Problem>);
+
+fn split_json(text: &str) -> Vec<RawDoc> {
+    // A stream of JSON values (one object, an array, or several objects in a row).
+    let mut out = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    loop {
+        let offset = stream.byte_offset();
+        let line = 1 + text[..offset].matches('\n').count() + leading_newlines(&text[offset..]);
+        match stream.next() {
+            None => break,
+            Some(Ok(Value::Array(items))) => out.extend(items.into_iter().map(|v| (line, Ok(v)))),
+            Some(Ok(v)) => out.push((line, Ok(v))),
+            Some(Err(e)) => {
+                out.push((
+                    e.line(),
+                    Err(Problem::error(FieldPath::root(), format!("JSON syntax error at line {}, column {}: {e}", e.line(), e.column()))),
+                ));
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn leading_newlines(s: &str) -> usize {
+    let ws: &str = &s[..s.len() - s.trim_start().len()];
+    ws.matches('\n').count()
+}
+
+fn split_yaml(text: &str) -> Vec<RawDoc> {
+    let mut chunks: Vec<(usize, String)> = Vec::new();
+    let mut current = String::new();
+    let mut start = 1;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let is_separator = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t");
+        let is_end = bare == "...";
+        if is_separator || is_end {
+            chunks.push((start, std::mem::take(&mut current)));
+            start = i + 2;
+            if is_separator && bare.len() > 3 {
+                // Content after the marker on the same line belongs to the new document.
+                current.push_str(&bare[4..]);
+                current.push('\n');
+                start = i + 1;
+            }
+            continue;
+        }
+        current.push_str(line);
+    }
+    chunks.push((start, current));
+
+    let mut out = Vec::new();
+    for (start, chunk) in chunks {
+        let mut first_content = None;
+        for (i, l) in chunk.lines().enumerate() {
+            let t = l.trim();
+            if !t.is_empty() && !t.starts_with('#') {
+                first_content = Some(i);
+                break;
+            }
+        }
+        let Some(offset) = first_content else { continue };
+        let line = start + offset;
+        let parsed = serde_norway::from_str::<Value>(&chunk).map_err(|e| {
+            let at = e.location().map(|l| format!(" at line {}, column {}", start + l.line() - 1, l.column())).unwrap_or_default();
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+            Problem::error(FieldPath::root(), format!("YAML syntax error{at}: {msg}"))
+        });
+        out.push((line, parsed));
+    }
+    out
+}
+
+fn expand(value: Value, line: usize, docs: &mut Vec<Document>) {
+    if value.get("kind").and_then(Value::as_str).is_some_and(|k| k == "List" || k.ends_with("List")) && value.get("items").is_some_and(Value::is_array) {
+        if let Some(Value::Array(items)) = value.get("items").cloned() {
+            for item in items {
+                expand(item, line, docs);
+            }
+            return;
+        }
+    }
+    let doc = check_document(docs.len(), line, value);
+    docs.push(doc);
+}
+
+/// Strictly parses and validates one document.
+pub fn check_document(index: usize, line: usize, mut value: Value) -> Document {
+    let mut problems = Problems::new();
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+    let api_version = text(&value, "apiVersion");
+    let kind_name = text(&value, "kind");
+    let name = value.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).map(str::to_owned);
+    let mut doc = Document { index, line, api_version: api_version.clone(), kind: kind_name.clone(), name, outcome: Outcome::Invalid, problems: Problems::new() };
+
+    if !value.is_object() {
+        let found = match &value {
+            Value::Null => "empty",
+            Value::Array(_) => "a list",
+            Value::String(_) => "a string",
+            _ => "a scalar",
+        };
+        problems.error_hint(FieldPath::root(), format!("document is {found}, not an object"), "a manifest is a mapping with apiVersion, kind, metadata and spec");
+        doc.problems = problems;
+        return doc;
+    }
+
+    let kind = match (&api_version, &kind_name) {
+        (None, _) => {
+            problems.error_hint(FieldPath::root().field("apiVersion"), "required field is missing", format!("write apiVersion: {API_VERSION}"));
+            if kind_name.is_none() {
+                problems.error(FieldPath::root().field("kind"), "required field is missing");
+            }
+            None
+        }
+        (Some(av), kind) => {
+            let (group, version) = av.rsplit_once('/').unwrap_or(("", av.as_str()));
+            if group != GROUP {
+                if group.eq_ignore_ascii_case(GROUP) || strsim::levenshtein(group, GROUP) <= 3 {
+                    problems.error_hint(FieldPath::root().field("apiVersion"), format!("unknown API group {group:?}"), format!("did you mean {API_VERSION}?"));
+                } else {
+                    doc.outcome = Outcome::Skipped(format!("{av}/{} is not a security-profiles-operator kind", kind.as_deref().unwrap_or("?")));
+                    return doc;
+                }
+                None
+            } else {
+                if version != VERSION {
+                    problems.error_hint(
+                        FieldPath::root().field("apiVersion"),
+                        format!("version {version} is not served; this API speaks {VERSION} only"),
+                        format!("change apiVersion to {API_VERSION}; v1 spells recorder, mergeStrategy and logEnricherSource values in PascalCase (Bpf, Logs, None, Containers, Auditd)"),
+                    );
+                }
+                match kind {
+                    None => {
+                        problems.error(FieldPath::root().field("kind"), "required field is missing");
+                        None
+                    }
+                    Some(k) => match Kind::parse(k) {
+                        Some(kind) => Some(kind),
+                        None => {
+                            problems.error_hint(FieldPath::root().field("kind"), format!("unknown kind {k:?}"), suggestion(k, Kind::ALL.iter().map(|k| k.as_str())));
+                            None
+                        }
+                    },
+                }
+            }
+        }
+    };
+    let Some(kind) = kind else {
+        doc.problems = problems;
+        return doc;
+    };
+
+    if let Some(map) = value.as_object() {
+        if map.contains_key("status") {
+            problems.push(
+                Problem::warning(FieldPath::root().field("status"), "status is written by the operator; the apiserver ignores it on create")
+                    .with_hint("remove status from the manifest"),
+            );
+        }
+    }
+    check_against_schema(&mut value, crate::crd::schema_of(kind), &mut problems);
+    if problems.has_errors() {
+        doc.problems = problems;
+        return doc;
+    }
+    match AnyObject::from_value(kind, value) {
+        Ok(obj) => {
+            problems.extend(obj.validate());
+            doc.outcome = if problems.has_errors() { Outcome::Invalid } else { Outcome::Valid(obj) };
+        }
+        Err(p) => problems.push(p),
+    }
+    doc.problems = problems;
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_yaml_documents_with_lines() {
+        let text = "# leading comment\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\n---\n\n---\napiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {name: s}\nspec: {defaultAction: SCMP_ACT_LOG}\n";
+        let docs = parse_source("t.yaml", text).expect("parse");
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[0].line, 3);
+        assert!(matches!(docs[0].outcome, Outcome::Skipped(_)));
+        assert_eq!(docs[1].line, 9);
+        assert!(matches!(docs[1].outcome, Outcome::Valid(AnyObject::SeccompProfile(_))), "{:?}", docs[1]);
+    }
+
+    #[test]
+    fn empty_and_comment_only_sources_are_errors() {
+        assert!(matches!(parse_source("e", ""), Err(ModelError::Empty { .. })));
+        assert!(matches!(parse_source("e", "# nothing\n---\n"), Err(ModelError::Empty { .. })));
+    }
+
+    #[test]
+    fn json_lists_and_streams() {
+        let text = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"security-profiles-operator.x-k8s.io/v1","kind":"SeccompProfile","metadata":{"name":"a"},"spec":{"defaultAction":"SCMP_ACT_ALLOW"}}]}"#;
+        let docs = parse_source("l.json", text).expect("parse");
+        assert_eq!(docs.len(), 1);
+        assert!(!docs[0].has_errors(), "{}", docs[0].problems);
+        let broken = parse_source("b.json", "{\"a\": }").expect("parse");
+        assert!(broken[0].problems.iter().next().is_some_and(|p| p.message.starts_with("JSON syntax error at line 1")));
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_file_line() {
+        let text = "apiVersion: v1\nkind: Pod\n---\napiVersion: x\n  kind: : bad\n";
+        let docs = parse_source("s.yaml", text).expect("parse");
+        let msg = &docs[1].problems.iter().next().expect("problem").message;
+        assert!(msg.starts_with("YAML syntax error at line 5"), "{msg}");
+    }
+
+    #[test]
+    fn limits_and_encoding() {
+        let big = vec![b' '; MAX_SOURCE_BYTES + 1];
+        assert!(matches!(decode_source("big", &big), Err(ModelError::TooLarge { .. })));
+        assert!(matches!(decode_source("bin", b"abc\xff"), Err(ModelError::NotUtf8 { offset: 3, .. })));
+    }
+}
