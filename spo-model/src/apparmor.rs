@@ -69,9 +69,9 @@ pub const MAX_PATH_LEN: usize = 4096;
     derive = "PartialEq",
     crates(kube_core = "::kube_core"),
     doc = "AppArmorProfile is an AppArmor profile that the operator loads on every node with AppArmor; its kernel name is metadata.name.",
-    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AppArmorProfileSpec {
@@ -106,6 +106,7 @@ wire_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)] // the variants are declared by wire_enum!
 impl Default for AppArmorMode {
     fn default() -> Self {
         AppArmorMode::Enforce
@@ -208,12 +209,20 @@ pub struct AppArmorProfileStatus {
 impl AppArmorProfileSpec {
     /// The state after folding in the deprecated `disabled` flag.
     pub fn effective_state(&self) -> SpecState {
-        if self.disabled == Some(true) { SpecState::Disabled } else { self.state }
+        if self.disabled == Some(true) {
+            SpecState::Disabled
+        } else {
+            self.state
+        }
     }
 
     /// The mode after folding in the deprecated `complainMode` flag.
     pub fn effective_mode(&self) -> AppArmorMode {
-        if self.complain_mode == Some(true) { AppArmorMode::Complain } else { self.mode }
+        if self.complain_mode == Some(true) {
+            AppArmorMode::Complain
+        } else {
+            self.mode
+        }
     }
 }
 
@@ -243,7 +252,10 @@ pub fn check_profile_path(path: &FieldPath, value: &str, problems: &mut Problems
         problems.error(path.clone(), "contains '\"', which would end a quoted AppArmor path");
     }
     if value.len() > MAX_PATH_LEN {
-        problems.error(path.clone(), format!("{} bytes, longer than PATH_MAX ({MAX_PATH_LEN})", value.len()));
+        problems.error(
+            path.clone(),
+            format!("{} bytes, longer than PATH_MAX ({MAX_PATH_LEN})", value.len()),
+        );
     }
 }
 
@@ -273,10 +285,18 @@ impl AppArmorProfile {
         let spec = &self.spec;
         let root = FieldPath::root().field("spec");
         if spec.disabled.is_some() {
-            problems.warning_hint(root.field("disabled"), "deprecated field", "use state: Enabled|Disabled");
+            problems.warning_hint(
+                root.field("disabled"),
+                "deprecated field",
+                "use state: Enabled|Disabled",
+            );
         }
         if spec.complain_mode.is_some() {
-            problems.warning_hint(root.field("complainMode"), "deprecated field", "use mode: Enforce|Complain");
+            problems.warning_hint(
+                root.field("complainMode"),
+                "deprecated field",
+                "use mode: Enforce|Complain",
+            );
         }
         match (&spec.policy, &spec.abstract_) {
             (Some(_), Some(_)) => problems.error_hint(

@@ -22,10 +22,10 @@ pub const ANY_IMAGE: &str = "*";
     derive = "PartialEq",
     crates(kube_core = "::kube_core"),
     doc = "ProfileBinding applies a profile to the containers of a namespace that run a given image.",
-    printcolumn(name = "Kind", type_ = "string", json_path = ".spec.profileRef.kind"),
-    printcolumn(name = "Profile", type_ = "string", json_path = ".spec.profileRef.name"),
-    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.profileRef.kind"}"#,
+    printcolumn = r#"{"name":"Profile","type":"string","jsonPath":".spec.profileRef.name"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".spec.image"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileBindingSpec {
@@ -89,9 +89,16 @@ impl ProfileBinding {
         }
         let image = &self.spec.image;
         if image.trim().is_empty() {
-            problems.error_hint(root.field("image"), "required field is empty", "write the container image, or \"*\" for every container");
+            problems.error_hint(
+                root.field("image"),
+                "required field is empty",
+                "write the container image, or \"*\" for every container",
+            );
         } else if image.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            problems.error(root.field("image"), format!("{image:?} contains whitespace and can never match an image"));
+            problems.error(
+                root.field("image"),
+                format!("{image:?} contains whitespace and can never match an image"),
+            );
         } else if image != ANY_IMAGE && image.contains('*') {
             problems.error_hint(
                 root.field("image"),

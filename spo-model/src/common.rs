@@ -13,9 +13,7 @@ pub const VERSION: &str = "v1";
 pub const API_VERSION: &str = "security-profiles-operator.x-k8s.io/v1";
 
 /// `spec.state` of every profile kind: whether the profile is installed on nodes.
-#[derive(
-    Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SpecState {
     /// The profile is installed on every node that supports its kind.
     #[default]
@@ -223,7 +221,10 @@ mod tests {
     #[test]
     fn lowest_state_wins() {
         use ProfileState::*;
-        assert_eq!(ProfileState::aggregate([Installed, InProgress, Installed]), Some(InProgress));
+        assert_eq!(
+            ProfileState::aggregate([Installed, InProgress, Installed]),
+            Some(InProgress)
+        );
         assert_eq!(ProfileState::aggregate([Installed, Error, Terminating]), Some(Error));
         assert_eq!(ProfileState::aggregate([Pending, Disabled]), Some(Disabled));
         assert_eq!(ProfileState::aggregate([Disabled, Partial]), Some(Partial));

@@ -52,7 +52,7 @@
 //!             None => RemoveOutcome::NotPresent,
 //!         })
 //!     }
-//!     fn from_recording(&self, name: &str, _: &Recording) -> Result<SeccompProfile, ToyError> {
+//!     fn profile_from_recording(&self, name: &str, _: &Recording) -> Result<SeccompProfile, ToyError> {
 //!         Ok(SeccompProfile::new(name, SeccompProfileSpec {
 //!             state: Default::default(), disabled: None,
 //!             default_action: SeccompAction::Errno, architectures: None, listener_path: None,
@@ -62,7 +62,7 @@
 //! }
 //!
 //! let target = MapTarget::default();
-//! let profile = TextBackend.from_recording("demo", &Recording::default()).unwrap();
+//! let profile = TextBackend.profile_from_recording("demo", &Recording::default()).unwrap();
 //! let outcome = sync_profile(&TextBackend, &target, &profile, &());
 //! assert_eq!(outcome.state, spo_model::ProfileState::Installed);
 //! assert_eq!(target.0.borrow()["demo"], "SCMP_ACT_ERRNO");
@@ -121,7 +121,9 @@ pub struct InstallName(String);
 
 /// Why an object name cannot be installed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("profile name {name:?} cannot be used on a node: it must be a DNS subdomain (lower-case letters, digits, '-' and '.')")]
+#[error(
+    "profile name {name:?} cannot be used on a node: it must be a DNS subdomain (lower-case letters, digits, '-' and '.')"
+)]
 pub struct InvalidInstallName {
     /// The rejected name.
     pub name: String,
@@ -172,7 +174,11 @@ pub trait SecurityProfile: Clone + fmt::Debug + Serialize + DeserializeOwned + S
 
     /// Whether this is a partial profile of a recording, not to be installed until merged.
     fn is_partial(&self) -> bool {
-        self.meta().labels.as_ref().and_then(|l| l.get(LABEL_PARTIAL)).is_some_and(|v| v == "true")
+        self.meta()
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_PARTIAL))
+            .is_some_and(|v| v == "true")
     }
 
     /// Whether a node should have the profile installed.
@@ -216,7 +222,10 @@ macro_rules! impl_security_profile {
             }
 
             fn conditions(&self) -> &[Condition] {
-                self.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
+                self.status
+                    .as_ref()
+                    .map(|s| s.conditions.as_slice())
+                    .unwrap_or_default()
             }
 
             fn set_profile_state(&mut self, state: ProfileState, ready: Condition) {
@@ -233,10 +242,26 @@ macro_rules! impl_security_profile {
     };
 }
 
-impl_security_profile!(SeccompProfile, ProfileKind::Seccomp, crate::seccomp::SeccompProfileStatus);
-impl_security_profile!(SelinuxProfile, ProfileKind::Selinux, crate::selinux::SelinuxProfileStatus);
-impl_security_profile!(RawSelinuxProfile, ProfileKind::RawSelinux, crate::selinux::SelinuxProfileStatus);
-impl_security_profile!(AppArmorProfile, ProfileKind::AppArmor, crate::apparmor::AppArmorProfileStatus);
+impl_security_profile!(
+    SeccompProfile,
+    ProfileKind::Seccomp,
+    crate::seccomp::SeccompProfileStatus
+);
+impl_security_profile!(
+    SelinuxProfile,
+    ProfileKind::Selinux,
+    crate::selinux::SelinuxProfileStatus
+);
+impl_security_profile!(
+    RawSelinuxProfile,
+    ProfileKind::RawSelinux,
+    crate::selinux::SelinuxProfileStatus
+);
+impl_security_profile!(
+    AppArmorProfile,
+    ProfileKind::AppArmor,
+    crate::apparmor::AppArmorProfileStatus
+);
 
 /// Whether a node can enforce a kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -270,7 +295,7 @@ pub enum RemoveOutcome {
 
 /// The backend side of the contract, implemented once per kind in its backend crate.
 ///
-/// `render` and `from_recording` are pure. `install` and `remove` act on an injected
+/// `render` and `profile_from_recording` are pure. `install` and `remove` act on an injected
 /// `Target` (a directory root for seccomp, a policy store for SELinux, a loader for AppArmor)
 /// so tests pass a temporary directory, a private store or a fake; both must be idempotent.
 pub trait ProfileBackend {
@@ -292,13 +317,18 @@ pub trait ProfileBackend {
     fn render(&self, profile: &Self::Profile, ctx: &Self::Context) -> Result<Self::Artifact, Self::Error>;
 
     /// Installs an artifact under `name`; writes nothing when it is already installed as is.
-    fn install(&self, target: &Self::Target, name: &InstallName, artifact: &Self::Artifact) -> Result<InstallOutcome, Self::Error>;
+    fn install(
+        &self,
+        target: &Self::Target,
+        name: &InstallName,
+        artifact: &Self::Artifact,
+    ) -> Result<InstallOutcome, Self::Error>;
 
     /// Removes what is installed under `name`; succeeds when nothing is.
     fn remove(&self, target: &Self::Target, name: &InstallName) -> Result<RemoveOutcome, Self::Error>;
 
     /// Builds a profile named `name` from what a workload was seen doing (pure).
-    fn from_recording(&self, name: &str, recording: &Recording) -> Result<Self::Profile, Self::Error>;
+    fn profile_from_recording(&self, name: &str, recording: &Recording) -> Result<Self::Profile, Self::Error>;
 }
 
 /// The result of [`sync_profile`]: the node state to report and why.
@@ -315,16 +345,33 @@ pub struct SyncOutcome {
 /// Brings one node in line with one profile: removes it when it is disabled or partial,
 /// reports `Error` with every validation problem when it is invalid, otherwise renders and
 /// installs it. This is the decision the node daemon and `spoc install` share.
-pub fn sync_profile<B: ProfileBackend>(backend: &B, target: &B::Target, profile: &B::Profile, ctx: &B::Context) -> SyncOutcome {
-    let error = |message: String| SyncOutcome { state: ProfileState::Error, message: Some(message), changed: false };
+pub fn sync_profile<B: ProfileBackend>(
+    backend: &B,
+    target: &B::Target,
+    profile: &B::Profile,
+    ctx: &B::Context,
+) -> SyncOutcome {
+    let error = |message: String| SyncOutcome {
+        state: ProfileState::Error,
+        message: Some(message),
+        changed: false,
+    };
     let name = match profile.install_name() {
         Ok(n) => n,
         Err(e) => return error(e.to_string()),
     };
     if !profile.should_install() {
-        let state = if profile.is_partial() { ProfileState::Partial } else { ProfileState::Disabled };
+        let state = if profile.is_partial() {
+            ProfileState::Partial
+        } else {
+            ProfileState::Disabled
+        };
         return match backend.remove(target, &name) {
-            Ok(outcome) => SyncOutcome { state, message: None, changed: outcome == RemoveOutcome::Removed },
+            Ok(outcome) => SyncOutcome {
+                state,
+                message: None,
+                changed: outcome == RemoveOutcome::Removed,
+            },
             Err(e) => error(format!("removing {} {name}: {}", B::Profile::KIND, error_chain(&e))),
         };
     }
@@ -341,7 +388,11 @@ pub fn sync_profile<B: ProfileBackend>(backend: &B, target: &B::Target, profile:
         Err(e) => return error(format!("rendering {} {name}: {}", B::Profile::KIND, error_chain(&e))),
     };
     match backend.install(target, &name, &artifact) {
-        Ok(outcome) => SyncOutcome { state: ProfileState::Installed, message: None, changed: outcome == InstallOutcome::Written },
+        Ok(outcome) => SyncOutcome {
+            state: ProfileState::Installed,
+            message: None,
+            changed: outcome == InstallOutcome::Written,
+        },
         Err(e) => error(format!("installing {} {name}: {}", B::Profile::KIND, error_chain(&e))),
     }
 }

@@ -76,7 +76,10 @@ impl Kind {
 
     /// Whether objects of the kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::ProfileBinding | Kind::ProfileRecording | Kind::SecurityProfilesOperatorDaemon)
+        matches!(
+            self,
+            Kind::ProfileBinding | Kind::ProfileRecording | Kind::SecurityProfilesOperatorDaemon
+        )
     }
 }
 
@@ -113,7 +116,11 @@ impl AnyObject {
         fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<Box<T>, Problem> {
             serde_path_to_error::deserialize::<_, T>(v).map(Box::new).map_err(|e| {
                 let path = e.path().to_string();
-                let path = if path == "." { FieldPath::root() } else { FieldPath::root().field(&path) };
+                let path = if path == "." {
+                    FieldPath::root()
+                } else {
+                    FieldPath::root().field(&path)
+                };
                 Problem::error(path, e.into_inner().to_string())
             })
         }
@@ -212,17 +219,30 @@ impl Document {
 /// Checks size and encoding of raw input.
 pub fn decode_source<'a>(source_name: &str, bytes: &'a [u8]) -> Result<&'a str, ModelError> {
     if bytes.len() > MAX_SOURCE_BYTES {
-        return Err(ModelError::TooLarge { source_name: source_name.to_owned(), size: bytes.len(), limit: MAX_SOURCE_BYTES });
+        return Err(ModelError::TooLarge {
+            source_name: source_name.to_owned(),
+            size: bytes.len(),
+            limit: MAX_SOURCE_BYTES,
+        });
     }
-    std::str::from_utf8(bytes).map_err(|e| ModelError::NotUtf8 { source_name: source_name.to_owned(), offset: e.valid_up_to() })
+    std::str::from_utf8(bytes).map_err(|e| ModelError::NotUtf8 {
+        source_name: source_name.to_owned(),
+        offset: e.valid_up_to(),
+    })
 }
 
 /// Parses every document of `text` (YAML or JSON) and checks each strictly.
 pub fn parse_source(source_name: &str, text: &str) -> Result<Vec<Document>, ModelError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let raw = if looks_like_json(text) { split_json(text) } else { split_yaml(text) };
+    let raw = if looks_like_json(text) {
+        split_json(text)
+    } else {
+        split_yaml(text)
+    };
     if raw.is_empty() {
-        return Err(ModelError::Empty { source_name: source_name.to_owned() });
+        return Err(ModelError::Empty {
+            source_name: source_name.to_owned(),
+        });
     }
     let mut docs = Vec::new();
     for (line, parsed) in raw {
@@ -267,7 +287,10 @@ fn split_json(text: &str) -> Vec<RawDoc> {
             Some(Err(e)) => {
                 out.push((
                     e.line(),
-                    Err(Problem::error(FieldPath::root(), format!("JSON syntax error at line {}, column {}: {e}", e.line(), e.column()))),
+                    Err(Problem::error(
+                        FieldPath::root(),
+                        format!("JSON syntax error at line {}, column {}: {e}", e.line(), e.column()),
+                    )),
                 ));
                 break;
             }
@@ -317,7 +340,10 @@ fn split_yaml(text: &str) -> Vec<RawDoc> {
         let Some(offset) = first_content else { continue };
         let line = start + offset;
         let parsed = serde_norway::from_str::<Value>(&chunk).map_err(|e| {
-            let at = e.location().map(|l| format!(" at line {}, column {}", start + l.line() - 1, l.column())).unwrap_or_default();
+            let at = e
+                .location()
+                .map(|l| format!(" at line {}, column {}", start + l.line() - 1, l.column()))
+                .unwrap_or_default();
             let msg = e.to_string();
             let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
             Problem::error(FieldPath::root(), format!("YAML syntax error{at}: {msg}"))
@@ -328,13 +354,17 @@ fn split_yaml(text: &str) -> Vec<RawDoc> {
 }
 
 fn expand(value: Value, line: usize, docs: &mut Vec<Document>) {
-    if value.get("kind").and_then(Value::as_str).is_some_and(|k| k == "List" || k.ends_with("List")) && value.get("items").is_some_and(Value::is_array) {
-        if let Some(Value::Array(items)) = value.get("items").cloned() {
-            for item in items {
-                expand(item, line, docs);
-            }
-            return;
+    if value
+        .get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k == "List" || k.ends_with("List"))
+        && value.get("items").is_some_and(Value::is_array)
+        && let Some(Value::Array(items)) = value.get("items").cloned()
+    {
+        for item in items {
+            expand(item, line, docs);
         }
+        return;
     }
     let doc = check_document(docs.len(), line, value);
     docs.push(doc);
@@ -346,8 +376,20 @@ pub fn check_document(index: usize, line: usize, mut value: Value) -> Document {
     let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
     let api_version = text(&value, "apiVersion");
     let kind_name = text(&value, "kind");
-    let name = value.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).map(str::to_owned);
-    let mut doc = Document { index, line, api_version: api_version.clone(), kind: kind_name.clone(), name, outcome: Outcome::Invalid, problems: Problems::new() };
+    let name = value
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut doc = Document {
+        index,
+        line,
+        api_version: api_version.clone(),
+        kind: kind_name.clone(),
+        name,
+        outcome: Outcome::Invalid,
+        problems: Problems::new(),
+    };
 
     if !value.is_object() {
         let found = match &value {
@@ -356,14 +398,22 @@ pub fn check_document(index: usize, line: usize, mut value: Value) -> Document {
             Value::String(_) => "a string",
             _ => "a scalar",
         };
-        problems.error_hint(FieldPath::root(), format!("document is {found}, not an object"), "a manifest is a mapping with apiVersion, kind, metadata and spec");
+        problems.error_hint(
+            FieldPath::root(),
+            format!("document is {found}, not an object"),
+            "a manifest is a mapping with apiVersion, kind, metadata and spec",
+        );
         doc.problems = problems;
         return doc;
     }
 
     let kind = match (&api_version, &kind_name) {
         (None, _) => {
-            problems.error_hint(FieldPath::root().field("apiVersion"), "required field is missing", format!("write apiVersion: {API_VERSION}"));
+            problems.error_hint(
+                FieldPath::root().field("apiVersion"),
+                "required field is missing",
+                format!("write apiVersion: {API_VERSION}"),
+            );
             if kind_name.is_none() {
                 problems.error(FieldPath::root().field("kind"), "required field is missing");
             }
@@ -373,9 +423,16 @@ pub fn check_document(index: usize, line: usize, mut value: Value) -> Document {
             let (group, version) = av.rsplit_once('/').unwrap_or(("", av.as_str()));
             if group != GROUP {
                 if group.eq_ignore_ascii_case(GROUP) || strsim::levenshtein(group, GROUP) <= 3 {
-                    problems.error_hint(FieldPath::root().field("apiVersion"), format!("unknown API group {group:?}"), format!("did you mean {API_VERSION}?"));
+                    problems.error_hint(
+                        FieldPath::root().field("apiVersion"),
+                        format!("unknown API group {group:?}"),
+                        format!("did you mean {API_VERSION}?"),
+                    );
                 } else {
-                    doc.outcome = Outcome::Skipped(format!("{av}/{} is not a security-profiles-operator kind", kind.as_deref().unwrap_or("?")));
+                    doc.outcome = Outcome::Skipped(format!(
+                        "{av} {} is not a security-profiles-operator kind",
+                        kind.as_deref().unwrap_or("?")
+                    ));
                     return doc;
                 }
                 None
@@ -395,7 +452,11 @@ pub fn check_document(index: usize, line: usize, mut value: Value) -> Document {
                     Some(k) => match Kind::parse(k) {
                         Some(kind) => Some(kind),
                         None => {
-                            problems.error_hint(FieldPath::root().field("kind"), format!("unknown kind {k:?}"), suggestion(k, Kind::ALL.iter().map(|k| k.as_str())));
+                            problems.error_hint(
+                                FieldPath::root().field("kind"),
+                                format!("unknown kind {k:?}"),
+                                suggestion(k, Kind::ALL.iter().map(|k| k.as_str())),
+                            );
                             None
                         }
                     },
@@ -408,25 +469,42 @@ pub fn check_document(index: usize, line: usize, mut value: Value) -> Document {
         return doc;
     };
 
-    if let Some(map) = value.as_object() {
-        if map.contains_key("status") {
-            problems.push(
-                Problem::warning(FieldPath::root().field("status"), "status is written by the operator; the apiserver ignores it on create")
-                    .with_hint("remove status from the manifest"),
-            );
-        }
+    if let Some(map) = value.as_object()
+        && map.contains_key("status")
+    {
+        problems.push(
+            Problem::warning(
+                FieldPath::root().field("status"),
+                "status is written by the operator; the apiserver ignores it on create",
+            )
+            .with_hint("remove status from the manifest"),
+        );
     }
     check_against_schema(&mut value, crate::crd::schema_of(kind), &mut problems);
-    if problems.has_errors() {
-        doc.problems = problems;
-        return doc;
-    }
+    let schema_failed = problems.has_errors();
     match AnyObject::from_value(kind, value) {
         Ok(obj) => {
-            problems.extend(obj.validate());
-            doc.outcome = if problems.has_errors() { Outcome::Invalid } else { Outcome::Valid(obj) };
+            // Value errors of the schema pass (ranges, patterns) still leave a typed object, so
+            // the kind's own rules run too and the user sees everything at once; a rule that
+            // repeats a schema finding at the same path is left out.
+            let reported: Vec<FieldPath> = problems.errors().map(|p| p.path.clone()).collect();
+            for p in obj.validate() {
+                if !reported.contains(&p.path) {
+                    problems.push(p);
+                }
+            }
+            doc.outcome = if problems.has_errors() {
+                Outcome::Invalid
+            } else {
+                Outcome::Valid(obj)
+            };
         }
-        Err(p) => problems.push(p),
+        Err(p) => {
+            // Type and enum errors were already reported by the schema pass with better words.
+            if !schema_failed {
+                problems.push(p);
+            }
+        }
     }
     doc.problems = problems;
     doc
@@ -444,13 +522,20 @@ mod tests {
         assert_eq!(docs[0].line, 3);
         assert!(matches!(docs[0].outcome, Outcome::Skipped(_)));
         assert_eq!(docs[1].line, 9);
-        assert!(matches!(docs[1].outcome, Outcome::Valid(AnyObject::SeccompProfile(_))), "{:?}", docs[1]);
+        assert!(
+            matches!(docs[1].outcome, Outcome::Valid(AnyObject::SeccompProfile(_))),
+            "{:?}",
+            docs[1]
+        );
     }
 
     #[test]
     fn empty_and_comment_only_sources_are_errors() {
         assert!(matches!(parse_source("e", ""), Err(ModelError::Empty { .. })));
-        assert!(matches!(parse_source("e", "# nothing\n---\n"), Err(ModelError::Empty { .. })));
+        assert!(matches!(
+            parse_source("e", "# nothing\n---\n"),
+            Err(ModelError::Empty { .. })
+        ));
     }
 
     #[test]
@@ -460,7 +545,13 @@ mod tests {
         assert_eq!(docs.len(), 1);
         assert!(!docs[0].has_errors(), "{}", docs[0].problems);
         let broken = parse_source("b.json", "{\"a\": }").expect("parse");
-        assert!(broken[0].problems.iter().next().is_some_and(|p| p.message.starts_with("JSON syntax error at line 1")));
+        assert!(
+            broken[0]
+                .problems
+                .iter()
+                .next()
+                .is_some_and(|p| p.message.starts_with("JSON syntax error at line 1"))
+        );
     }
 
     #[test]
@@ -475,6 +566,9 @@ mod tests {
     fn limits_and_encoding() {
         let big = vec![b' '; MAX_SOURCE_BYTES + 1];
         assert!(matches!(decode_source("big", &big), Err(ModelError::TooLarge { .. })));
-        assert!(matches!(decode_source("bin", b"abc\xff"), Err(ModelError::NotUtf8 { offset: 3, .. })));
+        assert!(matches!(
+            decode_source("bin", b"abc\xff"),
+            Err(ModelError::NotUtf8 { offset: 3, .. })
+        ));
     }
 }

@@ -24,9 +24,9 @@ use crate::validate::{FieldPath, Problems, check_metadata, is_dns_subdomain};
     derive = "PartialEq",
     crates(kube_core = "::kube_core"),
     doc = "SecurityProfileNodeStatus is the state of one profile on one node, named <profile>-<node>.",
-    printcolumn(name = "Node", type_ = "string", json_path = ".nodeName"),
-    printcolumn(name = "Status", type_ = "string", json_path = ".status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Node","type":"string","jsonPath":".nodeName"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatusFields {
@@ -42,10 +42,18 @@ impl SecurityProfileNodeStatus {
         check_metadata(&self.metadata, false, &mut problems);
         let node = &self.spec.node_name;
         if !is_dns_subdomain(node) {
-            problems.error(FieldPath::root().field("nodeName"), format!("{node:?} is not a valid node name"));
+            problems.error(
+                FieldPath::root().field("nodeName"),
+                format!("{node:?} is not a valid node name"),
+            );
         }
         let labels = self.metadata.labels.clone().unwrap_or_default();
-        for l in [LABEL_NODE_NAME, LABEL_PROFILE_KIND, LABEL_PROFILE_ID, LABEL_PROFILE_STATE] {
+        for l in [
+            LABEL_NODE_NAME,
+            LABEL_PROFILE_KIND,
+            LABEL_PROFILE_ID,
+            LABEL_PROFILE_STATE,
+        ] {
             if !labels.contains_key(l) {
                 problems.warning_hint(
                     FieldPath::root().field("metadata").field("labels"),
@@ -54,13 +62,16 @@ impl SecurityProfileNodeStatus {
                 );
             }
         }
-        if let (Some(label), Some(state)) = (labels.get(LABEL_PROFILE_STATE), self.status) {
-            if label != state.as_str() {
-                problems.warning(
-                    FieldPath::root().field("metadata").field("labels").key(LABEL_PROFILE_STATE),
-                    format!("label says {label} but status is {state}"),
-                );
-            }
+        if let (Some(label), Some(state)) = (labels.get(LABEL_PROFILE_STATE), self.status)
+            && label != state.as_str()
+        {
+            problems.warning(
+                FieldPath::root()
+                    .field("metadata")
+                    .field("labels")
+                    .key(LABEL_PROFILE_STATE),
+                format!("label says {label} but status is {state}"),
+            );
         }
         problems
     }

@@ -75,7 +75,11 @@ pub struct FileAccess {
 impl FileAccess {
     /// The union of two accesses.
     pub fn union(self, other: FileAccess) -> FileAccess {
-        FileAccess { read: self.read || other.read, write: self.write || other.write, exec: self.exec || other.exec }
+        FileAccess {
+            read: self.read || other.read,
+            write: self.write || other.write,
+            exec: self.exec || other.exec,
+        }
     }
 }
 
@@ -141,15 +145,34 @@ mod tests {
     fn merge_is_a_union() {
         let mut a = Recording::default();
         a.syscalls.entry(Arch::X86_64).or_default().insert("read".into());
-        a.files.insert("/etc/passwd".into(), FileAccess { read: true, ..Default::default() });
+        a.files.insert(
+            "/etc/passwd".into(),
+            FileAccess {
+                read: true,
+                ..Default::default()
+            },
+        );
         let mut b = Recording::default();
         b.syscalls.entry(Arch::X86_64).or_default().insert("write".into());
         b.syscalls.entry(Arch::X86).or_default().insert("read".into());
-        b.files.insert("/etc/passwd".into(), FileAccess { write: true, ..Default::default() });
+        b.files.insert(
+            "/etc/passwd".into(),
+            FileAccess {
+                write: true,
+                ..Default::default()
+            },
+        );
         a.merge(&b);
         assert_eq!(a.syscall_names().into_iter().collect::<Vec<_>>(), vec!["read", "write"]);
         assert_eq!(a.syscalls.len(), 2);
-        assert_eq!(a.files["/etc/passwd"], FileAccess { read: true, write: true, exec: false });
+        assert_eq!(
+            a.files["/etc/passwd"],
+            FileAccess {
+                read: true,
+                write: true,
+                exec: false
+            }
+        );
         let json = serde_json::to_string(&a).expect("json");
         let back: Recording = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, a);

@@ -5,7 +5,9 @@ use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::validate::{FieldPath, Problems, Severity, check_duplicates, check_label_selector, check_metadata, is_dns_label};
+use crate::validate::{
+    FieldPath, Problems, Severity, check_duplicates, check_label_selector, check_metadata, is_dns_label,
+};
 
 /// The desired state of a profile recording.
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
@@ -19,9 +21,9 @@ use crate::validate::{FieldPath, Problems, Severity, check_duplicates, check_lab
     derive = "PartialEq",
     crates(kube_core = "::kube_core"),
     doc = "ProfileRecording records a profile of the given kind from the pods its selector matches.",
-    printcolumn(name = "Kind", type_ = "string", json_path = ".spec.kind"),
-    printcolumn(name = "Recorder", type_ = "string", json_path = ".spec.recorder"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Kind","type":"string","jsonPath":".spec.kind"}"#,
+    printcolumn = r#"{"name":"Recorder","type":"string","jsonPath":".spec.recorder"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileRecordingSpec {
@@ -74,6 +76,7 @@ wire_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)] // the variants are declared by wire_enum!
 impl Default for MergeStrategy {
     fn default() -> Self {
         MergeStrategy::None
@@ -122,7 +125,11 @@ impl ProfileRecording {
         if let Some(containers) = &spec.containers {
             let p = root.field("containers");
             if containers.is_empty() {
-                problems.warning_hint(p.clone(), "empty list records nothing", "remove containers to record every container");
+                problems.warning_hint(
+                    p.clone(),
+                    "empty list records nothing",
+                    "remove containers to record every container",
+                );
             }
             for (i, c) in containers.iter().enumerate() {
                 if !is_dns_label(c) {
@@ -133,7 +140,12 @@ impl ProfileRecording {
                     );
                 }
             }
-            check_duplicates(&p, containers.iter().map(String::as_str), Severity::Warning, &mut problems);
+            check_duplicates(
+                &p,
+                containers.iter().map(String::as_str),
+                Severity::Warning,
+                &mut problems,
+            );
         }
         problems
     }

@@ -30,9 +30,9 @@ pub const MAX_ERRNO: i64 = 4095;
     derive = "PartialEq",
     crates(kube_core = "::kube_core"),
     doc = "SeccompProfile is a cluster-wide seccomp profile that the operator installs on every node.",
-    printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "LocalhostProfile", type_ = "string", json_path = ".status.localhostProfile", priority = "10")
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"LocalhostProfile","type":"string","jsonPath":".status.localhostProfile","priority":10}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SeccompProfileSpec {
@@ -164,7 +164,10 @@ impl SeccompAction {
 
     /// Whether the syscall runs (ALLOW, LOG, and TRACE/NOTIFY, which may let it run).
     pub fn lets_syscall_run(self) -> bool {
-        matches!(self, SeccompAction::Allow | SeccompAction::Log | SeccompAction::Trace | SeccompAction::Notify)
+        matches!(
+            self,
+            SeccompAction::Allow | SeccompAction::Log | SeccompAction::Trace | SeccompAction::Notify
+        )
     }
 
     /// Whether the action carries a value in `errnoRet`.
@@ -260,13 +263,18 @@ pub fn is_syscall_name_syntax(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && (b[0].is_ascii_lowercase() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 impl SeccompProfileSpec {
     /// The state after folding in the deprecated `disabled` flag.
     pub fn effective_state(&self) -> SpecState {
-        if self.disabled == Some(true) { SpecState::Disabled } else { self.state }
+        if self.disabled == Some(true) {
+            SpecState::Disabled
+        } else {
+            self.state
+        }
     }
 
     /// The rules, empty when unset.
@@ -296,7 +304,11 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
             "write state: Disabled instead",
         );
     } else if spec.disabled.is_some() {
-        problems.warning_hint(root.field("disabled"), "deprecated field", "use state: Enabled|Disabled");
+        problems.warning_hint(
+            root.field("disabled"),
+            "deprecated field",
+            "use state: Enabled|Disabled",
+        );
     }
 
     if spec.default_action == SeccompAction::Notify {
@@ -308,10 +320,20 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
     }
 
     if let Some(arches) = &spec.architectures {
-        check_duplicates(&root.field("architectures"), arches.iter().map(|a| a.as_str()), Severity::Warning, problems);
+        check_duplicates(
+            &root.field("architectures"),
+            arches.iter().map(|a| a.as_str()),
+            Severity::Warning,
+            problems,
+        );
     }
     if let Some(flags) = &spec.flags {
-        check_duplicates(&root.field("flags"), flags.iter().map(|f| f.as_str()), Severity::Warning, problems);
+        check_duplicates(
+            &root.field("flags"),
+            flags.iter().map(|f| f.as_str()),
+            Severity::Warning,
+            problems,
+        );
     }
 
     match &spec.listener_path {
@@ -359,7 +381,11 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
     for (i, rule) in rules.iter().enumerate() {
         let rp = root.field("syscalls").index(i);
         if rule.names.is_empty() {
-            problems.error_hint(rp.field("names"), "must list at least one syscall", "add a name or remove the rule");
+            problems.error_hint(
+                rp.field("names"),
+                "must list at least one syscall",
+                "add a name or remove the rule",
+            );
         }
         for (j, n) in rule.names.iter().enumerate() {
             if !is_syscall_name_syntax(n) {
@@ -370,7 +396,12 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
                 );
             }
         }
-        check_duplicates(&rp.field("names"), rule.names.iter().map(String::as_str), Severity::Warning, problems);
+        check_duplicates(
+            &rp.field("names"),
+            rule.names.iter().map(String::as_str),
+            Severity::Warning,
+            problems,
+        );
 
         if rule.action == SeccompAction::Notify && !listener {
             problems.error_hint(
@@ -427,14 +458,17 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
                             "mask is 0, so the comparison is (0 == valueTwo)",
                             "value is the mask and valueTwo the expected masked value",
                         );
-                    } else if let Some(two) = arg.value_two {
-                        if two & !arg.value.unwrap_or(0) != 0 {
-                            problems.warning_hint(
-                                ap.field("valueTwo"),
-                                format!("{two:#x} has bits outside the mask {:#x}, so the rule never matches", arg.value.unwrap_or(0)),
-                                "valueTwo must be a subset of the mask in value",
-                            );
-                        }
+                    } else if let Some(two) = arg.value_two
+                        && two & !arg.value.unwrap_or(0) != 0
+                    {
+                        problems.warning_hint(
+                            ap.field("valueTwo"),
+                            format!(
+                                "{two:#x} has bits outside the mask {:#x}, so the rule never matches",
+                                arg.value.unwrap_or(0)
+                            ),
+                            "valueTwo must be a subset of the mask in value",
+                        );
                     }
                 }
                 _ => {
@@ -454,10 +488,7 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
                 match unconditional.get(n.as_str()) {
                     Some(&(first, action)) if action != rule.action => problems.error_hint(
                         rp.field("names"),
-                        format!(
-                            "{n} is {} here but {action} in spec.syscalls[{first}]",
-                            rule.action
-                        ),
+                        format!("{n} is {} here but {action} in spec.syscalls[{first}]", rule.action),
                         "a syscall can have one unconditional action; remove one of the rules",
                     ),
                     Some(_) => {}
@@ -484,7 +515,10 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
     {
         problems.warning_hint(
             root.field("syscalls"),
-            format!("no rules and defaultAction {}: every process dies at its first syscall", spec.default_action),
+            format!(
+                "no rules and defaultAction {}: every process dies at its first syscall",
+                spec.default_action
+            ),
             "add the syscalls the workload needs (spoc record finds them)",
         );
     }
@@ -493,7 +527,10 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
 fn listener_path_ok(p: &str) -> bool {
     match p.strip_prefix("/var/run/security-profiles-operator/") {
         Some(rest) => {
-            !rest.is_empty() && rest.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
         }
         None => false,
     }
@@ -579,7 +616,10 @@ spec:
         ] {
             assert!(got.iter().any(|g| g == want), "missing {want:?} in {got:#?}");
         }
-        let index = p.iter().find(|p| p.path.as_str() == "spec.syscalls[1].args[0].index").expect("index");
+        let index = p
+            .iter()
+            .find(|p| p.path.as_str() == "spec.syscalls[1].args[0].index")
+            .expect("index");
         assert_eq!(index.message, "7 is out of range 0..=5");
     }
 
@@ -591,7 +631,11 @@ spec:
         let p = sp.validate();
         let e = p.errors().next().expect("an error");
         assert_eq!(e.path.as_str(), "spec.syscalls[1].names");
-        assert!(e.message.contains("write is SCMP_ACT_KILL here but SCMP_ACT_ALLOW in spec.syscalls[0]"), "{e}");
+        assert!(
+            e.message
+                .contains("write is SCMP_ACT_KILL here but SCMP_ACT_ALLOW in spec.syscalls[0]"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -611,7 +655,11 @@ spec:
         assert!(!listener_path_ok("/var/run/security-profiles-operator/"));
         assert!(!listener_path_ok("/tmp/agent.sock"));
         let re = regex::Regex::new(LISTENER_PATH_PATTERN).expect("regex");
-        for p in ["/var/run/security-profiles-operator/a.sock", "/var/run/security-profiles-operator/a/b", "/x"] {
+        for p in [
+            "/var/run/security-profiles-operator/a.sock",
+            "/var/run/security-profiles-operator/a/b",
+            "/x",
+        ] {
             assert_eq!(re.is_match(p), listener_path_ok(p), "{p}");
         }
     }

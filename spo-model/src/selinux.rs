@@ -26,9 +26,9 @@ pub const MAX_RAW_POLICY_CHARS: usize = 500_000;
     derive = "PartialEq",
     crates(kube_core = "::kube_core"),
     doc = "SelinuxProfile is a SELinux policy for containers, written as allow rules over inherited templates.",
-    printcolumn(name = "Usage", type_ = "string", json_path = ".status.usage"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Usage","type":"string","jsonPath":".status.usage"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SelinuxProfileSpec {
@@ -53,7 +53,10 @@ pub struct SelinuxProfileSpec {
 }
 
 fn default_inherit() -> Vec<PolicyRef> {
-    vec![PolicyRef { kind: PolicyRefKind::System, name: "container".to_owned() }]
+    vec![PolicyRef {
+        kind: PolicyRefKind::System,
+        name: "container".to_owned(),
+    }]
 }
 
 /// A policy this profile inherits from.
@@ -77,6 +80,7 @@ wire_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)] // the variants are declared by wire_enum!
 impl Default for PolicyRefKind {
     fn default() -> Self {
         PolicyRefKind::System
@@ -93,6 +97,7 @@ wire_enum!(
     }
 );
 
+#[allow(clippy::derivable_impls)] // the variants are declared by wire_enum!
 impl Default for SelinuxMode {
     fn default() -> Self {
         SelinuxMode::Enforcing
@@ -128,9 +133,9 @@ pub struct SelinuxProfileStatus {
     derive = "PartialEq",
     crates(kube_core = "::kube_core"),
     doc = "RawSelinuxProfile is a SELinux policy written directly in CIL, wrapped in its own block.",
-    printcolumn(name = "Usage", type_ = "string", json_path = ".status.usage"),
-    printcolumn(name = "State", type_ = "string", json_path = ".status.status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Usage","type":"string","jsonPath":".status.usage"}"#,
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RawSelinuxProfileSpec {
@@ -157,14 +162,14 @@ pub fn is_selinux_identifier(s: &str) -> bool {
 /// Checks that the name of a SELinux kind can name a CIL block (no dots: CIL uses `.` for
 /// namespaces, so `a.b` would place the profile inside a block `a`).
 fn check_selinux_object_name(name: Option<&str>, problems: &mut Problems) {
-    if let Some(n) = name {
-        if n.contains('.') {
-            problems.error_hint(
-                FieldPath::root().field("metadata").field("name"),
-                format!("{n:?} contains '.', which CIL reads as a namespace separator"),
-                "use a name of lower-case letters, digits and '-'",
-            );
-        }
+    if let Some(n) = name
+        && n.contains('.')
+    {
+        problems.error_hint(
+            FieldPath::root().field("metadata").field("name"),
+            format!("{n:?} contains '.', which CIL reads as a namespace separator"),
+            "use a name of lower-case letters, digits and '-'",
+        );
     }
 }
 
@@ -181,12 +186,20 @@ fn deprecated_disabled(disabled: Option<bool>, problems: &mut Problems) {
 impl SelinuxProfileSpec {
     /// The state after folding in the deprecated `disabled` flag.
     pub fn effective_state(&self) -> SpecState {
-        if self.disabled == Some(true) { SpecState::Disabled } else { self.state }
+        if self.disabled == Some(true) {
+            SpecState::Disabled
+        } else {
+            self.state
+        }
     }
 
     /// The mode after folding in the deprecated `permissive` flag.
     pub fn effective_mode(&self) -> SelinuxMode {
-        if self.permissive == Some(true) { SelinuxMode::Permissive } else { self.mode }
+        if self.permissive == Some(true) {
+            SelinuxMode::Permissive
+        } else {
+            self.mode
+        }
     }
 }
 
@@ -200,7 +213,11 @@ impl SelinuxProfile {
         let root = FieldPath::root().field("spec");
         deprecated_disabled(spec.disabled, &mut problems);
         if spec.permissive.is_some() {
-            problems.warning_hint(root.field("permissive"), "deprecated field", "use mode: Enforcing|Permissive");
+            problems.warning_hint(
+                root.field("permissive"),
+                "deprecated field",
+                "use mode: Enforcing|Permissive",
+            );
         }
 
         if spec.inherit.is_empty() {
@@ -231,7 +248,11 @@ impl SelinuxProfile {
                 problems.error(p.field("name"), "a profile cannot inherit from itself");
             }
             if !seen.insert((r.kind, r.name.as_str())) {
-                problems.warning_hint(p, format!("{} {} is inherited twice", r.kind, r.name), "remove the repeated entry");
+                problems.warning_hint(
+                    p,
+                    format!("{} {} is inherited twice", r.kind, r.name),
+                    "remove the repeated entry",
+                );
             }
         }
 
@@ -246,7 +267,11 @@ impl SelinuxProfile {
                 problems.error_hint(lp.clone(), format!("{label:?} is not a SELinux type"), hint);
             }
             if classes.is_empty() {
-                problems.warning_hint(lp.clone(), "no object classes, so nothing is allowed", "add classes or remove the label");
+                problems.warning_hint(
+                    lp.clone(),
+                    "no object classes, so nothing is allowed",
+                    "add classes or remove the label",
+                );
             }
             for (class, perms) in classes {
                 let cp = lp.key(class);
@@ -258,7 +283,11 @@ impl SelinuxProfile {
                     );
                 }
                 if perms.is_empty() {
-                    problems.error_hint(cp.clone(), "lists no permissions", "add permissions such as read, open, or remove the class");
+                    problems.error_hint(
+                        cp.clone(),
+                        "lists no permissions",
+                        "add permissions such as read, open, or remove the class",
+                    );
                 }
                 for (k, perm) in perms.iter().enumerate() {
                     if !is_selinux_identifier(perm) {
@@ -279,7 +308,11 @@ impl SelinuxProfile {
 impl RawSelinuxProfileSpec {
     /// The state after folding in the deprecated `disabled` flag.
     pub fn effective_state(&self) -> SpecState {
-        if self.disabled == Some(true) { SpecState::Disabled } else { self.state }
+        if self.disabled == Some(true) {
+            SpecState::Disabled
+        } else {
+            self.state
+        }
     }
 }
 
@@ -295,9 +328,16 @@ impl RawSelinuxProfile {
         let policy = &self.spec.policy;
         let chars = policy.chars().count();
         if policy.trim().is_empty() {
-            problems.error_hint(p.clone(), "policy is empty", "write CIL statements such as (allow process self (file (read)))");
+            problems.error_hint(
+                p.clone(),
+                "policy is empty",
+                "write CIL statements such as (allow process self (file (read)))",
+            );
         } else if chars > MAX_RAW_POLICY_CHARS {
-            problems.error(p.clone(), format!("{chars} characters, at most {MAX_RAW_POLICY_CHARS} are allowed"));
+            problems.error(
+                p.clone(),
+                format!("{chars} characters, at most {MAX_RAW_POLICY_CHARS} are allowed"),
+            );
         }
         if let Some((line, msg)) = check_cil_balance(policy) {
             problems.error_hint(
@@ -358,7 +398,9 @@ pub fn check_cil_balance(text: &str) -> Option<(usize, String)> {
             _ => {}
         }
     }
-    open_lines.last().map(|&l| (l, format!("'(' is never closed ({depth} unclosed)")))
+    open_lines
+        .last()
+        .map(|&l| (l, format!("'(' is never closed ({depth} unclosed)")))
 }
 
 /// Parses a list of SELinux identifiers from an SPOD option, reporting bad ones.
@@ -385,7 +427,13 @@ mod tests {
             "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SelinuxProfile\nmetadata: {name: nginx}\nspec:\n  allow:\n    '@self':\n      tcp_socket: [listen]\n",
         )
         .expect("parse");
-        assert_eq!(sp.spec.inherit, vec![PolicyRef { kind: PolicyRefKind::System, name: "container".into() }]);
+        assert_eq!(
+            sp.spec.inherit,
+            vec![PolicyRef {
+                kind: PolicyRefKind::System,
+                name: "container".into()
+            }]
+        );
         assert_eq!(sp.spec.mode, SelinuxMode::Enforcing);
         assert!(sp.validate().is_empty(), "{}", sp.validate());
     }
@@ -418,7 +466,10 @@ mod tests {
         assert_eq!(check_cil_balance("; comment with )\n(allow a b (c (d)))"), None);
         assert_eq!(check_cil_balance("(typeattributeset x \")\")"), None);
         assert_eq!(check_cil_balance("(a))\n(b)").map(|x| x.0), Some(1));
-        assert_eq!(check_cil_balance("(a)\n(b\n"), Some((2, "'(' is never closed (1 unclosed)".into())));
+        assert_eq!(
+            check_cil_balance("(a)\n(b\n"),
+            Some((2, "'(' is never closed (1 unclosed)".into()))
+        );
         assert_eq!(check_cil_balance("\"abc").map(|x| x.0), Some(1));
     }
 }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::common::Condition;
 use crate::seccomp::{SeccompAction, is_syscall_name_syntax};
 use crate::selinux::{check_identifier_list, is_selinux_identifier};
-use crate::validate::{FieldPath, Problems, Severity, check_duplicates, check_label_selector, check_metadata, is_dns_subdomain};
+use crate::validate::{
+    FieldPath, Problems, Severity, check_duplicates, check_label_selector, check_metadata, is_dns_subdomain,
+};
 
 /// The configuration of the operator's node agent.
 #[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
@@ -27,8 +29,8 @@ use crate::validate::{FieldPath, Problems, Severity, check_duplicates, check_lab
     derive = "Default",
     crates(kube_core = "::kube_core"),
     doc = "SecurityProfilesOperatorDaemon configures the operator's node agent.",
-    printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"State","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SpodSpec {
@@ -273,32 +275,39 @@ impl SecurityProfilesOperatorDaemon {
         let spec = &self.spec;
         let root = FieldPath::root().field("spec");
 
-        if let Some(v) = spec.verbosity {
-            if v > 1 {
-                problems.error_hint(root.field("verbosity"), format!("{v} is out of range 0..=1"), "0 logs normally, 1 adds debug logs");
-            }
+        if let Some(v) = spec.verbosity
+            && v > 1
+        {
+            problems.error_hint(
+                root.field("verbosity"),
+                format!("{v} is out of range 0..=1"),
+                "0 logs normally, 1 adds debug logs",
+            );
         }
-        if let Some(p) = &spec.host_proc_volume_path {
-            if !p.starts_with('/') || p.split('/').any(|c| c == "..") || p.chars().any(char::is_control) {
-                problems.error_hint(
-                    root.field("hostProcVolumePath"),
-                    format!("{p:?} is not a clean absolute path"),
-                    "write an absolute path without '..', such as /proc",
-                );
-            }
+        if let Some(p) = &spec.host_proc_volume_path
+            && (!p.starts_with('/') || p.split('/').any(|c| c == "..") || p.chars().any(char::is_control))
+        {
+            problems.error_hint(
+                root.field("hostProcVolumePath"),
+                format!("{p:?} is not a clean absolute path"),
+                "write an absolute path without '..', such as /proc",
+            );
         }
         for (i, s) in spec.image_pull_secrets.iter().flatten().enumerate() {
             if !is_dns_subdomain(&s.name) {
-                problems.error(root.field("imagePullSecrets").index(i).field("name"), "must name a Secret");
+                problems.error(
+                    root.field("imagePullSecrets").index(i).field("name"),
+                    "must name a Secret",
+                );
             }
         }
 
         if let Some(se) = &spec.selinux {
             let sp = root.field("selinux");
-            if let Some(t) = &se.type_tag {
-                if !is_selinux_identifier(t) {
-                    problems.error(sp.field("typeTag"), format!("{t:?} is not a SELinux type"));
-                }
+            if let Some(t) = &se.type_tag
+                && !is_selinux_identifier(t)
+            {
+                problems.error(sp.field("typeTag"), format!("{t:?} is not a SELinux type"));
             }
             if let Some(cm) = &se.custom_templates_config_map {
                 let ok = match cm.split_once('/') {
@@ -306,7 +315,11 @@ impl SecurityProfilesOperatorDaemon {
                     None => is_dns_subdomain(cm),
                 };
                 if !ok {
-                    problems.error_hint(sp.field("customTemplatesConfigMap"), format!("{cm:?} is not a ConfigMap name"), "write name or namespace/name");
+                    problems.error_hint(
+                        sp.field("customTemplatesConfigMap"),
+                        format!("{cm:?} is not a ConfigMap name"),
+                        "write name or namespace/name",
+                    );
                 }
             }
             if se.enable_raw_selinux_profiles == Some(true) && se.enable == Some(false) {
@@ -335,7 +348,12 @@ impl SecurityProfilesOperatorDaemon {
                 for (allowed_field, allowed, denied_field, denied) in [
                     ("allowedTypes", &o.allowed_types, "deniedTypes", &o.denied_types),
                     ("allowedClasses", &o.allowed_classes, "deniedClasses", &o.denied_classes),
-                    ("allowedPermissions", &o.allowed_permissions, "deniedPermissions", &o.denied_permissions),
+                    (
+                        "allowedPermissions",
+                        &o.allowed_permissions,
+                        "deniedPermissions",
+                        &o.denied_permissions,
+                    ),
                 ] {
                     for (i, a) in allowed.iter().flatten().enumerate() {
                         if denied.iter().flatten().any(|d| d == a) {
@@ -352,17 +370,32 @@ impl SecurityProfilesOperatorDaemon {
 
         if let Some(en) = &spec.enricher {
             let ep = root.field("enricher");
-            for (field, value) in [("logEnricherFilters", &en.log_enricher_filters), ("jsonEnricherFilters", &en.json_enricher_filters)] {
+            for (field, value) in [
+                ("logEnricherFilters", &en.log_enricher_filters),
+                ("jsonEnricherFilters", &en.json_enricher_filters),
+            ] {
                 if let Some(text) = value {
                     match serde_json::from_str::<serde_json::Value>(text) {
                         Ok(serde_json::Value::Array(_)) => {}
-                        Ok(_) => problems.error_hint(ep.field(field), "is not a JSON list", r#"write a JSON list such as [{"priority":100,"level":"Metadata"}]"#),
-                        Err(e) => problems.error_hint(ep.field(field), format!("is not valid JSON: {e}"), "write a JSON list of filters"),
+                        Ok(_) => problems.error_hint(
+                            ep.field(field),
+                            "is not a JSON list",
+                            r#"write a JSON list such as [{"priority":100,"level":"Metadata"}]"#,
+                        ),
+                        Err(e) => problems.error_hint(
+                            ep.field(field),
+                            format!("is not valid JSON: {e}"),
+                            "write a JSON list of filters",
+                        ),
                     }
                 }
             }
             if en.log_enricher_source.is_some() && en.enable_log_enricher != Some(true) {
-                problems.warning_hint(ep.field("logEnricherSource"), "has no effect while enableLogEnricher is not true", "set enableLogEnricher: true");
+                problems.warning_hint(
+                    ep.field("logEnricherSource"),
+                    "has no effect while enableLogEnricher is not true",
+                    "set enableLogEnricher: true",
+                );
             }
         }
 
@@ -386,10 +419,18 @@ impl SecurityProfilesOperatorDaemon {
             if let Some(names) = &sec.allowed_syscalls {
                 for (i, n) in names.iter().enumerate() {
                     if !is_syscall_name_syntax(n) {
-                        problems.error(sp.field("allowedSyscalls").index(i), format!("{n:?} is not a syscall name"));
+                        problems.error(
+                            sp.field("allowedSyscalls").index(i),
+                            format!("{n:?} is not a syscall name"),
+                        );
                     }
                 }
-                check_duplicates(&sp.field("allowedSyscalls"), names.iter().map(String::as_str), Severity::Warning, &mut problems);
+                check_duplicates(
+                    &sp.field("allowedSyscalls"),
+                    names.iter().map(String::as_str),
+                    Severity::Warning,
+                    &mut problems,
+                );
                 if names.is_empty() {
                     problems.warning_hint(
                         sp.field("allowedSyscalls"),
@@ -398,11 +439,14 @@ impl SecurityProfilesOperatorDaemon {
                     );
                 }
             }
-            for (field, value) in [("allowedIdentityRegexp", &sec.allowed_identity_regexp), ("allowedOidcIssuerRegexp", &sec.allowed_oidc_issuer_regexp)] {
-                if let Some(re) = value {
-                    if let Err(e) = regex::Regex::new(re) {
-                        problems.error(sp.field(field), format!("is not a valid regular expression: {e}"));
-                    }
+            for (field, value) in [
+                ("allowedIdentityRegexp", &sec.allowed_identity_regexp),
+                ("allowedOidcIssuerRegexp", &sec.allowed_oidc_issuer_regexp),
+            ] {
+                if let Some(re) = value
+                    && let Err(e) = regex::Regex::new(re)
+                {
+                    problems.error(sp.field(field), format!("is not a valid regular expression: {e}"));
                 }
             }
         }

@@ -33,9 +33,7 @@ pub const OBJECT_META_FIELDS: &[&str] = &[
 /// Hints for fields that were renamed or moved between upstream API versions.
 fn legacy_hint(path: &FieldPath, key: &str) -> Option<&'static str> {
     match (path.as_str(), key) {
-        ("spec", "tolerations" | "affinity" | "priorityClassName") => {
-            Some("in v1 this lives under spec.scheduling")
-        }
+        ("spec", "tolerations" | "affinity" | "priorityClassName") => Some("in v1 this lives under spec.scheduling"),
         ("spec", "allowedSyscalls" | "allowedSeccompActions") => Some("in v1 this lives under spec.security"),
         ("spec", "enableSelinux" | "selinuxOptions" | "selinuxTypeTag" | "enableRawSelinuxProfiles") => {
             Some("in v1 SELinux settings live under spec.selinux")
@@ -75,10 +73,16 @@ fn expected_name(t: &str) -> &str {
 
 fn walk(value: &mut Value, schema: &Value, path: &FieldPath, problems: &mut Problems) {
     let Some(schema) = schema.as_object() else { return };
-    let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+    let preserve = schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
     if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
-            problems.error(path.clone(), format!("expected an integer or a string, found {}", type_name(value)));
+            problems.error(
+                path.clone(),
+                format!("expected an integer or a string, found {}", type_name(value)),
+            );
         }
         return;
     }
@@ -124,7 +128,13 @@ fn walk(value: &mut Value, schema: &Value, path: &FieldPath, problems: &mut Prob
     }
 }
 
-fn walk_object(map: &mut Map<String, Value>, schema: &Map<String, Value>, preserve: bool, path: &FieldPath, problems: &mut Problems) {
+fn walk_object(
+    map: &mut Map<String, Value>,
+    schema: &Map<String, Value>,
+    preserve: bool,
+    path: &FieldPath,
+    problems: &mut Problems,
+) {
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
     // Drop nulls the schema does not allow, as the apiserver prunes them.
@@ -132,15 +142,17 @@ fn walk_object(map: &mut Map<String, Value>, schema: &Map<String, Value>, preser
         if !v.is_null() {
             return true;
         }
-        let nullable = props
+
+        props
             .and_then(|p| p.get(k))
             .or(additional)
             .and_then(|s| s.get("nullable"))
             .and_then(Value::as_bool)
-            == Some(true);
-        nullable
+            == Some(true)
     });
-    let known: Vec<&str> = props.map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+    let known: Vec<&str> = props
+        .map(|p| p.keys().map(String::as_str).collect())
+        .unwrap_or_default();
     let at_root = path.as_str().is_empty();
     for (key, child) in map.iter_mut() {
         let child_path = path.field(key);
@@ -171,10 +183,10 @@ fn walk_object(map: &mut Map<String, Value>, schema: &Map<String, Value>, preser
         }
     }
     for req in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
-        if let Some(r) = req.as_str() {
-            if !map.contains_key(r) {
-                problems.error(path.field(r), "required field is missing");
-            }
+        if let Some(r) = req.as_str()
+            && !map.contains_key(r)
+        {
+            problems.error(path.field(r), "required field is missing");
         }
     }
     check_count(map.len(), schema, path, problems, "properties");
@@ -217,17 +229,21 @@ fn check_metadata_fields(map: &mut Map<String, Value>, path: &FieldPath, problem
 }
 
 fn check_count(n: usize, schema: &Map<String, Value>, path: &FieldPath, problems: &mut Problems, what: &str) {
-    let (min_key, max_key) = if what == "items" { ("minItems", "maxItems") } else { ("minProperties", "maxProperties") };
+    let (min_key, max_key) = if what == "items" {
+        ("minItems", "maxItems")
+    } else {
+        ("minProperties", "maxProperties")
+    };
     let noun = if what == "items" { "items" } else { "entries" };
-    if let Some(min) = schema.get(min_key).and_then(Value::as_u64) {
-        if (n as u64) < min {
-            problems.error(path.clone(), format!("{n} {noun}, at least {min} required"));
-        }
+    if let Some(min) = schema.get(min_key).and_then(Value::as_u64)
+        && (n as u64) < min
+    {
+        problems.error(path.clone(), format!("{n} {noun}, at least {min} required"));
     }
-    if let Some(max) = schema.get(max_key).and_then(Value::as_u64) {
-        if (n as u64) > max {
-            problems.error(path.clone(), format!("{n} {noun}, at most {max} allowed"));
-        }
+    if let Some(max) = schema.get(max_key).and_then(Value::as_u64)
+        && (n as u64) > max
+    {
+        problems.error(path.clone(), format!("{n} {noun}, at most {max} allowed"));
     }
 }
 
@@ -235,21 +251,29 @@ fn check_string(s: &str, schema: &Map<String, Value>, path: &FieldPath, problems
     if let Some(options) = schema.get("enum").and_then(Value::as_array) {
         let names: Vec<&str> = options.iter().filter_map(Value::as_str).collect();
         if !names.contains(&s) {
-            problems.error_hint(path.clone(), format!("unknown value {s:?}"), suggestion(s, names.iter().copied()));
+            problems.error_hint(
+                path.clone(),
+                format!("unknown value {s:?}"),
+                suggestion(s, names.iter().copied()),
+            );
             return;
         }
     }
     let len = s.chars().count() as u64;
-    if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
-        if len < min {
-            let msg = if len == 0 { "must not be empty".to_owned() } else { format!("{len} characters, at least {min} required") };
-            problems.error(path.clone(), msg);
-        }
+    if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+        && len < min
+    {
+        let msg = if len == 0 {
+            "must not be empty".to_owned()
+        } else {
+            format!("{len} characters, at least {min} required")
+        };
+        problems.error(path.clone(), msg);
     }
-    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
-        if len > max {
-            problems.error(path.clone(), format!("{len} characters, at most {max} allowed"));
-        }
+    if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+        && len > max
+    {
+        problems.error(path.clone(), format!("{len} characters, at most {max} allowed"));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         match Regex::new(pattern) {
@@ -314,7 +338,10 @@ mod tests {
                 "d: \"y\" does not match ^x+$",
             ]
         );
-        assert_eq!(check(json!({"a": "1"}), schema.clone()), vec!["a: expected integer, found string (remove the quotes around \"1\")"]);
+        assert_eq!(
+            check(json!({"a": "1"}), schema.clone()),
+            vec!["a: expected integer, found string (remove the quotes around \"1\")"]
+        );
         assert_eq!(check(json!({}), schema), vec!["a: required field is missing"]);
     }
 

@@ -47,7 +47,11 @@ impl FieldPath {
 
 impl fmt::Display for FieldPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() { f.write_str("<document>") } else { f.write_str(&self.0) }
+        if self.0.is_empty() {
+            f.write_str("<document>")
+        } else {
+            f.write_str(&self.0)
+        }
     }
 }
 
@@ -78,12 +82,22 @@ pub struct Problem {
 impl Problem {
     /// An error at `path`.
     pub fn error(path: FieldPath, message: impl Into<String>) -> Self {
-        Problem { severity: Severity::Error, path, message: message.into(), hint: None }
+        Problem {
+            severity: Severity::Error,
+            path,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// A warning at `path`.
     pub fn warning(path: FieldPath, message: impl Into<String>) -> Self {
-        Problem { severity: Severity::Warning, path, message: message.into(), hint: None }
+        Problem {
+            severity: Severity::Warning,
+            path,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// The same problem with a fix hint.
@@ -264,7 +278,8 @@ fn is_dns_label_loose(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -309,10 +324,10 @@ pub fn check_label(path: &FieldPath, key: &str, value: &str, problems: &mut Prob
         Some((p, n)) => (Some(p), n),
         None => (None, key),
     };
-    if let Some(p) = prefix {
-        if !is_dns_subdomain(p) {
-            problems.error(path.clone(), format!("label key prefix {p:?} is not a DNS subdomain"));
-        }
+    if let Some(p) = prefix
+        && !is_dns_subdomain(p)
+    {
+        problems.error(path.clone(), format!("label key prefix {p:?} is not a DNS subdomain"));
     }
     if !is_label_value(name) || name.is_empty() {
         problems.error(path.clone(), format!("label key name {name:?} is invalid"));
@@ -333,7 +348,8 @@ pub fn is_label_value(s: &str) -> bool {
         return true;
     }
     b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
 }
@@ -351,12 +367,18 @@ pub fn check_label_selector(path: &FieldPath, sel: &LabelSelector, problems: &mu
         match req.operator.as_str() {
             "In" | "NotIn" => {
                 if values.is_empty() {
-                    problems.error(p.field("values"), format!("must not be empty for operator {}", req.operator));
+                    problems.error(
+                        p.field("values"),
+                        format!("must not be empty for operator {}", req.operator),
+                    );
                 }
             }
             "Exists" | "DoesNotExist" => {
                 if !values.is_empty() {
-                    problems.error(p.field("values"), format!("must be empty for operator {}", req.operator));
+                    problems.error(
+                        p.field("values"),
+                        format!("must be empty for operator {}", req.operator),
+                    );
                 }
             }
             other => problems.error_hint(
@@ -398,9 +420,18 @@ mod tests {
 
     #[test]
     fn paths_render_like_kubectl() {
-        let p = FieldPath::root().field("spec").field("syscalls").index(3).field("args").index(0).field("index");
+        let p = FieldPath::root()
+            .field("spec")
+            .field("syscalls")
+            .index(3)
+            .field("args")
+            .index(0)
+            .field("index");
         assert_eq!(p.as_str(), "spec.syscalls[3].args[0].index");
-        assert_eq!(FieldPath::root().field("spec").field("allow").key("@self").as_str(), "spec.allow[@self]");
+        assert_eq!(
+            FieldPath::root().field("spec").field("allow").key("@self").as_str(),
+            "spec.allow[@self]"
+        );
         assert_eq!(FieldPath::root().to_string(), "<document>");
     }
 

@@ -16,7 +16,10 @@ fn main() -> Result<()> {
 }
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 fn write_crds(dir: &Path) -> Result<()> {
@@ -59,6 +62,9 @@ fn check_crds(dir: &Path) -> Result<()> {
         println!("deploy/crds is up to date ({} files)", files.len());
         Ok(())
     } else {
-        bail!("deploy/crds has drifted from the Rust types:\n  {}\nrun `cargo xtask crds` and commit the result", drift.join("\n  "))
+        bail!(
+            "deploy/crds has drifted from the Rust types:\n  {}\nrun `cargo xtask crds` and commit the result",
+            drift.join("\n  ")
+        )
     }
 }
