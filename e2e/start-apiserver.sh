@@ -4,7 +4,7 @@
 #   e2e/start-apiserver.sh STATE_DIR [extra kube-apiserver flags...]
 #
 # Builds e2e/apiserver into $SPO_E2E_BIN (default ${XDG_CACHE_HOME:-$HOME/.cache}/spo-rs/e2e-apiserver)
-# when the binary is missing or older than its sources, starts it in the background
+# when the binary is missing or its sources changed, starts it in the background
 # (log: STATE_DIR/apiserver.log, pid: STATE_DIR/apiserver.pid), waits up to
 # $SPO_E2E_READY_TIMEOUT seconds (default 180) for READY and prints
 #   apiserver ready: kubeconfig=STATE_DIR/kubeconfig
@@ -30,10 +30,11 @@ if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   exit 1
 fi
 
+# Rebuild when the sources (or this script's build recipe) changed since the last
+# build; a content hash, not mtimes, so a fresh clone reuses a cached binary.
+stamp="$(cat "$src"/go.mod "$src"/go.sum "$src"/*.go "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 need_build=0
-if [ "${SPO_E2E_REBUILD:-0}" = 1 ] || [ ! -x "$bin" ]; then
-  need_build=1
-elif [ -n "$(find "$src" -maxdepth 1 \( -name '*.go' -o -name go.mod -o -name go.sum \) -newer "$bin" -print -quit)" ]; then
+if [ "${SPO_E2E_REBUILD:-0}" = 1 ] || [ ! -x "$bin" ] || [ "$(cat "$bin.stamp" 2>/dev/null)" != "$stamp" ]; then
   need_build=1
 fi
 if [ "$need_build" = 1 ]; then
@@ -49,11 +50,12 @@ if [ "$need_build" = 1 ]; then
     vpkg=k8s.io/component-base/version
     # Same version stamping as the upstream build (hack/lib/version.sh), so
     # /version and `kubectl version` report the real release.
-    nice -n 10 go build -trimpath -o "$bin.tmp.$$" \
+    nice -n 10 go build -trimpath -buildvcs=false -o "$bin.tmp.$$" \
       -ldflags "-s -w -X $vpkg.gitVersion=$kver -X $vpkg.gitMajor=$major -X $vpkg.gitMinor=$minor -X $vpkg.gitTreeState=clean -X $vpkg.buildDate=1970-01-01T00:00:00Z" \
       .
   )
   mv -f "$bin.tmp.$$" "$bin"
+  echo "$stamp" >"$bin.stamp"
   echo "built in $(( $(date +%s) - started ))s" >&2
 fi
 

@@ -266,6 +266,17 @@ pub fn parse_source(source_name: &str, text: &str) -> Result<Vec<Document>, Mode
     Ok(docs)
 }
 
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
 fn looks_like_json(text: &str) -> bool {
     let t = text.trim_start();
     t.starts_with('{') || t.starts_with('[')
@@ -276,20 +287,25 @@ type RawDoc = (usize, Result<Value, Problem>);
 fn split_json(text: &str) -> Vec<RawDoc> {
     // A stream of JSON values (one object, an array, or several objects in a row).
     let mut out = Vec::new();
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<UniqueKeys>();
     loop {
         let offset = stream.byte_offset();
         let line = 1 + text[..offset].matches('\n').count() + leading_newlines(&text[offset..]);
         match stream.next() {
             None => break,
-            Some(Ok(Value::Array(items))) => out.extend(items.into_iter().map(|v| (line, Ok(v)))),
-            Some(Ok(v)) => out.push((line, Ok(v))),
+            Some(Ok(UniqueKeys(Value::Array(items)))) => out.extend(items.into_iter().map(|v| (line, Ok(v)))),
+            Some(Ok(UniqueKeys(v))) => out.push((line, Ok(v))),
             Some(Err(e)) => {
                 out.push((
                     e.line(),
                     Err(Problem::error(
                         FieldPath::root(),
-                        format!("JSON syntax error at line {}, column {}: {e}", e.line(), e.column()),
+                        format!(
+                            "JSON syntax error at line {}, column {}: {}",
+                            e.line(),
+                            e.column(),
+                            strip_location(&e.to_string())
+                        ),
                     )),
                 ));
                 break;
@@ -297,6 +313,11 @@ fn split_json(text: &str) -> Vec<RawDoc> {
         }
     }
     out
+}
+
+/// A parser message without its trailing " at line L column C", which we print ourselves.
+fn strip_location(msg: &str) -> String {
+    msg.split(" at line ").next().unwrap_or(msg).to_owned()
 }
 
 fn leading_newlines(s: &str) -> usize {
@@ -339,7 +360,7 @@ fn split_yaml(text: &str) -> Vec<RawDoc> {
         }
         let Some(offset) = first_content else { continue };
         let line = start + offset;
-        let parsed = serde_norway::from_str::<Value>(&chunk).map_err(|e| {
+        let parsed = serde_norway::from_str::<UniqueKeys>(&chunk).map(|u| u.0).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!(" at line {}, column {}", start + l.line() - 1, l.column()))
@@ -407,6 +428,33 @@ pub fn check_document(index: usize, line: usize, mut value: Value) -> Document {
         return doc;
     }
 
+    if let Some(v) = value.get("apiVersion").filter(|v| !v.is_string()) {
+        problems.error(
+            FieldPath::root().field("apiVersion"),
+            format!("expected string, found {}", json_type(v)),
+        );
+        doc.problems = problems;
+        return doc;
+    }
+    if let Some(v) = value.get("kind").filter(|v| !v.is_string()) {
+        problems.error(
+            FieldPath::root().field("kind"),
+            format!("expected string, found {}", json_type(v)),
+        );
+        doc.problems = problems;
+        return doc;
+    }
+    if let Some(av) = api_version.as_deref().filter(|av| !av.contains('/')) {
+        if av == GROUP || strsim::levenshtein(av, GROUP) <= 3 {
+            problems.error_hint(
+                FieldPath::root().field("apiVersion"),
+                format!("{av:?} has no version"),
+                format!("write apiVersion: {API_VERSION}"),
+            );
+            doc.problems = problems;
+            return doc;
+        }
+    }
     let kind = match (&api_version, &kind_name) {
         (None, _) => {
             problems.error_hint(
@@ -563,6 +611,34 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_keys_are_errors() {
+        let yaml = "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {name: d}\nspec:\n  defaultAction: SCMP_ACT_LOG\n  defaultAction: SCMP_ACT_ALLOW\n";
+        let docs = parse_source("d.yaml", yaml).expect("parse");
+        let msg = &docs[0].problems.iter().next().expect("problem").message;
+        assert!(msg.contains("duplicate key \"defaultAction\""), "{msg}");
+        let json = r#"{"apiVersion": "v1", "kind": "Pod", "kind": "Service"}"#;
+        let docs = parse_source("d.json", json).expect("parse");
+        assert!(docs[0].has_errors());
+    }
+
+    #[test]
+    fn api_version_without_version() {
+        let docs = parse_source(
+            "v.yaml",
+            "apiVersion: security-profiles-operator.x-k8s.io\nkind: SeccompProfile\n",
+        )
+        .expect("parse");
+        let p = docs[0].problems.iter().next().expect("problem");
+        assert_eq!(p.path.as_str(), "apiVersion");
+        assert!(p.message.contains("has no version"), "{p}");
+        let docs = parse_source("v.yaml", "apiVersion: 1\nkind: SeccompProfile\n").expect("parse");
+        assert_eq!(
+            docs[0].problems.iter().next().expect("problem").message,
+            "expected string, found number"
+        );
+    }
+
+    #[test]
     fn limits_and_encoding() {
         let big = vec![b' '; MAX_SOURCE_BYTES + 1];
         assert!(matches!(decode_source("big", &big), Err(ModelError::TooLarge { .. })));
@@ -570,5 +646,72 @@ mod tests {
             decode_source("bin", b"abc\xff"),
             Err(ModelError::NotUtf8 { offset: 3, .. })
         ));
+    }
+}
+
+/// A JSON value deserialized from YAML or JSON that refuses duplicate mapping keys, as
+/// kubectl does: with plain maps the last duplicate would silently win.
+struct UniqueKeys(Value);
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor).map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a YAML or JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format!("{v} is not a finite number")))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(UniqueKeysVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(UniqueKeys(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(v) = map.next_value()?;
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
     }
 }

@@ -377,7 +377,7 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
     let rules = spec.rules();
     let listener = spec.listener_path.is_some();
     // Unconditional action per syscall name, to find rules that contradict each other.
-    let mut unconditional: BTreeMap<&str, (usize, SeccompAction)> = BTreeMap::new();
+    let mut unconditional: BTreeMap<&str, (usize, SeccompAction, Option<i64>)> = BTreeMap::new();
     for (i, rule) in rules.iter().enumerate() {
         let rp = root.field("syscalls").index(i);
         if rule.names.is_empty() {
@@ -443,6 +443,13 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
         }
         for (k, arg) in args.iter().enumerate() {
             let ap = rp.field("args").index(k);
+            if let Some(first) = args[..k].iter().position(|a| a.index == arg.index) {
+                problems.warning_hint(
+                    ap.field("index"),
+                    format!("argument {} is already compared in args[{first}]", arg.index),
+                    "libseccomp cannot AND two comparisons of one argument; runtimes split them into separate rules, so the rule matches when EITHER holds",
+                );
+            }
             if arg.index as usize >= MAX_ARGS {
                 problems.error_hint(
                     ap.field("index"),
@@ -486,14 +493,24 @@ fn validate_spec(spec: &SeccompProfileSpec, name: Option<&str>, problems: &mut P
         if args.is_empty() {
             for n in &rule.names {
                 match unconditional.get(n.as_str()) {
-                    Some(&(first, action)) if action != rule.action => problems.error_hint(
-                        rp.field("names"),
-                        format!("{n} is {} here but {action} in spec.syscalls[{first}]", rule.action),
-                        "a syscall can have one unconditional action; remove one of the rules",
-                    ),
+                    Some(&(first, action, errno)) if action != rule.action || errno != rule.errno_ret => {
+                        let describe = |a: SeccompAction, e: Option<i64>| match e {
+                            Some(e) => format!("{a} (errnoRet {e})"),
+                            None => a.to_string(),
+                        };
+                        problems.error_hint(
+                            rp.field("names"),
+                            format!(
+                                "{n} is {} here but {} in spec.syscalls[{first}]",
+                                describe(rule.action, rule.errno_ret),
+                                describe(action, errno)
+                            ),
+                            "a syscall can have one unconditional action; remove one of the rules",
+                        )
+                    }
                     Some(_) => {}
                     None => {
-                        unconditional.insert(n.as_str(), (i, rule.action));
+                        unconditional.insert(n.as_str(), (i, rule.action, rule.errno_ret));
                     }
                 }
             }

@@ -302,6 +302,33 @@ impl SecurityProfilesOperatorDaemon {
             }
         }
 
+        if let Some(sched) = &spec.scheduling {
+            for (i, t) in sched.tolerations.iter().flatten().enumerate() {
+                let tp = root.field("scheduling").field("tolerations").index(i);
+                if let Some(op) = t.operator.as_deref().filter(|op| !["Exists", "Equal"].contains(op)) {
+                    problems.error_hint(
+                        tp.field("operator"),
+                        format!("unknown operator {op:?}"),
+                        crate::validate::suggestion(op, ["Exists", "Equal"]),
+                    );
+                }
+                if let Some(e) = t
+                    .effect
+                    .as_deref()
+                    .filter(|e| !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(e))
+                {
+                    problems.error_hint(
+                        tp.field("effect"),
+                        format!("unknown effect {e:?}"),
+                        crate::validate::suggestion(e, ["NoSchedule", "PreferNoSchedule", "NoExecute"]),
+                    );
+                }
+                if t.operator.as_deref() == Some("Exists") && t.value.as_deref().is_some_and(|v| !v.is_empty()) {
+                    problems.error(tp.field("value"), "must be empty when operator is Exists");
+                }
+            }
+        }
+
         if let Some(se) = &spec.selinux {
             let sp = root.field("selinux");
             if let Some(t) = &se.type_tag
