@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod compile;
+pub mod convert;
+pub mod merge;
 pub mod validate;
 
 /// Security profiles (seccomp, SELinux, AppArmor) on one machine, without Kubernetes.
@@ -19,7 +22,10 @@ Examples:
   spoc validate examples/manifests/           check every manifest in a directory
   spoc validate profile.yaml other.json       check files (multi-document YAML or JSON)
   kubectl get sp -o yaml | spoc validate -    check what a cluster holds
-  spoc validate --output json bad.yaml        machine-readable results";
+  spoc validate --output json bad.yaml        machine-readable results
+  spoc convert profile.yaml -o profile.json   SeccompProfile -> OCI runtime JSON
+  spoc merge child.yaml base.yaml             union (or --intersect) of profiles
+  spoc compile profile.yaml                   our BPF program, disassembled, with stats";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -27,11 +33,23 @@ enum Command {
     /// misspelled fields, wrong types and values, and every rule of each kind.
     #[command(after_help = validate::EXAMPLES)]
     Validate(validate::ValidateArgs),
+    /// Convert a SeccompProfile to OCI runtime JSON, or runtime JSON to a SeccompProfile (--to-crd).
+    #[command(after_help = convert::EXAMPLES)]
+    Convert(convert::ConvertArgs),
+    /// Union (or --intersect) SeccompProfiles into one; --check tells whether the others change the first.
+    #[command(after_help = merge::EXAMPLES)]
+    Merge(merge::MergeArgs),
+    /// Compile a SeccompProfile with our cBPF compiler and print the program and its size.
+    #[command(after_help = compile::EXAMPLES)]
+    Compile(compile::CompileArgs),
 }
 
 /// Runs the chosen subcommand and returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Convert(args) => convert::run(&args),
+        Command::Merge(args) => merge::run(&args),
+        Command::Compile(args) => compile::run(&args),
     }
 }

@@ -1,0 +1,148 @@
+//! Installing a compiled filter on the calling process.
+//!
+//! This is one of the two places where the workspace allows `unsafe` (the other is the eBPF
+//! loader): two raw kernel calls, `prctl(PR_SET_NO_NEW_PRIVS)` and
+//! `seccomp(SECCOMP_SET_MODE_FILTER)`. A filter, once installed, cannot be removed; it is
+//! inherited by children and survives `execve`, which is how `spoc run` confines a command.
+#![allow(unsafe_code)]
+
+use spo_model::seccomp::{SeccompFlag, SeccompProfileSpec};
+
+use crate::compile::Program;
+use crate::compile::bpf::{BPF_MAXINSNS, BPF_RET, RET_ACTION_FULL, RET_USER_NOTIF};
+use crate::error::SeccompError;
+
+/// `SECCOMP_SET_MODE_FILTER`.
+const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+/// `SECCOMP_FILTER_FLAG_TSYNC`.
+pub const FLAG_TSYNC: u32 = 1;
+/// `SECCOMP_FILTER_FLAG_LOG`.
+pub const FLAG_LOG: u32 = 2;
+/// `SECCOMP_FILTER_FLAG_SPEC_ALLOW`.
+pub const FLAG_SPEC_ALLOW: u32 = 4;
+/// `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` (Linux 5.19).
+pub const FLAG_WAIT_KILLABLE_RECV: u32 = 32;
+
+/// The seccomp(2) flags a profile asks for.
+pub fn flags_of(spec: &SeccompProfileSpec) -> u32 {
+    spec.flags
+        .iter()
+        .flatten()
+        .map(|f| match f {
+            SeccompFlag::Tsync => FLAG_TSYNC,
+            SeccompFlag::Log => FLAG_LOG,
+            SeccompFlag::SpecAllow => FLAG_SPEC_ALLOW,
+            SeccompFlag::WaitKillableRecv => FLAG_WAIT_KILLABLE_RECV,
+        })
+        .fold(0, |a, b| a | b)
+}
+
+/// Sets `no_new_privs` and installs `program` on the calling thread (on every thread of the
+/// process with [`FLAG_TSYNC`]).
+///
+/// Programs that notify a user-space agent are refused: without an agent holding the
+/// listener, every notified syscall would fail with ENOSYS.
+pub fn install_filter(program: &Program, flags: u32) -> Result<(), SeccompError> {
+    let insns = &program.insns;
+    if insns.is_empty() {
+        return Err(SeccompError::Invalid("the filter program is empty".into()));
+    }
+    if insns.len() > BPF_MAXINSNS {
+        return Err(SeccompError::TooLong {
+            len: insns.len(),
+            limit: BPF_MAXINSNS,
+        });
+    }
+    if insns
+        .iter()
+        .any(|i| i.class() == BPF_RET && i.k & RET_ACTION_FULL == RET_USER_NOTIF)
+    {
+        return Err(SeccompError::Invalid(
+            "the profile uses SCMP_ACT_NOTIFY, which needs a seccomp agent; this command does not run one".into(),
+        ));
+    }
+    // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only and touches no
+    // memory of ours.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_NO_NEW_PRIVS,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if rc != 0 {
+        return Err(SeccompError::Kernel {
+            operation: "setting no_new_privs",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    let len = u16::try_from(insns.len()).map_err(|_| SeccompError::TooLong {
+        len: insns.len(),
+        limit: BPF_MAXINSNS,
+    })?;
+    let fprog = libc::sock_fprog {
+        len,
+        // The kernel only reads the program; `Insn` is `#[repr(C)]` with the layout of
+        // `struct sock_filter`.
+        filter: insns.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `fprog` points at `len` valid, initialised `sock_filter`-layout instructions
+    // that outlive the call; the kernel copies the program before returning.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags as libc::c_ulong,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        tid if tid > 0 => Err(SeccompError::Kernel {
+            operation: "synchronising the seccomp filter to every thread (TSYNC)",
+            source: std::io::Error::other(format!("thread {tid} could not be synchronised")),
+        }),
+        _ => Err(SeccompError::Kernel {
+            operation: "installing the seccomp filter",
+            source: std::io::Error::last_os_error(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compile::bpf::{BPF_K, Insn, RET_ALLOW};
+
+    #[test]
+    fn flags_map_to_kernel_bits() {
+        let mut spec: SeccompProfileSpec = serde_json::from_str(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_LOG"]}"#,
+        )
+        .expect("spec");
+        assert_eq!(flags_of(&spec), 3);
+        spec.flags = None;
+        assert_eq!(flags_of(&spec), 0);
+    }
+
+    #[test]
+    fn refuses_programs_that_cannot_work() {
+        let empty = Program {
+            insns: vec![],
+            comments: vec![],
+        };
+        assert!(install_filter(&empty, 0).is_err());
+        let notify = Program {
+            insns: vec![Insn::stmt(BPF_RET | BPF_K, RET_USER_NOTIF)],
+            comments: vec![None],
+        };
+        assert!(install_filter(&notify, 0).is_err());
+        let long = Program {
+            insns: vec![Insn::stmt(BPF_RET | BPF_K, RET_ALLOW); BPF_MAXINSNS + 1],
+            comments: vec![],
+        };
+        assert!(matches!(install_filter(&long, 0), Err(SeccompError::TooLong { .. })));
+    }
+}

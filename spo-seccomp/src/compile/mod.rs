@@ -1,0 +1,901 @@
+//! Our cBPF compiler: a SeccompProfile spec in, a seccomp filter program out.
+//!
+//! Shape of the program:
+//!
+//! ```text
+//! ld arch; jeq AUDIT_ARCH_1 -> section 1; jeq AUDIT_ARCH_2 -> section 2; ...; ret <bad arch>
+//! section: ld nr; balanced search over intervals of syscall numbers -> outcome
+//! outcome: ret <action>            (syscalls without argument rules, and gaps)
+//!        | argument checks; ret ... (syscalls with argument rules)
+//! ```
+//!
+//! The number line of each architecture is cut into maximal intervals with one outcome
+//! (adjacent syscalls with the same action share an interval, gaps take the default action),
+//! and a balanced tree of `jge` splits finds the interval, so the executed path is
+//! `ceil(log2(intervals))` comparisons plus the return. Paths for syscalls without argument
+//! rules load only `arch` and `nr`, never an argument, so the kernel's action cache
+//! (Linux >= 5.11) can decide them without running the filter.
+//!
+//! 64-bit argument comparisons are done on the two 32-bit halves (word order follows the
+//! architecture's endianness). Conditional jumps reach at most 255 instructions; farther
+//! targets go through `ja` trampolines inserted by the assembler until every offset fits.
+//! Output is deterministic: the same spec always gives the same program.
+
+pub mod bpf;
+pub mod interp;
+
+use std::collections::BTreeMap;
+
+use spo_model::seccomp::{Arch, SeccompAction, SeccompArg, SeccompOperator, SeccompProfileSpec};
+
+use crate::error::SeccompError;
+use crate::syscalls;
+use bpf::*;
+
+/// The errno runtimes use when a rule says SCMP_ACT_ERRNO without `errnoRet` (EPERM).
+pub const DEFAULT_ERRNO: u32 = 1;
+
+/// Bit that marks x32 syscall numbers on x86-64.
+pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// Knobs of the compiler.
+#[derive(Clone, Debug)]
+pub struct CompileOptions {
+    /// The action for a task whose architecture the profile does not list (libseccomp's and
+    /// runc's default is to kill the thread).
+    pub bad_arch_action: SeccompAction,
+    /// What `SCMP_ARCH_NATIVE` and an empty architecture list mean.
+    pub native: Arch,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            bad_arch_action: SeccompAction::KillThread,
+            native: syscalls::native_arch(),
+        }
+    }
+}
+
+/// A compiled filter with a comment per instruction for the disassembly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Program {
+    /// The instructions.
+    pub insns: Vec<Insn>,
+    /// What each instruction is for.
+    pub comments: Vec<Option<String>>,
+}
+
+/// Size figures of a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    /// Number of instructions.
+    pub instructions: usize,
+    /// The most instructions any input can execute.
+    pub longest_path: usize,
+}
+
+impl Program {
+    /// Readable disassembly.
+    pub fn disassemble(&self) -> String {
+        disassemble(&self.insns, &self.comments)
+    }
+
+    /// Instruction count and longest executed path.
+    pub fn stats(&self) -> ProgramStats {
+        ProgramStats {
+            instructions: self.insns.len(),
+            longest_path: longest_path(&self.insns),
+        }
+    }
+}
+
+/// The longest number of instructions executed from the first to a return (programs only
+/// jump forward, so this is a longest path in a DAG).
+pub fn longest_path(insns: &[Insn]) -> usize {
+    let n = insns.len();
+    let mut longest = vec![0usize; n + 1];
+    for i in (0..n).rev() {
+        let ins = insns[i];
+        let next = |off: usize| longest.get(i + 1 + off).copied().unwrap_or(0);
+        longest[i] = 1 + match ins.class() {
+            BPF_RET => 0,
+            BPF_JMP if ins.code & 0xf0 == BPF_JA => next(ins.k as usize),
+            BPF_JMP => next(usize::from(ins.jt)).max(next(usize::from(ins.jf))),
+            _ => next(0),
+        };
+    }
+    longest.first().copied().unwrap_or(0)
+}
+
+/// The filter return value for an action (`errno` for ERRNO and TRACE, EPERM when unset).
+pub fn action_value(action: SeccompAction, errno: Option<i64>) -> u32 {
+    let data = errno.map_or(DEFAULT_ERRNO, |e| e.clamp(0, i64::from(u16::MAX)) as u32);
+    match action {
+        SeccompAction::KillProcess => RET_KILL_PROCESS,
+        SeccompAction::Kill | SeccompAction::KillThread => RET_KILL_THREAD,
+        SeccompAction::Trap => RET_TRAP,
+        SeccompAction::Errno => RET_ERRNO | data.min(4095),
+        SeccompAction::Trace => RET_TRACE | data,
+        SeccompAction::Allow => RET_ALLOW,
+        SeccompAction::Log => RET_LOG,
+        SeccompAction::Notify => RET_USER_NOTIF,
+    }
+}
+
+/// Kernel precedence of a return value: lower is more restrictive (KILL_PROCESS first).
+fn precedence(ret: u32) -> u32 {
+    match ret & RET_ACTION_FULL {
+        RET_KILL_PROCESS => 0,
+        RET_KILL_THREAD => 1,
+        RET_TRAP => 2,
+        RET_ERRNO => 3,
+        RET_USER_NOTIF => 4,
+        RET_TRACE => 5,
+        RET_LOG => 6,
+        _ => 7,
+    }
+}
+
+/// Whether an architecture stores 64-bit values big-endian (so the high word comes first).
+pub fn is_big_endian(arch: Arch) -> bool {
+    matches!(
+        arch,
+        Arch::Mips
+            | Arch::Mips64
+            | Arch::Mips64N32
+            | Arch::Ppc
+            | Arch::Ppc64
+            | Arch::S390
+            | Arch::S390x
+            | Arch::Parisc
+            | Arch::Parisc64
+    )
+}
+
+/// Whether an architecture's syscall arguments are 32 bits wide (x32 included: its
+/// arguments are 32-bit values even though registers are 64-bit).
+pub fn is_32_bit(arch: Arch) -> bool {
+    matches!(
+        arch,
+        Arch::X86
+            | Arch::X32
+            | Arch::Arm
+            | Arch::Mips
+            | Arch::Mipsel
+            | Arch::Mips64N32
+            | Arch::Mipsel64N32
+            | Arch::Ppc
+            | Arch::S390
+            | Arch::Parisc
+    )
+}
+
+/// One argument comparison, resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Cmp {
+    index: u32,
+    op: SeccompOperator,
+    value: u64,
+    value_two: u64,
+}
+
+/// What one syscall number does on one architecture.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct SyscallPlan {
+    /// Conditional rules: (comparisons, all of which must hold; return value).
+    rules: Vec<(Vec<Cmp>, u32)>,
+    /// The unconditional action, if any rule has no comparisons.
+    unconditional: Option<u32>,
+    names: Vec<&'static str>,
+    /// The syscall belongs to a 32-bit ABI: arguments are 32 bits wide, so only the low
+    /// word is compared and values are truncated, as libseccomp (and so every runtime) does.
+    narrow: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    Ret(u32, String),
+    Rules(u32),
+}
+
+/// Compiles a resolved spec (base profiles already merged) into a filter program.
+pub fn compile(spec: &SeccompProfileSpec, opts: &CompileOptions) -> Result<Program, SeccompError> {
+    let default_ret = action_value(spec.default_action, None);
+    let bad_arch_ret = action_value(opts.bad_arch_action, None);
+
+    // Architectures, NATIVE resolved, duplicates dropped, grouped by audit value.
+    let mut arches: Vec<Arch> = match spec.architectures.as_deref() {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .map(|a| if *a == Arch::Native { opts.native } else { *a })
+            .collect(),
+        _ => vec![opts.native],
+    };
+    let mut seen = Vec::new();
+    arches.retain(|a| {
+        let new = !seen.contains(a);
+        seen.push(*a);
+        new
+    });
+    let mut sections: Vec<(u32, Vec<Arch>)> = Vec::new();
+    for arch in &arches {
+        let audit = syscalls::audit_arch(*arch).ok_or(SeccompError::UnsupportedArch(arch.as_str()))?;
+        syscalls::table(*arch).ok_or(SeccompError::UnsupportedArch(arch.as_str()))?;
+        match sections.iter_mut().find(|(a, _)| *a == audit) {
+            Some((_, members)) => members.push(*arch),
+            None => sections.push((audit, vec![*arch])),
+        }
+    }
+
+    // A name unknown on every architecture we know is a typo; a name that exists elsewhere
+    // (socketcall on x86-64, say) is skipped, as runtimes do with multi-arch profiles.
+    for rule in spec.rules() {
+        for name in &rule.names {
+            if !syscalls::known_anywhere(name) {
+                return Err(SeccompError::UnknownSyscall {
+                    name: name.clone(),
+                    arch: arches[0].as_str(),
+                });
+            }
+        }
+    }
+
+    let mut asm = Asm::default();
+    asm.stmt(Insn::stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH), Some("load arch".into()));
+    let section_labels: Vec<Label> = sections.iter().map(|_| asm.label()).collect();
+    for ((audit, members), label) in sections.iter().zip(&section_labels) {
+        let names: Vec<&str> = members.iter().map(|a| a.as_str()).collect();
+        asm.jump(
+            BPF_JMP | BPF_JEQ | BPF_K,
+            *audit,
+            Target::L(*label),
+            Target::Next,
+            Some(names.join(" + ")),
+        );
+    }
+    asm.stmt(
+        Insn::stmt(BPF_RET | BPF_K, bad_arch_ret),
+        Some("architecture not in the profile".into()),
+    );
+
+    for ((_, members), label) in sections.iter().zip(&section_labels) {
+        asm.place(*label);
+        let big_endian = is_big_endian(members[0]);
+        let plans = plan_section(spec, members)?;
+        let mut intervals = intervals(&plans, members, default_ret, bad_arch_ret);
+        merge_adjacent(&mut intervals);
+        asm.stmt(Insn::stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR), Some("load nr".into()));
+        emit_tree(
+            &mut asm,
+            &intervals,
+            0,
+            intervals.len(),
+            &plans,
+            default_ret,
+            big_endian,
+        );
+    }
+    let program = asm.assemble();
+    if program.insns.len() > BPF_MAXINSNS {
+        return Err(SeccompError::TooLong {
+            len: program.insns.len(),
+            limit: BPF_MAXINSNS,
+        });
+    }
+    Ok(program)
+}
+
+fn comparisons(args: &[SeccompArg]) -> Vec<Vec<Cmp>> {
+    let cmps: Vec<Cmp> = args
+        .iter()
+        .map(|a| Cmp {
+            index: a.index,
+            op: a.op,
+            value: a.value.unwrap_or(0),
+            value_two: a.value_two.unwrap_or(0),
+        })
+        .collect();
+    // Runtimes cannot AND two comparisons of one argument through libseccomp; they add each
+    // comparison as a rule of its own (so the rule matches when any holds). Do the same.
+    let repeated = cmps
+        .iter()
+        .enumerate()
+        .any(|(i, c)| cmps[..i].iter().any(|d| d.index == c.index));
+    if repeated {
+        cmps.into_iter().map(|c| vec![c]).collect()
+    } else {
+        vec![cmps]
+    }
+}
+
+fn plan_section(spec: &SeccompProfileSpec, members: &[Arch]) -> Result<BTreeMap<u32, SyscallPlan>, SeccompError> {
+    let mut plans: BTreeMap<u32, SyscallPlan> = BTreeMap::new();
+    let default_ret = action_value(spec.default_action, None);
+    for rule in spec.rules() {
+        let ret = action_value(rule.action, rule.errno_ret);
+        // Runtimes skip rules whose action is the default action (libseccomp refuses them).
+        if ret == default_ret {
+            continue;
+        }
+        let args = rule.args.as_deref().unwrap_or_default();
+        for name in &rule.names {
+            for arch in members {
+                let table = syscalls::table(*arch).ok_or(SeccompError::UnsupportedArch(arch.as_str()))?;
+                let Some(nr) = table.number(name) else { continue };
+                let plan = plans.entry(nr).or_default();
+                plan.narrow = is_32_bit(*arch);
+                if let Some(n) = table.by_name.iter().find(|(n, _)| n == name).map(|(n, _)| *n)
+                    && !plan.names.contains(&n)
+                {
+                    plan.names.push(n);
+                }
+                if args.is_empty() {
+                    plan.unconditional = Some(match plan.unconditional {
+                        Some(old) if precedence(old) <= precedence(ret) => old,
+                        _ => ret,
+                    });
+                } else {
+                    for cmps in comparisons(args) {
+                        if !plan.rules.iter().any(|(c, r)| *c == cmps && *r == ret) {
+                            plan.rules.push((cmps, ret));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(plans)
+}
+
+/// The number line of a section as `(start, outcome)`, covering `0..=u32::MAX`.
+fn intervals(
+    plans: &BTreeMap<u32, SyscallPlan>,
+    members: &[Arch],
+    default_ret: u32,
+    bad_arch: u32,
+) -> Vec<(u32, Outcome)> {
+    let has = |a: Arch| members.contains(&a);
+    // On x86-64, x32 numbers carry a marker bit; a profile without the other ABI treats its
+    // numbers as a foreign architecture, as libseccomp does.
+    let (lo_bound, hi_bound) = if has(Arch::X86_64) && !has(Arch::X32) {
+        (0, X32_SYSCALL_BIT)
+    } else if has(Arch::X32) && !has(Arch::X86_64) {
+        (X32_SYSCALL_BIT, u32::MAX)
+    } else {
+        (0, u32::MAX)
+    };
+    let default = |_: u32| Outcome::Ret(default_ret, "default action".into());
+    let mut out: Vec<(u32, Outcome)> = Vec::new();
+    if lo_bound > 0 {
+        out.push((0, Outcome::Ret(bad_arch, "x86-64 number on an x32-only profile".into())));
+    }
+    let mut cursor = lo_bound;
+    for (&nr, plan) in plans.range(lo_bound..) {
+        if hi_bound != u32::MAX && nr >= hi_bound {
+            break;
+        }
+        if nr > cursor {
+            out.push((cursor, default(cursor)));
+        }
+        let names = plan.names.join(",");
+        let outcome = if plan.rules.is_empty() {
+            Outcome::Ret(plan.unconditional.unwrap_or(default_ret), names)
+        } else {
+            Outcome::Rules(nr)
+        };
+        out.push((nr, outcome));
+        match nr.checked_add(1) {
+            Some(n) => cursor = n,
+            None => return out,
+        }
+    }
+    if hi_bound != u32::MAX {
+        if cursor < hi_bound {
+            out.push((cursor, default(cursor)));
+        }
+        out.push((
+            hi_bound,
+            Outcome::Ret(bad_arch, "x32 number on an x86-64-only profile".into()),
+        ));
+        // nr -1 (a tracer skipped the syscall) is not an x32 number: it gets the default.
+        out.push((u32::MAX, Outcome::Ret(default_ret, "nr -1".into())));
+    } else {
+        out.push((cursor, default(cursor)));
+    }
+    out
+}
+
+/// Joins neighbours that return the same value.
+fn merge_adjacent(intervals: &mut Vec<(u32, Outcome)>) {
+    let mut merged: Vec<(u32, Outcome)> = Vec::with_capacity(intervals.len());
+    for (start, outcome) in intervals.drain(..) {
+        if let (Some((_, Outcome::Ret(prev, prev_names))), Outcome::Ret(ret, names)) = (merged.last_mut(), &outcome)
+            && prev == ret
+        {
+            if !names.is_empty() && names != "default action" {
+                if prev_names == "default action" {
+                    *prev_names = names.clone();
+                } else {
+                    prev_names.push(',');
+                    prev_names.push_str(names);
+                }
+            }
+            continue;
+        }
+        merged.push((start, outcome));
+    }
+    *intervals = merged;
+}
+
+fn emit_tree(
+    asm: &mut Asm,
+    intervals: &[(u32, Outcome)],
+    lo: usize,
+    hi: usize,
+    plans: &BTreeMap<u32, SyscallPlan>,
+    default_ret: u32,
+    big_endian: bool,
+) {
+    if hi - lo == 1 {
+        match &intervals[lo].1 {
+            Outcome::Ret(ret, what) => {
+                let what = if what.len() > 60 {
+                    format!("{}...", what.chars().take(57).collect::<String>())
+                } else {
+                    what.clone()
+                };
+                asm.stmt(Insn::stmt(BPF_RET | BPF_K, *ret), Some(what));
+            }
+            Outcome::Rules(nr) => {
+                if let Some(plan) = plans.get(nr) {
+                    emit_rules(asm, plan, default_ret, big_endian);
+                }
+            }
+        }
+        return;
+    }
+    let mid = lo + (hi - lo) / 2;
+    let right = asm.label();
+    asm.jump(
+        BPF_JMP | BPF_JGE | BPF_K,
+        intervals[mid].0,
+        Target::L(right),
+        Target::Next,
+        None,
+    );
+    emit_tree(asm, intervals, lo, mid, plans, default_ret, big_endian);
+    asm.place(right);
+    emit_tree(asm, intervals, mid, hi, plans, default_ret, big_endian);
+}
+
+fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: bool) {
+    // The most restrictive matching rule wins, as between stacked filters: try rules in order
+    // of precedence; an unconditional rule matches everything, so nothing after it is tried.
+    let mut rules: Vec<(Vec<Cmp>, u32)> = plan.rules.clone();
+    if let Some(u) = plan.unconditional {
+        rules.push((Vec::new(), u));
+    }
+    rules.sort_by(|a, b| {
+        precedence(a.1)
+            .cmp(&precedence(b.1))
+            .then_with(|| a.0.len().cmp(&b.0.len()))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    let names = plan.names.join(",");
+    for (cmps, ret) in &rules {
+        if cmps.is_empty() {
+            asm.stmt(
+                Insn::stmt(BPF_RET | BPF_K, *ret),
+                Some(format!("{names}: unconditional")),
+            );
+            return;
+        }
+        let fail = asm.label();
+        for c in cmps {
+            if plan.narrow {
+                emit_cmp32(asm, c, fail, big_endian);
+            } else {
+                emit_cmp(asm, c, fail, big_endian);
+            }
+        }
+        asm.stmt(
+            Insn::stmt(BPF_RET | BPF_K, *ret),
+            Some(format!("{names}: rule matched")),
+        );
+        asm.place(fail);
+    }
+    asm.stmt(
+        Insn::stmt(BPF_RET | BPF_K, plan.unconditional.unwrap_or(default_ret)),
+        Some(format!("{names}: no rule matched")),
+    );
+}
+
+fn emit_cmp(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {
+    let base = OFF_ARGS + 8 * c.index;
+    let (lo_off, hi_off) = if big_endian { (base + 4, base) } else { (base, base + 4) };
+    let (v_hi, v_lo) = ((c.value >> 32) as u32, c.value as u32);
+    let ld = |asm: &mut Asm, off: u32, half: &str| {
+        asm.stmt(
+            Insn::stmt(BPF_LD | BPF_W | BPF_ABS, off),
+            Some(format!("args[{}].{half}", c.index)),
+        );
+    };
+    let jeq = BPF_JMP | BPF_JEQ | BPF_K;
+    let jgt = BPF_JMP | BPF_JGT | BPF_K;
+    let jge = BPF_JMP | BPF_JGE | BPF_K;
+    let done = asm.label();
+    let ok = Target::L(done);
+    let no = Target::L(fail);
+    let next = Target::Next;
+    match c.op {
+        SeccompOperator::Eq => {
+            ld(asm, hi_off, "hi");
+            asm.jump(jeq, v_hi, next, no, None);
+            ld(asm, lo_off, "lo");
+            asm.jump(jeq, v_lo, next, no, Some(format!("{} == {:#x}", arg_name(c), c.value)));
+        }
+        SeccompOperator::Ne => {
+            ld(asm, hi_off, "hi");
+            asm.jump(jeq, v_hi, next, ok, None);
+            ld(asm, lo_off, "lo");
+            asm.jump(jeq, v_lo, no, next, Some(format!("{} != {:#x}", arg_name(c), c.value)));
+        }
+        SeccompOperator::Gt | SeccompOperator::Ge => {
+            ld(asm, hi_off, "hi");
+            asm.jump(jgt, v_hi, ok, next, None);
+            asm.jump(jeq, v_hi, next, no, None);
+            ld(asm, lo_off, "lo");
+            let (op, sym) = if c.op == SeccompOperator::Gt {
+                (jgt, ">")
+            } else {
+                (jge, ">=")
+            };
+            asm.jump(
+                op,
+                v_lo,
+                next,
+                no,
+                Some(format!("{} {sym} {:#x}", arg_name(c), c.value)),
+            );
+        }
+        SeccompOperator::Lt | SeccompOperator::Le => {
+            ld(asm, hi_off, "hi");
+            asm.jump(jgt, v_hi, no, next, None);
+            asm.jump(jeq, v_hi, next, ok, None);
+            ld(asm, lo_off, "lo");
+            let (op, sym) = if c.op == SeccompOperator::Lt {
+                (jge, "<")
+            } else {
+                (jgt, "<=")
+            };
+            asm.jump(
+                op,
+                v_lo,
+                no,
+                next,
+                Some(format!("{} {sym} {:#x}", arg_name(c), c.value)),
+            );
+        }
+        SeccompOperator::MaskedEq => {
+            let (m_hi, m_lo) = ((c.value >> 32) as u32, c.value as u32);
+            let (w_hi, w_lo) = ((c.value_two >> 32) as u32, c.value_two as u32);
+            ld(asm, hi_off, "hi");
+            asm.stmt(Insn::stmt(BPF_ALU | BPF_AND | BPF_K, m_hi), None);
+            asm.jump(jeq, w_hi, next, no, None);
+            ld(asm, lo_off, "lo");
+            asm.stmt(Insn::stmt(BPF_ALU | BPF_AND | BPF_K, m_lo), None);
+            asm.jump(
+                jeq,
+                w_lo,
+                next,
+                no,
+                Some(format!("{} & {:#x} == {:#x}", arg_name(c), c.value, c.value_two)),
+            );
+        }
+    }
+    asm.place(done);
+}
+
+/// A comparison on a 32-bit ABI: only the low word exists; values are truncated to 32 bits.
+fn emit_cmp32(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {
+    let base = OFF_ARGS + 8 * c.index;
+    let lo_off = if big_endian { base + 4 } else { base };
+    let v = c.value as u32;
+    asm.stmt(
+        Insn::stmt(BPF_LD | BPF_W | BPF_ABS, lo_off),
+        Some(format!("args[{}] (32-bit)", c.index)),
+    );
+    let (code, k, jt, jf) = match c.op {
+        SeccompOperator::Eq => (BPF_JEQ, v, Target::Next, Target::L(fail)),
+        SeccompOperator::Ne => (BPF_JEQ, v, Target::L(fail), Target::Next),
+        SeccompOperator::Gt => (BPF_JGT, v, Target::Next, Target::L(fail)),
+        SeccompOperator::Ge => (BPF_JGE, v, Target::Next, Target::L(fail)),
+        SeccompOperator::Lt => (BPF_JGE, v, Target::L(fail), Target::Next),
+        SeccompOperator::Le => (BPF_JGT, v, Target::L(fail), Target::Next),
+        SeccompOperator::MaskedEq => {
+            asm.stmt(Insn::stmt(BPF_ALU | BPF_AND | BPF_K, v), None);
+            (BPF_JEQ, c.value_two as u32, Target::Next, Target::L(fail))
+        }
+    };
+    asm.jump(
+        BPF_JMP | code | BPF_K,
+        k,
+        jt,
+        jf,
+        Some(format!("{} {:?} {:#x}", arg_name(c), c.op, c.value)),
+    );
+}
+
+fn arg_name(c: &Cmp) -> String {
+    format!("args[{}]", c.index)
+}
+
+// ---------------------------------------------------------------------------------------
+// A tiny assembler: symbolic forward jumps, resolved to 8-bit offsets with `ja` trampolines
+// where a target is too far.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Label(usize);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Next,
+    L(Label),
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Stmt(Insn),
+    Jump { code: u16, k: u32, jt: Target, jf: Target },
+    Ja(Label),
+    Place(Label),
+}
+
+#[derive(Default, Debug)]
+struct Asm {
+    ops: Vec<(Op, Option<String>)>,
+    labels: usize,
+}
+
+impl Asm {
+    fn label(&mut self) -> Label {
+        self.labels += 1;
+        Label(self.labels - 1)
+    }
+
+    fn place(&mut self, l: Label) {
+        self.ops.push((Op::Place(l), None));
+    }
+
+    fn stmt(&mut self, insn: Insn, comment: Option<String>) {
+        self.ops.push((Op::Stmt(insn), comment));
+    }
+
+    fn jump(&mut self, code: u16, k: u32, jt: Target, jf: Target, comment: Option<String>) {
+        self.ops.push((Op::Jump { code, k, jt, jf }, comment));
+    }
+
+    /// Addresses of every op and every label.
+    fn layout(&self) -> (Vec<usize>, Vec<usize>) {
+        let mut addr = Vec::with_capacity(self.ops.len());
+        let mut label_addr = vec![usize::MAX; self.labels];
+        let mut pc = 0;
+        for (op, _) in &self.ops {
+            addr.push(pc);
+            match op {
+                Op::Place(l) => label_addr[l.0] = pc,
+                _ => pc += 1,
+            }
+        }
+        (addr, label_addr)
+    }
+
+    fn assemble(mut self) -> Program {
+        // Insert trampolines until every conditional jump reaches its targets.
+        loop {
+            let (addr, label_addr) = self.layout();
+            let mut far = None;
+            for (i, (op, _)) in self.ops.iter().enumerate() {
+                if let Op::Jump { jt, jf, .. } = op {
+                    let too_far = |t: &Target| match t {
+                        Target::Next => false,
+                        Target::L(l) => label_addr[l.0] - (addr[i] + 1) > usize::from(u8::MAX),
+                    };
+                    if too_far(jt) || too_far(jf) {
+                        far = Some(i);
+                        break;
+                    }
+                }
+            }
+            let Some(i) = far else { break };
+            let (addr, label_addr) = (addr, label_addr);
+            let Op::Jump { code, k, jt, jf } = self.ops[i].0.clone() else {
+                break;
+            };
+            let comment = self.ops[i].1.take();
+            let after = self.label();
+            let mut replacement: Vec<(Op, Option<String>)> = Vec::new();
+            let fix = |t: Target, replacement: &mut Vec<(Op, Option<String>)>, asm: &mut Asm| -> Target {
+                match t {
+                    Target::Next => Target::L(after),
+                    Target::L(l) if label_addr[l.0] - (addr[i] + 1) > usize::from(u8::MAX) => {
+                        let tramp = asm.label();
+                        replacement.push((Op::Place(tramp), None));
+                        replacement.push((Op::Ja(l), Some("trampoline".into())));
+                        Target::L(tramp)
+                    }
+                    other => other,
+                }
+            };
+            let new_jt = fix(jt, &mut replacement, &mut self);
+            let new_jf = fix(jf, &mut replacement, &mut self);
+            let mut seq = vec![(
+                Op::Jump {
+                    code,
+                    k,
+                    jt: new_jt,
+                    jf: new_jf,
+                },
+                comment,
+            )];
+            seq.extend(replacement);
+            seq.push((Op::Place(after), None));
+            self.ops.splice(i..=i, seq);
+        }
+
+        let (addr, label_addr) = self.layout();
+        let mut insns = Vec::new();
+        let mut comments = Vec::new();
+        for (i, (op, comment)) in self.ops.into_iter().enumerate() {
+            let here = addr[i];
+            let off = |t: Target| -> usize {
+                match t {
+                    Target::Next => 0,
+                    Target::L(l) => label_addr[l.0] - (here + 1),
+                }
+            };
+            let insn = match op {
+                Op::Place(_) => continue,
+                Op::Stmt(insn) => insn,
+                // Offsets fit: the loop above guarantees it.
+                Op::Jump { code, k, jt, jf } => Insn::jump(code, k, off(jt) as u8, off(jf) as u8),
+                Op::Ja(l) => Insn::stmt(BPF_JMP | BPF_JA, (label_addr[l.0] - (here + 1)) as u32),
+            };
+            insns.push(insn);
+            comments.push(comment);
+        }
+        Program { insns, comments }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interp::{SeccompData, run};
+    use super::*;
+    use spo_model::seccomp::SeccompSyscall;
+
+    fn spec(default: SeccompAction, rules: Vec<SeccompSyscall>) -> SeccompProfileSpec {
+        SeccompProfileSpec {
+            state: Default::default(),
+            disabled: None,
+            default_action: default,
+            architectures: Some(vec![Arch::X86_64]),
+            listener_path: None,
+            listener_metadata: None,
+            syscalls: Some(rules),
+            flags: None,
+            base_profile_name: None,
+        }
+    }
+
+    fn rule(names: &[&str], action: SeccompAction) -> SeccompSyscall {
+        SeccompSyscall {
+            names: names.iter().map(|s| (*s).to_owned()).collect(),
+            action,
+            errno_ret: None,
+            args: None,
+        }
+    }
+
+    const X86_64: u32 = 0xC000_003E;
+
+    fn ret(p: &Program, nr: u32, args: [u64; 6]) -> u32 {
+        run(
+            &p.insns,
+            &SeccompData {
+                nr,
+                arch: X86_64,
+                instruction_pointer: 0,
+                args,
+            },
+        )
+        .expect("run")
+        .ret
+    }
+
+    #[test]
+    fn allow_list() {
+        let p = compile(
+            &spec(
+                SeccompAction::Errno,
+                vec![rule(&["read", "write"], SeccompAction::Allow)],
+            ),
+            &CompileOptions::default(),
+        )
+        .expect("compile");
+        assert_eq!(ret(&p, 0, [0; 6]), RET_ALLOW);
+        assert_eq!(ret(&p, 1, [0; 6]), RET_ALLOW);
+        assert_eq!(ret(&p, 3, [0; 6]), RET_ERRNO | 1);
+        assert_eq!(
+            ret(&p, X32_SYSCALL_BIT, [0; 6]),
+            RET_KILL_THREAD,
+            "x32 numbers are a foreign arch"
+        );
+        let other = run(
+            &p.insns,
+            &SeccompData {
+                nr: 0,
+                arch: 0x4000_0003,
+                ..Default::default()
+            },
+        )
+        .expect("run");
+        assert_eq!(other.ret, RET_KILL_THREAD);
+        assert!(p.disassemble().contains("ret  ALLOW"));
+    }
+
+    #[test]
+    fn argument_comparisons_on_64_bits() {
+        let mut r = rule(&["write"], SeccompAction::Allow);
+        r.args = Some(vec![SeccompArg {
+            index: 0,
+            value: Some(0x1_0000_0002),
+            value_two: None,
+            op: SeccompOperator::Gt,
+        }]);
+        let p = compile(&spec(SeccompAction::Errno, vec![r]), &CompileOptions::default()).expect("compile");
+        assert_eq!(ret(&p, 1, [0x1_0000_0003, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(ret(&p, 1, [0x2_0000_0000, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(ret(&p, 1, [0x1_0000_0002, 0, 0, 0, 0, 0]), RET_ERRNO | 1);
+        assert_eq!(ret(&p, 1, [0xffff_ffff, 0, 0, 0, 0, 0]), RET_ERRNO | 1);
+    }
+
+    #[test]
+    fn long_programs_get_trampolines_and_stay_correct() {
+        // 300 syscalls each with an argument rule: far more than 255 instructions.
+        let table = syscalls::table(Arch::X86_64).expect("table");
+        let names: Vec<&str> = table.names().take(300).collect();
+        let rules: Vec<SeccompSyscall> = names
+            .iter()
+            .map(|n| {
+                let mut r = rule(&[n], SeccompAction::Allow);
+                r.args = Some(vec![SeccompArg {
+                    index: 1,
+                    value: Some(7),
+                    value_two: None,
+                    op: SeccompOperator::Eq,
+                }]);
+                r
+            })
+            .collect();
+        let p = compile(&spec(SeccompAction::Errno, rules), &CompileOptions::default()).expect("compile");
+        assert!(p.insns.len() > 256);
+        for n in &names {
+            let nr = table.number(n).expect("nr");
+            assert_eq!(ret(&p, nr, [0, 7, 0, 0, 0, 0]), RET_ALLOW, "{n}");
+            assert_eq!(ret(&p, nr, [0, 8, 0, 0, 0, 0]), RET_ERRNO | 1, "{n}");
+        }
+    }
+
+    #[test]
+    fn deterministic() {
+        let s = spec(
+            SeccompAction::Errno,
+            vec![rule(&["read", "write", "close"], SeccompAction::Allow)],
+        );
+        let a = compile(&s, &CompileOptions::default()).expect("compile");
+        let b = compile(&s, &CompileOptions::default()).expect("compile");
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,131 @@
+//! Filters compiled by us and installed in the real kernel, each in a child process (a filter
+//! cannot be removed, so the test process itself must stay unconfined).
+//!
+//! Each test re-runs this test binary with `SPO_APPLY_CHILD=<scenario>`; the `child` test
+//! then installs the filter, makes the syscall and reports through its exit status.
+
+use std::process::{Command, ExitStatus};
+
+use spo_model::seccomp::{SeccompAction, SeccompFlag, SeccompProfileSpec, SeccompSyscall};
+use spo_seccomp::apply::{flags_of, install_filter};
+use spo_seccomp::compile::{CompileOptions, compile};
+
+const CHILD_ENV: &str = "SPO_APPLY_CHILD";
+
+fn profile(rule_action: SeccompAction, errno: Option<i64>, flags: Vec<SeccompFlag>) -> SeccompProfileSpec {
+    SeccompProfileSpec {
+        state: Default::default(),
+        disabled: None,
+        default_action: SeccompAction::Allow,
+        architectures: None,
+        listener_path: None,
+        listener_metadata: None,
+        syscalls: Some(vec![SeccompSyscall {
+            names: vec!["getppid".into()],
+            action: rule_action,
+            errno_ret: errno,
+            args: None,
+        }]),
+        flags: if flags.is_empty() { None } else { Some(flags) },
+        base_profile_name: None,
+    }
+}
+
+fn scenario(name: &str) -> SeccompProfileSpec {
+    match name {
+        "errno" => profile(SeccompAction::Errno, Some(77), vec![SeccompFlag::Tsync]),
+        "kill" => profile(SeccompAction::KillProcess, None, vec![]),
+        "log" => profile(SeccompAction::Log, None, vec![SeccompFlag::Log]),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+/// Runs in the child: install the scenario's filter, call getppid, exit with a code that
+/// says what happened (0: returned normally, 77: EBADFD as configured, 1: anything else).
+#[test]
+fn child() {
+    let Ok(name) = std::env::var(CHILD_ENV) else { return };
+    let spec = scenario(&name);
+    let program = compile(&spec, &CompileOptions::default()).expect("compile");
+    install_filter(&program, flags_of(&spec)).expect("install");
+    // std's parent_id is getppid(2); a failure comes back as -1 cast to u32, errno set.
+    // glibc's getppid does not go through errno: a filter's ERRNO(e) arrives as -e.
+    let rc = std::os::unix::process::parent_id() as i32;
+    let errno = match rc {
+        -1 => std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        rc if rc < 0 => -rc,
+        _ => 0,
+    };
+    let code = match (rc > 0, errno) {
+        (true, _) => 0,
+        (false, 77) => 77,
+        _ => 1,
+    };
+    std::process::exit(code);
+}
+
+fn run_child(name: &str) -> (ExitStatus, u32) {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, name)
+        .spawn()
+        .expect("spawn child");
+    let pid = child.id();
+    (child.wait().expect("wait child"), pid)
+}
+
+#[test]
+fn denied_syscall_returns_the_configured_errno() {
+    let (status, _) = run_child("errno");
+    assert_eq!(status.code(), Some(77), "{status:?}");
+}
+
+#[test]
+fn kill_process_dies_with_sigsys() {
+    use std::os::unix::process::ExitStatusExt;
+    let (status, _) = run_child("kill");
+    assert_eq!(status.signal(), Some(libc::SIGSYS), "{status:?}");
+}
+
+#[test]
+fn log_lets_the_syscall_through_and_the_kernel_logs_it() {
+    let (status, pid) = run_child("log");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    // The kernel writes `type=1326 audit(...): ... pid=<pid> ... syscall=110 ...` to the
+    // kernel log when no audit daemon is listening, and to the audit log when one is.
+    let needle = format!(" pid={pid} ");
+    let getppid = format!("syscall={}", libc::SYS_getppid);
+    let found_in = |text: &str| {
+        text.lines().any(|l| {
+            (l.contains("type=1326") || l.contains("type=SECCOMP")) && l.contains(&needle) && l.contains(&getppid)
+        })
+    };
+    let mut kmsg = String::new();
+    if let Ok(f) = std::fs::File::open("/dev/kmsg") {
+        // /dev/kmsg hands out one record per read; read non-blocking until it runs dry.
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        drop(f);
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .expect("open kmsg");
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => kmsg.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    let audit = std::fs::read_to_string("/var/log/audit/audit.log").unwrap_or_default();
+    assert!(
+        found_in(&kmsg) || found_in(&audit),
+        "no seccomp log record for pid {pid} in /dev/kmsg or the audit log (kmsg had {} bytes)",
+        kmsg.len()
+    );
+}
