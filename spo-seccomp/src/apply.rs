@@ -43,6 +43,12 @@ pub fn flags_of(spec: &SeccompProfileSpec) -> u32 {
 /// Programs that notify a user-space agent are refused: without an agent holding the
 /// listener, every notified syscall would fail with ENOSYS.
 pub fn install_filter(program: &Program, flags: u32) -> Result<(), SeccompError> {
+    check_installable(program)?;
+    install_raw(&program.insns, flags)
+}
+
+/// The checks [`install_filter`] makes before touching the kernel.
+pub fn check_installable(program: &Program) -> Result<(), SeccompError> {
     let insns = &program.insns;
     if insns.is_empty() {
         return Err(SeccompError::Invalid("the filter program is empty".into()));
@@ -61,6 +67,33 @@ pub fn install_filter(program: &Program, flags: u32) -> Result<(), SeccompError>
             "the profile uses SCMP_ACT_NOTIFY, which needs a seccomp agent; this command does not run one".into(),
         ));
     }
+    Ok(())
+}
+
+/// Arranges for `cmd` to run under `program`: the filter is installed in the child between
+/// fork and execve, so nothing but `execve` itself runs confined before the command starts
+/// (the profile must allow `execve`). The program is checked here, in the parent.
+pub fn confine_command(cmd: &mut std::process::Command, program: Program, flags: u32) -> Result<(), SeccompError> {
+    use std::os::unix::process::CommandExt;
+    check_installable(&program)?;
+    let insns = program.insns;
+    // SAFETY: the closure runs in the forked child before execve. It only calls prctl and
+    // seccomp through `install_raw`, which are async-signal-safe system calls; it allocates
+    // nothing (`insns` was allocated before the fork and is only read), and its error is an
+    // `io::Error` from errno, which does not allocate.
+    unsafe {
+        cmd.pre_exec(move || {
+            install_raw(&insns, flags).map_err(|e| match e {
+                SeccompError::Kernel { source, .. } => source,
+                _ => std::io::Error::from_raw_os_error(libc::EINVAL),
+            })
+        });
+    }
+    Ok(())
+}
+
+/// The two kernel calls, with no allocation on success or failure.
+fn install_raw(insns: &[crate::compile::bpf::Insn], flags: u32) -> Result<(), SeccompError> {
     // SAFETY: prctl with PR_SET_NO_NEW_PRIVS takes integer arguments only and touches no
     // memory of ours.
     let rc = unsafe {
@@ -101,8 +134,8 @@ pub fn install_filter(program: &Program, flags: u32) -> Result<(), SeccompError>
     match rc {
         0 => Ok(()),
         tid if tid > 0 => Err(SeccompError::Kernel {
-            operation: "synchronising the seccomp filter to every thread (TSYNC)",
-            source: std::io::Error::other(format!("thread {tid} could not be synchronised")),
+            operation: "synchronising the seccomp filter to every thread (TSYNC): another thread has a different filter",
+            source: std::io::Error::from_raw_os_error(libc::ESRCH),
         }),
         _ => Err(SeccompError::Kernel {
             operation: "installing the seccomp filter",

@@ -1,1 +1,349 @@
-//! TODO: validate
+//! Seccomp checks that need the syscall tables, the compiler or the node's kernel, on top of
+//! the syntax and cross-field rules of `SeccompProfile::validate()` in spo-model. All pure.
+
+use spo_model::seccomp::{Arch, SeccompAction, SeccompFlag, SeccompProfileSpec};
+use spo_model::spod::SpodSecurity;
+use spo_model::validate::{FieldPath, Problem, Problems};
+
+use crate::compile::{CompileOptions, compile};
+use crate::error::SeccompError;
+use crate::syscalls;
+
+/// A Linux version, `(major, minor)`.
+pub type KernelVersion = (u32, u32);
+
+/// The architectures a spec targets: its list with NATIVE resolved, or the native one.
+pub fn target_arches(spec: &SeccompProfileSpec, native: Arch) -> Vec<Arch> {
+    let mut out: Vec<Arch> = match spec.architectures.as_deref() {
+        Some(list) if !list.is_empty() => list
+            .iter()
+            .map(|a| if *a == Arch::Native { native } else { *a })
+            .collect(),
+        _ => vec![native],
+    };
+    // Runtimes always add the native architecture to the filter.
+    if !out.contains(&native) {
+        out.insert(0, native);
+    }
+    out.dedup();
+    out
+}
+
+/// Every problem with a spec that the syscall tables and the compiler can see:
+/// - a syscall name unknown on every target architecture (an error, with a suggestion);
+/// - a name unknown on some target architectures (a warning: the rule does nothing there);
+/// - an architecture without a syscall table (an error: we cannot compile for it);
+/// - a compiled program longer than the kernel's 4096 instructions.
+pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
+    let mut problems = Problems::new();
+    let root = FieldPath::root().field("spec");
+    let arches = target_arches(spec, native);
+    let mut usable = Vec::new();
+    for a in &arches {
+        if syscalls::table(*a).is_none() || syscalls::audit_arch(*a).is_none() {
+            let path = match spec
+                .architectures
+                .as_deref()
+                .and_then(|l| l.iter().position(|x| x == a))
+            {
+                Some(j) => root.field("architectures").index(j),
+                None => root.field("architectures"),
+            };
+            problems.push(
+                Problem::error(path, format!("{a} has no syscall table in this toolkit")).with_hint(
+                    "supported: x86, x86-64, x32, arm, aarch64, riscv64, ppc, ppc64(le), s390x, mips o32/n64",
+                ),
+            );
+        } else {
+            usable.push(*a);
+        }
+    }
+    for (i, rule) in spec.rules().iter().enumerate() {
+        for (j, name) in rule.names.iter().enumerate() {
+            let path = root.field("syscalls").index(i).field("names").index(j);
+            let missing: Vec<Arch> = usable
+                .iter()
+                .copied()
+                .filter(|a| syscalls::table(*a).is_some_and(|t| t.number(name).is_none()))
+                .collect();
+            if missing.len() == usable.len() && !usable.is_empty() {
+                let hint = if syscalls::known_anywhere(name) {
+                    "it exists on other architectures only; add them to spec.architectures or remove it".to_owned()
+                } else {
+                    usable
+                        .iter()
+                        .find_map(|a| syscalls::suggest(*a, name))
+                        .map(|s| format!("did you mean {s}?"))
+                        .unwrap_or_else(|| "not a Linux syscall name (see syscalls(2))".to_owned())
+                };
+                let list: Vec<&str> = usable.iter().map(|a| a.as_str()).collect();
+                problems.push(
+                    Problem::error(path, format!("unknown syscall {name:?} on {}", list.join(", "))).with_hint(hint),
+                );
+            } else if !missing.is_empty() && spec.architectures.is_some() {
+                let list: Vec<&str> = missing.iter().map(|a| a.as_str()).collect();
+                problems.push(
+                    Problem::warning(
+                        path,
+                        format!(
+                            "{name} does not exist on {}; the rule does nothing there",
+                            list.join(", ")
+                        ),
+                    )
+                    .with_hint("harmless for multi-architecture profiles"),
+                );
+            }
+        }
+    }
+    if !problems.has_errors() && spec.base_profile_name.is_none() {
+        match compile(
+            spec,
+            &CompileOptions {
+                native,
+                ..CompileOptions::default()
+            },
+        ) {
+            Ok(_) => {}
+            Err(SeccompError::TooLong { len, limit }) => problems.push(
+                Problem::error(
+                    root.field("syscalls"),
+                    format!("compiles to {len} instructions, more than the kernel's {limit}"),
+                )
+                .with_hint("merge rules with the same action, or split argument rules"),
+            ),
+            Err(e) => problems.push(Problem::error(root.clone(), format!("does not compile: {e}"))),
+        }
+    }
+    problems
+}
+
+/// The first kernel version that supports a flag.
+pub fn flag_min_kernel(flag: SeccompFlag) -> KernelVersion {
+    match flag {
+        SeccompFlag::Tsync => (3, 17),
+        SeccompFlag::Log => (4, 14),
+        SeccompFlag::SpecAllow => (4, 17),
+        SeccompFlag::WaitKillableRecv => (5, 19),
+    }
+}
+
+/// The first kernel version that supports an action.
+pub fn action_min_kernel(action: SeccompAction) -> KernelVersion {
+    match action {
+        SeccompAction::KillProcess | SeccompAction::Log => (4, 14),
+        SeccompAction::Notify => (5, 0),
+        _ => (3, 5),
+    }
+}
+
+/// Flags and actions the given kernel does not support.
+pub fn check_kernel(spec: &SeccompProfileSpec, kernel: KernelVersion) -> Problems {
+    let mut problems = Problems::new();
+    let root = FieldPath::root().field("spec");
+    let fmt = |v: KernelVersion| format!("{}.{}", v.0, v.1);
+    for (i, f) in spec.flags.iter().flatten().enumerate() {
+        let need = flag_min_kernel(*f);
+        if kernel < need {
+            problems.push(Problem::error(
+                root.field("flags").index(i),
+                format!("{f} needs Linux {} or newer; this kernel is {}", fmt(need), fmt(kernel)),
+            ));
+        }
+    }
+    let mut actions = vec![(root.field("defaultAction"), spec.default_action)];
+    for (i, r) in spec.rules().iter().enumerate() {
+        actions.push((root.field("syscalls").index(i).field("action"), r.action));
+    }
+    for (path, a) in actions {
+        let need = action_min_kernel(a);
+        if kernel < need {
+            problems.push(Problem::error(
+                path,
+                format!("{a} needs Linux {} or newer; this kernel is {}", fmt(need), fmt(kernel)),
+            ));
+        }
+    }
+    problems
+}
+
+/// Parses `uname -r` style text (`6.18.0-foo`) into a version.
+pub fn parse_kernel_release(release: &str) -> Option<KernelVersion> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// One rule of a profile that the SPOD's `security` policy forbids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyViolation {
+    /// Where: `spec.defaultAction` or `spec.syscalls[i]`.
+    pub path: FieldPath,
+    /// The syscalls the rule lets run without being allowed (empty for the default action).
+    pub syscalls: Vec<String>,
+    /// Readable reason.
+    pub message: String,
+}
+
+/// The actions that count as letting a syscall run when the SPOD does not say.
+pub const DEFAULT_ALLOWING_ACTIONS: [SeccompAction; 4] = [
+    SeccompAction::Allow,
+    SeccompAction::Log,
+    SeccompAction::Trace,
+    SeccompAction::Notify,
+];
+
+/// Checks a spec against the SPOD's `security.allowedSyscalls` / `allowedSeccompActions`:
+/// when `allowedSyscalls` is set, a profile may let only those syscalls run, and its
+/// defaultAction must not let syscalls run. Returns every violating rule.
+pub fn check_policy(spec: &SeccompProfileSpec, security: &SpodSecurity) -> Vec<PolicyViolation> {
+    let Some(allowed) = security.allowed_syscalls.as_ref() else {
+        return Vec::new();
+    };
+    let allowing: Vec<SeccompAction> = security
+        .allowed_seccomp_actions
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ALLOWING_ACTIONS.to_vec());
+    let lets_run = |a: SeccompAction| allowing.contains(&a);
+    let root = FieldPath::root().field("spec");
+    let mut out = Vec::new();
+    if lets_run(spec.default_action) {
+        out.push(PolicyViolation {
+            path: root.field("defaultAction"),
+            syscalls: Vec::new(),
+            message: format!(
+                "defaultAction {} lets every unlisted syscall run, but the SPOD allows only listed syscalls",
+                spec.default_action
+            ),
+        });
+    }
+    for (i, r) in spec.rules().iter().enumerate() {
+        if !lets_run(r.action) {
+            continue;
+        }
+        let bad: Vec<String> = r.names.iter().filter(|n| !allowed.contains(n)).cloned().collect();
+        if !bad.is_empty() {
+            out.push(PolicyViolation {
+                path: root.field("syscalls").index(i),
+                message: format!(
+                    "{} lets {} run, which the SPOD's security.allowedSyscalls does not allow",
+                    r.action,
+                    bad.join(", ")
+                ),
+                syscalls: bad,
+            });
+        }
+    }
+    out
+}
+
+/// The policy violations as problems, for reports.
+pub fn policy_problems(violations: &[PolicyViolation]) -> Problems {
+    let mut p = Problems::new();
+    for v in violations {
+        p.push(
+            Problem::error(v.path.clone(), v.message.clone())
+                .with_hint("ask the cluster administrator, or remove these syscalls"),
+        );
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> SeccompProfileSpec {
+        serde_norway::from_str(yaml).expect("spec")
+    }
+
+    #[test]
+    fn unknown_names_get_suggestions() {
+        let s = spec(
+            "defaultAction: SCMP_ACT_ERRNO\narchitectures: [SCMP_ARCH_X86_64]\nsyscalls:\n- names: [read, opne, socketcall, frobnicate_widget]\n  action: SCMP_ACT_ALLOW\n",
+        );
+        let p = check_spec(&s, Arch::X86_64);
+        let errs: Vec<String> = p.errors().map(ToString::to_string).collect();
+        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert!(
+            errs[0].starts_with(
+                "spec.syscalls[0].names[1]: unknown syscall \"opne\" on SCMP_ARCH_X86_64 (did you mean open?)"
+            ),
+            "{}",
+            errs[0]
+        );
+        assert!(errs[1].contains("exists on other architectures only"), "{}", errs[1]);
+        assert!(errs[2].contains("not a Linux syscall name"), "{}", errs[2]);
+    }
+
+    #[test]
+    fn multi_arch_names_warn_only() {
+        let s = spec(
+            "defaultAction: SCMP_ACT_ERRNO\narchitectures: [SCMP_ARCH_X86_64, SCMP_ARCH_X86]\nsyscalls:\n- names: [socketcall, arch_prctl]\n  action: SCMP_ACT_ALLOW\n",
+        );
+        let p = check_spec(&s, Arch::X86_64);
+        assert!(!p.has_errors(), "{p}");
+        // arch_prctl exists on both (x86 since Linux 4.12); socketcall only on x86.
+        assert_eq!(p.len(), 1, "{p}");
+    }
+
+    #[test]
+    fn kernel_versions() {
+        let s = spec(
+            "defaultAction: SCMP_ACT_ERRNO\nflags: [SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV]\nsyscalls:\n- {names: [read], action: SCMP_ACT_LOG}\n",
+        );
+        assert!(check_kernel(&s, (6, 18)).is_empty());
+        let old = check_kernel(&s, (4, 9));
+        let paths: Vec<&str> = old.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, vec!["spec.flags[0]", "spec.syscalls[0].action"]);
+        assert_eq!(parse_kernel_release("6.18.0-rc1+"), Some((6, 18)));
+        assert_eq!(parse_kernel_release("x"), None);
+        assert_eq!(flag_min_kernel(SeccompFlag::Log), (4, 14));
+        assert_eq!(flag_min_kernel(SeccompFlag::SpecAllow), (4, 17));
+    }
+
+    #[test]
+    fn spod_policy() {
+        let security = SpodSecurity {
+            allowed_syscalls: Some(vec!["read".into(), "write".into()]),
+            ..Default::default()
+        };
+        let s = spec(
+            "defaultAction: SCMP_ACT_LOG\nsyscalls:\n- {names: [read, mount], action: SCMP_ACT_ALLOW}\n- {names: [ptrace], action: SCMP_ACT_ERRNO}\n",
+        );
+        let v = check_policy(&s, &security);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].path.as_str(), "spec.defaultAction");
+        assert_eq!(v[1].path.as_str(), "spec.syscalls[0]");
+        assert_eq!(v[1].syscalls, vec!["mount".to_owned()]);
+        let only_allow = SpodSecurity {
+            allowed_seccomp_actions: Some(vec![SeccompAction::Allow]),
+            ..security.clone()
+        };
+        let s2 = spec("defaultAction: SCMP_ACT_ERRNO\nsyscalls:\n- {names: [mount], action: SCMP_ACT_LOG}\n");
+        assert!(
+            check_policy(&s2, &only_allow).is_empty(),
+            "LOG is not allowing under this SPOD"
+        );
+        assert!(
+            check_policy(&s2, &SpodSecurity::default()).is_empty(),
+            "no allowedSyscalls, no policy"
+        );
+    }
+
+    #[test]
+    fn too_long_programs_are_reported() {
+        // Every syscall with several argument rules: far beyond 4096 instructions.
+        let table = syscalls::table(Arch::X86_64).expect("table");
+        let mut rules = String::new();
+        for n in table.names().take(300) {
+            rules.push_str(&format!("- names: [{n}]\n  action: SCMP_ACT_ALLOW\n  args: [{{index: 0, value: 1, op: SCMP_CMP_GT}}, {{index: 1, value: 1, op: SCMP_CMP_LT}}, {{index: 2, value: 3, op: SCMP_CMP_GE}}]\n"));
+        }
+        let s = spec(&format!("defaultAction: SCMP_ACT_ERRNO\nsyscalls:\n{rules}"));
+        let p = check_spec(&s, Arch::X86_64);
+        assert!(
+            p.errors().any(|e| e.message.contains("more than the kernel's 4096")),
+            "{p}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod compile;
 pub mod convert;
 pub mod merge;
+pub mod run;
 pub mod validate;
 
 /// Security profiles (seccomp, SELinux, AppArmor) on one machine, without Kubernetes.
@@ -25,7 +26,8 @@ Examples:
   spoc validate --output json bad.yaml        machine-readable results
   spoc convert profile.yaml -o profile.json   SeccompProfile -> OCI runtime JSON
   spoc merge child.yaml base.yaml             union (or --intersect) of profiles
-  spoc compile profile.yaml                   our BPF program, disassembled, with stats";
+  spoc compile profile.yaml                   our BPF program, disassembled, with stats
+  spoc run -p profile.yaml -- ls /            run a command confined by a profile";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -42,6 +44,9 @@ enum Command {
     /// Compile a SeccompProfile with our cBPF compiler and print the program and its size.
     #[command(after_help = compile::EXAMPLES)]
     Compile(compile::CompileArgs),
+    /// Run a command confined by a SeccompProfile (compiled and applied by spoc itself).
+    #[command(after_help = run::EXAMPLES)]
+    Run(run::RunArgs),
 }
 
 /// Runs the chosen subcommand and returns the process exit code.
@@ -51,5 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Convert(args) => convert::run(&args),
         Command::Merge(args) => merge::run(&args),
         Command::Compile(args) => compile::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use spo_model::document::{MAX_SOURCE_BYTES, decode_source};
-use spo_model::{Document, Outcome, Problem, parse_source};
+use spo_model::{AnyObject, Document, Outcome, Problem, parse_source};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -98,7 +98,8 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
                     error: e.to_string(),
                 }),
                 Ok(docs) => {
-                    for doc in docs {
+                    for mut doc in docs {
+                        deep_checks(&mut doc);
                         report
                             .documents
                             .push(document_report(&display, doc, args.strict_warnings));
@@ -131,6 +132,19 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Checks that need a backend: syscall names per architecture and the compiled size for
+/// SeccompProfiles.
+fn deep_checks(doc: &mut Document) {
+    if let Outcome::Valid(AnyObject::SeccompProfile(p)) = &doc.outcome {
+        let found = spo_seccomp::validate::check_spec(&p.spec, spo_seccomp::syscalls::native_arch());
+        let invalid = found.has_errors();
+        doc.problems.extend(found);
+        if invalid {
+            doc.outcome = Outcome::Invalid;
+        }
+    }
 }
 
 fn document_report(file: &str, doc: Document, strict_warnings: bool) -> DocumentReport {
