@@ -101,31 +101,45 @@ fn log_lets_the_syscall_through_and_the_kernel_logs_it() {
             (l.contains("type=1326") || l.contains("type=SECCOMP")) && l.contains(&needle) && l.contains(&getppid)
         })
     };
-    let mut kmsg = String::new();
-    if let Ok(f) = std::fs::File::open("/dev/kmsg") {
-        // /dev/kmsg hands out one record per read; read non-blocking until it runs dry.
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        drop(f);
-        let mut f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open("/dev/kmsg")
-            .expect("open kmsg");
-        let mut buf = vec![0u8; 8192];
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => kmsg.push_str(&String::from_utf8_lossy(&buf[..n])),
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-                Err(_) => break,
-            }
+    // kauditd hands records to the kernel log asynchronously: poll for a few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let (mut kmsg, mut audit);
+    loop {
+        kmsg = read_kmsg();
+        audit = std::fs::read_to_string("/var/log/audit/audit.log").unwrap_or_default();
+        if found_in(&kmsg) || found_in(&audit) || std::time::Instant::now() > deadline {
+            break;
         }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let audit = std::fs::read_to_string("/var/log/audit/audit.log").unwrap_or_default();
     assert!(
         found_in(&kmsg) || found_in(&audit),
         "no seccomp log record for pid {pid} in /dev/kmsg or the audit log (kmsg had {} bytes)",
         kmsg.len()
     );
+}
+
+/// Everything /dev/kmsg holds now (one record per read, non-blocking until it runs dry).
+fn read_kmsg() -> String {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = String::new();
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+    else {
+        return out;
+    };
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.push_str(&String::from_utf8_lossy(&buf[..n])),
+            // EPIPE: records were overwritten while reading; keep going.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(_) => break,
+        }
+    }
+    out
 }
