@@ -306,25 +306,6 @@ fn multi_arch_x86_family() {
     }
 }
 
-#[test]
-#[ignore = "debugging aid: prints libseccomp's program"]
-fn show_libseccomp() {
-    let s = spec(
-        SeccompAction::KillProcess,
-        vec![],
-        vec![rule(
-            &["_sysctl"],
-            SeccompAction::KillThread,
-            vec![
-                arg(1, SeccompOperator::Lt, 1 << 32, 0),
-                arg(1, SeccompOperator::Lt, 0, 0),
-            ],
-        )],
-    );
-    let p = libseccomp_program(&s, 2);
-    println!("{}", spo_seccomp::compile::bpf::disassemble(&p, &[]));
-}
-
 fn action_strategy() -> impl Strategy<Value = SeccompAction> {
     use SeccompAction::*;
     prop::sample::select(vec![KillProcess, KillThread, Trap, Errno, Trace, Log, Allow])

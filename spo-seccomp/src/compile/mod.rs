@@ -191,6 +191,8 @@ struct SyscallPlan {
     /// The syscall belongs to a 32-bit ABI: arguments are 32 bits wide, so only the low
     /// word is compared and values are truncated, as libseccomp (and so every runtime) does.
     narrow: bool,
+    /// The rules already added, to drop duplicates in O(log n).
+    seen: std::collections::BTreeSet<(Vec<Cmp>, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,6 +278,15 @@ pub fn compile(spec: &SeccompProfileSpec, opts: &CompileOptions) -> Result<Progr
             big_endian,
         );
     }
+    // Trampolines only add instructions: a program already too long is refused before
+    // assembling it.
+    let emitted = asm.ops.iter().filter(|(op, _)| !matches!(op, Op::Place(_))).count();
+    if emitted > BPF_MAXINSNS {
+        return Err(SeccompError::TooLong {
+            len: emitted,
+            limit: BPF_MAXINSNS,
+        });
+    }
     let program = asm.assemble();
     if program.insns.len() > BPF_MAXINSNS {
         return Err(SeccompError::TooLong {
@@ -337,7 +348,7 @@ fn plan_section(spec: &SeccompProfileSpec, members: &[Arch]) -> Result<BTreeMap<
                     });
                 } else {
                     for cmps in comparisons(args) {
-                        if !plan.rules.iter().any(|(c, r)| *c == cmps && *r == ret) {
+                        if plan.seen.insert((cmps.clone(), ret)) {
                             plan.rules.push((cmps, ret));
                         }
                     }
@@ -692,56 +703,62 @@ impl Asm {
     }
 
     fn assemble(mut self) -> Program {
-        // Insert trampolines until every conditional jump reaches its targets.
+        // Insert trampolines until every conditional jump reaches its targets. Each pass
+        // expands every jump that is too far in one sweep; expansions can push other jumps
+        // out of reach, so passes repeat until none is (a handful of passes in practice).
         loop {
             let (addr, label_addr) = self.layout();
-            let mut far = None;
-            for (i, (op, _)) in self.ops.iter().enumerate() {
-                if let Op::Jump { jt, jf, .. } = op {
-                    let too_far = |t: &Target| match t {
-                        Target::Next => false,
-                        Target::L(l) => label_addr[l.0] - (addr[i] + 1) > usize::from(u8::MAX),
-                    };
-                    if too_far(jt) || too_far(jf) {
-                        far = Some(i);
-                        break;
-                    }
-                }
-            }
-            let Some(i) = far else { break };
-            let (addr, label_addr) = (addr, label_addr);
-            let Op::Jump { code, k, jt, jf } = self.ops[i].0.clone() else {
+            let too_far = |i: usize, t: &Target| match t {
+                Target::Next => false,
+                Target::L(l) => label_addr[l.0] - (addr[i] + 1) > usize::from(u8::MAX),
+            };
+            let any = self.ops.iter().enumerate().any(|(i, (op, _))| match op {
+                Op::Jump { jt, jf, .. } => too_far(i, jt) || too_far(i, jf),
+                _ => false,
+            });
+            if !any {
                 break;
-            };
-            let comment = self.ops[i].1.take();
-            let after = self.label();
-            let mut replacement: Vec<(Op, Option<String>)> = Vec::new();
-            let fix = |t: Target, replacement: &mut Vec<(Op, Option<String>)>, asm: &mut Asm| -> Target {
-                match t {
-                    Target::Next => Target::L(after),
-                    Target::L(l) if label_addr[l.0] - (addr[i] + 1) > usize::from(u8::MAX) => {
-                        let tramp = asm.label();
-                        replacement.push((Op::Place(tramp), None));
-                        replacement.push((Op::Ja(l), Some("trampoline".into())));
-                        Target::L(tramp)
-                    }
-                    other => other,
+            }
+            let old = std::mem::take(&mut self.ops);
+            let mut ops = Vec::with_capacity(old.len() + old.len() / 8);
+            for (i, (op, comment)) in old.into_iter().enumerate() {
+                let Op::Jump { code, k, jt, jf } = op else {
+                    ops.push((op, comment));
+                    continue;
+                };
+                if !(too_far(i, &jt) || too_far(i, &jf)) {
+                    ops.push((Op::Jump { code, k, jt, jf }, comment));
+                    continue;
                 }
-            };
-            let new_jt = fix(jt, &mut replacement, &mut self);
-            let new_jf = fix(jf, &mut replacement, &mut self);
-            let mut seq = vec![(
-                Op::Jump {
-                    code,
-                    k,
-                    jt: new_jt,
-                    jf: new_jf,
-                },
-                comment,
-            )];
-            seq.extend(replacement);
-            seq.push((Op::Place(after), None));
-            self.ops.splice(i..=i, seq);
+                let after = self.label();
+                let mut tail: Vec<(Op, Option<String>)> = Vec::new();
+                let mut fix = |t: Target, asm: &mut Asm| -> Target {
+                    match t {
+                        Target::Next => Target::L(after),
+                        Target::L(l) if too_far(i, &t) => {
+                            let tramp = asm.label();
+                            tail.push((Op::Place(tramp), None));
+                            tail.push((Op::Ja(l), Some("trampoline".into())));
+                            Target::L(tramp)
+                        }
+                        other => other,
+                    }
+                };
+                let new_jt = fix(jt, &mut self);
+                let new_jf = fix(jf, &mut self);
+                ops.push((
+                    Op::Jump {
+                        code,
+                        k,
+                        jt: new_jt,
+                        jf: new_jf,
+                    },
+                    comment,
+                ));
+                ops.extend(tail);
+                ops.push((Op::Place(after), None));
+            }
+            self.ops = ops;
         }
 
         let (addr, label_addr) = self.layout();

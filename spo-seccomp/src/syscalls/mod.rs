@@ -240,7 +240,8 @@ pub fn resolve(arch: Arch) -> Arch {
 /// distance of a third of `name`'s length (at least 1).
 pub fn suggest(arch: Arch, name: &str) -> Option<&'static str> {
     let table = table(resolve(arch))?;
-    if table.number(name).is_some() {
+    // Syscall names are short; comparing a huge hostile string with every name is wasted work.
+    if table.number(name).is_some() || name.len() > 64 {
         return None;
     }
     let wanted = name.trim().to_ascii_lowercase();
