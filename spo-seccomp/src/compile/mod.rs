@@ -46,6 +46,9 @@ pub struct CompileOptions {
     pub bad_arch_action: SeccompAction,
     /// What `SCMP_ARCH_NATIVE` and an empty architecture list mean.
     pub native: Arch,
+    /// Keep a comment per instruction for [`Program::disassemble`] (costs time; off for
+    /// rendering on nodes).
+    pub annotate: bool,
 }
 
 impl Default for CompileOptions {
@@ -53,6 +56,7 @@ impl Default for CompileOptions {
         CompileOptions {
             bad_arch_action: SeccompAction::KillThread,
             native: syscalls::native_arch(),
+            annotate: false,
         }
     }
 }
@@ -230,6 +234,19 @@ pub fn compile(spec: &SeccompProfileSpec, opts: &CompileOptions) -> Result<Progr
         }
     }
 
+    // Argument indexes outside 0..=5 would load past seccomp_data (validation reports them
+    // with their path; the compiler must not trust that it ran).
+    for (i, rule) in spec.rules().iter().enumerate() {
+        for (j, a) in rule.args.iter().flatten().enumerate() {
+            if a.index > 5 {
+                return Err(SeccompError::Invalid(format!(
+                    "spec.syscalls[{i}].args[{j}].index: {} is out of range 0..=5",
+                    a.index
+                )));
+            }
+        }
+    }
+
     // A name unknown on every architecture we know is a typo; a name that exists elsewhere
     // (socketcall on x86-64, say) is skipped, as runtimes do with multi-arch profiles.
     for rule in spec.rules() {
@@ -243,8 +260,14 @@ pub fn compile(spec: &SeccompProfileSpec, opts: &CompileOptions) -> Result<Progr
         }
     }
 
-    let mut asm = Asm::default();
-    asm.stmt(Insn::stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH), Some("load arch".into()));
+    let mut asm = Asm {
+        annotate: opts.annotate,
+        ..Asm::default()
+    };
+    asm.stmt(
+        Insn::stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH),
+        asm.note(|| "load arch".into()),
+    );
     let section_labels: Vec<Label> = sections.iter().map(|_| asm.label()).collect();
     for ((audit, members), label) in sections.iter().zip(&section_labels) {
         let names: Vec<&str> = members.iter().map(|a| a.as_str()).collect();
@@ -253,30 +276,25 @@ pub fn compile(spec: &SeccompProfileSpec, opts: &CompileOptions) -> Result<Progr
             *audit,
             Target::L(*label),
             Target::Next,
-            Some(names.join(" + ")),
+            asm.note(|| names.join(" + ")),
         );
     }
     asm.stmt(
         Insn::stmt(BPF_RET | BPF_K, bad_arch_ret),
-        Some("architecture not in the profile".into()),
+        asm.note(|| "architecture not in the profile".into()),
     );
 
     for ((_, members), label) in sections.iter().zip(&section_labels) {
         asm.place(*label);
         let big_endian = is_big_endian(members[0]);
-        let plans = plan_section(spec, members)?;
+        let plans = plan_section(spec, members, opts.annotate)?;
         let mut intervals = intervals(&plans, members, default_ret, bad_arch_ret);
         merge_adjacent(&mut intervals);
-        asm.stmt(Insn::stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR), Some("load nr".into()));
-        emit_tree(
-            &mut asm,
-            &intervals,
-            0,
-            intervals.len(),
-            &plans,
-            default_ret,
-            big_endian,
+        asm.stmt(
+            Insn::stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR),
+            asm.note(|| "load nr".into()),
         );
+        emit_section(&mut asm, &intervals, &plans, default_ret, big_endian);
     }
     // Trampolines only add instructions: a program already too long is refused before
     // assembling it.
@@ -320,7 +338,11 @@ fn comparisons(args: &[SeccompArg]) -> Vec<Vec<Cmp>> {
     }
 }
 
-fn plan_section(spec: &SeccompProfileSpec, members: &[Arch]) -> Result<BTreeMap<u32, SyscallPlan>, SeccompError> {
+fn plan_section(
+    spec: &SeccompProfileSpec,
+    members: &[Arch],
+    annotate: bool,
+) -> Result<BTreeMap<u32, SyscallPlan>, SeccompError> {
     let mut plans: BTreeMap<u32, SyscallPlan> = BTreeMap::new();
     let default_ret = action_value(spec.default_action, None);
     for rule in spec.rules() {
@@ -336,10 +358,11 @@ fn plan_section(spec: &SeccompProfileSpec, members: &[Arch]) -> Result<BTreeMap<
                 let Some(nr) = table.number(name) else { continue };
                 let plan = plans.entry(nr).or_default();
                 plan.narrow = is_32_bit(*arch);
-                if let Some(n) = table.by_name.iter().find(|(n, _)| n == name).map(|(n, _)| *n)
-                    && !plan.names.contains(&n)
+                if annotate
+                    && let Ok(i) = table.by_name.binary_search_by(|(n, _)| (*n).cmp(name.as_str()))
+                    && !plan.names.contains(&table.by_name[i].0)
                 {
-                    plan.names.push(n);
+                    plan.names.push(table.by_name[i].0);
                 }
                 if args.is_empty() {
                     plan.unconditional = Some(match plan.unconditional {
@@ -439,45 +462,133 @@ fn merge_adjacent(intervals: &mut Vec<(u32, Outcome)>) {
     *intervals = merged;
 }
 
-fn emit_tree(
+/// Runs with at most this many entries are tested one after the other instead of split
+/// further: a short chain of `jeq`s is smaller than a tree and barely longer to walk.
+const LINEAR_RUNS: usize = 6;
+
+/// A maximal range of syscall numbers with one outcome other than the default action.
+struct Run<'a> {
+    start: u32,
+    end: u32,
+    outcome: &'a Outcome,
+}
+
+fn emit_section(
     asm: &mut Asm,
     intervals: &[(u32, Outcome)],
-    lo: usize,
-    hi: usize,
     plans: &BTreeMap<u32, SyscallPlan>,
     default_ret: u32,
     big_endian: bool,
 ) {
-    if hi - lo == 1 {
-        match &intervals[lo].1 {
+    let mut runs = Vec::new();
+    for (i, (start, outcome)) in intervals.iter().enumerate() {
+        if matches!(outcome, Outcome::Ret(r, _) if *r == default_ret) {
+            continue;
+        }
+        let end = intervals.get(i + 1).map_or(u32::MAX, |(next, _)| next - 1);
+        runs.push(Run {
+            start: *start,
+            end,
+            outcome,
+        });
+    }
+    let ctx = EmitCtx {
+        plans,
+        default_ret,
+        big_endian,
+    };
+    emit_runs(asm, &ctx, &runs, 0, u32::MAX);
+}
+
+struct EmitCtx<'a> {
+    plans: &'a BTreeMap<u32, SyscallPlan>,
+    default_ret: u32,
+    big_endian: bool,
+}
+
+/// The label of an outcome's code in a chain, shared by runs with the same outcome.
+fn label_for<'o>(asm: &mut Asm, targets: &mut Vec<(&'o Outcome, Label)>, o: &'o Outcome) -> Label {
+    let key = |x: &Outcome| match x {
+        Outcome::Ret(r, _) => (0u8, *r),
+        Outcome::Rules(nr) => (1u8, *nr),
+    };
+    if let Some((_, l)) = targets.iter().find(|(t, _)| key(t) == key(o)) {
+        return *l;
+    }
+    let l = asm.label();
+    targets.push((o, l));
+    l
+}
+
+/// Emits a search over `runs`, knowing that `lo <= nr <= hi` on every path that gets here.
+fn emit_runs(asm: &mut Asm, ctx: &EmitCtx<'_>, runs: &[Run<'_>], lo: u32, hi: u32) {
+    if runs.len() > LINEAR_RUNS {
+        let mid = runs.len() / 2;
+        let right = asm.label();
+        let split = runs[mid].start;
+        asm.jump(BPF_JMP | BPF_JGE | BPF_K, split, Target::L(right), Target::Next, None);
+        emit_runs(asm, ctx, &runs[..mid], lo, split - 1);
+        asm.place(right);
+        emit_runs(asm, ctx, &runs[mid..], split, hi);
+        return;
+    }
+    // A chain: test each run in ascending order; falling off the end means the default.
+    let mut targets: Vec<(&Outcome, Label)> = Vec::new();
+    let outcomes: Vec<&Outcome> = runs.iter().map(|r| r.outcome).collect();
+    for (k, run) in runs.iter().enumerate() {
+        let out = label_for(asm, &mut targets, outcomes[k]);
+        let covers_lo = run.start <= lo;
+        let covers_hi = run.end >= hi;
+        match (run.start == run.end, covers_lo, covers_hi) {
+            (_, true, true) => {
+                asm.ops.push((Op::Ja(out), None));
+                break;
+            }
+            (true, _, _) => asm.jump(BPF_JMP | BPF_JEQ | BPF_K, run.start, Target::L(out), Target::Next, None),
+            (false, true, false) => asm.jump(BPF_JMP | BPF_JGT | BPF_K, run.end, Target::Next, Target::L(out), None),
+            (false, false, true) => asm.jump(BPF_JMP | BPF_JGE | BPF_K, run.start, Target::L(out), Target::Next, None),
+            (false, false, false) => {
+                let next = asm.label();
+                asm.jump(
+                    BPF_JMP | BPF_JGE | BPF_K,
+                    run.start,
+                    Target::Next,
+                    Target::L(next),
+                    None,
+                );
+                asm.jump(
+                    BPF_JMP | BPF_JGT | BPF_K,
+                    run.end,
+                    Target::L(next),
+                    Target::L(out),
+                    None,
+                );
+                asm.place(next);
+            }
+        }
+    }
+    let default_note = asm.note(|| "default action".into());
+    asm.stmt(Insn::stmt(BPF_RET | BPF_K, ctx.default_ret), default_note);
+    for (outcome, label) in targets {
+        asm.place(label);
+        match outcome {
             Outcome::Ret(ret, what) => {
-                let what = if what.len() > 60 {
-                    format!("{}...", what.chars().take(57).collect::<String>())
-                } else {
-                    what.clone()
-                };
-                asm.stmt(Insn::stmt(BPF_RET | BPF_K, *ret), Some(what));
+                let note = asm.note(|| {
+                    if what.chars().count() > 60 {
+                        format!("{}...", what.chars().take(57).collect::<String>())
+                    } else {
+                        what.clone()
+                    }
+                });
+                asm.stmt(Insn::stmt(BPF_RET | BPF_K, *ret), note);
             }
             Outcome::Rules(nr) => {
-                if let Some(plan) = plans.get(nr) {
-                    emit_rules(asm, plan, default_ret, big_endian);
+                if let Some(plan) = ctx.plans.get(nr) {
+                    emit_rules(asm, plan, ctx.default_ret, ctx.big_endian);
                 }
             }
         }
-        return;
     }
-    let mid = lo + (hi - lo) / 2;
-    let right = asm.label();
-    asm.jump(
-        BPF_JMP | BPF_JGE | BPF_K,
-        intervals[mid].0,
-        Target::L(right),
-        Target::Next,
-        None,
-    );
-    emit_tree(asm, intervals, lo, mid, plans, default_ret, big_endian);
-    asm.place(right);
-    emit_tree(asm, intervals, mid, hi, plans, default_ret, big_endian);
 }
 
 fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: bool) {
@@ -498,7 +609,7 @@ fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: b
         if cmps.is_empty() {
             asm.stmt(
                 Insn::stmt(BPF_RET | BPF_K, *ret),
-                Some(format!("{names}: unconditional")),
+                asm.note(|| format!("{names}: unconditional")),
             );
             return;
         }
@@ -512,13 +623,13 @@ fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: b
         }
         asm.stmt(
             Insn::stmt(BPF_RET | BPF_K, *ret),
-            Some(format!("{names}: rule matched")),
+            asm.note(|| format!("{names}: rule matched")),
         );
         asm.place(fail);
     }
     asm.stmt(
         Insn::stmt(BPF_RET | BPF_K, plan.unconditional.unwrap_or(default_ret)),
-        Some(format!("{names}: no rule matched")),
+        asm.note(|| format!("{names}: no rule matched")),
     );
 }
 
@@ -529,7 +640,7 @@ fn emit_cmp(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {
     let ld = |asm: &mut Asm, off: u32, half: &str| {
         asm.stmt(
             Insn::stmt(BPF_LD | BPF_W | BPF_ABS, off),
-            Some(format!("args[{}].{half}", c.index)),
+            asm.note(|| format!("args[{}].{half}", c.index)),
         );
     };
     let jeq = BPF_JMP | BPF_JEQ | BPF_K;
@@ -544,13 +655,25 @@ fn emit_cmp(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {
             ld(asm, hi_off, "hi");
             asm.jump(jeq, v_hi, next, no, None);
             ld(asm, lo_off, "lo");
-            asm.jump(jeq, v_lo, next, no, Some(format!("{} == {:#x}", arg_name(c), c.value)));
+            asm.jump(
+                jeq,
+                v_lo,
+                next,
+                no,
+                asm.note(|| format!("{} == {:#x}", arg_name(c), c.value)),
+            );
         }
         SeccompOperator::Ne => {
             ld(asm, hi_off, "hi");
             asm.jump(jeq, v_hi, next, ok, None);
             ld(asm, lo_off, "lo");
-            asm.jump(jeq, v_lo, no, next, Some(format!("{} != {:#x}", arg_name(c), c.value)));
+            asm.jump(
+                jeq,
+                v_lo,
+                no,
+                next,
+                asm.note(|| format!("{} != {:#x}", arg_name(c), c.value)),
+            );
         }
         SeccompOperator::Gt | SeccompOperator::Ge => {
             ld(asm, hi_off, "hi");
@@ -567,7 +690,7 @@ fn emit_cmp(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {
                 v_lo,
                 next,
                 no,
-                Some(format!("{} {sym} {:#x}", arg_name(c), c.value)),
+                asm.note(|| format!("{} {sym} {:#x}", arg_name(c), c.value)),
             );
         }
         SeccompOperator::Lt | SeccompOperator::Le => {
@@ -585,7 +708,7 @@ fn emit_cmp(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {
                 v_lo,
                 no,
                 next,
-                Some(format!("{} {sym} {:#x}", arg_name(c), c.value)),
+                asm.note(|| format!("{} {sym} {:#x}", arg_name(c), c.value)),
             );
         }
         SeccompOperator::MaskedEq => {
@@ -601,7 +724,7 @@ fn emit_cmp(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {
                 w_lo,
                 next,
                 no,
-                Some(format!("{} & {:#x} == {:#x}", arg_name(c), c.value, c.value_two)),
+                asm.note(|| format!("{} & {:#x} == {:#x}", arg_name(c), c.value, c.value_two)),
             );
         }
     }
@@ -615,7 +738,7 @@ fn emit_cmp32(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {
     let v = c.value as u32;
     asm.stmt(
         Insn::stmt(BPF_LD | BPF_W | BPF_ABS, lo_off),
-        Some(format!("args[{}] (32-bit)", c.index)),
+        asm.note(|| format!("args[{}] (32-bit)", c.index)),
     );
     let (code, k, jt, jf) = match c.op {
         SeccompOperator::Eq => (BPF_JEQ, v, Target::Next, Target::L(fail)),
@@ -634,7 +757,7 @@ fn emit_cmp32(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {
         k,
         jt,
         jf,
-        Some(format!("{} {:?} {:#x}", arg_name(c), c.op, c.value)),
+        asm.note(|| format!("{} {:?} {:#x}", arg_name(c), c.op, c.value)),
     );
 }
 
@@ -667,9 +790,15 @@ enum Op {
 struct Asm {
     ops: Vec<(Op, Option<String>)>,
     labels: usize,
+    annotate: bool,
 }
 
 impl Asm {
+    /// A comment, built only when annotating.
+    fn note(&self, text: impl FnOnce() -> String) -> Option<String> {
+        self.annotate.then(text)
+    }
+
     fn label(&mut self) -> Label {
         self.labels += 1;
         Label(self.labels - 1)

@@ -70,7 +70,11 @@ pub fn run(args: &CompileArgs) -> Result<ExitCode> {
             "{display}: the profile has a baseProfileName; merge it first (spoc merge PROFILE BASE) and compile the result"
         );
     }
-    let program = compile(&profile.spec, &CompileOptions::default()).with_context(|| format!("compiling {display}"))?;
+    let opts = CompileOptions {
+        annotate: true,
+        ..CompileOptions::default()
+    };
+    let program = compile(&profile.spec, &opts).with_context(|| format!("compiling {display}"))?;
     let stats = program.stats();
     if !args.stats_only {
         print!("{}", program.disassemble());
