@@ -1,1 +1,206 @@
 #![doc = include_str!("../README.md")]
+
+mod bitmap;
+mod launch;
+mod loader;
+mod preflight;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use spo_model::observed::{Recording, RecordingTarget};
+use spo_model::seccomp::Arch;
+
+pub use loader::Recorder;
+pub use preflight::KERNEL_BTF;
+
+/// What a recording saw, with syscalls as the kernel numbers them. Naming them needs a syscall
+/// table, which belongs to a backend: see [`into_recording`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawRecording {
+    /// The command line that was run.
+    pub command: Vec<String>,
+    /// Syscall numbers seen, per ABI of the calling task (x86-64 and, for 32-bit code, x86).
+    pub syscalls: BTreeMap<Arch, BTreeSet<u32>>,
+    /// How the command exited.
+    pub exit_status: ExitStatus,
+    /// Processes of the tree that could not be tracked because the recorder's process table was
+    /// full: when not 0 the recording may be incomplete.
+    pub untracked_processes: u64,
+    /// Syscalls with a number too large to record (none exist on current kernels).
+    pub out_of_range_syscalls: u64,
+    /// How long attaching the programs took when the recording started.
+    pub attach_time: Duration,
+}
+
+/// A recording with its syscalls named, and the numbers no name was found for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedRecording {
+    /// The neutral recording, ready for a backend's `from_recording`.
+    pub recording: Recording,
+    /// Syscall numbers the table did not know: a profile made from `recording` would block them.
+    pub unnamed: BTreeMap<Arch, BTreeSet<u32>>,
+}
+
+/// Names the syscalls of `raw` with `name_of` (for seccomp, the caller passes
+/// `|arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr)`).
+pub fn into_recording(raw: &RawRecording, name_of: impl Fn(Arch, u32) -> Option<&'static str>) -> NamedRecording {
+    let mut recording = Recording {
+        target: RecordingTarget {
+            name: raw.command.join(" "),
+            ..RecordingTarget::default()
+        },
+        ..Recording::default()
+    };
+    let mut unnamed: BTreeMap<Arch, BTreeSet<u32>> = BTreeMap::new();
+    for (&arch, numbers) in &raw.syscalls {
+        for &nr in numbers {
+            match name_of(arch, nr) {
+                Some(name) => {
+                    recording.syscalls.entry(arch).or_default().insert(name.to_owned());
+                }
+                None => {
+                    unnamed.entry(arch).or_default().insert(nr);
+                }
+            }
+        }
+    }
+    NamedRecording { recording, unnamed }
+}
+
+/// Why recording failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Missing privileges.
+    #[error(
+        "loading the eBPF recorder needs root (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN): run it as root or through sudo"
+    )]
+    NotPermitted,
+    /// The kernel has no BTF.
+    #[error("the kernel exposes no BTF at {path}: the eBPF recorder needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoKernelBtf {
+        /// The path that is missing.
+        path: &'static str,
+    },
+    /// The kernel lacks a tracepoint the recorder attaches to.
+    #[error(
+        "the kernel has no tracepoint {tracepoint}: the eBPF recorder needs CONFIG_FTRACE_SYSCALLS and CONFIG_TRACEPOINTS"
+    )]
+    MissingTracepoint {
+        /// `subsystem/event`.
+        tracepoint: &'static str,
+    },
+    /// libbpf could not open the embedded object.
+    #[error("opening the embedded eBPF recorder object")]
+    Open {
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// The kernel rejected the programs or maps (libbpf logs the verifier's reason on stderr).
+    #[error("loading the eBPF recorder into the kernel (libbpf's log above names the failing program)")]
+    Load {
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// A program did not attach.
+    #[error("attaching eBPF program {program}")]
+    Attach {
+        /// The program's name in `recorder.bpf.c`.
+        program: &'static str,
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// A map operation failed.
+    #[error("{operation} in a BPF map")]
+    Map {
+        /// What was being done.
+        operation: &'static str,
+        /// libbpf's error.
+        #[source]
+        source: libbpf_rs::Error,
+    },
+    /// The BPF C and the Rust decoder disagree on a value's layout (a build bug).
+    #[error("BPF map {map} has {actual}-byte values where spo-record expects {expected}: rebuild spo-record")]
+    LayoutMismatch {
+        /// The map.
+        map: &'static str,
+        /// What the decoder expects.
+        expected: usize,
+        /// What the map has.
+        actual: usize,
+    },
+    /// No command was given.
+    #[error("no command to record")]
+    EmptyCommand,
+    /// The program is not an executable file, directly or in `PATH`.
+    #[error("command not found: {program} (not an executable file, nor one in PATH)")]
+    CommandNotFound {
+        /// The program as given.
+        program: String,
+    },
+    /// The pipes that hold the command before exec could not be made.
+    #[error("creating the pipe that holds the command until it is tracked")]
+    Pipe {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command did not start.
+    #[error("starting {program}")]
+    Spawn {
+        /// The program as given.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for the command failed.
+    #[error("waiting for {program} to exit")]
+    Wait {
+        /// The program as given.
+        program: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn names_what_the_table_knows_and_lists_the_rest() {
+        let raw = RawRecording {
+            command: vec!["sh".into(), "-c".into(), "true".into()],
+            syscalls: BTreeMap::from([
+                (Arch::X86_64, BTreeSet::from([0, 59, 999])),
+                (Arch::X86, BTreeSet::from([1])),
+            ]),
+            exit_status: ExitStatus::from_raw(0),
+            untracked_processes: 0,
+            out_of_range_syscalls: 0,
+            attach_time: Duration::ZERO,
+        };
+        let names = |arch, nr| match (arch, nr) {
+            (Arch::X86_64, 0) => Some("read"),
+            (Arch::X86_64, 59) => Some("execve"),
+            (Arch::X86, 1) => Some("exit"),
+            _ => None,
+        };
+        let named = into_recording(&raw, names);
+        assert_eq!(named.recording.target.name, "sh -c true");
+        assert_eq!(
+            named.recording.syscalls[&Arch::X86_64],
+            BTreeSet::from(["read".into(), "execve".into()])
+        );
+        assert_eq!(named.recording.syscalls[&Arch::X86], BTreeSet::from(["exit".into()]));
+        assert_eq!(named.unnamed, BTreeMap::from([(Arch::X86_64, BTreeSet::from([999]))]));
+    }
+}

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+//
+// The syscall recorder: which syscalls each tracked process tree made, aggregated in the
+// kernel as one bitmap per target (no event per syscall ever reaches user space).
+//
+// Only BTF-enabled tracepoints (tp_btf) are used: they attach without tracefs, pass typed
+// arguments (the fork tracepoint hands us the child's task_struct, which is the only way to tell
+// a new process from a new thread), and skip the perf record that classic tracepoints build
+// before calling the program. kprobes, fentry and LSM programs are not available on the target
+// kernels (see MACHINE.md).
+//
+// Per-process state is one `targets` entry per live tracked thread group: it is added when a
+// tracked process forks a new thread group and removed when the last thread of a group exits, so
+// a recycled pid can never inherit a dead process's target.
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// Syscall numbers below this are recorded; every current ABI stays far below it.
+#define MAX_SYSCALL_NR 1024
+#define BITMAP_WORDS (MAX_SYSCALL_NR / 64)
+
+// x86: `TS_COMPAT` in thread_info.status marks a 32-bit (ia32) syscall in progress
+// (arch/x86/include/asm/thread_info.h). Defines are not part of BTF, hence spelled out here.
+#define X86_TS_COMPAT 0x0002
+
+// Kept in sync with `TargetSyscalls` in src/maps.rs.
+struct target_syscalls {
+	// Syscalls made through the native ABI (x86_64 on x86).
+	__u64 native[BITMAP_WORDS];
+	// Syscalls made through the compat ABI (ia32 on x86).
+	__u64 compat[BITMAP_WORDS];
+	// Syscall numbers at or above MAX_SYSCALL_NR (none exist today): counted, not recorded.
+	__u64 out_of_range;
+	// Processes the tree created that could not be tracked because `targets` was full.
+	__u64 untracked_processes;
+};
+
+// Thread group id (the pid user space sees) -> target id. The bound caps the number of live
+// processes tracked at once over all targets.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} targets SEC(".maps");
+
+// Target id -> what that target did. User space hands out target ids and clears the entry
+// before reusing it.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct target_syscalls);
+} syscalls SEC(".maps");
+
+// Set by user space while at least one recording runs; every program returns at once otherwise.
+volatile __u32 enabled = 0;
+
+static __always_inline void set_bit(__u64 *words, __u32 nr)
+{
+	__u64 mask = 1ULL << (nr & 63);
+	__u64 *word = &words[(nr >> 6) & (BITMAP_WORDS - 1)];
+
+	// Most syscalls repeat: a plain read keeps the cache line shared, and the atomic OR only
+	// runs the first time, so two threads setting different bits never lose one.
+	if (!(*word & mask))
+		__sync_fetch_and_or(word, mask);
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
+{
+	if (!enabled)
+		return 0;
+
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u32 *target = bpf_map_lookup_elem(&targets, &tgid);
+	if (!target)
+		return 0;
+
+	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, target);
+	if (!seen)
+		return 0;
+
+	if (id < 0)
+		return 0; // not a syscall: the kernel skipped it (ptrace or seccomp set it to -1)
+	if (id >= MAX_SYSCALL_NR) {
+		__sync_fetch_and_add(&seen->out_of_range, 1);
+		return 0;
+	}
+
+	__u64 *words = seen->native;
+#ifdef __TARGET_ARCH_x86
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (task->thread_info.status & X86_TS_COMPAT)
+		words = seen->compat;
+#endif
+	set_bit(words, (__u32)id);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(track_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (!enabled)
+		return 0;
+
+	__u32 parent_tgid = parent->tgid;
+	__u32 *target = bpf_map_lookup_elem(&targets, &parent_tgid);
+	if (!target)
+		return 0;
+
+	// A new thread joins its parent's thread group, which is tracked already.
+	if (child->pid != child->tgid)
+		return 0;
+
+	__u32 child_tgid = child->tgid;
+	__u32 target_id = *target;
+	if (bpf_map_update_elem(&targets, &child_tgid, &target_id, BPF_ANY) != 0) {
+		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target_id);
+		if (seen)
+			__sync_fetch_and_add(&seen->untracked_processes, 1);
+	}
+	return 0;
+}
+
+// Runs for every exiting thread, with `signal->live` already decremented: it reaches zero
+// exactly when the whole thread group is dead. Reading it, rather than the `group_dead` argument
+// newer kernels pass, also works on kernels whose tracepoint lacks that argument. Not gated by
+// `enabled`, so an entry never outlives its process.
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(forget_exit, struct task_struct *task)
+{
+	if (task->signal->live.counter != 0)
+		return 0;
+
+	__u32 tgid = task->tgid;
+	bpf_map_delete_elem(&targets, &tgid);
+	return 0;
+}

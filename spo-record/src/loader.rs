@@ -1,0 +1,236 @@
+//! Loading the BPF object, attaching it for the length of a recording, and reading its maps.
+#![allow(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::mem::MaybeUninit;
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+use spo_model::seccomp::Arch;
+
+use crate::bitmap::{TargetSyscalls, VALUE_SIZE};
+use crate::{RawRecording, RecordError, launch, preflight};
+
+#[allow(
+    unsafe_code,
+    missing_debug_implementations,
+    unused_imports,
+    unused_qualifications,
+    clippy::all,
+    clippy::pedantic,
+    clippy::unwrap_used
+)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/recorder.skel.rs"));
+}
+
+/// `max_entries` of the `syscalls` map: target ids are handed out modulo this.
+const MAX_TARGETS: u32 = 1024;
+
+/// The loaded recorder. Its programs are attached only while a recording runs, so an idle
+/// recorder costs the system nothing; loading it (verifying the programs) is the slow part and
+/// happens once.
+pub struct Recorder {
+    skel: skel::RecorderSkel<'static>,
+    next_target: u32,
+    load_time: Duration,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("next_target", &self.next_target)
+            .field("load_time", &self.load_time)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Checks the kernel and privileges, then loads the BPF programs and maps (nothing is
+    /// attached yet).
+    pub fn load() -> Result<Recorder, RecordError> {
+        let started = Instant::now();
+        preflight::check()?;
+
+        // The skeleton borrows the storage of the libbpf object for as long as it lives; the
+        // storage is leaked (one pointer-sized box per recorder) so the recorder owns its
+        // skeleton outright. The object itself is closed when the skeleton is dropped.
+        let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
+        let open = skel::RecorderSkelBuilder::default()
+            .open(storage)
+            .map_err(|source| RecordError::Open { source })?;
+        let skel = open.load().map_err(|source| match preflight::missing_tracepoint() {
+            Some(tracepoint) => RecordError::MissingTracepoint { tracepoint },
+            None => RecordError::Load { source },
+        })?;
+
+        let value_size = skel.maps.syscalls.value_size() as usize;
+        if value_size != VALUE_SIZE {
+            return Err(RecordError::LayoutMismatch {
+                map: "syscalls",
+                expected: VALUE_SIZE,
+                actual: value_size,
+            });
+        }
+        Ok(Recorder {
+            skel,
+            next_target: 0,
+            load_time: started.elapsed(),
+        })
+    }
+
+    /// How long [`Recorder::load`] took (checks, verification, map creation).
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// Runs `argv` (program and arguments, the program looked up in `PATH`) with inherited
+    /// stdio, recording the syscalls of its whole process tree until it exits. The command is
+    /// tracked before its `execve`, so the recording includes the syscalls a seccomp filter
+    /// installed at that point would see. Descendants still running when the command exits are
+    /// no longer recorded.
+    pub fn record_command(&mut self, argv: &[String]) -> Result<RawRecording, RecordError> {
+        let path = launch::resolve_command(argv)?;
+        let target = self.next_target;
+        self.next_target = (self.next_target + 1) % MAX_TARGETS;
+        let target_key = target.to_ne_bytes();
+        self.skel
+            .maps
+            .syscalls
+            .update(&target_key, &[0; VALUE_SIZE], MapFlags::ANY)
+            .map_err(|source| RecordError::Map {
+                operation: "clearing the syscall bitmap",
+                source,
+            })?;
+
+        let attach_started = Instant::now();
+        let links = self.attach()?;
+        let attach_time = attach_started.elapsed();
+        self.set_enabled(true);
+
+        let targets = &self.skel.maps.targets;
+        let spawned = launch::spawn_held(&path, argv, |pid| {
+            targets
+                .update(&pid.to_ne_bytes(), &target_key, MapFlags::ANY)
+                .map_err(|source| RecordError::Map {
+                    operation: "tracking the command's pid",
+                    source,
+                })
+        });
+        let waited = spawned.and_then(|mut child| {
+            child.wait().map_err(|source| RecordError::Wait {
+                program: argv[0].clone(),
+                source,
+            })
+        });
+
+        self.set_enabled(false);
+        drop(links);
+        let forgotten = self.forget_target(target);
+        let exit_status: ExitStatus = waited?;
+        forgotten?;
+
+        let bytes = self
+            .skel
+            .maps
+            .syscalls
+            .lookup(&target_key, MapFlags::ANY)
+            .map_err(|source| RecordError::Map {
+                operation: "reading the syscall bitmap",
+                source,
+            })?
+            .unwrap_or_default();
+        let seen = TargetSyscalls::decode(&bytes).ok_or(RecordError::LayoutMismatch {
+            map: "syscalls",
+            expected: VALUE_SIZE,
+            actual: bytes.len(),
+        })?;
+
+        let mut syscalls = BTreeMap::new();
+        for (arch, numbers) in [(NATIVE_ARCH, seen.native), (COMPAT_ARCH, seen.compat)] {
+            if !numbers.is_empty() {
+                syscalls.insert(arch, numbers);
+            }
+        }
+        Ok(RawRecording {
+            command: argv.to_vec(),
+            syscalls,
+            exit_status,
+            untracked_processes: seen.untracked_processes,
+            out_of_range_syscalls: seen.out_of_range,
+            attach_time,
+        })
+    }
+
+    /// How many processes are tracked right now, over all targets (0 between recordings: every
+    /// entry is removed when its process exits or its recording ends).
+    pub fn tracked_processes(&self) -> usize {
+        self.skel.maps.targets.keys().count()
+    }
+
+    /// Attaches every program; the links detach them when dropped. The exit and fork programs
+    /// go first so no tracked process can exit or fork unseen.
+    fn attach(&self) -> Result<[Link; 3], RecordError> {
+        let progs = &self.skel.progs;
+        let attach = |program: &'static str, prog: &libbpf_rs::ProgramMut<'_>| {
+            prog.attach().map_err(|source| RecordError::Attach { program, source })
+        };
+        Ok([
+            attach("forget_exit", &progs.forget_exit)?,
+            attach("track_fork", &progs.track_fork)?,
+            attach("record_sys_enter", &progs.record_sys_enter)?,
+        ])
+    }
+
+    fn set_enabled(&mut self, enabled: bool) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            // SAFETY: `bss` is a valid, aligned reference into the object's mmap'ed `.bss`,
+            // which lives as long as the skeleton. The write is volatile because the reader is
+            // the kernel, which the compiler cannot see.
+            unsafe { std::ptr::write_volatile(&raw mut bss.enabled, u32::from(enabled)) };
+        }
+    }
+
+    /// Removes the entries of processes of `target` still alive (descendants that outlived the
+    /// command), so no state outlives the recording.
+    fn forget_target(&self, target: u32) -> Result<(), RecordError> {
+        let targets = &self.skel.maps.targets;
+        let stale: BTreeSet<Vec<u8>> = targets
+            .keys()
+            .filter(|key| {
+                targets
+                    .lookup(key, MapFlags::ANY)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|value| value == target.to_ne_bytes())
+            })
+            .collect();
+        for key in stale {
+            match targets.delete(&key) {
+                Ok(()) => {}
+                // The process exited in the meantime and removed its entry itself.
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(RecordError::Map {
+                        operation: "forgetting the processes of a finished recording",
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ABI the recorder's native bitmap stands for.
+#[cfg(target_arch = "x86_64")]
+const NATIVE_ARCH: Arch = Arch::X86_64;
+/// The ABI of the compat bitmap (ia32 on x86-64, where `TS_COMPAT` tells them apart).
+#[cfg(target_arch = "x86_64")]
+const COMPAT_ARCH: Arch = Arch::X86;
+#[cfg(target_arch = "aarch64")]
+const NATIVE_ARCH: Arch = Arch::Aarch64;
+#[cfg(target_arch = "aarch64")]
+const COMPAT_ARCH: Arch = Arch::Arm;

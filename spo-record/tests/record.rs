@@ -1,0 +1,263 @@
+//! The recorder against the real kernel: needs root and BTF (skipped otherwise, except in CI).
+
+use std::collections::BTreeSet;
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use spo_model::seccomp::Arch;
+use spo_record::{RawRecording, RecordError, Recorder, into_recording};
+
+/// Loads a recorder, or says why this machine cannot and returns `None` (a failure in CI).
+fn load() -> Option<Recorder> {
+    match Recorder::load() {
+        Ok(recorder) => {
+            eprintln!("recorder loaded in {:?}", recorder.load_time());
+            Some(recorder)
+        }
+        Err(
+            e @ (RecordError::NotPermitted | RecordError::NoKernelBtf { .. } | RecordError::MissingTracepoint { .. }),
+        ) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must be able to run the recorder: {e}"
+            );
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("{e}: {:?}", e.source()),
+    }
+}
+
+fn argv(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+fn record(recorder: &mut Recorder, args: &[&str]) -> RawRecording {
+    let raw = recorder
+        .record_command(&argv(args))
+        .unwrap_or_else(|e| panic!("recording {args:?}: {e}: {:?}", e.source()));
+    assert_eq!(
+        recorder.tracked_processes(),
+        0,
+        "per-process state left after recording {args:?}"
+    );
+    raw
+}
+
+/// The names of the syscalls `raw` saw through `arch`, named by the seccomp table as `spoc` does.
+fn names(raw: &RawRecording, arch: Arch) -> BTreeSet<String> {
+    let named = into_recording(raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
+    assert!(named.unnamed.is_empty(), "numbers without a name: {:?}", named.unnamed);
+    named.recording.syscalls.get(&arch).cloned().unwrap_or_default()
+}
+
+#[test]
+fn records_a_process_that_lives_microseconds() {
+    let Some(mut recorder) = load() else { return };
+    let raw = record(&mut recorder, &["/bin/true"]);
+    eprintln!("attached in {:?}", raw.attach_time);
+    assert!(raw.exit_status.success());
+    let seen = names(&raw, Arch::X86_64);
+    for expected in ["execve", "exit_group"] {
+        assert!(seen.contains(expected), "{expected} missing from {seen:?}");
+    }
+    assert!(
+        seen.contains("brk") || seen.contains("mmap"),
+        "no memory syscall in {seen:?}"
+    );
+    assert_eq!((raw.untracked_processes, raw.out_of_range_syscalls), (0, 0));
+    assert!(
+        !raw.syscalls.contains_key(&Arch::X86),
+        "64-bit code recorded as 32-bit: {:?}",
+        raw.syscalls
+    );
+}
+
+#[test]
+fn records_every_syscall_strace_reports() {
+    let script = "ls / > /dev/null; cat /etc/hostname > /dev/null";
+    let Some(mut recorder) = load() else { return };
+    let raw = record(&mut recorder, &["sh", "-c", script]);
+    let seen = names(&raw, Arch::X86_64);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let summary = dir.path().join("strace.txt");
+    let status = match Command::new("strace")
+        .arg("-f")
+        .arg("-c")
+        .arg("-o")
+        .arg(&summary)
+        .args(["sh", "-c", script])
+        .status()
+    {
+        Ok(status) => status,
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "CI must have strace: {e}");
+            eprintln!("skipped: strace not runnable ({e}); scripts/setup installs it");
+            return;
+        }
+    };
+    assert!(status.success(), "strace failed: {status}");
+    let strace_saw = strace_summary_names(&std::fs::read_to_string(&summary).expect("strace summary"));
+    assert!(strace_saw.len() > 10, "strace summary looks wrong: {strace_saw:?}");
+    let missed: Vec<_> = strace_saw.difference(&seen).collect();
+    assert!(
+        missed.is_empty(),
+        "strace saw {missed:?} that the recorder missed (recorded {seen:?})"
+    );
+}
+
+/// The syscall names of `strace -c`'s table: the last column of the rows between the dashed
+/// rules, without the `total` row.
+fn strace_summary_names(summary: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut in_table = false;
+    for line in summary.lines() {
+        if line.starts_with("------") {
+            in_table = !in_table;
+            continue;
+        }
+        if in_table && let Some(name) = line.split_whitespace().last() {
+            names.insert(name.to_string());
+        }
+    }
+    names
+}
+
+#[test]
+fn follows_children_across_fork_and_exec() {
+    let Some(mut recorder) = load() else { return };
+    let raw = record(&mut recorder, &["sh", "-c", "sleep 0.1 & wait"]);
+    let seen = names(&raw, Arch::X86_64);
+    // Only the forked child (which execs sleep) sleeps; the shell itself waits in wait4.
+    assert!(
+        seen.contains("clock_nanosleep") || seen.contains("nanosleep"),
+        "the child's sleep is missing: {seen:?}"
+    );
+    assert!(seen.contains("wait4"), "{seen:?}");
+}
+
+#[test]
+fn forgets_descendants_that_outlive_the_command() {
+    let Some(mut recorder) = load() else { return };
+    // The background sleep is still running when the shell exits; `record` checks that its
+    // entry is gone anyway.
+    let raw = record(&mut recorder, &["sh", "-c", "sleep 0.5 > /dev/null 2>&1 &"]);
+    assert!(raw.exit_status.success());
+    // And a later recording starts from a clean bitmap.
+    let again = record(&mut recorder, &["/bin/true"]);
+    assert!(
+        !names(&again, Arch::X86_64).contains("wait4"),
+        "bits of the previous recording leaked"
+    );
+}
+
+#[test]
+fn reports_exit_status_and_missing_commands() {
+    let Some(mut recorder) = load() else { return };
+    let raw = record(&mut recorder, &["sh", "-c", "exit 3"]);
+    assert_eq!(raw.exit_status.code(), Some(3));
+
+    let err = recorder
+        .record_command(&argv(&["no-such-command-spo"]))
+        .expect_err("no such command");
+    assert!(matches!(err, RecordError::CommandNotFound { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "command not found: no-such-command-spo (not an executable file, nor one in PATH)"
+    );
+    assert!(matches!(recorder.record_command(&[]), Err(RecordError::EmptyCommand)));
+    assert_eq!(recorder.tracked_processes(), 0);
+}
+
+/// Builds `source` (C or assembly, by `file_name`'s extension) with clang and `flags`; `None`
+/// (after saying `skipped:`) when clang cannot, a failure in CI.
+fn build_with_clang(dir: &Path, file_name: &str, source: &str, flags: &[&str]) -> Option<PathBuf> {
+    let source_path = dir.join(file_name);
+    let binary = dir.join(file_name.split('.').next().unwrap_or(file_name));
+    std::fs::write(&source_path, source).expect("write test program source");
+    let built = Command::new("clang")
+        .args(flags)
+        .arg("-o")
+        .arg(&binary)
+        .arg(&source_path)
+        .status();
+    if built.as_ref().is_ok_and(|s| s.success()) {
+        return Some(binary);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must build test program {file_name}: {built:?}"
+    );
+    eprintln!("skipped: clang cannot build {file_name} ({built:?}); scripts/setup installs clang");
+    None
+}
+
+#[test]
+fn tells_32_bit_syscalls_apart() {
+    let Some(mut recorder) = load() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    // getpid (20) then exit (1) through the i386 ABI, no libc.
+    let source = ".globl _start\n_start:\n movl $20, %eax\n int $0x80\n movl $1, %eax\n xorl %ebx, %ebx\n int $0x80\n";
+    let Some(binary) = build_with_clang(dir.path(), "getpid32.S", source, &["-m32", "-nostdlib", "-static"]) else {
+        return;
+    };
+    let raw = record(&mut recorder, &[binary.to_str().expect("utf-8 path")]);
+    assert!(raw.exit_status.success());
+    assert_eq!(
+        names(&raw, Arch::X86),
+        BTreeSet::from(["getpid".to_string(), "exit".to_string()])
+    );
+    // The exec itself is made by the 64-bit recorder side of the fork.
+    assert!(names(&raw, Arch::X86_64).contains("execve"));
+}
+
+/// The main thread exits first; the process lives on in a second thread, which then makes a
+/// syscall and forks a child that makes another. Both must be recorded: the process is tracked
+/// until its last thread exits, and a fork from any thread is followed.
+const LEADER_EXITS_FIRST: &str = r#"
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void *worker(void *arg) {
+    (void)arg;
+    usleep(50000);
+    syscall(SYS_getpgid, 0);
+    pid_t child = fork();
+    if (child == 0) {
+        syscall(SYS_getsid, 0);
+        _exit(0);
+    }
+    waitpid(child, NULL, 0);
+    return NULL;
+}
+
+int main(void) {
+    pthread_t thread;
+    pthread_create(&thread, NULL, worker, NULL);
+    pthread_exit(NULL);
+}
+"#;
+
+#[test]
+fn follows_threads_after_the_leader_exits() {
+    let Some(mut recorder) = load() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(binary) = build_with_clang(
+        dir.path(),
+        "leader_exits_first.c",
+        LEADER_EXITS_FIRST,
+        &["-O1", "-pthread"],
+    ) else {
+        return;
+    };
+    let raw = record(&mut recorder, &[binary.to_str().expect("utf-8 path")]);
+    assert!(raw.exit_status.success());
+    let seen = names(&raw, Arch::X86_64);
+    for expected in ["getpgid", "getsid"] {
+        assert!(seen.contains(expected), "{expected} missing from {seen:?}");
+    }
+}
