@@ -24,8 +24,6 @@
 pub mod bpf;
 pub mod interp;
 
-use std::collections::BTreeMap;
-
 use spo_model::seccomp::{Arch, SeccompAction, SeccompArg, SeccompOperator, SeccompProfileSpec};
 
 use crate::error::SeccompError;
@@ -175,6 +173,26 @@ pub fn is_32_bit(arch: Arch) -> bool {
     )
 }
 
+/// The plans of one section, sorted by syscall number.
+#[derive(Debug, Default)]
+struct Plans {
+    entries: Vec<(u32, SyscallPlan)>,
+}
+
+impl Plans {
+    fn get(&self, nr: &u32) -> Option<&SyscallPlan> {
+        self.entries
+            .binary_search_by_key(nr, |(n, _)| *n)
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    fn range_from(&self, start: u32) -> impl Iterator<Item = &(u32, SyscallPlan)> {
+        let i = self.entries.partition_point(|(n, _)| *n < start);
+        self.entries[i..].iter()
+    }
+}
+
 /// One argument comparison, resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Cmp {
@@ -247,19 +265,6 @@ pub fn compile(spec: &SeccompProfileSpec, opts: &CompileOptions) -> Result<Progr
         }
     }
 
-    // A name unknown on every architecture we know is a typo; a name that exists elsewhere
-    // (socketcall on x86-64, say) is skipped, as runtimes do with multi-arch profiles.
-    for rule in spec.rules() {
-        for name in &rule.names {
-            if !syscalls::known_anywhere(name) {
-                return Err(SeccompError::UnknownSyscall {
-                    name: name.clone(),
-                    arch: arches[0].as_str(),
-                });
-            }
-        }
-    }
-
     let mut asm = Asm {
         annotate: opts.annotate,
         ..Asm::default()
@@ -287,8 +292,22 @@ pub fn compile(spec: &SeccompProfileSpec, opts: &CompileOptions) -> Result<Progr
     for ((_, members), label) in sections.iter().zip(&section_labels) {
         asm.place(*label);
         let big_endian = is_big_endian(members[0]);
-        let plans = plan_section(spec, members, opts.annotate)?;
-        let mut intervals = intervals(&plans, members, default_ret, bad_arch_ret);
+        let (plans, missing) = plan_section(spec, members, opts.annotate)?;
+        // A name unknown on every architecture we know is a typo; a name that exists
+        // elsewhere (socketcall on x86-64, say) is skipped, as runtimes do.
+        for (ri, ni) in missing {
+            let name = &spec.rules()[ri as usize].names[ni as usize];
+            let elsewhere = arches
+                .iter()
+                .any(|a| syscalls::table(*a).is_some_and(|t| t.number(name).is_some()));
+            if !elsewhere && !syscalls::known_anywhere(name) {
+                return Err(SeccompError::UnknownSyscall {
+                    name: name.clone(),
+                    arch: arches[0].as_str(),
+                });
+            }
+        }
+        let mut intervals = intervals(&plans, members, default_ret, bad_arch_ret, opts.annotate);
         merge_adjacent(&mut intervals);
         asm.stmt(
             Insn::stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR),
@@ -342,53 +361,76 @@ fn plan_section(
     spec: &SeccompProfileSpec,
     members: &[Arch],
     annotate: bool,
-) -> Result<BTreeMap<u32, SyscallPlan>, SeccompError> {
-    let mut plans: BTreeMap<u32, SyscallPlan> = BTreeMap::new();
+) -> Result<(Plans, Vec<(u32, u16)>), SeccompError> {
     let default_ret = action_value(spec.default_action, None);
-    for rule in spec.rules() {
-        let ret = action_value(rule.action, rule.errno_ret);
+    let rules = spec.rules();
+    let tables = members
+        .iter()
+        .map(|a| syscalls::table(*a).ok_or(SeccompError::UnsupportedArch(a.as_str())))
+        .collect::<Result<Vec<_>, _>>()?;
+    // (number, rule, architecture, name) for every name that exists here, sorted by number:
+    // small entries sort fast, and each number's plan is then built in one pass.
+    let mut hits: Vec<(u32, u32, u8, u16)> = Vec::with_capacity(rules.len() * 4);
+    // Names found on no architecture of this section, for the caller's typo check.
+    let mut missing: Vec<(u32, u16)> = Vec::new();
+    for (ri, rule) in rules.iter().enumerate() {
         // Runtimes skip rules whose action is the default action (libseccomp refuses them).
-        if ret == default_ret {
-            continue;
-        }
-        let args = rule.args.as_deref().unwrap_or_default();
-        for name in &rule.names {
-            for arch in members {
-                let table = syscalls::table(*arch).ok_or(SeccompError::UnsupportedArch(arch.as_str()))?;
-                let Some(nr) = table.number(name) else { continue };
-                let plan = plans.entry(nr).or_default();
-                plan.narrow = is_32_bit(*arch);
-                if annotate
-                    && let Ok(i) = table.by_name.binary_search_by(|(n, _)| (*n).cmp(name.as_str()))
-                    && !plan.names.contains(&table.by_name[i].0)
-                {
-                    plan.names.push(table.by_name[i].0);
+        let skipped = action_value(rule.action, rule.errno_ret) == default_ret;
+        for (ni, name) in rule.names.iter().enumerate() {
+            let mut found = false;
+            for (ai, table) in tables.iter().enumerate() {
+                if let Some(nr) = table.number(name) {
+                    found = true;
+                    if skipped {
+                        break;
+                    }
+                    hits.push((nr, ri as u32, ai as u8, ni as u16));
                 }
-                if args.is_empty() {
-                    plan.unconditional = Some(match plan.unconditional {
-                        Some(old) if precedence(old) <= precedence(ret) => old,
-                        _ => ret,
-                    });
-                } else {
-                    for cmps in comparisons(args) {
-                        if plan.seen.insert((cmps.clone(), ret)) {
-                            plan.rules.push((cmps, ret));
-                        }
+            }
+            if !found {
+                missing.push((ri as u32, ni as u16));
+            }
+        }
+    }
+    hits.sort_unstable();
+    let mut entries: Vec<(u32, SyscallPlan)> = Vec::new();
+    for &(nr, ri, ai, ni) in &hits {
+        if entries.last().is_none_or(|(n, _)| *n != nr) {
+            entries.push((nr, SyscallPlan::default()));
+        }
+        let Some((_, plan)) = entries.last_mut() else { continue };
+        let rule = &rules[ri as usize];
+        let ret = action_value(rule.action, rule.errno_ret);
+        plan.narrow = is_32_bit(members[ai as usize]);
+        if annotate {
+            let name = &rule.names[ni as usize];
+            if let Some(n) = tables[ai as usize].names().find(|n| n == name)
+                && !plan.names.contains(&n)
+            {
+                plan.names.push(n);
+            }
+        }
+        match rule.args.as_deref() {
+            None | Some([]) => {
+                plan.unconditional = Some(match plan.unconditional {
+                    Some(old) if precedence(old) <= precedence(ret) => old,
+                    _ => ret,
+                });
+            }
+            Some(args) => {
+                for cmps in comparisons(args) {
+                    if plan.seen.insert((cmps.clone(), ret)) {
+                        plan.rules.push((cmps, ret));
                     }
                 }
             }
         }
     }
-    Ok(plans)
+    Ok((Plans { entries }, missing))
 }
 
 /// The number line of a section as `(start, outcome)`, covering `0..=u32::MAX`.
-fn intervals(
-    plans: &BTreeMap<u32, SyscallPlan>,
-    members: &[Arch],
-    default_ret: u32,
-    bad_arch: u32,
-) -> Vec<(u32, Outcome)> {
+fn intervals(plans: &Plans, members: &[Arch], default_ret: u32, bad_arch: u32, annotate: bool) -> Vec<(u32, Outcome)> {
     let has = |a: Arch| members.contains(&a);
     // On x86-64, x32 numbers carry a marker bit; a profile without the other ABI treats its
     // numbers as a foreign architecture, as libseccomp does.
@@ -399,13 +441,16 @@ fn intervals(
     } else {
         (0, u32::MAX)
     };
-    let default = |_: u32| Outcome::Ret(default_ret, "default action".into());
+    // Interval descriptions are only kept for the disassembly.
+    let text = |t: &str| if annotate { t.to_owned() } else { String::new() };
+    let default = |_: u32| Outcome::Ret(default_ret, text("default action"));
     let mut out: Vec<(u32, Outcome)> = Vec::new();
     if lo_bound > 0 {
-        out.push((0, Outcome::Ret(bad_arch, "x86-64 number on an x32-only profile".into())));
+        out.push((0, Outcome::Ret(bad_arch, text("x86-64 number on an x32-only profile"))));
     }
     let mut cursor = lo_bound;
-    for (&nr, plan) in plans.range(lo_bound..) {
+    for (nr, plan) in plans.range_from(lo_bound) {
+        let nr = *nr;
         if hi_bound != u32::MAX && nr >= hi_bound {
             break;
         }
@@ -430,10 +475,10 @@ fn intervals(
         }
         out.push((
             hi_bound,
-            Outcome::Ret(bad_arch, "x32 number on an x86-64-only profile".into()),
+            Outcome::Ret(bad_arch, text("x32 number on an x86-64-only profile")),
         ));
         // nr -1 (a tracer skipped the syscall) is not an x32 number: it gets the default.
-        out.push((u32::MAX, Outcome::Ret(default_ret, "nr -1".into())));
+        out.push((u32::MAX, Outcome::Ret(default_ret, text("nr -1"))));
     } else {
         out.push((cursor, default(cursor)));
     }
@@ -464,7 +509,7 @@ fn merge_adjacent(intervals: &mut Vec<(u32, Outcome)>) {
 
 /// Runs with at most this many entries are tested one after the other instead of split
 /// further: a short chain of `jeq`s is smaller than a tree and barely longer to walk.
-const LINEAR_RUNS: usize = 6;
+const LINEAR_RUNS: usize = 5;
 
 /// A maximal range of syscall numbers with one outcome other than the default action.
 struct Run<'a> {
@@ -473,13 +518,7 @@ struct Run<'a> {
     outcome: &'a Outcome,
 }
 
-fn emit_section(
-    asm: &mut Asm,
-    intervals: &[(u32, Outcome)],
-    plans: &BTreeMap<u32, SyscallPlan>,
-    default_ret: u32,
-    big_endian: bool,
-) {
+fn emit_section(asm: &mut Asm, intervals: &[(u32, Outcome)], plans: &Plans, default_ret: u32, big_endian: bool) {
     let mut runs = Vec::new();
     for (i, (start, outcome)) in intervals.iter().enumerate() {
         if matches!(outcome, Outcome::Ret(r, _) if *r == default_ret) {
@@ -492,19 +531,55 @@ fn emit_section(
             outcome,
         });
     }
+    // Small sections share one return instruction per action at their end: every jump to it
+    // stays within the 255-instruction reach of a conditional jump. Large ones keep their
+    // returns next to the tests, so no trampoline lengthens a path.
+    let shared = runs.len() <= SHARED_RETURNS_MAX_RUNS && runs.iter().all(|r| matches!(r.outcome, Outcome::Ret(..)));
     let ctx = EmitCtx {
         plans,
         default_ret,
         big_endian,
+        shared,
+        pool: std::cell::RefCell::new(Vec::new()),
     };
     emit_runs(asm, &ctx, &runs, 0, u32::MAX);
+    for (ret, label) in ctx.pool.take() {
+        asm.place(label);
+        let note = asm.note(|| {
+            if ret == default_ret {
+                "default action".into()
+            } else {
+                describe_ret(ret)
+            }
+        });
+        asm.stmt(Insn::stmt(BPF_RET | BPF_K, ret), note);
+    }
 }
 
 struct EmitCtx<'a> {
-    plans: &'a BTreeMap<u32, SyscallPlan>,
+    plans: &'a Plans,
     default_ret: u32,
     big_endian: bool,
+    /// Whether returns are shared at the end of the section.
+    shared: bool,
+    /// The shared returns: value and label.
+    pool: std::cell::RefCell<Vec<(u32, Label)>>,
 }
+
+impl EmitCtx<'_> {
+    fn pooled(&self, asm: &mut Asm, ret: u32) -> Label {
+        let mut pool = self.pool.borrow_mut();
+        if let Some((_, l)) = pool.iter().find(|(r, _)| *r == ret) {
+            return *l;
+        }
+        let l = asm.label();
+        pool.push((ret, l));
+        l
+    }
+}
+
+/// Sections with at most this many runs and no argument rules share their returns.
+const SHARED_RETURNS_MAX_RUNS: usize = 80;
 
 /// The label of an outcome's code in a chain, shared by runs with the same outcome.
 fn label_for<'o>(asm: &mut Asm, targets: &mut Vec<(&'o Outcome, Label)>, o: &'o Outcome) -> Label {
@@ -534,21 +609,38 @@ fn emit_runs(asm: &mut Asm, ctx: &EmitCtx<'_>, runs: &[Run<'_>], lo: u32, hi: u3
     }
     // A chain: test each run in ascending order; falling off the end means the default.
     let mut targets: Vec<(&Outcome, Label)> = Vec::new();
-    let outcomes: Vec<&Outcome> = runs.iter().map(|r| r.outcome).collect();
+    // With shared returns, the last test's miss goes straight to the default return.
+    let default_label = ctx.shared.then(|| ctx.pooled(asm, ctx.default_ret));
+    let mut fell_through = true;
     for (k, run) in runs.iter().enumerate() {
-        let out = label_for(asm, &mut targets, outcomes[k]);
+        let out = match run.outcome {
+            Outcome::Ret(ret, _) if ctx.shared => ctx.pooled(asm, *ret),
+            o => label_for(asm, &mut targets, o),
+        };
+        let last = k + 1 == runs.len();
+        let miss = match default_label {
+            Some(l) if last => Target::L(l),
+            _ => Target::Next,
+        };
+        if last && default_label.is_some() {
+            fell_through = false;
+        }
         let covers_lo = run.start <= lo;
         let covers_hi = run.end >= hi;
         match (run.start == run.end, covers_lo, covers_hi) {
             (_, true, true) => {
                 asm.ops.push((Op::Ja(out), None));
+                fell_through = false;
                 break;
             }
-            (true, _, _) => asm.jump(BPF_JMP | BPF_JEQ | BPF_K, run.start, Target::L(out), Target::Next, None),
-            (false, true, false) => asm.jump(BPF_JMP | BPF_JGT | BPF_K, run.end, Target::Next, Target::L(out), None),
-            (false, false, true) => asm.jump(BPF_JMP | BPF_JGE | BPF_K, run.start, Target::L(out), Target::Next, None),
+            (true, _, _) => asm.jump(BPF_JMP | BPF_JEQ | BPF_K, run.start, Target::L(out), miss, None),
+            (false, true, false) => asm.jump(BPF_JMP | BPF_JGT | BPF_K, run.end, miss, Target::L(out), None),
+            (false, false, true) => asm.jump(BPF_JMP | BPF_JGE | BPF_K, run.start, Target::L(out), miss, None),
             (false, false, false) => {
-                let next = asm.label();
+                let next = match miss {
+                    Target::L(l) => l,
+                    Target::Next => asm.label(),
+                };
                 asm.jump(
                     BPF_JMP | BPF_JGE | BPF_K,
                     run.start,
@@ -563,12 +655,16 @@ fn emit_runs(asm: &mut Asm, ctx: &EmitCtx<'_>, runs: &[Run<'_>], lo: u32, hi: u3
                     Target::L(out),
                     None,
                 );
-                asm.place(next);
+                if miss == Target::Next {
+                    asm.place(next);
+                }
             }
         }
     }
-    let default_note = asm.note(|| "default action".into());
-    asm.stmt(Insn::stmt(BPF_RET | BPF_K, ctx.default_ret), default_note);
+    if fell_through {
+        let default_note = asm.note(|| "default action".into());
+        asm.stmt(Insn::stmt(BPF_RET | BPF_K, ctx.default_ret), default_note);
+    }
     for (outcome, label) in targets {
         asm.place(label);
         match outcome {
@@ -605,13 +701,34 @@ fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: b
             .then_with(|| a.0.cmp(&b.0))
     });
     let names = plan.names.join(",");
-    for (cmps, ret) in &rules {
+    let mut i = 0;
+    while i < rules.len() {
+        let (cmps, ret) = &rules[i];
         if cmps.is_empty() {
             asm.stmt(
                 Insn::stmt(BPF_RET | BPF_K, *ret),
                 asm.note(|| format!("{names}: unconditional")),
             );
             return;
+        }
+        // A run of single-comparison EQ rules on one argument with one action (personality
+        // with several values, say) is a set membership test: load the word(s) once and
+        // compare against each value.
+        let same_set = |r: &(Vec<Cmp>, u32)| {
+            r.1 == *ret
+                && r.0.len() == 1
+                && r.0[0].op == SeccompOperator::Eq
+                && cmps.len() == 1
+                && cmps[0].op == SeccompOperator::Eq
+                && r.0[0].index == cmps[0].index
+                && (plan.narrow || r.0[0].value >> 32 == cmps[0].value >> 32)
+        };
+        let group = rules[i..].iter().take_while(|r| same_set(r)).count();
+        if group >= 2 {
+            let values: Vec<u64> = rules[i..i + group].iter().map(|r| r.0[0].value).collect();
+            emit_eq_set(asm, &cmps[0], &values, *ret, plan.narrow, big_endian);
+            i += group;
+            continue;
         }
         let fail = asm.label();
         for c in cmps {
@@ -626,11 +743,55 @@ fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: b
             asm.note(|| format!("{names}: rule matched")),
         );
         asm.place(fail);
+        i += 1;
     }
     asm.stmt(
         Insn::stmt(BPF_RET | BPF_K, plan.unconditional.unwrap_or(default_ret)),
         asm.note(|| format!("{names}: no rule matched")),
     );
+}
+
+/// `args[i]` equal to any of `values` (all with the same high word unless `narrow`): return
+/// `ret`; otherwise fall through.
+fn emit_eq_set(asm: &mut Asm, c: &Cmp, values: &[u64], ret: u32, narrow: bool, big_endian: bool) {
+    let base = OFF_ARGS + 8 * c.index;
+    let (lo_off, hi_off) = if big_endian { (base + 4, base) } else { (base, base + 4) };
+    let miss = asm.label();
+    let hit = asm.label();
+    if !narrow {
+        asm.stmt(
+            Insn::stmt(BPF_LD | BPF_W | BPF_ABS, hi_off),
+            asm.note(|| format!("args[{}].hi", c.index)),
+        );
+        asm.jump(
+            BPF_JMP | BPF_JEQ | BPF_K,
+            (c.value >> 32) as u32,
+            Target::Next,
+            Target::L(miss),
+            None,
+        );
+    }
+    asm.stmt(
+        Insn::stmt(BPF_LD | BPF_W | BPF_ABS, lo_off),
+        asm.note(|| format!("args[{}].lo", c.index)),
+    );
+    for (k, v) in values.iter().enumerate() {
+        let otherwise = if k + 1 == values.len() {
+            Target::L(miss)
+        } else {
+            Target::Next
+        };
+        asm.jump(
+            BPF_JMP | BPF_JEQ | BPF_K,
+            *v as u32,
+            Target::L(hit),
+            otherwise,
+            asm.note(|| format!("args[{}] == {v:#x}", c.index)),
+        );
+    }
+    asm.place(hit);
+    asm.stmt(Insn::stmt(BPF_RET | BPF_K, ret), asm.note(|| "value in the set".into()));
+    asm.place(miss);
 }
 
 fn emit_cmp(asm: &mut Asm, c: &Cmp, fail: Label, big_endian: bool) {

@@ -59,15 +59,18 @@ pub struct SyscallTable {
     pub by_name: &'static [(&'static str, u32)],
     /// `(number, name)` sorted by number, one name per number.
     pub by_number: &'static [(u32, &'static str)],
+    /// Name -> number, built on first use: lookups dominate compile time, and a hash beats a
+    /// binary search over ~400 string comparisons.
+    index: std::sync::OnceLock<rustc_hash::FxHashMap<&'static str, u32>>,
 }
 
 impl SyscallTable {
     /// The number of `name`.
     pub fn number(&self, name: &str) -> Option<u32> {
-        self.by_name
-            .binary_search_by(|(n, _)| n.cmp(&name))
-            .ok()
-            .map(|i| self.by_name[i].1)
+        self.index
+            .get_or_init(|| self.by_name.iter().copied().collect())
+            .get(name)
+            .copied()
     }
 
     /// The name of `nr`.
@@ -92,6 +95,7 @@ macro_rules! syscall_tables {
                 arch: Arch::$arch,
                 by_name: generated::$generated,
                 by_number: generated::$by_number,
+                index: std::sync::OnceLock::new(),
             };
         )+
     };

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod compile;
 pub mod convert;
 pub mod merge;
+pub mod record;
 pub mod run;
 pub mod validate;
 
@@ -27,6 +28,7 @@ Examples:
   spoc convert profile.yaml -o profile.json   SeccompProfile -> OCI runtime JSON
   spoc merge child.yaml base.yaml             union (or --intersect) of profiles
   spoc compile profile.yaml                   our BPF program, disassembled, with stats
+  spoc record -o ls.yaml -- ls /              record a command's syscalls with eBPF
   spoc run -p profile.yaml -- ls /            run a command confined by a profile";
 
 #[derive(Debug, Subcommand)]
@@ -47,6 +49,9 @@ enum Command {
     /// Run a command confined by a SeccompProfile (compiled and applied by spoc itself).
     #[command(after_help = run::EXAMPLES)]
     Run(run::RunArgs),
+    /// Record a command's syscalls with eBPF and write an allow-list SeccompProfile.
+    #[command(after_help = record::EXAMPLES)]
+    Record(record::RecordArgs),
 }
 
 /// Runs the chosen subcommand and returns the process exit code.
@@ -57,5 +62,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Merge(args) => merge::run(&args),
         Command::Compile(args) => compile::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Record(args) => record::run(&args),
     }
 }
