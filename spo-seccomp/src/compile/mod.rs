@@ -64,7 +64,7 @@ impl Default for CompileOptions {
 pub struct Program {
     /// The instructions.
     pub insns: Vec<Insn>,
-    /// What each instruction is for.
+    /// What each instruction is for (empty unless compiled with `annotate`).
     pub comments: Vec<Option<String>>,
 }
 
@@ -266,6 +266,7 @@ pub fn compile(spec: &SeccompProfileSpec, opts: &CompileOptions) -> Result<Progr
     }
 
     let mut asm = Asm {
+        ops: Vec::with_capacity(64 + spec.rules().len() * 4),
         annotate: opts.annotate,
         ..Asm::default()
     };
@@ -370,7 +371,8 @@ fn plan_section(
         .collect::<Result<Vec<_>, _>>()?;
     // (number, rule, architecture, name) for every name that exists here, sorted by number:
     // small entries sort fast, and each number's plan is then built in one pass.
-    let mut hits: Vec<(u32, u32, u8, u16)> = Vec::with_capacity(rules.len() * 4);
+    let total_names: usize = rules.iter().map(|r| r.names.len()).sum();
+    let mut hits: Vec<(u32, u32, u8, u16)> = Vec::with_capacity(total_names * tables.len());
     // Names found on no architecture of this section, for the caller's typo check.
     let mut missing: Vec<(u32, u16)> = Vec::new();
     for (ri, rule) in rules.iter().enumerate() {
@@ -393,7 +395,7 @@ fn plan_section(
         }
     }
     hits.sort_unstable();
-    let mut entries: Vec<(u32, SyscallPlan)> = Vec::new();
+    let mut entries: Vec<(u32, SyscallPlan)> = Vec::with_capacity(hits.len());
     for &(nr, ri, ai, ni) in &hits {
         if entries.last().is_none_or(|(n, _)| *n != nr) {
             entries.push((nr, SyscallPlan::default()));
@@ -444,7 +446,7 @@ fn intervals(plans: &Plans, members: &[Arch], default_ret: u32, bad_arch: u32, a
     // Interval descriptions are only kept for the disassembly.
     let text = |t: &str| if annotate { t.to_owned() } else { String::new() };
     let default = |_: u32| Outcome::Ret(default_ret, text("default action"));
-    let mut out: Vec<(u32, Outcome)> = Vec::new();
+    let mut out: Vec<(u32, Outcome)> = Vec::with_capacity(plans.entries.len() * 2 + 4);
     if lo_bound > 0 {
         out.push((0, Outcome::Ret(bad_arch, text("x86-64 number on an x32-only profile"))));
     }
@@ -519,7 +521,7 @@ struct Run<'a> {
 }
 
 fn emit_section(asm: &mut Asm, intervals: &[(u32, Outcome)], plans: &Plans, default_ret: u32, big_endian: bool) {
-    let mut runs = Vec::new();
+    let mut runs = Vec::with_capacity(intervals.len());
     for (i, (start, outcome)) in intervals.iter().enumerate() {
         if matches!(outcome, Outcome::Ret(r, _) if *r == default_ret) {
             continue;
@@ -1052,8 +1054,13 @@ impl Asm {
         }
 
         let (addr, label_addr) = self.layout();
-        let mut insns = Vec::new();
-        let mut comments = Vec::new();
+        let mut insns = Vec::with_capacity(self.ops.len());
+        let annotate = self.annotate;
+        let mut comments = if annotate {
+            Vec::with_capacity(self.ops.len())
+        } else {
+            Vec::new()
+        };
         for (i, (op, comment)) in self.ops.into_iter().enumerate() {
             let here = addr[i];
             let off = |t: Target| -> usize {
@@ -1070,7 +1077,9 @@ impl Asm {
                 Op::Ja(l) => Insn::stmt(BPF_JMP | BPF_JA, (label_addr[l.0] - (here + 1)) as u32),
             };
             insns.push(insn);
-            comments.push(comment);
+            if annotate {
+                comments.push(comment);
+            }
         }
         Program { insns, comments }
     }
