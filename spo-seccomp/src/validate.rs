@@ -95,6 +95,33 @@ pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
             }
         }
     }
+    // Runtimes (libseccomp) drop the argument rules of a syscall that also has an
+    // unconditional rule; say so where a user would expect the argument rule to apply.
+    let mut plain: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (i, rule) in spec.rules().iter().enumerate() {
+        if rule.args.as_deref().unwrap_or_default().is_empty() && rule.action != spec.default_action {
+            for n in &rule.names {
+                plain.entry(n.as_str()).or_insert(i);
+            }
+        }
+    }
+    for (i, rule) in spec.rules().iter().enumerate() {
+        if rule.args.as_deref().unwrap_or_default().is_empty() {
+            continue;
+        }
+        for (j, n) in rule.names.iter().enumerate() {
+            if let Some(&k) = plain.get(n.as_str()) {
+                problems.push(
+                    Problem::warning(
+                        root.field("syscalls").index(i).field("names").index(j),
+                        format!("the argument rules for {n} are ignored: spec.syscalls[{k}] applies its action to {n} unconditionally"),
+                    )
+                    .with_hint("remove the unconditional rule, or the argument rule"),
+                );
+            }
+        }
+    }
+
     if !problems.has_errors() && spec.base_profile_name.is_none() {
         match compile(
             spec,
@@ -285,6 +312,16 @@ mod tests {
         assert!(!p.has_errors(), "{p}");
         // arch_prctl exists on both (x86 since Linux 4.12); socketcall only on x86.
         assert_eq!(p.len(), 1, "{p}");
+    }
+
+    #[test]
+    fn ignored_argument_rules_are_pointed_out() {
+        let s = spec(
+            "defaultAction: SCMP_ACT_ERRNO\nsyscalls:\n- {names: [write], action: SCMP_ACT_ALLOW}\n- names: [write]\n  action: SCMP_ACT_KILL\n  args: [{index: 0, value: 5, op: SCMP_CMP_EQ}]\n",
+        );
+        let p = check_spec(&s, Arch::X86_64);
+        let w: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(w, vec!["spec.syscalls[1].names[0]"], "{p}");
     }
 
     #[test]

@@ -517,7 +517,25 @@ fn reference(spec: &SeccompProfileSpec, d: &SeccompData) -> u32 {
             SeccompOperator::MaskedEq => x & v == cut(a.value_two.unwrap_or(0)),
         }
     };
+    // An unconditional rule decides alone: runtimes (libseccomp) drop argument rules of a
+    // syscall that also has an unconditional one.
     let mut best: Option<u32> = None;
+    let mut unconditional: Option<u32> = None;
+    for r in spec.rules() {
+        if r.args.as_deref().unwrap_or_default().is_empty()
+            && r.names
+                .iter()
+                .any(|n| syscalls::table(arch).and_then(|t| t.number(n)) == Some(d.nr))
+        {
+            let ret = action_value(r.action, r.errno_ret);
+            if ret != default && unconditional.is_none_or(|u| precedence(ret) < precedence(u)) {
+                unconditional = Some(ret);
+            }
+        }
+    }
+    if let Some(u) = unconditional {
+        return u;
+    }
     for r in spec.rules() {
         if !r.names.iter().any(|n| {
             syscalls::table(arch).and_then(|t| t.number(n)) == syscalls::table(arch).and_then(|t| t.number(name))
@@ -545,4 +563,25 @@ fn reference(spec: &SeccompProfileSpec, d: &SeccompData) -> u32 {
         }
     }
     best.unwrap_or(default)
+}
+
+#[test]
+fn unconditional_and_conditional_rules_on_one_syscall() {
+    use SeccompOperator::*;
+    // An unconditional rule plus argument rules with other actions on the same syscall, in
+    // both orders of restrictiveness.
+    for (plain, conditional) in [
+        (SeccompAction::Allow, SeccompAction::Errno),
+        (SeccompAction::Errno, SeccompAction::Allow),
+    ] {
+        let s = spec(
+            SeccompAction::KillProcess,
+            vec![],
+            vec![
+                rule(&["write"], plain, vec![]),
+                rule(&["write"], conditional, vec![arg(0, Eq, 5, 0)]),
+            ],
+        );
+        assert_same(&s);
+    }
 }

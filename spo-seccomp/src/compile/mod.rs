@@ -460,7 +460,7 @@ fn intervals(plans: &Plans, members: &[Arch], default_ret: u32, bad_arch: u32, a
             out.push((cursor, default(cursor)));
         }
         let names = plan.names.join(",");
-        let outcome = if plan.rules.is_empty() {
+        let outcome = if plan.rules.is_empty() || plan.unconditional.is_some() {
             Outcome::Ret(plan.unconditional.unwrap_or(default_ret), names)
         } else {
             Outcome::Rules(nr)
@@ -692,10 +692,17 @@ fn emit_runs(asm: &mut Asm, ctx: &EmitCtx<'_>, runs: &[Run<'_>], lo: u32, hi: u3
 fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: bool) {
     // The most restrictive matching rule wins, as between stacked filters: try rules in order
     // of precedence; an unconditional rule matches everything, so nothing after it is tried.
-    let mut rules: Vec<(Vec<Cmp>, u32)> = plan.rules.clone();
+    // An unconditional rule decides alone, as in libseccomp (and so in every runtime): the
+    // argument rules of a syscall that also has an unconditional rule are never consulted.
     if let Some(u) = plan.unconditional {
-        rules.push((Vec::new(), u));
+        let names = plan.names.join(",");
+        asm.stmt(
+            Insn::stmt(BPF_RET | BPF_K, u),
+            asm.note(|| format!("{names}: unconditional")),
+        );
+        return;
     }
+    let mut rules: Vec<(Vec<Cmp>, u32)> = plan.rules.clone();
     rules.sort_by(|a, b| {
         precedence(a.1)
             .cmp(&precedence(b.1))
