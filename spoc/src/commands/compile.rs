@@ -30,13 +30,7 @@ pub struct CompileArgs {
 
 pub fn run(args: &CompileArgs) -> Result<ExitCode> {
     let display = args.profile.display().to_string();
-    let bytes = if display == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut buf).context("reading standard input")?;
-        buf
-    } else {
-        std::fs::read(&args.profile).with_context(|| format!("reading {display}"))?
-    };
+    let bytes = super::input::read_input(&args.profile)?;
     let text = decode_source(&display, &bytes)?;
     let docs = parse_source(&display, text)?;
     let mut profiles = Vec::new();

@@ -1,14 +1,15 @@
 //! `spoc convert PROFILE`: a SeccompProfile manifest to the runtime JSON a container runtime
 //! reads (`--to-crd`: the other way round).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::input::read_input;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use spo_model::contract::error_chain;
-use spo_model::document::{MAX_SOURCE_BYTES, decode_source};
+use spo_model::document::decode_source;
 use spo_model::validate::is_dns_subdomain;
 use spo_model::{AnyObject, Document, Outcome, Problems, SeccompProfile, parse_source};
 use spo_seccomp::node::write_file_atomic;
@@ -220,26 +221,6 @@ fn print_problem_list(at: &str, problems: &Problems) {
             None => eprintln!("{at}: {severity}: {}: {}", p.path, p.message),
         }
     }
-}
-
-/// Reads at most one byte past the limit, so a huge or endless input is refused without being
-/// read whole.
-fn read_input(path: &Path) -> Result<Vec<u8>> {
-    let limit = (MAX_SOURCE_BYTES + 1) as u64;
-    let mut buf = Vec::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin()
-            .lock()
-            .take(limit)
-            .read_to_end(&mut buf)
-            .context("reading standard input")?;
-    } else {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        file.take(limit)
-            .read_to_end(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-    }
-    Ok(buf)
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! `spoc merge FILE...`: the union (or intersection) of SeccompProfiles, as one SeccompProfile.
 
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::input::read_input;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use spo_model::document::{MAX_SOURCE_BYTES, decode_source};
+use spo_model::document::decode_source;
 use spo_model::{AnyObject, Outcome, SeccompProfile, SeccompProfileSpec, parse_source};
 use spo_seccomp::merge::{behaviour_changes, intersect_all, union_all};
 use spo_seccomp::resolve::{MemoryResolver, ResolveError, resolve_profile};
@@ -156,7 +156,7 @@ pub fn run(args: &MergeArgs) -> Result<ExitCode> {
                 .and_then(|()| out.flush())
                 .context("writing to standard output")?;
         }
-        Some(path) => write_atomically(path, yaml.as_bytes())?,
+        Some(path) => super::input::write_output(path, yaml.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -199,58 +199,6 @@ fn read_profiles(files: &[PathBuf]) -> Result<Option<Vec<Input>>> {
         }
     }
     Ok((!invalid).then_some(inputs))
-}
-
-/// Reads at most one byte past the model's limit, so a huge or endless input is refused
-/// without being read whole.
-fn read_input(path: &Path) -> Result<Vec<u8>> {
-    let limit = (MAX_SOURCE_BYTES + 1) as u64;
-    let mut buf = Vec::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin()
-            .lock()
-            .take(limit)
-            .read_to_end(&mut buf)
-            .context("reading standard input")?;
-    } else {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        file.take(limit)
-            .read_to_end(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-    }
-    Ok(buf)
-}
-
-/// Writes `bytes` to a temporary file next to `path`, then renames it over `path`, so readers
-/// see the old file or the new one, never half of it.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("writing {}: not a file name", path.display()))?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = dir.join(format!(
-        ".{}.spoc-merge-{}.tmp",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temp, path));
-    if let Err(e) = written {
-        // Best effort: the temporary file may not exist, and the write error is what matters.
-        let _ = std::fs::remove_file(&temp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
-    Ok(())
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {

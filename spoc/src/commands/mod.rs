@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 pub mod compile;
 pub mod convert;
+pub mod input;
 pub mod merge;
 pub mod record;
 pub mod run;

@@ -36,7 +36,7 @@ pub struct RunArgs {
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let display = args.profile.display().to_string();
-    let bytes = std::fs::read(&args.profile).with_context(|| format!("reading {display}"))?;
+    let bytes = super::input::read_input(&args.profile)?;
     let docs = parse_source(&display, decode_source(&display, &bytes)?)?;
     let mut found = Vec::new();
     for doc in docs {

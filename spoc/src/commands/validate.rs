@@ -1,13 +1,14 @@
 //! `spoc validate FILE...`: strict parsing and validation of manifests.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::input::read_input;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use spo_model::document::{MAX_SOURCE_BYTES, decode_source};
+use spo_model::document::decode_source;
 use spo_model::{AnyObject, Document, Outcome, Problem, parse_source};
 
 pub const EXAMPLES: &str = "\
@@ -254,24 +255,4 @@ fn collect_manifests(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) -> Resu
         }
     }
     Ok(())
-}
-
-/// Reads at most one byte past the limit, so a huge or endless input is refused without
-/// being read whole.
-fn read_input(path: &Path) -> Result<Vec<u8>> {
-    let limit = (MAX_SOURCE_BYTES + 1) as u64;
-    let mut buf = Vec::new();
-    if path.as_os_str() == "-" {
-        std::io::stdin()
-            .lock()
-            .take(limit)
-            .read_to_end(&mut buf)
-            .context("reading standard input")?;
-    } else {
-        let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        file.take(limit)
-            .read_to_end(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-    }
-    Ok(buf)
 }
