@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -110,13 +111,20 @@ impl Recorder {
         let attach_time = attach_started.elapsed();
         self.set_enabled(true);
 
-        let targets = &self.skel.maps.targets;
+        let maps = &mut self.skel.maps;
+        let targets = &maps.targets;
+        let mut bss = maps.bss_data.as_deref_mut();
         let spawned = launch::spawn_held(&path, argv, |pid| {
+            // Counted before the entry exists, so the filter never hides a tracked process.
+            count_tracked_slot(bss.as_deref_mut(), pid, 1);
             targets
                 .update(&pid.to_ne_bytes(), &target_key, MapFlags::ANY)
-                .map_err(|source| RecordError::Map {
-                    operation: "tracking the command's pid",
-                    source,
+                .map_err(|source| {
+                    count_tracked_slot(bss, pid, -1);
+                    RecordError::Map {
+                        operation: "tracking the command's pid",
+                        source,
+                    }
                 })
         });
         let waited = spawned.and_then(|mut child| {
@@ -195,8 +203,9 @@ impl Recorder {
 
     /// Removes the entries of processes of `target` still alive (descendants that outlived the
     /// command), so no state outlives the recording.
-    fn forget_target(&self, target: u32) -> Result<(), RecordError> {
-        let targets = &self.skel.maps.targets;
+    fn forget_target(&mut self, target: u32) -> Result<(), RecordError> {
+        let maps = &mut self.skel.maps;
+        let targets = &maps.targets;
         let stale: BTreeSet<Vec<u8>> = targets
             .keys()
             .filter(|key| {
@@ -209,7 +218,11 @@ impl Recorder {
             .collect();
         for key in stale {
             match targets.delete(&key) {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Ok(tgid) = <[u8; 4]>::try_from(key.as_slice()) {
+                        count_tracked_slot(maps.bss_data.as_deref_mut(), u32::from_ne_bytes(tgid), -1);
+                    }
+                }
                 // The process exited in the meantime and removed its entry itself.
                 Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
                 Err(source) => {
@@ -222,6 +235,21 @@ impl Recorder {
         }
         Ok(())
     }
+}
+
+/// Slots of the counting filter in front of `targets` (`TRACKED_SLOTS` in recorder.bpf.c).
+const TRACKED_SLOTS: usize = 4096;
+
+/// Adds `delta` to the filter slot of `tgid`, as the BPF programs do, whenever user space adds
+/// or removes a `targets` entry.
+fn count_tracked_slot(bss: Option<&mut skel::types::bss>, tgid: u32, delta: i32) {
+    let Some(bss) = bss else { return };
+    let slot = &raw mut bss.tracked_slots[tgid as usize & (TRACKED_SLOTS - 1)];
+    // SAFETY: `slot` points into the object's mmap'ed `.bss`, which lives as long as the
+    // skeleton, and is aligned for a u32. The kernel updates the same word with atomic adds, so
+    // user space must use an atomic too, never a plain read-modify-write.
+    let slot = unsafe { AtomicU32::from_ptr(slot) };
+    slot.fetch_add(delta.cast_unsigned(), Ordering::SeqCst);
 }
 
 /// The ABI the recorder's native bitmap stands for.

@@ -28,6 +28,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 // (arch/x86/include/asm/thread_info.h). Defines are not part of BTF, hence spelled out here.
 #define X86_TS_COMPAT 0x0002
 
+#define EEXIST 17
+
 // Kept in sync with `TargetSyscalls` in src/maps.rs.
 struct target_syscalls {
 	// Syscalls made through the native ABI (x86_64 on x86).
@@ -61,6 +63,25 @@ struct {
 // Set by user space while at least one recording runs; every program returns at once otherwise.
 volatile __u32 enabled = 0;
 
+// A counting filter in front of `targets`: slot `tgid & TRACKED_SLOT_MASK` counts the `targets`
+// entries whose tgid falls into it. A zero slot proves the tgid is untracked with one load from
+// .bss, so the processes that are not recorded (nearly all of them) never pay for the hash
+// lookup. Whoever adds an entry increments its slot first; whoever deletes one (and only when the
+// delete succeeded) decrements it. Kept in sync with `TRACKED_SLOTS` in src/loader.rs.
+#define TRACKED_SLOTS 4096
+#define TRACKED_SLOT_MASK (TRACKED_SLOTS - 1)
+volatile __u32 tracked_slots[TRACKED_SLOTS];
+
+static __always_inline int maybe_tracked(__u32 tgid)
+{
+	return tracked_slots[tgid & TRACKED_SLOT_MASK] != 0;
+}
+
+static __always_inline void count_slot(__u32 tgid, int delta)
+{
+	__sync_fetch_and_add(&tracked_slots[tgid & TRACKED_SLOT_MASK], delta);
+}
+
 static __always_inline void set_bit(__u64 *words, __u32 nr)
 {
 	__u64 mask = 1ULL << (nr & 63);
@@ -79,6 +100,8 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!maybe_tracked(tgid))
+		return 0;
 	__u32 *target = bpf_map_lookup_elem(&targets, &tgid);
 	if (!target)
 		return 0;
@@ -111,6 +134,8 @@ int BPF_PROG(track_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 
 	__u32 parent_tgid = parent->tgid;
+	if (!maybe_tracked(parent_tgid))
+		return 0;
 	__u32 *target = bpf_map_lookup_elem(&targets, &parent_tgid);
 	if (!target)
 		return 0;
@@ -121,7 +146,15 @@ int BPF_PROG(track_fork, struct task_struct *parent, struct task_struct *child)
 
 	__u32 child_tgid = child->tgid;
 	__u32 target_id = *target;
-	if (bpf_map_update_elem(&targets, &child_tgid, &target_id, BPF_ANY) != 0) {
+	// The child is not running yet (this tracepoint fires before it is woken), so the order of
+	// the two writes is invisible to it; counting first keeps the filter a superset anyway.
+	count_slot(child_tgid, 1);
+	long err = bpf_map_update_elem(&targets, &child_tgid, &target_id, BPF_NOEXIST);
+	if (err != 0)
+		count_slot(child_tgid, -1); // nothing added
+	if (err == -EEXIST) // a stale entry (counted already) of a pid now reused: overwrite it
+		err = bpf_map_update_elem(&targets, &child_tgid, &target_id, BPF_EXIST);
+	if (err != 0) {
 		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target_id);
 		if (seen)
 			__sync_fetch_and_add(&seen->untracked_processes, 1);
@@ -140,6 +173,9 @@ int BPF_PROG(forget_exit, struct task_struct *task)
 		return 0;
 
 	__u32 tgid = task->tgid;
-	bpf_map_delete_elem(&targets, &tgid);
+	if (!maybe_tracked(tgid))
+		return 0;
+	if (bpf_map_delete_elem(&targets, &tgid) == 0)
+		count_slot(tgid, -1);
 	return 0;
 }

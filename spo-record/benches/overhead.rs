@@ -1,0 +1,330 @@
+//! What recording costs the recorded workload and everyone else (issue 4, "Numbers").
+//!
+//! The workload is this binary started again as a child (`/proc/self/exe --spo-overhead-workload
+//! CALLS OUT`): it calls `getppid` CALLS times and writes the elapsed nanoseconds of the loop to
+//! OUT, so process start and recorder setup are never part of the figure. Every case runs the same
+//! child; the cases are interleaved round by round so a noisy machine drifts all of them alike,
+//! and each figure is the median of the rounds.
+//!
+//! Needs root (it loads BPF); prints `skipped: <reason>` and exits 0 otherwise.
+//!
+//! Run: `cargo bench -p spo-record --bench overhead`
+
+use std::fs;
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use spo_record::Recorder;
+
+const WORKLOAD_FLAG: &str = "--spo-overhead-workload";
+/// The issue's workload: 5 million `getppid` calls.
+const CALLS: u64 = 5_000_000;
+/// strace stops the tracee twice per syscall (about 20 us a call here), so 5 million calls would
+/// take minutes per round; the per-call cost is what is compared, and 200,000 calls measure it
+/// as well.
+const STRACE_CALLS: u64 = 200_000;
+const ROUNDS: usize = 3;
+/// `getppid` on x86-64 and aarch64, to check the recording saw the workload.
+#[cfg(target_arch = "x86_64")]
+const GETPPID_NR: u32 = 110;
+#[cfg(target_arch = "aarch64")]
+const GETPPID_NR: u32 = 173;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(WORKLOAD_FLAG) {
+        return run_workload(&args[2..]);
+    }
+    if !is_root()? {
+        eprintln!("skipped: not root (loading the recorder needs CAP_BPF and CAP_PERFMON)");
+        println!("skipped");
+        return Ok(());
+    }
+    let strace = which("strace");
+
+    let dir = tempfile::tempdir().context("creating a temp dir for the workload's output")?;
+    let exe = fs::read_link("/proc/self/exe").context("finding this binary")?;
+    let workload = Workload {
+        exe,
+        out: dir.path().join("elapsed-ns"),
+    };
+
+    let mut samples = Samples::default();
+    for round in 0..ROUNDS {
+        eprintln!("round {}/{ROUNDS}", round + 1);
+        samples.baseline.push(workload.run_plain(CALLS)?);
+
+        let rss_before = vm_rss_kib()?;
+        let started = Instant::now();
+        let mut recorder = match Recorder::load() {
+            Ok(recorder) => recorder,
+            Err(e) if round == 0 => {
+                eprintln!("skipped: the recorder does not load here: {e}");
+                println!("skipped");
+                return Ok(());
+            }
+            Err(e) => return Err(e).context("loading the recorder"),
+        };
+        samples.load.push(started.elapsed());
+        samples.rss_after_load.push(vm_rss_kib()?);
+        samples.rss_before_load.push(rss_before);
+
+        samples.idle.push(workload.run_plain(CALLS)?);
+        let (other, attach) = workload.run_beside_recording(&mut recorder)?;
+        samples.other.push(other);
+        samples.attach.push(attach);
+        let (this, attach) = workload.run_recorded(&mut recorder)?;
+        samples.this.push(this);
+        samples.attach.push(attach);
+        if recorder.tracked_processes() != 0 {
+            bail!(
+                "{} processes still tracked after the recordings",
+                recorder.tracked_processes()
+            );
+        }
+        drop(recorder);
+
+        if let Some(strace) = &strace {
+            samples.strace.push(workload.run_under_strace(strace)?);
+        }
+    }
+    samples.print(strace.is_some());
+    Ok(())
+}
+
+/// The child's side: the timed loop.
+fn run_workload(args: &[String]) -> Result<()> {
+    let [calls, out] = args else {
+        bail!("usage: overhead {WORKLOAD_FLAG} CALLS OUT");
+    };
+    let calls: u64 = calls.parse().context("parsing CALLS")?;
+    let started = Instant::now();
+    for _ in 0..calls {
+        // `parent_id` is a plain `getppid(2)`; glibc does not cache it.
+        black_box(std::os::unix::process::parent_id());
+    }
+    let elapsed = started.elapsed().as_nanos();
+    fs::write(out, elapsed.to_string()).with_context(|| format!("writing {out}"))?;
+    Ok(())
+}
+
+struct Workload {
+    exe: PathBuf,
+    out: PathBuf,
+}
+
+impl Workload {
+    fn argv(&self, calls: u64) -> Vec<String> {
+        vec![
+            self.exe.display().to_string(),
+            WORKLOAD_FLAG.to_string(),
+            calls.to_string(),
+            self.out.display().to_string(),
+        ]
+    }
+
+    /// Nanoseconds per call the last run reported.
+    fn per_call(&self, calls: u64) -> Result<f64> {
+        let text = fs::read_to_string(&self.out).with_context(|| format!("reading {}", self.out.display()))?;
+        fs::remove_file(&self.out).with_context(|| format!("removing {}", self.out.display()))?;
+        let ns: f64 = text.trim().parse().with_context(|| format!("parsing {text:?}"))?;
+        Ok(ns / calls as f64)
+    }
+
+    /// Runs `program` with `args`, then the workload's argument list (`skip` of its words left
+    /// off: 1 when `program` is the workload itself, whose path is not an argument).
+    fn run_command(&self, program: &Path, args: &[&str], skip: usize, calls: u64) -> Result<f64> {
+        let status = Command::new(program)
+            .args(args)
+            .args(&self.argv(calls)[skip..])
+            .status()
+            .with_context(|| format!("running {}", program.display()))?;
+        if !status.success() {
+            bail!("the workload under {} failed: {status}", program.display());
+        }
+        self.per_call(calls)
+    }
+
+    fn run_plain(&self, calls: u64) -> Result<f64> {
+        self.run_command(&self.exe, &[], 1, calls)
+    }
+
+    fn run_under_strace(&self, strace: &Path) -> Result<f64> {
+        self.run_command(strace, &["-f", "-o", "/dev/null"], 0, STRACE_CALLS)
+    }
+
+    fn run_recorded(&self, recorder: &mut Recorder) -> Result<(f64, Duration)> {
+        let raw = recorder
+            .record_command(&self.argv(CALLS))
+            .context("recording the workload")?;
+        if !raw.exit_status.success() {
+            bail!("the recorded workload failed: {}", raw.exit_status);
+        }
+        if !raw.syscalls.values().any(|numbers| numbers.contains(&GETPPID_NR)) {
+            bail!("the recording of the workload lacks getppid");
+        }
+        Ok((self.per_call(CALLS)?, raw.attach_time))
+    }
+
+    /// Records a `sleep 30` while an untracked workload runs, then ends the sleep.
+    fn run_beside_recording(&self, recorder: &mut Recorder) -> Result<(f64, Duration)> {
+        let sleep = vec!["sleep".to_string(), "30".to_string()];
+        let (raw, per_call) = thread::scope(|scope| {
+            // The recorder stays on this thread; the workload (a child process) starts from a
+            // helper thread once the recorded `sleep` runs.
+            let runner = scope.spawn(|| -> Result<f64> {
+                let sleep_pid = wait_for_child("sleep")?;
+                let per_call = self.run_plain(CALLS);
+                kill(sleep_pid)?;
+                per_call
+            });
+            let raw = recorder.record_command(&sleep);
+            let per_call = runner
+                .join()
+                .map_err(|_| anyhow::anyhow!("the workload thread panicked"));
+            (raw, per_call)
+        });
+        let raw = raw.context("recording sleep")?;
+        let per_call = per_call??;
+        if raw.syscalls.values().any(|numbers| numbers.contains(&GETPPID_NR)) {
+            bail!("the recording of sleep contains getppid: the untracked workload leaked into it");
+        }
+        Ok((per_call, raw.attach_time))
+    }
+}
+
+/// The pid of this process's child that runs `comm` (after its exec), waiting up to 5 s.
+fn wait_for_child(comm: &str) -> Result<u32> {
+    let me = std::process::id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        for task in fs::read_dir(format!("/proc/{me}/task")).context("listing this process's threads")? {
+            let children = fs::read_to_string(task?.path().join("children")).unwrap_or_default();
+            for pid in children.split_whitespace().filter_map(|pid| pid.parse::<u32>().ok()) {
+                let name = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if name.trim() == comm {
+                    return Ok(pid);
+                }
+            }
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    bail!("no child running {comm} after 5 s")
+}
+
+fn kill(pid: u32) -> Result<()> {
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -KILL {pid} failed: {status}");
+    }
+    Ok(())
+}
+
+fn is_root() -> Result<bool> {
+    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    Ok(status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        == Some("0"))
+}
+
+fn vm_rss_kib() -> Result<u64> {
+    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let field = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .context("no VmRSS in /proc/self/status")?;
+    field
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .context("parsing VmRSS")
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+#[derive(Default)]
+struct Samples {
+    baseline: Vec<f64>,
+    idle: Vec<f64>,
+    other: Vec<f64>,
+    this: Vec<f64>,
+    strace: Vec<f64>,
+    load: Vec<Duration>,
+    attach: Vec<Duration>,
+    rss_before_load: Vec<u64>,
+    rss_after_load: Vec<u64>,
+}
+
+impl Samples {
+    fn print(&self, with_strace: bool) {
+        let base = median(&self.baseline);
+        println!();
+        println!("getppid loop, {CALLS} calls (strace: {STRACE_CALLS}), median of {ROUNDS} rounds");
+        println!("| case | ns/call | ratio | rounds (ns/call) |");
+        println!("| --- | ---: | ---: | --- |");
+        let mut cases = vec![
+            ("no recorder", &self.baseline),
+            ("recorder loaded, idle", &self.idle),
+            ("recording another process", &self.other),
+            ("recording this process", &self.this),
+        ];
+        if with_strace {
+            cases.push(("strace -f", &self.strace));
+        }
+        for (name, values) in cases {
+            let m = median(values);
+            let rounds: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
+            println!("| {name} | {m:.1} | {:.3}x | {} |", m / base, rounds.join(", "));
+        }
+        if !with_strace {
+            println!("(strace not found: case skipped)");
+        }
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        let load: Vec<f64> = self.load.iter().map(ms).collect();
+        let attach: Vec<f64> = self.attach.iter().map(ms).collect();
+        let rss_before: Vec<f64> = self.rss_before_load.iter().map(|&k| k as f64 / 1024.0).collect();
+        let rss_after: Vec<f64> = self.rss_after_load.iter().map(|&k| k as f64 / 1024.0).collect();
+        println!();
+        println!("Recorder::load: median {:.2} ms (max {:.2})", median(&load), max(&load));
+        println!(
+            "attach (3 programs): median {:.3} ms (max {:.3})",
+            median(&attach),
+            max(&attach)
+        );
+        println!(
+            "VmRSS of this process: {:.1} MiB before the first load, {:.1} MiB after load (max {:.1})",
+            rss_before.first().copied().unwrap_or_default(),
+            median(&rss_after),
+            max(&rss_after)
+        );
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NAN, f64::max)
+}
