@@ -1,23 +1,7 @@
 //! `spoc convert` as a user runs it: real files, exit codes, stdout and stderr.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn spoc(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spoc"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn spoc");
-    let mut pipe = child.stdin.take().expect("stdin");
-    if let Some(input) = stdin {
-        pipe.write_all(input).expect("write stdin");
-    }
-    drop(pipe);
-    child.wait_with_output().expect("wait spoc")
-}
+mod common;
+use common::spoc;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

@@ -1,26 +1,12 @@
 //! `spoc merge` as a user runs it: the real binary, real files, exit codes and output.
 
-use std::io::Write;
+mod common;
+use common::spoc;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use spo_model::SeccompProfile;
-
-fn spoc(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spoc"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn spoc");
-    let mut pipe = child.stdin.take().expect("stdin");
-    if let Some(input) = stdin {
-        pipe.write_all(input).expect("write stdin");
-    }
-    drop(pipe);
-    child.wait_with_output().expect("wait spoc")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -1,14 +1,8 @@
 //! The main job end to end on the real kernel: `spoc record` a program with eBPF, then
 //! `spoc run` it confined by the recorded profile. Needs root and BTF.
 
-use std::process::Command;
-
-fn spoc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_spoc"))
-        .args(args)
-        .output()
-        .expect("run spoc")
-}
+mod common;
+use common::spoc;
 
 fn can_record() -> bool {
     // SAFETY-free check: root is uid 0 in /proc/self/status.
@@ -41,7 +35,7 @@ fn record_then_run_confined() {
     let sample = ["/bin/sh", "-c", "echo recorded; ls / > /dev/null"];
     let mut args = vec!["record", "-o", profile.to_str().expect("utf-8"), "--"];
     args.extend(sample);
-    let o = spoc(&args);
+    let o = spoc(&args, None);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "recorded\n");
     let summary = String::from_utf8_lossy(&o.stderr);
@@ -55,7 +49,7 @@ fn record_then_run_confined() {
     let p = profile.to_str().expect("utf-8");
     let mut args = vec!["run", "-p", p, "--"];
     args.extend(["/bin/sh", "-c", "echo confined; ls / > /dev/null"]);
-    let o = spoc(&args);
+    let o = spoc(&args, None);
     assert!(
         o.status.success(),
         "the recorded profile must let the program run: {}",
@@ -65,7 +59,7 @@ fn record_then_run_confined() {
 
     let target = dir.path().join("not-allowed");
     let script = format!("mkdir '{}'", target.display());
-    let o = spoc(&["run", "-p", p, "--", "/bin/sh", "-c", &script]);
+    let o = spoc(&["run", "-p", p, "--", "/bin/sh", "-c", &script], None);
     assert!(!o.status.success());
     assert!(
         !target.exists(),

@@ -1,13 +1,7 @@
 //! `spoc compile` and `spoc run` as a user runs them, against the real kernel.
 
-use std::process::Command;
-
-fn spoc(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_spoc"))
-        .args(args)
-        .output()
-        .expect("run spoc")
-}
+mod common;
+use common::spoc;
 
 const PROFILE: &str = "apiVersion: security-profiles-operator.x-k8s.io/v1
 kind: SeccompProfile
@@ -24,7 +18,7 @@ fn compile_prints_disassembly_and_stats() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("p.yaml");
     std::fs::write(&p, PROFILE).expect("write");
-    let o = spoc(&["compile", p.to_str().expect("utf-8")]);
+    let o = spoc(&["compile", p.to_str().expect("utf-8")], None);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{text}");
     assert!(text.contains("ld   arch"), "{text}");
@@ -43,14 +37,17 @@ fn run_confines_the_command() {
     let p = dir.path().join("p.yaml");
     std::fs::write(&p, PROFILE).expect("write");
     let target = dir.path().join("made");
-    let o = spoc(&[
-        "run",
-        "-p",
-        p.to_str().expect("utf-8"),
-        "--",
-        "mkdir",
-        target.to_str().expect("utf-8"),
-    ]);
+    let o = spoc(
+        &[
+            "run",
+            "-p",
+            p.to_str().expect("utf-8"),
+            "--",
+            "mkdir",
+            target.to_str().expect("utf-8"),
+        ],
+        None,
+    );
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
@@ -58,10 +55,13 @@ fn run_confines_the_command() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!target.exists());
-    let o = spoc(&["run", "-p", p.to_str().expect("utf-8"), "--", "echo", "confined"]);
+    let o = spoc(
+        &["run", "-p", p.to_str().expect("utf-8"), "--", "echo", "confined"],
+        None,
+    );
     assert!(o.status.success());
     assert_eq!(String::from_utf8_lossy(&o.stdout), "confined\n");
-    let o = spoc(&["run", "-p", p.to_str().expect("utf-8"), "--", "uname"]);
+    let o = spoc(&["run", "-p", p.to_str().expect("utf-8"), "--", "uname"], None);
     assert_eq!(o.status.code(), Some(128 + 31), "SIGSYS from KILL_PROCESS");
     assert!(String::from_utf8_lossy(&o.stderr).contains("SIGSYS"));
 }
@@ -71,7 +71,7 @@ fn run_refuses_invalid_profiles() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path().join("p.yaml");
     std::fs::write(&p, PROFILE.replace("uname", "unmae")).expect("write");
-    let o = spoc(&["run", "-p", p.to_str().expect("utf-8"), "--", "true"]);
+    let o = spoc(&["run", "-p", p.to_str().expect("utf-8"), "--", "true"], None);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("unmae"), "{err}");
