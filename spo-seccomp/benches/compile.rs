@@ -5,15 +5,16 @@
 //! `cargo bench -p spo-seccomp --bench compile`; figures and their meaning in
 //! `docs/benchmarks.md`.
 
-use std::fs::File;
 use std::hint::black_box;
-use std::io::{Read, Seek};
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+
+#[path = "../tests/support/runc_libseccomp.rs"]
+mod runc_libseccomp;
+use libseccomp::{ScmpArch, ScmpSyscall};
+use runc_libseccomp::{libseccomp_export, libseccomp_program};
 use spo_model::seccomp::{Arch, SeccompAction, SeccompArg, SeccompOperator, SeccompProfileSpec, SeccompSyscall};
-use spo_seccomp::compile::bpf::{Insn, from_bytes};
 use spo_seccomp::compile::{CompileOptions, compile, longest_path};
 use spo_seccomp::syscalls;
 
@@ -175,100 +176,6 @@ fn allow_list_50(known: &[&str]) -> SeccompProfileSpec {
     let names: Vec<&str> = known.iter().step_by(step).take(50).copied().collect();
     assert_eq!(names.len(), 50);
     errno_allow_list(vec![allow(&names)])
-}
-
-fn scmp_action(a: SeccompAction, errno: Option<i64>) -> ScmpAction {
-    let data = errno.unwrap_or(1);
-    match a {
-        SeccompAction::KillProcess => ScmpAction::KillProcess,
-        SeccompAction::Kill | SeccompAction::KillThread => ScmpAction::KillThread,
-        SeccompAction::Trap => ScmpAction::Trap,
-        SeccompAction::Errno => ScmpAction::Errno(data as i32),
-        SeccompAction::Trace => ScmpAction::Trace(data as u16),
-        SeccompAction::Allow => ScmpAction::Allow,
-        SeccompAction::Log => ScmpAction::Log,
-        SeccompAction::Notify => ScmpAction::Notify,
-    }
-}
-
-fn scmp_arch(a: Arch) -> ScmpArch {
-    match a {
-        Arch::X86 => ScmpArch::X86,
-        Arch::X86_64 => ScmpArch::X8664,
-        Arch::X32 => ScmpArch::X32,
-        _ => ScmpArch::Native,
-    }
-}
-
-fn scmp_compare(arg: &SeccompArg) -> ScmpArgCompare {
-    let v = arg.value.unwrap_or(0);
-    let op = match arg.op {
-        SeccompOperator::Ne => ScmpCompareOp::NotEqual,
-        SeccompOperator::Lt => ScmpCompareOp::Less,
-        SeccompOperator::Le => ScmpCompareOp::LessOrEqual,
-        SeccompOperator::Eq => ScmpCompareOp::Equal,
-        SeccompOperator::Ge => ScmpCompareOp::GreaterEqual,
-        SeccompOperator::Gt => ScmpCompareOp::Greater,
-        SeccompOperator::MaskedEq => {
-            return ScmpArgCompare::new(arg.index, ScmpCompareOp::MaskedEqual(v), arg.value_two.unwrap_or(0));
-        }
-    };
-    ScmpArgCompare::new(arg.index, op, v)
-}
-
-/// libseccomp's filter for `spec`, built as runc builds it: rules with the default action
-/// skipped, names resolved one by one, comparisons of one argument split into separate rules.
-fn libseccomp_filter(spec: &SeccompProfileSpec, optimize: u32) -> ScmpFilterContext {
-    let default = scmp_action(spec.default_action, None);
-    let mut f = ScmpFilterContext::new(default).expect("filter");
-    f.set_ctl_optimize(optimize).expect("optimize level");
-    for a in spec.architectures.iter().flatten() {
-        f.add_arch(scmp_arch(*a)).expect("arch");
-    }
-    for rule in spec.rules() {
-        let act = scmp_action(rule.action, rule.errno_ret);
-        if act == default {
-            continue;
-        }
-        let args = rule.args.as_deref().unwrap_or_default();
-        for name in &rule.names {
-            let Ok(nr) = ScmpSyscall::from_name(name) else { continue };
-            if args.is_empty() {
-                f.add_rule(act, nr).expect("rule");
-                continue;
-            }
-            let conds: Vec<ScmpArgCompare> = args.iter().map(scmp_compare).collect();
-            let repeated = args
-                .iter()
-                .enumerate()
-                .any(|(i, a)| args[..i].iter().any(|b| b.index == a.index));
-            if repeated {
-                for c in conds {
-                    f.add_rule_conditional(act, nr, &[c]).expect("rule");
-                }
-            } else {
-                f.add_rule_conditional(act, nr, &conds).expect("rule");
-            }
-        }
-    }
-    f
-}
-
-/// Everything a runtime does: build the filter and export the program to a file descriptor
-/// (`out`, truncated first, reused so the timing does not include creating a file).
-fn libseccomp_export(spec: &SeccompProfileSpec, optimize: u32, out: &mut File) {
-    out.set_len(0).expect("truncate");
-    out.rewind().expect("rewind");
-    libseccomp_filter(spec, optimize).export_bpf(&*out).expect("export");
-}
-
-fn libseccomp_program(spec: &SeccompProfileSpec, optimize: u32) -> Vec<Insn> {
-    let mut file = tempfile::tempfile().expect("temp file");
-    libseccomp_export(spec, optimize, &mut file);
-    file.rewind().expect("rewind");
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).expect("read back");
-    from_bytes(&bytes).expect("whole instructions")
 }
 
 fn print_size_table(profiles: &[(&str, SeccompProfileSpec)]) {
