@@ -690,18 +690,11 @@ fn emit_runs(asm: &mut Asm, ctx: &EmitCtx<'_>, runs: &[Run<'_>], lo: u32, hi: u3
 }
 
 fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: bool) {
+    // Only syscalls with argument rules and no unconditional rule get here: `intervals` turns
+    // an unconditional rule into a plain return, since it decides alone (as in libseccomp).
     // The most restrictive matching rule wins, as between stacked filters: try rules in order
-    // of precedence; an unconditional rule matches everything, so nothing after it is tried.
-    // An unconditional rule decides alone, as in libseccomp (and so in every runtime): the
-    // argument rules of a syscall that also has an unconditional rule are never consulted.
-    if let Some(u) = plan.unconditional {
-        let names = plan.names.join(",");
-        asm.stmt(
-            Insn::stmt(BPF_RET | BPF_K, u),
-            asm.note(|| format!("{names}: unconditional")),
-        );
-        return;
-    }
+    // of precedence.
+    debug_assert!(plan.unconditional.is_none() && plan.rules.iter().all(|(c, _)| !c.is_empty()));
     let mut rules: Vec<(Vec<Cmp>, u32)> = plan.rules.clone();
     rules.sort_by(|a, b| {
         precedence(a.1)
@@ -713,13 +706,6 @@ fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: b
     let mut i = 0;
     while i < rules.len() {
         let (cmps, ret) = &rules[i];
-        if cmps.is_empty() {
-            asm.stmt(
-                Insn::stmt(BPF_RET | BPF_K, *ret),
-                asm.note(|| format!("{names}: unconditional")),
-            );
-            return;
-        }
         // A run of single-comparison EQ rules on one argument with one action (personality
         // with several values, say) is a set membership test: load the word(s) once and
         // compare against each value.
@@ -755,7 +741,7 @@ fn emit_rules(asm: &mut Asm, plan: &SyscallPlan, default_ret: u32, big_endian: b
         i += 1;
     }
     asm.stmt(
-        Insn::stmt(BPF_RET | BPF_K, plan.unconditional.unwrap_or(default_ret)),
+        Insn::stmt(BPF_RET | BPF_K, default_ret),
         asm.note(|| format!("{names}: no rule matched")),
     );
 }
