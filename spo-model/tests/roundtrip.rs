@@ -316,11 +316,12 @@ fn apparmor_abstract() -> impl Strategy<Value = AppArmorAbstract> {
                 allowed_libraries,
             }
         })),
-        proptest::option::of((paths(), paths(), paths()).prop_map(
-            |(read_only_paths, write_only_paths, read_write_paths)| AppArmorFilesystem {
+        proptest::option::of((paths(), paths(), paths(), paths()).prop_map(
+            |(read_only_paths, write_only_paths, read_write_paths, denied_paths)| AppArmorFilesystem {
                 read_only_paths,
                 write_only_paths,
                 read_write_paths,
+                denied_paths,
             },
         )),
         proptest::option::of(
