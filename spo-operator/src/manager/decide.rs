@@ -1,0 +1,330 @@
+//! The manager's decisions for one profile (pure): its status, the in-use finalizer, and
+//! the cleanup after nodes that no longer exist.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use spo_model::ProfileState;
+use spo_model::common::{CONDITION_READY, Condition};
+use spo_model::contract::InstallName;
+use spo_model::names::{FINALIZER_IN_USE, NODE_FINALIZER_SUFFIX, node_status_name};
+use spo_model::seccomp::SeccompProfileStatus;
+use spo_seccomp::node::localhost_profile;
+
+use crate::nodestatus::{NodeReport, clip_message};
+
+/// What the manager knows about a profile object.
+#[derive(Clone, Debug)]
+pub struct ProfileView<'a> {
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// `metadata.deletionTimestamp` is set.
+    pub deleting: bool,
+    /// `metadata.finalizers`.
+    pub finalizers: &'a [String],
+    /// The current `status`.
+    pub status: Option<&'a SeccompProfileStatus>,
+}
+
+/// What the manager does for one profile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ManagerPlan {
+    /// The status to write, when it differs from the current one.
+    pub status: Option<SeccompProfileStatus>,
+    /// `Some(true)`: add `in-use-by-active-pods`; `Some(false)`: remove it.
+    pub in_use_finalizer: Option<bool>,
+    /// Finalizers of nodes that no longer exist, to remove.
+    pub drop_finalizers: Vec<String>,
+    /// Node statuses of nodes that no longer exist, to delete (by name).
+    pub delete_node_statuses: Vec<String>,
+}
+
+impl ManagerPlan {
+    /// Whether nothing needs doing.
+    pub fn is_empty(&self) -> bool {
+        *self == ManagerPlan::default()
+    }
+}
+
+/// The node a per-node finalizer (`<node>-deleted`) is about.
+pub fn finalizer_node(finalizer: &str) -> Option<&str> {
+    finalizer.strip_suffix(NODE_FINALIZER_SUFFIX).filter(|n| !n.is_empty())
+}
+
+/// Decides for one profile.
+///
+/// - State: `Terminating` while it is being deleted; otherwise the lowest state over the
+///   node statuses of existing nodes (`Pending` when no node reported yet). The Ready
+///   condition follows upstream's mapping and, for errors, carries each failing node's
+///   message (`node-1: spec.syscalls[0].names[1]: ...`). Its `lastTransitionTime` only moves
+///   when the condition's status changes.
+/// - `localhostProfile`: `operator/<name>.json`; `activeWorkloads`: the pods, sorted.
+/// - `in-use-by-active-pods` is held while pods use the profile (never added once it is
+///   being deleted: the apiserver forbids new finalizers then).
+/// - Finalizers and node statuses of nodes that no longer exist are dropped, so a profile
+///   is never stuck Terminating because its node went away with its daemon. Only done when
+///   `nodes` is a complete list (`nodes_known`).
+pub fn plan_profile(
+    view: &ProfileView<'_>,
+    reports: Option<&BTreeMap<String, NodeReport>>,
+    nodes: &BTreeSet<String>,
+    nodes_known: bool,
+    workloads: &BTreeSet<String>,
+    now: &str,
+) -> ManagerPlan {
+    let exists = |node: &str| !nodes_known || nodes.contains(node);
+    let mut plan = ManagerPlan::default();
+
+    let live: Vec<&NodeReport> = reports
+        .into_iter()
+        .flat_map(|m| m.values())
+        .filter(|r| exists(&r.node))
+        .collect();
+    let state = if view.deleting {
+        ProfileState::Terminating
+    } else {
+        ProfileState::aggregate(live.iter().filter_map(|r| r.state)).unwrap_or(ProfileState::Pending)
+    };
+    let message = if state == ProfileState::Error {
+        let parts: Vec<String> = live
+            .iter()
+            .filter(|r| r.state == Some(ProfileState::Error))
+            .map(|r| format!("{}: {}", r.node, r.message.as_deref().unwrap_or("failed")))
+            .collect();
+        Some(clip_message(&parts.join("; ")))
+    } else {
+        None
+    };
+    let mut ready = Condition::ready(state, now, message);
+    if let Some(previous) = view
+        .status
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY))
+        && previous.status == ready.status
+    {
+        ready.last_transition_time = previous.last_transition_time.clone();
+    }
+    let desired = SeccompProfileStatus {
+        status: Some(state),
+        conditions: vec![ready],
+        path: view.status.and_then(|s| s.path.clone()),
+        localhost_profile: InstallName::new(view.name).ok().map(|n| localhost_profile(&n)),
+        active_workloads: if workloads.is_empty() {
+            None
+        } else {
+            Some(workloads.iter().cloned().collect())
+        },
+    };
+    if view.status != Some(&desired) {
+        plan.status = Some(desired);
+    }
+
+    let has_in_use = view.finalizers.iter().any(|f| f == FINALIZER_IN_USE);
+    let want_in_use = !workloads.is_empty();
+    if want_in_use && !has_in_use && !view.deleting {
+        plan.in_use_finalizer = Some(true);
+    } else if !want_in_use && has_in_use {
+        plan.in_use_finalizer = Some(false);
+    }
+
+    if nodes_known {
+        plan.drop_finalizers = view
+            .finalizers
+            .iter()
+            .filter(|f| finalizer_node(f).is_some_and(|n| !nodes.contains(n)))
+            .cloned()
+            .collect();
+        let mut gone: BTreeSet<String> = reports
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|r| !nodes.contains(&r.node))
+            .map(|r| node_status_name(view.name, &r.node))
+            .collect();
+        gone.extend(
+            plan.drop_finalizers
+                .iter()
+                .filter_map(|f| finalizer_node(f))
+                .map(|n| node_status_name(view.name, n)),
+        );
+        plan.delete_node_statuses = gone.into_iter().collect();
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-01-02T03:04:05Z";
+
+    fn reports(list: &[(&str, ProfileState, Option<&str>)]) -> BTreeMap<String, NodeReport> {
+        list.iter()
+            .map(|(n, s, m)| {
+                (
+                    format!("p-{n}"),
+                    NodeReport {
+                        node: (*n).to_owned(),
+                        state: Some(*s),
+                        message: m.map(Into::into),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn set(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn view<'a>(fins: &'a [String], status: Option<&'a SeccompProfileStatus>) -> ProfileView<'a> {
+        ProfileView {
+            name: "p",
+            deleting: false,
+            finalizers: fins,
+            status,
+        }
+    }
+
+    #[test]
+    fn the_lowest_node_state_wins_and_errors_carry_messages() {
+        let r = reports(&[
+            ("n1", ProfileState::Installed, None),
+            (
+                "n2",
+                ProfileState::Error,
+                Some("spec.syscalls[0].names[0]: unknown syscall"),
+            ),
+        ]);
+        let plan = plan_profile(&view(&[], None), Some(&r), &set(&["n1", "n2"]), true, &set(&[]), NOW);
+        let st = plan.status.expect("status");
+        assert_eq!(st.status, Some(ProfileState::Error));
+        let ready = &st.conditions[0];
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str(), ready.reason.as_str()),
+            ("Ready", "False", "Unavailable")
+        );
+        assert_eq!(
+            ready.message.as_deref(),
+            Some("n2: spec.syscalls[0].names[0]: unknown syscall")
+        );
+        assert_eq!(st.localhost_profile.as_deref(), Some("operator/p.json"));
+        assert!(plan.drop_finalizers.is_empty() && plan.delete_node_statuses.is_empty());
+    }
+
+    #[test]
+    fn all_installed_is_ready_and_an_unchanged_status_is_not_rewritten() {
+        let r = reports(&[
+            ("n1", ProfileState::Installed, None),
+            ("n2", ProfileState::Installed, None),
+        ]);
+        let nodes = set(&["n1", "n2"]);
+        let first = plan_profile(&view(&[], None), Some(&r), &nodes, true, &set(&[]), NOW);
+        let st = first.status.expect("status");
+        assert_eq!(st.status, Some(ProfileState::Installed));
+        assert_eq!(st.conditions[0].status, "True");
+        let later = plan_profile(
+            &view(&[], Some(&st)),
+            Some(&r),
+            &nodes,
+            true,
+            &set(&[]),
+            "2030-01-01T00:00:00Z",
+        );
+        assert!(later.is_empty(), "{later:?}");
+    }
+
+    #[test]
+    fn transition_time_moves_only_with_the_condition_status() {
+        let pending = plan_profile(&view(&[], None), None, &set(&[]), true, &set(&[]), NOW)
+            .status
+            .expect("status");
+        assert_eq!(pending.status, Some(ProfileState::Pending));
+        let r = reports(&[("n1", ProfileState::InProgress, None)]);
+        let progress = plan_profile(
+            &view(&[], Some(&pending)),
+            Some(&r),
+            &set(&["n1"]),
+            true,
+            &set(&[]),
+            "T2",
+        )
+        .status
+        .expect("status");
+        assert_eq!(progress.conditions[0].last_transition_time, NOW, "still False");
+        let r = reports(&[("n1", ProfileState::Installed, None)]);
+        let ready = plan_profile(
+            &view(&[], Some(&progress)),
+            Some(&r),
+            &set(&["n1"]),
+            true,
+            &set(&[]),
+            "T3",
+        )
+        .status
+        .expect("status");
+        assert_eq!(ready.conditions[0].last_transition_time, "T3");
+    }
+
+    #[test]
+    fn workloads_hold_the_in_use_finalizer() {
+        let pods = set(&["ns/a", "ns/b"]);
+        let plan = plan_profile(&view(&[], None), None, &set(&[]), true, &pods, NOW);
+        assert_eq!(plan.in_use_finalizer, Some(true));
+        assert_eq!(
+            plan.status.and_then(|s| s.active_workloads),
+            Some(vec!["ns/a".to_owned(), "ns/b".to_owned()])
+        );
+        let fins = vec![FINALIZER_IN_USE.to_owned()];
+        assert_eq!(
+            plan_profile(&view(&fins, None), None, &set(&[]), true, &pods, NOW).in_use_finalizer,
+            None
+        );
+        let released = plan_profile(&view(&fins, None), None, &set(&[]), true, &set(&[]), NOW);
+        assert_eq!(released.in_use_finalizer, Some(false));
+        let mut deleting = view(&[], None);
+        deleting.deleting = true;
+        assert_eq!(
+            plan_profile(&deleting, None, &set(&[]), true, &pods, NOW).in_use_finalizer,
+            None,
+            "no finalizer is added to an object being deleted"
+        );
+    }
+
+    #[test]
+    fn deleting_profiles_are_terminating() {
+        let mut v = view(&[], None);
+        v.deleting = true;
+        let r = reports(&[("n1", ProfileState::Installed, None)]);
+        let st = plan_profile(&v, Some(&r), &set(&["n1"]), true, &set(&[]), NOW)
+            .status
+            .expect("status");
+        assert_eq!(st.status, Some(ProfileState::Terminating));
+        assert_eq!(st.conditions[0].reason, "Deleting");
+    }
+
+    #[test]
+    fn gone_nodes_lose_finalizers_and_statuses_and_do_not_count() {
+        let fins = vec![
+            "n1-deleted".to_owned(),
+            "gone-deleted".to_owned(),
+            FINALIZER_IN_USE.to_owned(),
+            "example.com/other".to_owned(),
+        ];
+        let r = reports(&[
+            ("n1", ProfileState::Installed, None),
+            ("gone", ProfileState::Error, Some("x")),
+        ]);
+        let plan = plan_profile(&view(&fins, None), Some(&r), &set(&["n1"]), true, &set(&["ns/a"]), NOW);
+        assert_eq!(plan.drop_finalizers, vec!["gone-deleted".to_owned()]);
+        assert_eq!(plan.delete_node_statuses, vec!["p-gone".to_owned()]);
+        assert_eq!(plan.status.and_then(|s| s.status), Some(ProfileState::Installed));
+        // Until the node list is complete nothing is dropped.
+        let unsure = plan_profile(&view(&fins, None), Some(&r), &set(&[]), false, &set(&["ns/a"]), NOW);
+        assert!(unsure.drop_finalizers.is_empty() && unsure.delete_node_statuses.is_empty());
+    }
+
+    #[test]
+    fn node_finalizers_parse() {
+        assert_eq!(finalizer_node("node-1-deleted"), Some("node-1"));
+        assert_eq!(finalizer_node("-deleted"), None);
+        assert_eq!(finalizer_node(FINALIZER_IN_USE), None);
+    }
+}
