@@ -103,3 +103,105 @@ impl Kubectl {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
+
+/// The `spo-operator` binary of this workspace, built on first use when `cargo test` did not
+/// build it already (`cargo test --workspace` does; `cargo test -p spo-e2e` alone does not).
+pub fn operator_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> -> target/<profile>/spo-operator
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
+    let bin = dir.join("spo-operator");
+    if !bin.exists() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--package", "spo-operator", "--bin", "spo-operator"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("running cargo build for spo-operator");
+        assert!(status.success(), "building spo-operator failed");
+    }
+    assert!(bin.exists(), "{} was not built", bin.display());
+    bin
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped, so a failing test
+/// leaves nothing running.
+#[derive(Debug)]
+pub struct Proc {
+    child: std::process::Child,
+    /// What it is, for messages.
+    pub name: String,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &std::path::Path) -> Proc {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let err = out.try_clone().expect("log file");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc {
+            child,
+            name: name.to_owned(),
+        }
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills it (SIGKILL: no chance to clean up, like a crash or an OOM kill) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Stops it with SIGTERM and waits up to `timeout` for it to exit; returns whether it
+    /// exited on its own.
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if !self.running() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Ok`, panicking with `what` and the last
+/// reason after `timeout`.
+pub fn eventually<T>(what: &str, timeout: std::time::Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(reason) if start.elapsed() >= timeout => {
+                panic!("{what}: not reached after {timeout:?}: {reason}")
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
