@@ -1,0 +1,169 @@
+//! The deployment manifests (`deploy/`, kustomize) against a real kube-apiserver: the
+//! rendered manifests pass a server-side dry run, and the RBAC they grant is enough: the
+//! manager and a daemon run with their ServiceAccounts' tokens (not as admin) and install,
+//! report and delete a profile.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use spo_e2e::{Kubectl, Proc, eventually, kubeconfig, operator_binary, repo_root};
+
+const NS: &str = "security-profiles-operator";
+const NODE: &str = "e2e-node-rbac";
+const T: Duration = Duration::from_secs(30);
+
+/// A kubeconfig for the same server that authenticates with `token`.
+fn token_kubeconfig(k: &Kubectl, token: &str) -> String {
+    let view: Value = k.json(&["config", "view", "--raw", "--minify", "-o", "json"]);
+    let cluster = &view["clusters"][0]["cluster"];
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": cluster}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "sa"}}],
+        "current-context": "e2e",
+    })
+    .to_string()
+}
+
+#[test]
+fn deploy_manifests_dry_run_and_least_privilege_rbac() {
+    let Some(kc) = kubeconfig("deploy_manifests_dry_run_and_least_privilege_rbac") else {
+        return;
+    };
+    let k = Kubectl::new(kc);
+    let deploy = repo_root().join("deploy");
+    let rendered = k.ok(&["kustomize", deploy.to_str().expect("utf-8")], None);
+    for kind in [
+        "CustomResourceDefinition",
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "Deployment",
+        "DaemonSet",
+    ] {
+        assert!(
+            rendered.contains(&format!("kind: {kind}")),
+            "{kind} missing from deploy/"
+        );
+    }
+    // Namespaced objects need their namespace to exist for a dry run; CRDs go first.
+    k.ok(
+        &[
+            "apply",
+            "--server-side",
+            "-k",
+            deploy.join("crds").to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    k.ok(
+        &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
+        None,
+    );
+    if !k.run(&["get", "namespace", NS], None).ok {
+        k.ok(&["create", "namespace", NS], None);
+    }
+    let dry = k.run(
+        &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+        Some(&rendered),
+    );
+    assert!(dry.ok, "dry run rejected deploy/:\n{}{}", dry.stdout, dry.stderr);
+
+    // For real (there is no controller-manager: the Deployment and DaemonSet start nothing).
+    k.ok(&["apply", "--server-side", "-f", "-"], Some(&rendered));
+    let daemon_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-daemon", "-o", "json"]);
+    let sc = &daemon_ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{sc}");
+    assert!(
+        sc["capabilities"].get("add").is_none(),
+        "the daemon needs no capability: {sc}"
+    );
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    let volumes = &daemon_ds["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(volumes.as_array().map(Vec::len), Some(1), "{volumes}");
+    assert_eq!(volumes[0]["hostPath"]["path"], "/var/lib/kubelet/seccomp");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bin = operator_binary();
+    let mut procs = Vec::new();
+    for (sa, args) in [
+        ("spo-manager", vec!["manager".to_owned()]),
+        (
+            "spo-daemon",
+            vec![
+                "daemon".to_owned(),
+                format!("--node-name={NODE}"),
+                format!("--kubelet-dir={}", tmp.path().display()),
+            ],
+        ),
+    ] {
+        let token = k.ok(&["-n", NS, "create", "token", sa, "--duration=1h"], None);
+        let path = tmp.path().join(format!("{sa}.kubeconfig"));
+        std::fs::write(&path, token_kubeconfig(&k, token.trim())).expect("kubeconfig");
+        let mut cmd = Command::new(&bin);
+        cmd.env("KUBECONFIG", &path)
+            .env("RUST_LOG", "info,kube=warn")
+            .args(&args);
+        procs.push(Proc::spawn(sa, cmd, &tmp.path().join(format!("{sa}.log"))));
+    }
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&format!("apiVersion: v1\nkind: Node\nmetadata: {{name: {NODE}}}\n")),
+    );
+    k.ok(
+        &["apply", "-f", "-"],
+        Some("apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {name: e2e-rbac}\nspec:\n  defaultAction: SCMP_ACT_ERRNO\n  syscalls: [{names: [read, wirte], action: SCMP_ACT_ALLOW}]\n"),
+    );
+    // An Error (the daemon may write events) ...
+    eventually("e2e-rbac Error", T, || {
+        let sp = k.json(&["get", "sp", "e2e-rbac", "-o", "json"]);
+        if sp["status"]["status"] == "Error" {
+            Ok(())
+        } else {
+            Err(sp["status"].to_string())
+        }
+    });
+    // ... then fixed: installed, reported, aggregated.
+    k.ok(
+        &[
+            "patch",
+            "sp",
+            "e2e-rbac",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"syscalls":[{"names":["read","write"],"action":"SCMP_ACT_ALLOW"}]}}"#,
+        ],
+        None,
+    );
+    let file = tmp.path().join("seccomp/operator/e2e-rbac.json");
+    eventually("installed with ServiceAccount rights", T, || {
+        let sp = k.json(&["get", "sp", "e2e-rbac", "-o", "json"]);
+        if sp["status"]["status"] == "Installed" && file.exists() {
+            Ok(())
+        } else {
+            Err(sp["status"].to_string())
+        }
+    });
+    assert!(
+        k.run(&["-n", NS, "get", "spod", "spod"], None).ok,
+        "manager could not create the SPOD"
+    );
+    k.ok(&["delete", "sp", "e2e-rbac", "--wait=false"], None);
+    eventually("deleted with ServiceAccount rights", T, || {
+        let gone = !k.run(&["get", "sp", "e2e-rbac"], None).ok && !file.exists();
+        if gone { Ok(()) } else { Err("still there".into()) }
+    });
+    for p in &mut procs {
+        assert!(p.running(), "{} exited; see {}", p.name, tmp.path().display());
+    }
+    let logs: String = ["spo-manager", "spo-daemon"]
+        .iter()
+        .map(|sa| std::fs::read_to_string(tmp.path().join(format!("{sa}.log"))).unwrap_or_default())
+        .collect();
+    assert!(!logs.contains("forbidden"), "a request was forbidden by RBAC:\n{logs}");
+    drop(procs);
+    k.ok(&["delete", "node", NODE], None);
+}
