@@ -1,0 +1,117 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+use spo_model::validate::{FieldPath, Problems};
+
+/// Errors of SELinux backend operations.
+#[derive(Debug, thiserror::Error)]
+pub enum SelinuxError {
+    /// The profile has problems that stop it from being rendered; every one is listed with its
+    /// field path.
+    #[error("{kind} {name} is invalid: {}", join_errors(problems))]
+    Invalid {
+        /// `SelinuxProfile` or `RawSelinuxProfile`.
+        kind: &'static str,
+        /// `metadata.name`.
+        name: String,
+        /// The problems (errors and warnings).
+        problems: Problems,
+    },
+    /// A compiler or store tool rejected a policy; `location` says where, when the tool said.
+    #[error("{tool} rejected {subject}{}: {message}", location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default())]
+    Rejected {
+        /// `secilc` or `semodule`.
+        tool: &'static str,
+        /// What was being compiled or installed, such as `SelinuxProfile nginx`.
+        subject: String,
+        /// Where in the profile the tool's first complaint points, when it can be mapped back.
+        location: Option<Box<Location>>,
+        /// The tool's own message (its stderr, trimmed).
+        message: String,
+    },
+    /// A tool is not installed or the base policy is missing.
+    #[error("{what} is not available: {hint}")]
+    Toolchain {
+        /// What is missing, such as `secilc`.
+        what: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A tool could not be started or waited for.
+    #[error("running {}", program.display())]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A tool's output could not be understood.
+    #[error("reading the output of {tool}: {message}")]
+    ToolOutput {
+        /// The tool.
+        tool: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// A file operation failed.
+    #[error("{operation} {}", path.display())]
+    Io {
+        /// What was being done, such as `writing module`.
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A module of the same name exists in the store and was not installed by us.
+    #[error(
+        "policy module {name} already exists in the store at priority {priority}, which spo-selinux does not manage; rename the profile so it does not replace a system module"
+    )]
+    ForeignModule {
+        /// The module name.
+        name: String,
+        /// Its priority.
+        priority: u16,
+    },
+    /// A neutral recording cannot become a SelinuxProfile.
+    #[error("building a SelinuxProfile from recording {target}: avc_denials[{index}]: {message}")]
+    Recording {
+        /// The recording's target name.
+        target: String,
+        /// The index of the denial (in the recording's sorted order).
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Where a tool's complaint points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The module (`<name>.cil`) the tool named.
+    pub module: String,
+    /// The line in the rendered module.
+    pub line: usize,
+    /// The profile field that line came from, when it came from one.
+    pub field: Option<FieldPath>,
+    /// For a RawSelinuxProfile, the line inside `spec.policy`.
+    pub source_line: Option<usize>,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.field, self.source_line) {
+            (Some(field), Some(src)) => write!(f, "{field} line {src} ({}.cil line {})", self.module, self.line),
+            (Some(field), None) => write!(f, "{field} ({}.cil line {})", self.module, self.line),
+            (None, _) => write!(f, "{}.cil line {}", self.module, self.line),
+        }
+    }
+}
+
+fn join_errors(problems: &Problems) -> String {
+    let text: Vec<String> = problems.errors().map(ToString::to_string).collect();
+    text.join("; ")
+}

@@ -1,0 +1,241 @@
+//! The validator port: compiles rendered modules against a base policy.
+//!
+//! [`Secilc`] is the real implementation. It writes the modules to a temporary directory as
+//! `<name>.cil` and runs
+//! `secilc -N -o /dev/null -f /dev/null <base>/*.cil <templates> <modules>`, where `-N` skips
+//! neverallow checks as Debian's semodule does. When secilc fails, its first
+//! `at <name>.cil:<line>` (or `at line <n> of <name>.cil`) is mapped back to the profile field
+//! the line was rendered from.
+//!
+//! The base policy is a directory of `*.cil` files, all of which are compiled with every
+//! profile: `scripts/selinux-base` builds one (Debian's refpolicy store, refpolicy's
+//! `container` module and the two-attribute shim) and prints its path; [`Secilc::from_env`]
+//! reads it from `SPO_SELINUX_BASE`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::{Location, SelinuxError};
+use crate::render::RenderedModule;
+use crate::templates::templates_module;
+
+/// The environment variable naming the base policy directory.
+pub const BASE_ENV: &str = "SPO_SELINUX_BASE";
+
+/// Compiles modules against a base policy (a port: tests and `spoc` may pass a fake).
+pub trait PolicyValidator: Send + Sync {
+    /// Compiles `modules` together (with the shipped templates) and fails with the tool's
+    /// message, mapped to a profile field where possible.
+    fn validate(&self, modules: &[RenderedModule]) -> Result<(), SelinuxError>;
+}
+
+/// A base policy directory: every `*.cil` file in it, in name order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BasePolicy {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Its CIL files.
+    pub files: Vec<PathBuf>,
+}
+
+impl BasePolicy {
+    /// Reads the CIL files of `dir`; fails when there are none.
+    pub fn from_dir(dir: &Path) -> Result<Self, SelinuxError> {
+        let entries = std::fs::read_dir(dir).map_err(|source| SelinuxError::Io {
+            operation: "listing the base policy directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|source| SelinuxError::Io {
+                operation: "listing the base policy directory",
+                path: dir.to_owned(),
+                source,
+            })?;
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "cil") {
+                files.push(path);
+            }
+        }
+        files.sort();
+        if files.is_empty() {
+            return Err(SelinuxError::Toolchain {
+                what: format!("a base policy in {}", dir.display()),
+                hint: "the directory has no *.cil files; build one with scripts/selinux-base".to_owned(),
+            });
+        }
+        Ok(BasePolicy {
+            dir: dir.to_owned(),
+            files,
+        })
+    }
+}
+
+/// The real validator: secilc against a base policy.
+#[derive(Clone, Debug)]
+pub struct Secilc {
+    /// The secilc program.
+    pub program: PathBuf,
+    /// The base policy.
+    pub base: BasePolicy,
+}
+
+/// Finds `name` on PATH (and in the sbin directories, which a test's PATH may lack).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+impl Secilc {
+    /// secilc from PATH with the base policy in `dir`.
+    pub fn new(dir: &Path) -> Result<Self, SelinuxError> {
+        let program = find_program("secilc").ok_or_else(|| SelinuxError::Toolchain {
+            what: "secilc".to_owned(),
+            hint: "install the secilc package".to_owned(),
+        })?;
+        Ok(Secilc {
+            program,
+            base: BasePolicy::from_dir(dir)?,
+        })
+    }
+
+    /// secilc with the base policy named by `SPO_SELINUX_BASE`.
+    pub fn from_env() -> Result<Self, SelinuxError> {
+        let dir = std::env::var_os(BASE_ENV).ok_or_else(|| SelinuxError::Toolchain {
+            what: "a base policy".to_owned(),
+            hint: format!("{BASE_ENV} is not set; run export {BASE_ENV}=$(scripts/selinux-base)"),
+        })?;
+        Self::new(Path::new(&dir))
+    }
+}
+
+impl PolicyValidator for Secilc {
+    fn validate(&self, modules: &[RenderedModule]) -> Result<(), SelinuxError> {
+        let dir = tempfile::Builder::new()
+            .prefix("spo-secilc-")
+            .tempdir()
+            .map_err(|source| SelinuxError::Io {
+                operation: "creating a directory for secilc input in",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let mut all = vec![templates_module()];
+        all.extend(modules.iter().cloned());
+        let mut args: Vec<OsString> = ["-N", "-o", "/dev/null", "-f", "/dev/null"]
+            .map(OsString::from)
+            .to_vec();
+        args.extend(self.base.files.iter().map(|f| f.clone().into_os_string()));
+        for m in &all {
+            let path = dir.path().join(format!("{}.cil", m.name));
+            std::fs::write(&path, &m.text).map_err(|source| SelinuxError::Io {
+                operation: "writing module",
+                path: path.clone(),
+                source,
+            })?;
+            args.push(path.into_os_string());
+        }
+        let output = Command::new(&self.program)
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .map_err(|source| SelinuxError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let mut message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !stdout.trim().is_empty() {
+            message = format!("{message}\n{}", stdout.trim());
+        }
+        if message.is_empty() {
+            message = format!("exit status {}", output.status);
+        }
+        Err(rejection("secilc", &all, message))
+    }
+}
+
+/// Builds the error for a tool's failure, pointing at the first module line it names.
+pub fn rejection(tool: &'static str, modules: &[RenderedModule], message: String) -> SelinuxError {
+    let located = first_location(&message).and_then(|(module, line)| {
+        let m = modules.iter().find(|m| m.name == module)?;
+        let origin = m.origin_of_line(line);
+        Some((
+            m,
+            Location {
+                module,
+                line,
+                field: origin.map(|o| o.field.clone()),
+                source_line: origin.and_then(|o| o.source_line),
+            },
+        ))
+    });
+    let subject = match (&located, modules) {
+        (Some((m, _)), _) => m.subject(),
+        (None, [.., last]) if modules.len() <= 2 => last.subject(),
+        _ => format!("{} policy modules", modules.len()),
+    };
+    SelinuxError::Rejected {
+        tool,
+        subject,
+        location: located.map(|(_, l)| Box::new(l)),
+        message,
+    }
+}
+
+/// The first `<name>.cil:<line>` or `line <n> of <...>/<name>.cil` in a tool's message.
+pub fn first_location(message: &str) -> Option<(String, usize)> {
+    for text_line in message.lines() {
+        for (i, _) in text_line.match_indices(".cil") {
+            let before = &text_line[..i];
+            let after = &text_line[i + 4..];
+            let stem_start = before
+                .rfind(|c: char| c == '/' || c.is_whitespace())
+                .map_or(0, |p| p + 1);
+            let module = &before[stem_start..];
+            if module.is_empty() {
+                continue;
+            }
+            // `x.cil:12`
+            if let Some(rest) = after.strip_prefix(':') {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if let Ok(line) = digits.parse() {
+                    return Some((module.to_owned(), line));
+                }
+            }
+            // `line 12 of x.cil`
+            if let Some(p) = before.rfind("line ") {
+                let digits: String = before[p + 5..].chars().take_while(char::is_ascii_digit).collect();
+                if let Ok(line) = digits.parse() {
+                    return Some((module.to_owned(), line));
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_in_secilc_messages() {
+        assert_eq!(
+            first_location("Failed to resolve permission x\nFailed to resolve allow statement at /tmp/d/nginx.cil:9\n"),
+            Some(("nginx".into(), 9))
+        );
+        assert_eq!(
+            first_location("Open parenthesis without matching close at line 11 of /tmp/x/raw-a.cil"),
+            Some(("raw-a".into(), 11))
+        );
+        assert_eq!(first_location("Failed to compile cildb: -2"), None);
+    }
+}
