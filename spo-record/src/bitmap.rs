@@ -8,7 +8,7 @@ const WORDS: usize = (MAX_SYSCALL_NR / 64) as usize;
 
 /// Size in bytes of `struct target_syscalls`; checked against the loaded map so the C and this
 /// decoder cannot drift apart silently.
-pub(crate) const VALUE_SIZE: usize = 2 * WORDS * 8 + 2 * 8;
+pub(crate) const VALUE_SIZE: usize = 2 * WORDS * 8 + 3 * 8;
 
 /// What one target did, as `struct target_syscalls` in `recorder.bpf.c` lays it out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,6 +21,8 @@ pub(crate) struct TargetSyscalls {
     pub out_of_range: u64,
     /// Processes the tree created that could not be tracked (the `targets` map was full).
     pub untracked_processes: u64,
+    /// Waiting processes that installed a seccomp filter and so started being recorded.
+    pub filter_starts: u64,
 }
 
 impl TargetSyscalls {
@@ -38,6 +40,7 @@ impl TargetSyscalls {
             compat: numbers(&words[WORDS..2 * WORDS]),
             out_of_range: words[2 * WORDS],
             untracked_processes: words[2 * WORDS + 1],
+            filter_starts: words[2 * WORDS + 2],
         })
     }
 }
@@ -60,8 +63,8 @@ fn numbers(words: &[u64]) -> BTreeSet<u32> {
 mod tests {
     use super::*;
 
-    fn encode(native: &[u32], compat: &[u32], out_of_range: u64, untracked: u64) -> Vec<u8> {
-        let mut words = vec![0u64; 2 * WORDS + 2];
+    fn encode(native: &[u32], compat: &[u32], out_of_range: u64, untracked: u64, starts: u64) -> Vec<u8> {
+        let mut words = vec![0u64; 2 * WORDS + 3];
         for &n in native {
             words[(n / 64) as usize] |= 1 << (n % 64);
         }
@@ -70,16 +73,20 @@ mod tests {
         }
         words[2 * WORDS] = out_of_range;
         words[2 * WORDS + 1] = untracked;
+        words[2 * WORDS + 2] = starts;
         words.iter().flat_map(|w| w.to_ne_bytes()).collect()
     }
 
     #[test]
     fn decodes_bits_in_both_halves_and_the_counters() {
-        let bytes = encode(&[0, 1, 59, 63, 64, 231, 1023], &[1, 20, 252], 3, 2);
+        let bytes = encode(&[0, 1, 59, 63, 64, 231, 1023], &[1, 20, 252], 3, 2, 1);
         let got = TargetSyscalls::decode(&bytes).expect("right size");
         assert_eq!(got.native, BTreeSet::from([0, 1, 59, 63, 64, 231, 1023]));
         assert_eq!(got.compat, BTreeSet::from([1, 20, 252]));
-        assert_eq!((got.out_of_range, got.untracked_processes), (3, 2));
+        assert_eq!(
+            (got.out_of_range, got.untracked_processes, got.filter_starts),
+            (3, 2, 1)
+        );
     }
 
     #[test]

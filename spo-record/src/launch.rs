@@ -30,6 +30,7 @@ pub(crate) fn resolve_command(argv: &[String]) -> Result<PathBuf, RecordError> {
 pub(crate) fn spawn_held(
     path: &Path,
     argv: &[String],
+    run_as: Option<(u32, u32)>,
     register: impl FnOnce(u32) -> Result<(), RecordError>,
 ) -> Result<Child, RecordError> {
     let program = argv.first().ok_or(RecordError::EmptyCommand)?;
@@ -46,6 +47,10 @@ pub(crate) fn spawn_held(
 
     let mut command = Command::new(path);
     command.arg0(program).args(&argv[1..]);
+    if let Some((uid, gid)) = run_as {
+        // std drops the supplementary groups too (setgroups(0)) when it changes the uid as root.
+        command.uid(uid).gid(gid);
+    }
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
     // calls (close, getpid, write, read) on descriptors that stay open until exec (the pipes
     // above live until `spawn` returns). It neither allocates nor takes locks: the errors it
@@ -139,7 +144,7 @@ mod tests {
         let mut seen = 0;
         let argv = ["true".to_string()];
         let path = resolve_command(&argv).expect("true is installed");
-        let mut child = spawn_held(&path, &argv, |pid| {
+        let mut child = spawn_held(&path, &argv, None, |pid| {
             seen = pid;
             Ok(())
         })
@@ -154,7 +159,7 @@ mod tests {
         let _ = std::fs::remove_file(&marker);
         let argv = ["touch".to_string(), marker.display().to_string()];
         let path = resolve_command(&argv).expect("touch is installed");
-        let err = spawn_held(&path, &argv, |_| Err(RecordError::EmptyCommand)).expect_err("registration failed");
+        let err = spawn_held(&path, &argv, None, |_| Err(RecordError::EmptyCommand)).expect_err("registration failed");
         assert!(matches!(err, RecordError::EmptyCommand), "{err:?}");
         assert!(!marker.exists(), "the command ran although it was never tracked");
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use spo_model::observed::{Recording, RecordingTarget};
 use spo_model::seccomp::Arch;
 
-pub use loader::Recorder;
+pub use loader::{Progress, RecordOptions, RecordStart, Recorder};
 pub use preflight::KERNEL_BTF;
 
 /// What a recording saw, with syscalls as the kernel numbers them. Naming them needs a syscall
@@ -30,6 +30,9 @@ pub struct RawRecording {
     pub untracked_processes: u64,
     /// Syscalls with a number too large to record (none exist on current kernels).
     pub out_of_range_syscalls: u64,
+    /// With [`RecordStart::SeccompFilter`], how many processes started being recorded by
+    /// installing a filter (0: nothing was recorded because none did).
+    pub filter_starts: u64,
     /// How long attaching the programs took when the recording started.
     pub attach_time: Duration,
 }
@@ -186,6 +189,7 @@ mod tests {
             exit_status: ExitStatus::from_raw(0),
             untracked_processes: 0,
             out_of_range_syscalls: 0,
+            filter_starts: 0,
             attach_time: Duration::ZERO,
         };
         let names = |arch, nr| match (arch, nr) {

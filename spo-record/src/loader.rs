@@ -93,6 +93,17 @@ impl Recorder {
     /// installed at that point would see. Descendants still running when the command exits are
     /// no longer recorded.
     pub fn record_command(&mut self, argv: &[String]) -> Result<RawRecording, RecordError> {
+        self.record_command_with(argv, &RecordOptions::default(), |_| {})
+    }
+
+    /// [`Recorder::record_command`] with options, calling `progress` about ten times a second
+    /// while the command runs.
+    pub fn record_command_with(
+        &mut self,
+        argv: &[String],
+        options: &RecordOptions,
+        mut progress: impl FnMut(&Progress),
+    ) -> Result<RawRecording, RecordError> {
         let path = launch::resolve_command(argv)?;
         let target = self.next_target;
         self.next_target = (self.next_target + 1) % MAX_TARGETS;
@@ -105,6 +116,14 @@ impl Recorder {
                 operation: "clearing the syscall bitmap",
                 source,
             })?;
+        let tracked = Tracked {
+            target,
+            flags: match options.start {
+                RecordStart::Exec => 0,
+                RecordStart::SeccompFilter => TRACK_WAIT_FOR_FILTER,
+            },
+        }
+        .encode();
 
         let attach_started = Instant::now();
         let links = self.attach()?;
@@ -114,11 +133,10 @@ impl Recorder {
         let maps = &mut self.skel.maps;
         let targets = &maps.targets;
         let mut bss = maps.bss_data.as_deref_mut();
-        let spawned = launch::spawn_held(&path, argv, |pid| {
-            // Counted before the entry exists, so the filter never hides a tracked process.
+        let spawned = launch::spawn_held(&path, argv, options.run_as, |pid| {
             count_tracked_slot(bss.as_deref_mut(), pid, 1);
             targets
-                .update(&pid.to_ne_bytes(), &target_key, MapFlags::ANY)
+                .update(&pid.to_ne_bytes(), &tracked, MapFlags::ANY)
                 .map_err(|source| {
                     count_tracked_slot(bss, pid, -1);
                     RecordError::Map {
@@ -127,11 +145,30 @@ impl Recorder {
                     }
                 })
         });
+        let started = Instant::now();
         let waited = spawned.and_then(|mut child| {
-            child.wait().map_err(|source| RecordError::Wait {
-                program: argv[0].clone(),
-                source,
-            })
+            let mut pause = Duration::from_millis(5);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => return Ok(status),
+                    Ok(None) => {
+                        if let Ok(seen) = self.read_target(&target_key) {
+                            progress(&Progress {
+                                distinct_syscalls: seen.native.len() + seen.compat.len(),
+                                elapsed: started.elapsed(),
+                            });
+                        }
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(100));
+                    }
+                    Err(source) => {
+                        return Err(RecordError::Wait {
+                            program: argv[0].clone(),
+                            source,
+                        });
+                    }
+                }
+            }
         });
 
         self.set_enabled(false);
@@ -140,22 +177,7 @@ impl Recorder {
         let exit_status: ExitStatus = waited?;
         forgotten?;
 
-        let bytes = self
-            .skel
-            .maps
-            .syscalls
-            .lookup(&target_key, MapFlags::ANY)
-            .map_err(|source| RecordError::Map {
-                operation: "reading the syscall bitmap",
-                source,
-            })?
-            .unwrap_or_default();
-        let seen = TargetSyscalls::decode(&bytes).ok_or(RecordError::LayoutMismatch {
-            map: "syscalls",
-            expected: VALUE_SIZE,
-            actual: bytes.len(),
-        })?;
-
+        let seen = self.read_target(&target_key)?;
         let mut syscalls = BTreeMap::new();
         for (arch, numbers) in [(NATIVE_ARCH, seen.native), (COMPAT_ARCH, seen.compat)] {
             if !numbers.is_empty() {
@@ -168,7 +190,27 @@ impl Recorder {
             exit_status,
             untracked_processes: seen.untracked_processes,
             out_of_range_syscalls: seen.out_of_range,
+            filter_starts: seen.filter_starts,
             attach_time,
+        })
+    }
+
+    /// What the target with key `target_key` recorded so far.
+    fn read_target(&self, target_key: &[u8; 4]) -> Result<TargetSyscalls, RecordError> {
+        let bytes = self
+            .skel
+            .maps
+            .syscalls
+            .lookup(target_key, MapFlags::ANY)
+            .map_err(|source| RecordError::Map {
+                operation: "reading the syscall bitmap",
+                source,
+            })?
+            .unwrap_or_default();
+        TargetSyscalls::decode(&bytes).ok_or(RecordError::LayoutMismatch {
+            map: "syscalls",
+            expected: VALUE_SIZE,
+            actual: bytes.len(),
         })
     }
 
@@ -213,7 +255,7 @@ impl Recorder {
                     .lookup(key, MapFlags::ANY)
                     .ok()
                     .flatten()
-                    .is_some_and(|value| value == target.to_ne_bytes())
+                    .is_some_and(|value| value.get(..4) == Some(&target.to_ne_bytes()[..]))
             })
             .collect();
         for key in stale {
@@ -239,6 +281,58 @@ impl Recorder {
 
 /// Slots of the counting filter in front of `targets` (`TRACKED_SLOTS` in recorder.bpf.c).
 const TRACKED_SLOTS: usize = 4096;
+
+/// `TRACK_WAIT_FOR_FILTER` in `recorder.bpf.c`.
+const TRACK_WAIT_FOR_FILTER: u32 = 1;
+
+/// A `targets` value, `struct tracked` in `recorder.bpf.c`.
+#[derive(Debug, Clone, Copy)]
+struct Tracked {
+    target: u32,
+    flags: u32,
+}
+
+impl Tracked {
+    fn encode(self) -> [u8; 8] {
+        let mut bytes = [0; 8];
+        bytes[..4].copy_from_slice(&self.target.to_ne_bytes());
+        bytes[4..].copy_from_slice(&self.flags.to_ne_bytes());
+        bytes
+    }
+}
+
+/// When a process of the recorded tree starts being recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RecordStart {
+    /// From the command's first instruction: everything the tree does.
+    #[default]
+    Exec,
+    /// From the moment a process installs a seccomp filter (children forked later inherit the
+    /// state). Run a container runtime this way, with a filter in the container's config that
+    /// changes nothing (see `spo_seccomp`'s recording filter): the recording then holds
+    /// exactly what the container's profile will judge, the runtime's own calls between
+    /// installing the filter and exec included, and none of the runtime's set-up before it.
+    SeccompFilter,
+}
+
+/// How to run a recorded command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordOptions {
+    /// When recording starts.
+    pub start: RecordStart,
+    /// Run the command as this user and group (supplementary groups dropped), for example the
+    /// user who ran `sudo`; `None` keeps the caller's credentials.
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// How a running recording is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Distinct syscalls (over both ABIs) recorded so far.
+    pub distinct_syscalls: usize,
+    /// Time since the command was released.
+    pub elapsed: Duration,
+}
 
 /// Adds `delta` to the filter slot of `tgid`, as the BPF programs do, whenever user space adds
 /// or removes a `targets` entry.

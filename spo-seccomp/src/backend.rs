@@ -128,10 +128,82 @@ pub fn spec_from_recording(recording: &Recording) -> SeccompProfileSpec {
     }
 }
 
+/// What a container runtime written in Go (runc) may call on its own, at any moment, between
+/// installing a container's filter and exec'ing the entrypoint: its scheduler parks and wakes
+/// threads (`futex`, `nanosleep`, `sched_yield`, `epoll_pwait`), preempts goroutines with
+/// signals (`tgkill`, `getpid`, `gettid`, `rt_sigreturn`, `rt_sigprocmask`, `sigaltstack`),
+/// grows or returns memory (`mmap`, `munmap`, `madvise`) and starts or ends threads (`clone`,
+/// `exit`). Whether any of these happens in that window depends on timing, so one recording
+/// may see none of them and the next start of the container need one: a profile without them
+/// stops the container one start in a few (we saw `futexwakeup ... returned -1` kill runc's
+/// init). Added to profiles recorded from a runtime's filter on (`spoc record
+/// --from-seccomp`); all are harmless to allow.
+pub const GO_RUNTIME_SYSCALLS: &[&str] = &[
+    "clone",
+    "epoll_pwait",
+    "exit",
+    "futex",
+    "getpid",
+    "gettid",
+    "madvise",
+    "mmap",
+    "munmap",
+    "nanosleep",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sched_yield",
+    "sigaltstack",
+    "tgkill",
+];
+
+/// Syscalls every kernel of the architectures we know leaves unimplemented (`sys_ni_syscall`,
+/// which returns `ENOSYS`): a rule returning `ENOSYS` for them changes nothing a program can
+/// observe.
+pub const UNIMPLEMENTED_SYSCALLS: &[&str] = &["afs_syscall", "tuxcall", "vserver"];
+
+/// `ENOSYS`.
+const ENOSYS: i64 = 38;
+
+/// A filter that changes no behaviour, for the recording run of a container
+/// (`spo_record::RecordStart::SeccompFilter`): it allows everything and answers the
+/// [`UNIMPLEMENTED_SYSCALLS`] with the `ENOSYS` the kernel gives anyway. Runtimes skip installing
+/// a filter that allows everything without a rule (runc 1.1 does), so the rule is what makes
+/// the runtime install it, at the point the container's real profile will be installed.
+pub fn recording_filter() -> SeccompProfileSpec {
+    SeccompProfileSpec {
+        state: Default::default(),
+        disabled: None,
+        default_action: SeccompAction::Allow,
+        architectures: None,
+        listener_path: None,
+        listener_metadata: None,
+        syscalls: Some(vec![SeccompSyscall {
+            names: UNIMPLEMENTED_SYSCALLS.iter().map(|s| (*s).to_owned()).collect(),
+            action: SeccompAction::Errno,
+            errno_ret: Some(ENOSYS),
+            args: None,
+        }]),
+        flags: None,
+        base_profile_name: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resolve::MemoryResolver;
+
+    #[test]
+    fn the_recording_filter_names_only_syscalls_the_kernel_leaves_unimplemented() {
+        let spec = recording_filter();
+        let problems = crate::validate::check_spec(&spec, Arch::X86_64);
+        assert!(!problems.has_errors(), "{problems}");
+        // Every name exists on x86-64, so runc installs a real rule there.
+        let table = crate::syscalls::table(Arch::X86_64).expect("x86_64 table");
+        for name in UNIMPLEMENTED_SYSCALLS.iter().chain(GO_RUNTIME_SYSCALLS) {
+            assert!(table.number(name).is_some(), "{name}");
+        }
+    }
     use spo_model::ProfileState;
     use spo_model::contract::sync_profile;
 

@@ -2,32 +2,11 @@
 //! `spoc run` it confined by the recorded profile. Needs root and BTF.
 
 mod common;
-use common::spoc;
-
-fn can_record() -> bool {
-    // SAFETY-free check: root is uid 0 in /proc/self/status.
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
-    if root && btf {
-        return true;
-    }
-    let why = if root { "no kernel BTF" } else { "not root" };
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "recording needs root and BTF in CI: {why}"
-    );
-    eprintln!("skipped: record_then_run_confined: {why}");
-    false
-}
+use common::{can_record, spoc};
 
 #[test]
 fn record_then_run_confined() {
-    if !can_record() {
+    if !can_record("record_then_run_confined") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

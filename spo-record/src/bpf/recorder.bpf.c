@@ -40,15 +40,30 @@ struct target_syscalls {
 	__u64 out_of_range;
 	// Processes the tree created that could not be tracked because `targets` was full.
 	__u64 untracked_processes;
+	// Times a waiting process installed a seccomp filter and so started being recorded.
+	__u64 filter_starts;
 };
 
-// Thread group id (the pid user space sees) -> target id. The bound caps the number of live
-// processes tracked at once over all targets.
+// A tracked process waits (records nothing) until it installs a seccomp filter; its children
+// inherit the wait, or the recording once it started. A container runtime installs the
+// container's filter in its init process shortly before exec'ing the entrypoint, so this
+// records exactly the syscalls that filter will judge: the runtime's own calls after installing
+// it included, and none of the thousands before (see RecordOptions in src/loader.rs).
+#define TRACK_WAIT_FOR_FILTER 1
+
+// Kept in sync with `Tracked` in src/loader.rs.
+struct tracked {
+	__u32 target;
+	__u32 flags;
+};
+
+// Thread group id (the pid user space sees) -> target id and state. The bound caps the number
+// of live processes tracked at once over all targets.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct tracked);
 } targets SEC(".maps");
 
 // Target id -> what that target did. User space hands out target ids and clears the entry
@@ -93,6 +108,44 @@ static __always_inline void set_bit(__u64 *words, __u32 nr)
 		__sync_fetch_and_or(word, mask);
 }
 
+// Whether syscall `id` with the arguments in `regs` installs a seccomp filter:
+// seccomp(SECCOMP_SET_MODE_FILTER, flags, prog) or prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER,
+// prog) with a program, in the native ABI or, on x86-64, the ia32 one. A NULL program is a
+// feature probe (runc and libseccomp make several, failing with EFAULT, long before the real
+// install) and does not count. A call that fails for another reason does: that only records
+// more than needed, never less.
+#define SECCOMP_SET_MODE_FILTER 1
+#define SECCOMP_MODE_FILTER 2
+#define PR_SET_SECCOMP 22
+static __always_inline int installs_filter(struct pt_regs *regs, long id, int compat)
+{
+#if defined(__TARGET_ARCH_x86)
+	if (compat) {
+		// ia32: seccomp is 354, prctl 172; arguments in ebx, ecx.
+		if (id == 354)
+			return (__u32)regs->bx == SECCOMP_SET_MODE_FILTER && (__u32)regs->dx != 0;
+		if (id == 172)
+			return (__u32)regs->bx == PR_SET_SECCOMP && (__u32)regs->cx == SECCOMP_MODE_FILTER &&
+			       (__u32)regs->dx != 0;
+		return 0;
+	}
+	if (id == 317)
+		return regs->di == SECCOMP_SET_MODE_FILTER && regs->dx != 0;
+	if (id == 157)
+		return regs->di == PR_SET_SECCOMP && regs->si == SECCOMP_MODE_FILTER && regs->dx != 0;
+	return 0;
+#elif defined(__TARGET_ARCH_arm64)
+	if (id == 277)
+		return regs->regs[0] == SECCOMP_SET_MODE_FILTER && regs->regs[2] != 0;
+	if (id == 167)
+		return regs->regs[0] == PR_SET_SECCOMP && regs->regs[1] == SECCOMP_MODE_FILTER &&
+		       regs->regs[2] != 0;
+	return 0;
+#else
+	return 0;
+#endif
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 {
@@ -102,11 +155,11 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!maybe_tracked(tgid))
 		return 0;
-	__u32 *target = bpf_map_lookup_elem(&targets, &tgid);
-	if (!target)
+	struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
+	if (!tracked)
 		return 0;
 
-	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, target);
+	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &tracked->target);
 	if (!seen)
 		return 0;
 
@@ -117,13 +170,25 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	}
 
-	__u64 *words = seen->native;
+	int compat = 0;
 #ifdef __TARGET_ARCH_x86
 	struct task_struct *task = bpf_get_current_task_btf();
-	if (task->thread_info.status & X86_TS_COMPAT)
-		words = seen->compat;
+	compat = (task->thread_info.status & X86_TS_COMPAT) != 0;
 #endif
-	set_bit(words, (__u32)id);
+	if (tracked->flags & TRACK_WAIT_FOR_FILTER) {
+		// The installing call itself is not judged by the filter it installs; from the next
+		// one on, every thread of the group is recorded (a superset for runtimes that filter
+		// only the calling thread).
+		if (installs_filter(regs, id, compat)) {
+			// The only flag, and it only ever goes from set to clear: a plain store is safe
+			// when two threads race here.
+			*(volatile __u32 *)&tracked->flags = 0;
+			__sync_fetch_and_add(&seen->filter_starts, 1);
+		}
+		return 0;
+	}
+
+	set_bit(compat ? seen->compat : seen->native, (__u32)id);
 	return 0;
 }
 
@@ -136,8 +201,8 @@ int BPF_PROG(track_fork, struct task_struct *parent, struct task_struct *child)
 	__u32 parent_tgid = parent->tgid;
 	if (!maybe_tracked(parent_tgid))
 		return 0;
-	__u32 *target = bpf_map_lookup_elem(&targets, &parent_tgid);
-	if (!target)
+	struct tracked *parent_tracked = bpf_map_lookup_elem(&targets, &parent_tgid);
+	if (!parent_tracked)
 		return 0;
 
 	// A new thread joins its parent's thread group, which is tracked already.
@@ -145,15 +210,17 @@ int BPF_PROG(track_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 
 	__u32 child_tgid = child->tgid;
-	__u32 target_id = *target;
+	// A copy: the child inherits the parent's state (waiting or recording) as of now.
+	struct tracked child_tracked = *parent_tracked;
+	__u32 target_id = child_tracked.target;
 	// The child is not running yet (this tracepoint fires before it is woken), so the order of
 	// the two writes is invisible to it; counting first keeps the filter a superset anyway.
 	count_slot(child_tgid, 1);
-	long err = bpf_map_update_elem(&targets, &child_tgid, &target_id, BPF_NOEXIST);
+	long err = bpf_map_update_elem(&targets, &child_tgid, &child_tracked, BPF_NOEXIST);
 	if (err != 0)
 		count_slot(child_tgid, -1); // nothing added
 	if (err == -EEXIST) // a stale entry (counted already) of a pid now reused: overwrite it
-		err = bpf_map_update_elem(&targets, &child_tgid, &target_id, BPF_EXIST);
+		err = bpf_map_update_elem(&targets, &child_tgid, &child_tracked, BPF_EXIST);
 	if (err != 0) {
 		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target_id);
 		if (seen)

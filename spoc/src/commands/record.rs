@@ -1,20 +1,28 @@
-//! `spoc record [-o FILE] -- CMD...`: run a command, record every syscall of its process tree
-//! with the eBPF recorder, and write an allow-list SeccompProfile.
+//! `spoc record [-o FILE] [--from-seccomp] -- CMD...`: run a command, record every syscall of
+//! its process tree with the eBPF recorder, and write an allow-list SeccompProfile.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use spo_record::{Recorder, into_recording};
-use spo_seccomp::backend::spec_from_recording;
+use spo_record::{Progress, RecordOptions, RecordStart, Recorder, into_recording};
+use spo_seccomp::backend::{GO_RUNTIME_SYSCALLS, recording_filter, spec_from_recording};
 
 pub const EXAMPLES: &str = "\
 Examples:
   spoc record -o ls.yaml -- ls /
   spoc run -p ls.yaml -- ls /          # the same command, confined by what it was seen doing
 
-Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF (/sys/kernel/btf/vmlinux).";
+  # A runc container, recorded from the point its profile will apply: put the filter
+  # `spoc record --recording-filter` prints at linux.seccomp of the bundle's config.json, then
+  spoc record --from-seccomp -t raw-seccomp -o profile.json -- runc run -b BUNDLE ID
+
+Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF (/sys/kernel/btf/vmlinux).
+Started through sudo, the command runs as the invoking user (SUDO_UID/SUDO_GID) unless
+--as-root is given. Ctrl-C reaches the command; the profile of what it did until then is
+still written.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ProfileType {
@@ -35,9 +43,103 @@ pub struct RecordArgs {
     /// metadata.name of the profile (default: the command's file name).
     #[arg(long)]
     name: Option<String>,
+    /// Record each process only from the moment it installs a seccomp filter (its later
+    /// children from birth): for a container runtime, exactly what the container's profile
+    /// will judge. The runtime must install a filter: see --recording-filter.
+    #[arg(long)]
+    from_seccomp: bool,
+    /// With --from-seccomp, leave out the syscalls a Go container runtime (runc) may make at
+    /// any moment after installing the filter (futex, nanosleep, ...; see GO_RUNTIME_SYSCALLS in
+    /// spo-seccomp). Without them the profile is tighter but the container may fail to start
+    /// now and then.
+    #[arg(long, requires = "from_seccomp")]
+    no_runtime_allowance: bool,
+    /// Print the OCI seccomp JSON of a filter that changes nothing, for the recording run of a
+    /// container with --from-seccomp, and exit.
+    #[arg(long, exclusive = true)]
+    recording_filter: bool,
+    /// Keep root for the command when spoc was started through sudo.
+    #[arg(long)]
+    as_root: bool,
     /// The command and its arguments.
-    #[arg(required = true, last = true, value_name = "CMD")]
+    #[arg(required_unless_present = "recording_filter", last = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+/// The user and group to run the command as: the one who ran sudo, when we are root through
+/// sudo and `as_root` is off. `env` looks up an environment variable.
+pub fn sudo_user(euid: u32, as_root: bool, env: impl Fn(&str) -> Option<String>) -> Result<Option<(u32, u32)>> {
+    if euid != 0 || as_root {
+        return Ok(None);
+    }
+    let (Some(uid), Some(gid)) = (env("SUDO_UID"), env("SUDO_GID")) else {
+        return Ok(None);
+    };
+    let uid: u32 = uid
+        .parse()
+        .with_context(|| format!("SUDO_UID={uid:?} is not a user id"))?;
+    let gid: u32 = gid
+        .parse()
+        .with_context(|| format!("SUDO_GID={gid:?} is not a group id"))?;
+    Ok((uid != 0).then_some((uid, gid)))
+}
+
+/// The effective uid, from `/proc/self/status`.
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// A one-line live status on a terminal; silent otherwise.
+struct Spinner {
+    live: bool,
+    frame: usize,
+    command: String,
+}
+
+impl Spinner {
+    const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+
+    fn new(full: &str) -> Spinner {
+        let mut command: String = full.chars().take(40).collect();
+        if command.len() < full.len() {
+            command.push_str("...");
+        }
+        Spinner {
+            live: std::io::stderr().is_terminal(),
+            frame: 0,
+            command,
+        }
+    }
+
+    fn show(&mut self, progress: &Progress) {
+        if !self.live {
+            return;
+        }
+        self.frame = (self.frame + 1) % Self::FRAMES.len();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[2K{} recording `{}`: {} distinct syscalls, {:.1} s",
+            Self::FRAMES[self.frame],
+            self.command,
+            progress.distinct_syscalls,
+            progress.elapsed.as_secs_f64()
+        );
+        let _ = err.flush();
+    }
+
+    fn clear(&self) {
+        if self.live {
+            let _ = write!(std::io::stderr(), "\r\x1b[2K");
+        }
+    }
 }
 
 /// A DNS-label profile name from a command path: `/usr/bin/Python3.11` -> `python3-11`.
@@ -54,11 +156,57 @@ pub fn profile_name_for(command: &str) -> String {
 }
 
 pub fn run(args: &RecordArgs) -> Result<ExitCode> {
+    if args.recording_filter {
+        let mut json = String::from_utf8(spo_seccomp::oci::render_node_json(&recording_filter())?)
+            .context("runtime JSON is UTF-8")?;
+        json.push('\n');
+        print!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let run_as = sudo_user(effective_uid().unwrap_or(u32::MAX), args.as_root, |k| {
+        std::env::var(k).ok()
+    })?;
+    if let Some((uid, gid)) = run_as {
+        eprintln!("spoc: running the command as uid {uid}, gid {gid} (SUDO_UID/SUDO_GID); --as-root keeps root");
+    }
+    let options = RecordOptions {
+        start: if args.from_seccomp {
+            RecordStart::SeccompFilter
+        } else {
+            RecordStart::Exec
+        },
+        run_as,
+    };
     let mut recorder = Recorder::load().context("loading the eBPF recorder")?;
-    let raw = recorder
-        .record_command(&args.command)
-        .with_context(|| format!("recording {}", args.command.join(" ")))?;
-    let named = into_recording(&raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
+    // Ctrl-C goes to the whole foreground process group: the command decides what to do with
+    // it, and spoc waits for it to exit and writes what was recorded. The handler is reset to
+    // the default in the command by execve.
+    ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
+    let mut spinner = Spinner::new(&args.command.join(" "));
+    let recorded = recorder.record_command_with(&args.command, &options, |p| spinner.show(p));
+    spinner.clear();
+    let raw = recorded.with_context(|| format!("recording {}", args.command.join(" ")))?;
+    if args.from_seccomp && raw.filter_starts == 0 {
+        bail!(
+            "`{}` installed no seccomp filter, so nothing was recorded (--from-seccomp records from the filter on): \
+             give the container the filter `spoc record --recording-filter` prints",
+            args.command.join(" ")
+        );
+    }
+    if raw.untracked_processes > 0 {
+        eprintln!(
+            "spoc: warning: {} processes of the tree could not be tracked (the recorder's process table was full); \
+             the profile may miss syscalls",
+            raw.untracked_processes
+        );
+    }
+    let mut named = into_recording(&raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
+    if args.from_seccomp && !args.no_runtime_allowance {
+        // The runtime runs natively, whatever ABI the workload uses.
+        let native = spo_seccomp::syscalls::native_arch();
+        let names = named.recording.syscalls.entry(native).or_default();
+        names.extend(GO_RUNTIME_SYSCALLS.iter().map(|s| (*s).to_owned()));
+    }
     if !named.unnamed.is_empty() {
         eprintln!(
             "spoc: warning: syscall numbers without a name were seen and will be blocked: {:?}",
@@ -104,4 +252,27 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
             .unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_to_the_sudo_user_only_when_root_through_sudo() {
+        let sudo = |k: &str| match k {
+            "SUDO_UID" => Some("1000".to_owned()),
+            "SUDO_GID" => Some("1001".to_owned()),
+            _ => None,
+        };
+        assert_eq!(sudo_user(0, false, sudo).expect("valid"), Some((1000, 1001)));
+        assert_eq!(sudo_user(0, true, sudo).expect("valid"), None, "--as-root");
+        assert_eq!(sudo_user(1000, false, sudo).expect("valid"), None, "not root");
+        assert_eq!(sudo_user(0, false, |_| None).expect("valid"), None, "not through sudo");
+        let root_sudo = |_: &str| Some("0".to_owned());
+        assert_eq!(sudo_user(0, false, root_sudo).expect("valid"), None, "sudo by root");
+        let bad = |k: &str| Some(if k == "SUDO_UID" { "x1" } else { "0" }.to_owned());
+        let err = sudo_user(0, false, bad).expect_err("not a number");
+        assert!(err.to_string().contains("SUDO_UID=\"x1\""), "{err}");
+    }
 }

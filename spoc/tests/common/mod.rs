@@ -20,3 +20,26 @@ pub fn spoc(args: &[&str], stdin: Option<&[u8]>) -> Output {
     drop(pipe);
     child.wait_with_output().expect("wait spoc")
 }
+
+/// Whether this machine can record with eBPF (root and kernel BTF); says `skipped: ...` for
+/// `test` when not, and panics in CI, where nothing may be skipped.
+#[allow(dead_code)] // not every test file records
+pub fn can_record(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
+    if root && btf {
+        return true;
+    }
+    let why = if root { "no kernel BTF" } else { "not root" };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "recording needs root and BTF in CI: {why}"
+    );
+    eprintln!("skipped: {test}: {why}");
+    false
+}
