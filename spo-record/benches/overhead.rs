@@ -74,6 +74,9 @@ fn main() -> Result<()> {
         samples.rss_before_load.push(rss_before);
 
         samples.idle.push(workload.run_plain(CALLS)?);
+        let floor = recorder.attach_floor_probe().context("attaching the floor probe")?;
+        samples.floor.push(workload.run_plain(CALLS)?);
+        drop(floor);
         let (other, attach) = workload.run_beside_recording(&mut recorder)?;
         samples.other.push(other);
         samples.attach.push(attach);
@@ -261,6 +264,7 @@ fn which(program: &str) -> Option<PathBuf> {
 struct Samples {
     baseline: Vec<f64>,
     idle: Vec<f64>,
+    floor: Vec<f64>,
     other: Vec<f64>,
     this: Vec<f64>,
     strace: Vec<f64>,
@@ -275,11 +279,12 @@ impl Samples {
         let base = median(&self.baseline);
         println!();
         println!("getppid loop, {CALLS} calls (strace: {STRACE_CALLS}), median of {ROUNDS} rounds");
-        println!("| case | ns/call | ratio | rounds (ns/call) |");
-        println!("| --- | ---: | ---: | --- |");
+        println!("| case | ns/call | ratio | over the floor (ns/call) | rounds (ns/call) |");
+        println!("| --- | ---: | ---: | ---: | --- |");
         let mut cases = vec![
             ("no recorder", &self.baseline),
             ("recorder loaded, idle", &self.idle),
+            ("floor: an empty sys_enter program attached", &self.floor),
             ("recording another process", &self.other),
             ("recording this process", &self.this),
         ];
@@ -289,7 +294,12 @@ impl Samples {
         for (name, values) in cases {
             let m = median(values);
             let rounds: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
-            println!("| {name} | {m:.1} | {:.3}x | {} |", m / base, rounds.join(", "));
+            println!(
+                "| {name} | {m:.1} | {:.3}x | +{:.1} | {} |",
+                m / base,
+                m - median(&self.floor),
+                rounds.join(", ")
+            );
         }
         if !with_strace {
             println!("(strace not found: case skipped)");

@@ -156,6 +156,7 @@ impl Recorder {
                             progress(&Progress {
                                 distinct_syscalls: seen.native.len() + seen.compat.len(),
                                 elapsed: started.elapsed(),
+                                tracked_processes: self.tracked_processes(),
                             });
                         }
                         std::thread::sleep(pause);
@@ -234,13 +235,37 @@ impl Recorder {
         ])
     }
 
+    /// Turns recording on or off; turning it on also starts a new epoch, so what threads
+    /// cached about an earlier recording is ignored.
     fn set_enabled(&mut self, enabled: bool) {
         if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
             // SAFETY: `bss` is a valid, aligned reference into the object's mmap'ed `.bss`,
-            // which lives as long as the skeleton. The write is volatile because the reader is
-            // the kernel, which the compiler cannot see.
-            unsafe { std::ptr::write_volatile(&raw mut bss.enabled, u32::from(enabled)) };
+            // which lives as long as the skeleton. The writes are volatile because the reader
+            // is the kernel, which the compiler cannot see; the epoch is written before
+            // `enabled`, and no program runs between recordings (they are detached).
+            unsafe {
+                if enabled {
+                    let epoch = std::ptr::read_volatile(&raw const bss.epoch);
+                    std::ptr::write_volatile(&raw mut bss.epoch, epoch.wrapping_add(1));
+                }
+                std::ptr::write_volatile(&raw mut bss.enabled, u32::from(enabled));
+            }
         }
+    }
+
+    /// Attaches a `sys_enter` program that does nothing, for benchmarks: what every syscall of
+    /// the machine pays for an attached tracepoint program, before any recording logic. It
+    /// stays attached until the returned link is dropped.
+    #[doc(hidden)]
+    pub fn attach_floor_probe(&self) -> Result<Link, RecordError> {
+        self.skel
+            .progs
+            .floor_sys_enter
+            .attach()
+            .map_err(|source| RecordError::Attach {
+                program: "floor_sys_enter",
+                source,
+            })
     }
 
     /// Removes the entries of processes of `target` still alive (descendants that outlived the
@@ -332,6 +357,8 @@ pub struct Progress {
     pub distinct_syscalls: usize,
     /// Time since the command was released.
     pub elapsed: Duration,
+    /// Processes tracked right now (over every recording of this recorder).
+    pub tracked_processes: usize,
 }
 
 /// Adds `delta` to the filter slot of `tgid`, as the BPF programs do, whenever user space adds

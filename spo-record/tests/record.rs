@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use spo_model::seccomp::Arch;
-use spo_record::{RawRecording, RecordError, Recorder, into_recording};
+use spo_record::{RawRecording, RecordError, RecordOptions, Recorder, into_recording};
 
 /// Loads a recorder, or says why this machine cannot and returns `None` (a failure in CI).
 fn load() -> Option<Recorder> {
@@ -260,4 +260,79 @@ fn follows_threads_after_the_leader_exits() {
     for expected in ["getpgid", "getsid"] {
         assert!(seen.contains(expected), "{expected} missing from {seen:?}");
     }
+}
+
+/// Two threads making about a million syscalls a second between them, each making one rare
+/// syscall exactly once in the middle of the storm. Both rare ones must be recorded: the
+/// recorder aggregates in the kernel, so there is no event queue to overflow.
+const TWO_THREAD_STORM: &str = r#"
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define CALLS 1000000
+
+static void *storm(void *arg) {
+    long rare = (long)arg;
+    for (long i = 0; i < CALLS; i++) {
+        syscall(SYS_getppid);
+        if (i == CALLS / 2)
+            syscall(rare, 0);
+    }
+    return NULL;
+}
+
+int main(void) {
+    pthread_t a, b;
+    pthread_create(&a, NULL, storm, (void *)(long)SYS_getpgid);
+    pthread_create(&b, NULL, storm, (void *)(long)SYS_getsid);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    return 0;
+}
+"#;
+
+#[test]
+fn misses_nothing_under_two_threads_of_load() {
+    let Some(mut recorder) = load() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(binary) = build_with_clang(dir.path(), "storm.c", TWO_THREAD_STORM, &["-O2", "-pthread"]) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let raw = record(&mut recorder, &[binary.to_str().expect("utf-8 path")]);
+    eprintln!("2 x 1,000,000 syscalls recorded in {:?}", started.elapsed());
+    assert!(raw.exit_status.success());
+    let seen = names(&raw, Arch::X86_64);
+    for expected in ["getppid", "getpgid", "getsid", "clone3", "exit"] {
+        assert!(seen.contains(expected), "{expected} missing from {seen:?}");
+    }
+}
+
+/// 10,000 processes that each live for a moment: per-process state is freed as each one
+/// exits, so the number of tracked processes stays small while the storm runs and is zero
+/// after it, and every process was tracked.
+#[test]
+fn ten_thousand_short_lived_processes_leave_no_state() {
+    let Some(mut recorder) = load() else { return };
+    let script = "i=0; while [ $i -lt 10000 ]; do (exit 0); i=$((i+1)); done";
+    let mut most_tracked = 0;
+    let mut samples = 0;
+    let raw = recorder
+        .record_command_with(&argv(&["sh", "-c", script]), &RecordOptions::default(), |p| {
+            most_tracked = most_tracked.max(p.tracked_processes);
+            samples += 1;
+        })
+        .expect("recording the storm");
+    assert!(raw.exit_status.success());
+    assert_eq!(raw.untracked_processes, 0, "some processes were not tracked");
+    assert!(samples > 0, "no progress while 10,000 processes ran");
+    // The shell, a subshell being born or dying, and slack for a sample taken mid-exit.
+    assert!(
+        most_tracked <= 8,
+        "{most_tracked} processes tracked at once: state of exited processes is kept"
+    );
+    assert_eq!(recorder.tracked_processes(), 0, "state left after the recording");
+    let seen = names(&raw, Arch::X86_64);
+    assert!(seen.contains("exit_group"), "{seen:?}");
 }

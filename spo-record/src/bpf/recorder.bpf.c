@@ -78,6 +78,26 @@ struct {
 // Set by user space while at least one recording runs; every program returns at once otherwise.
 volatile __u32 enabled = 0;
 
+// Bumped by user space when a recording starts: a `thread_targets` entry of an earlier one is
+// stale.
+volatile __u32 epoch = 0;
+
+// What a thread recording into a target keeps in its task storage, so that its syscalls after
+// the first skip the `targets` hash lookup (the most expensive step of the hot path on a kernel
+// with retpolines). Only the recording state is kept: a waiting thread asks `targets` every
+// time, so another thread of its group installing a filter takes effect at once.
+struct thread_target {
+	__u32 target;
+	__u32 epoch;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct thread_target);
+} thread_targets SEC(".maps");
+
 // A counting filter in front of `targets`: slot `tgid & TRACKED_SLOT_MASK` counts the `targets`
 // entries whose tgid falls into it. A zero slot proves the tgid is untracked with one load from
 // .bss, so the processes that are not recorded (nearly all of them) never pay for the hash
@@ -155,40 +175,62 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!maybe_tracked(tgid))
 		return 0;
-	struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
-	if (!tracked)
-		return 0;
 
-	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &tracked->target);
+	struct task_struct *task = bpf_get_current_task_btf();
+	int compat = 0;
+#ifdef __TARGET_ARCH_x86
+	compat = (task->thread_info.status & X86_TS_COMPAT) != 0;
+#endif
+	__u32 now = epoch;
+	__u32 target;
+	struct thread_target *cached = bpf_task_storage_get(&thread_targets, task, 0, 0);
+	if (cached && cached->epoch == now) {
+		target = cached->target;
+	} else {
+		struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
+		if (!tracked)
+			return 0;
+		target = tracked->target;
+		if (tracked->flags & TRACK_WAIT_FOR_FILTER) {
+			// The installing call itself is not judged by the filter it installs; from the
+			// next one on, every thread of the group is recorded (a superset for runtimes that
+			// filter only the calling thread).
+			if (installs_filter(regs, id, compat)) {
+				// The only flag, and it only ever goes from set to clear: a plain store is
+				// safe when two threads race here.
+				*(volatile __u32 *)&tracked->flags = 0;
+				struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
+				if (seen)
+					__sync_fetch_and_add(&seen->filter_starts, 1);
+			}
+			return 0;
+		}
+		cached = bpf_task_storage_get(&thread_targets, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (cached) {
+			cached->target = target;
+			cached->epoch = now;
+		}
+	}
+
+	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
 	if (!seen)
 		return 0;
-
 	if (id < 0)
 		return 0; // not a syscall: the kernel skipped it (ptrace or seccomp set it to -1)
 	if (id >= MAX_SYSCALL_NR) {
 		__sync_fetch_and_add(&seen->out_of_range, 1);
 		return 0;
 	}
-
-	int compat = 0;
-#ifdef __TARGET_ARCH_x86
-	struct task_struct *task = bpf_get_current_task_btf();
-	compat = (task->thread_info.status & X86_TS_COMPAT) != 0;
-#endif
-	if (tracked->flags & TRACK_WAIT_FOR_FILTER) {
-		// The installing call itself is not judged by the filter it installs; from the next
-		// one on, every thread of the group is recorded (a superset for runtimes that filter
-		// only the calling thread).
-		if (installs_filter(regs, id, compat)) {
-			// The only flag, and it only ever goes from set to clear: a plain store is safe
-			// when two threads race here.
-			*(volatile __u32 *)&tracked->flags = 0;
-			__sync_fetch_and_add(&seen->filter_starts, 1);
-		}
-		return 0;
-	}
-
 	set_bit(compat ? seen->compat : seen->native, (__u32)id);
+	return 0;
+}
+
+// Not part of recording: only the overhead bench attaches it, to measure what an attached
+// sys_enter program that does nothing costs every syscall of the machine (the floor every
+// tracepoint-based recorder pays).
+SEC("tp_btf/sys_enter")
+int BPF_PROG(floor_sys_enter)
+{
 	return 0;
 }
 
