@@ -1,0 +1,94 @@
+//! Running external tools with a deadline and bounded output.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::error::AppArmorError;
+
+/// At most this much of stdout and of stderr is kept (the parser's debug dump of a large
+/// profile is a few hundred KiB).
+pub(crate) const OUTPUT_LIMIT: u64 = 8 << 20;
+
+/// How long one apparmor_parser run may take by default (a compile takes about 20 ms here).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a finished run produced.
+#[derive(Debug)]
+pub(crate) struct ToolOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `tool args...` with no stdin, killing it after `timeout`.
+pub(crate) fn run(
+    operation: &str,
+    tool: &Path,
+    args: &[&std::ffi::OsStr],
+    timeout: Duration,
+) -> Result<ToolOutput, AppArmorError> {
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| AppArmorError::ToolUnavailable {
+            tool: tool.to_path_buf(),
+            source,
+        })?;
+    let stdout = child.stdout.take().map(read_bounded);
+    let stderr = child.stderr.take().map(read_bounded);
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                // Best effort: the timeout is the error worth reporting.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(AppArmorError::ToolTimeout {
+                    operation: operation.to_owned(),
+                    tool: tool.to_path_buf(),
+                    after: timeout,
+                });
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(2)),
+            Err(source) => {
+                return Err(AppArmorError::ToolUnavailable {
+                    tool: tool.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    };
+    let join = |h: Option<thread::JoinHandle<String>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(ToolOutput {
+        status,
+        stdout: join(stdout),
+        stderr: join(stderr),
+    })
+}
+
+fn read_bounded<R: Read + Send + 'static>(pipe: R) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut limited = pipe.take(OUTPUT_LIMIT);
+        let _ = limited.read_to_end(&mut buf);
+        // Drain the rest so the child never blocks on a full pipe.
+        let _ = std::io::copy(&mut limited.into_inner(), &mut std::io::sink());
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// The first `max` characters of `s`, trimmed, with a marker when cut.
+pub(crate) fn bounded(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}

@@ -1,0 +1,196 @@
+//! Injection: hostile strings anywhere in a spec are refused with an error at their field,
+//! or become exactly the one rule they were meant to be (checked by our reader, and by
+//! apparmor_parser's own view of the compiled rules).
+
+use proptest::prelude::*;
+use spo_apparmor::reader::{Rule, read_profile};
+use spo_apparmor::{AppArmorError, render_and_check, render_profile};
+use spo_model::AppArmorProfile;
+use spo_model::apparmor::{AppArmorCapability, AppArmorExecutable, AppArmorFilesystem, AppArmorMode};
+
+use crate::support::{added, fixture, parser_entries, require_parser};
+
+/// The six path lists: (field name, perms, deny).
+const LISTS: [(&str, &str, bool); 6] = [
+    ("executable.allowedExecutables", "ixr", false),
+    ("executable.allowedLibraries", "mr", false),
+    ("filesystem.readOnlyPaths", "r", false),
+    ("filesystem.writeOnlyPaths", "wlk", false),
+    ("filesystem.readWritePaths", "rwlk", false),
+    ("filesystem.deniedPaths", "rwmlkx", true),
+];
+
+/// A complain-mode profile (no companions) whose only entry is `value` in list `which`.
+fn profile_with(which: usize, value: &str) -> AppArmorProfile {
+    let mut p = fixture("report-complain");
+    let abs = p.spec.abstract_.get_or_insert_with(Default::default);
+    abs.executable = Some(AppArmorExecutable::default());
+    abs.filesystem = Some(AppArmorFilesystem::default());
+    abs.network = None;
+    let v = Some(vec![value.to_owned()]);
+    let (e, f) = (
+        abs.executable.as_mut().expect("set"),
+        abs.filesystem.as_mut().expect("set"),
+    );
+    match which {
+        0 => e.allowed_executables = v,
+        1 => e.allowed_libraries = v,
+        2 => f.read_only_paths = v,
+        3 => f.write_only_paths = v,
+        4 => f.read_write_paths = v,
+        _ => f.denied_paths = v,
+    }
+    p
+}
+
+/// Strings built from the characters that matter to AppArmor's lexer and globs.
+fn hostile() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("/".to_owned()),
+        Just("..".to_owned()),
+        Just("*".to_owned()),
+        Just("**".to_owned()),
+        Just("?".to_owned()),
+        Just("{".to_owned()),
+        Just("}".to_owned()),
+        Just(",".to_owned()),
+        Just("[".to_owned()),
+        Just("]".to_owned()),
+        Just("^".to_owned()),
+        Just("\"".to_owned()),
+        Just("\\".to_owned()),
+        Just("#".to_owned()),
+        Just("!".to_owned()),
+        Just(" ".to_owned()),
+        Just("\n".to_owned()),
+        Just("\t".to_owned()),
+        Just("\0".to_owned()),
+        Just("@{".to_owned()),
+        Just("@{pid}".to_owned()),
+        Just("@{nope}".to_owned()),
+        Just(" r,\n  /etc/shadow rw,\n".to_owned()),
+        Just("}\nprofile evil {".to_owned()),
+        Just(" ix, capability sys_admin".to_owned()),
+        "[a-z0-9._-]{1,6}",
+        "\\PC{1,3}",
+    ];
+    prop_oneof![
+        1 => proptest::collection::vec(piece.clone(), 0..10).prop_map(|v| v.concat()),
+        3 => proptest::collection::vec(piece, 0..10).prop_map(|v| format!("/{}", v.concat())),
+    ]
+}
+
+fn file_rules(text: &str) -> Vec<Rule> {
+    read_profile(text)
+        .unwrap_or_else(|e| panic!("our reader cannot read rendered text: {e}\n{text}"))
+        .rules
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| !matches!(r, Rule::Include(_)))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn a_path_is_refused_at_its_field_or_becomes_exactly_one_rule(which in 0..6usize, value in hostile()) {
+        let profile = profile_with(which, &value);
+        let (list, perms, deny) = LISTS[which];
+        let field = format!("spec.abstract.{list}[0]");
+        match render_profile(&profile) {
+            Err(AppArmorError::Invalid { problems, .. }) => {
+                prop_assert!(problems.errors().all(|p| p.path.as_str() == field), "{problems}");
+                prop_assert!(problems.has_errors());
+            }
+            Err(e) => prop_assert!(false, "unexpected error {e}"),
+            Ok(rendered) => {
+                let want = vec![Rule::File { deny, path: value.clone(), perms: perms.to_owned() }];
+                prop_assert_eq!(file_rules(&rendered.text), want);
+            }
+        }
+    }
+
+    #[test]
+    fn a_capability_is_refused_at_its_field_or_becomes_exactly_one_rule(value in hostile()) {
+        let mut profile = profile_with(0, "/bin/true");
+        profile.spec.abstract_.as_mut().expect("abstract").capability = Some(AppArmorCapability {
+            allowed_capabilities: Some(vec![value.clone()]),
+        });
+        match render_profile(&profile) {
+            Err(e) => {
+                let problems = e.problems().expect("problems");
+                prop_assert!(problems.errors().all(|p| p.path.as_str() == "spec.abstract.capability.allowedCapabilities[0]"));
+            }
+            Ok(rendered) => {
+                let caps: Vec<Rule> = file_rules(&rendered.text).into_iter().filter(|r| matches!(r, Rule::Capability { .. })).collect();
+                prop_assert_eq!(caps, vec![Rule::Capability { deny: false, names: vec![value.clone()] }]);
+            }
+        }
+    }
+}
+
+proptest! {
+    // Each case runs apparmor_parser up to three times (about 20 ms each).
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn apparmor_parser_agrees_that_an_accepted_path_is_one_rule(which in 2..5usize, suffix in hostile()) {
+        let Some(parser) = require_parser() else { return Ok(()) };
+        let value = format!("/spo-test/{}", suffix.trim_start_matches('/'));
+        let profile = profile_with(which, &value);
+        let Ok(rendered) = render_profile(&profile) else { return Ok(()) };
+        let checked = render_and_check(&parser, &profile);
+        prop_assert!(checked.is_ok(), "grammar accepted {value:?} but apparmor_parser did not: {:?}\n{}", checked.err(), rendered.text);
+        let baseline = render_profile(&profile_with(which, "/spo-test/baseline")).expect("baseline");
+        let before = parser_entries(&parser, &baseline.text);
+        let after = parser_entries(&parser, &rendered.text);
+        let extra = added(&before, &after);
+        let missing = added(&after, &before);
+        prop_assert_eq!(missing.len(), 1, "{:?} lost {:?}", value, missing);
+        prop_assert_eq!(&missing[0].1, "/spo-test/baseline");
+        prop_assert_eq!(extra.len(), 1, "{:?} gave {:?}", value, extra);
+        let mode = match which { 2 => "r", 3 => "walk", _ => "rwalk" };
+        prop_assert_eq!(&extra[0].0, mode);
+        if !value.contains("@{") {
+            prop_assert_eq!(&extra[0].1, &value);
+        }
+    }
+}
+
+#[test]
+fn hostile_values_in_every_field_are_refused_precisely() {
+    let cases: &[(usize, &str, &str)] = &[
+        (0, "/bin/sh ix,\n  /** rwlkmix", "control character"),
+        (1, "/lib/x.so\" mr, /** \"", "'\"'"),
+        (2, "/etc/passwd, /etc/shadow", "',' outside an alternation"),
+        (3, "/var/log/x}\nprofile evil {", "control character"),
+        (4, "/tmp/{a", "'{' is never closed"),
+        (5, "/etc/../shadow", "'..' component"),
+        (2, "/a #comment", ""),
+        (2, "/x/@{HOM}/y", "did you mean @{HOME}?"),
+    ];
+    for (which, value, want) in cases {
+        let profile = profile_with(*which, value);
+        match render_profile(&profile) {
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(LISTS[*which].0) && text.contains(want),
+                    "{value:?}: {text}"
+                );
+            }
+            Ok(r) => {
+                assert!(want.is_empty(), "{value:?} accepted:\n{}", r.text);
+                assert!(r.text.contains("\"/a #comment\" r,"), "{}", r.text);
+            }
+        }
+    }
+    let mut bad_name = profile_with(0, "/bin/true");
+    bad_name.metadata.name = Some("evil {\n".into());
+    let err = render_profile(&bad_name).expect_err("name");
+    assert!(err.to_string().contains("metadata.name"), "{err}");
+    let mut mode = profile_with(0, "/bin/true");
+    mode.spec.mode = AppArmorMode::Enforce;
+    assert!(render_profile(&mode).is_ok());
+}
