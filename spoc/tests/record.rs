@@ -45,3 +45,50 @@ fn record_then_run_confined() {
         "mkdir was never recorded, so the profile must refuse it"
     );
 }
+
+/// `spoc run` lists what the profile blocked, for the command and its children, from the
+/// kernel's audit records.
+#[test]
+fn run_lists_the_calls_the_profile_blocked() {
+    if !can_record("run_lists_the_calls_the_profile_blocked") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("deny-mkdir.yaml");
+    std::fs::write(
+        &profile,
+        "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata:\n  name: deny-mkdir\n\
+         spec:\n  defaultAction: SCMP_ACT_ALLOW\n  syscalls:\n  - names: [mkdir, mkdirat]\n    action: SCMP_ACT_ERRNO\n",
+    )
+    .expect("write profile");
+    let target = dir.path().join("made");
+    let script = format!("mkdir {0}; mkdir {0}; echo ran", target.display());
+    let o = spoc(
+        &["run", "-p", profile.to_str().expect("utf-8"), "--", "sh", "-c", &script],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "ran\n");
+    assert!(!target.exists(), "mkdir succeeded under the profile");
+    assert!(
+        stderr.contains("mkdir [SCMP_ARCH_X86_64] SCMP_ACT_ERRNO by /usr/bin/mkdir, 2 times"),
+        "{stderr}"
+    );
+
+    // Nothing blocked: said so, and --no-violations says nothing.
+    let o = spoc(&["run", "-p", profile.to_str().expect("utf-8"), "--", "true"], None);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("blocked nothing"));
+    let o = spoc(
+        &[
+            "run",
+            "--no-violations",
+            "-p",
+            profile.to_str().expect("utf-8"),
+            "--",
+            "true",
+        ],
+        None,
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+}

@@ -11,6 +11,7 @@ pub mod merge;
 pub mod record;
 pub mod run;
 pub mod validate;
+pub mod violations;
 
 /// Security profiles (seccomp, SELinux, AppArmor) on one machine, without Kubernetes.
 #[derive(Debug, Parser)]

@@ -1,16 +1,21 @@
 //! `spoc run -p PROFILE -- CMD...`: run a command confined by a SeccompProfile compiled with
 //! our compiler. The filter is installed between fork and execve, so the profile must allow
-//! `execve`; everything the command does after that is confined.
+//! `execve`; everything the command does after that is confined. When it exits, every call the
+//! profile blocked is listed from the kernel's audit records (see `violations`).
 
+use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use spo_model::document::decode_source;
 use spo_model::{AnyObject, Outcome, parse_source};
-use spo_seccomp::apply::{confine_command, flags_of};
+use spo_seccomp::apply::{FLAG_LOG, confine_command, flags_of};
+
+use super::violations::{Attribution, AuditTail, collect_descendants, describe, start_audit_session, violations};
 use spo_seccomp::compile::{CompileOptions, compile};
 
 pub const EXAMPLES: &str = "\
@@ -19,7 +24,11 @@ Examples:
   spoc run -p profile.yaml --name nginx -- nginx -g 'daemon off;'
 
 Exit status: the command's, or 128+N when a signal N ended it (SIGSYS, 31, is a
-SCMP_ACT_KILL* or SCMP_ACT_TRAP from the profile).";
+SCMP_ACT_KILL* or SCMP_ACT_TRAP from the profile).
+
+Afterwards spoc lists the calls the profile blocked (syscall, architecture, action, program),
+read from the kernel's audit records (auditd's log or the kernel log; reading the kernel log
+needs root or CAP_SYSLOG). The filter is installed with SECCOMP_FILTER_FLAG_LOG for this.";
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -29,6 +38,9 @@ pub struct RunArgs {
     /// The profile's name when the file holds several SeccompProfiles.
     #[arg(long)]
     name: Option<String>,
+    /// Do not list the calls the profile blocked (and do not add SECCOMP_FILTER_FLAG_LOG).
+    #[arg(long)]
+    no_violations: bool,
     /// The command and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<String>,
@@ -65,14 +77,42 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let (prog, rest) = args.command.split_first().context("no command given")?;
     let mut cmd = Command::new(prog);
     cmd.args(rest);
-    confine_command(&mut cmd, program, flags_of(&profile.spec)).context("preparing the seccomp filter")?;
-    let status = match cmd.status() {
-        Ok(s) => s,
+    let report = !args.no_violations;
+    let flags = flags_of(&profile.spec) | if report { FLAG_LOG } else { 0 };
+    confine_command(&mut cmd, program, flags).context("preparing the seccomp filter")?;
+    let mut audit = report.then(AuditTail::open);
+    // Our own fresh audit session, inherited by the command and all it starts.
+    let session = if report { start_audit_session().ok() } else { None };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
         Err(e) if e.raw_os_error() == Some(libc_eperm()) || e.raw_os_error() == Some(38) => {
             bail!("starting {prog}: {e}; does the profile allow execve?")
         }
         Err(e) => return Err(e).with_context(|| format!("starting {prog}")),
     };
+    let mut ours = BTreeSet::from([child.id()]);
+    let status = loop {
+        if let Some(status) = child.try_wait().with_context(|| format!("waiting for {prog}"))? {
+            break status;
+        }
+        if report && session.is_none() {
+            collect_descendants(child.id(), &mut ours);
+        }
+        if let Some(audit) = &mut audit {
+            audit.poll();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if let Some(audit) = &mut audit {
+        // auditd gets records through a kernel thread: give the last ones a moment.
+        std::thread::sleep(Duration::from_millis(50));
+        audit.poll();
+        let attribution = match session {
+            Some(s) => Attribution::Session(s),
+            None => Attribution::Pids(ours),
+        };
+        report_violations(audit, &attribution, prog);
+    }
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         (None, Some(sig)) => {
@@ -83,6 +123,54 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         }
         _ => ExitCode::from(1),
     })
+}
+
+/// Prints the calls the profile blocked, or why they cannot be shown.
+fn report_violations(audit: &AuditTail, ours: &Attribution, prog: &str) {
+    if !audit.readable() {
+        eprintln!(
+            "spoc: cannot list blocked calls: {} (run as root, or pass --no-violations)",
+            audit.unavailable.join("; ")
+        );
+        return;
+    }
+    let (records, malformed) = audit.seccomp_records();
+    let (found, others) = violations(&records, ours, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
+    if found.is_empty() {
+        eprintln!("spoc: the profile blocked nothing {prog} did");
+    } else {
+        eprintln!("spoc: the profile blocked these calls of {prog}:");
+        for (violation, count) in &found {
+            eprintln!("  {}", describe(violation, *count));
+        }
+    }
+    if others > 0 {
+        let why = match ours {
+            Attribution::Session(_) => "they are of other audit sessions",
+            Attribution::Pids(_) => {
+                "they are not known to be the command's: without an audit session of its own \
+                 (root needed) a child living under 5 ms is not seen"
+            }
+        };
+        eprintln!("spoc: {others} seccomp records of other processes were left out ({why})");
+    }
+    if malformed > 0 {
+        eprintln!("spoc: {malformed} malformed audit records were skipped");
+    }
+    if audit.from_kernel_log() {
+        let burst = std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit_burst").unwrap_or_default();
+        let total: usize = found.values().sum::<usize>() + others;
+        if burst.trim().parse::<usize>().is_ok_and(|b| total + 1 >= b) {
+            eprintln!(
+                "spoc: without auditd the kernel log keeps only {} audit records per {} s \
+                 (kernel.printk_ratelimit_burst, kernel.printk_ratelimit): some may be missing",
+                burst.trim(),
+                std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit")
+                    .unwrap_or_default()
+                    .trim()
+            );
+        }
+    }
 }
 
 fn libc_eperm() -> i32 {
