@@ -157,7 +157,7 @@ fn report_violations(audit: &AuditTail, ours: &Attribution, prog: &str) {
     if malformed > 0 {
         eprintln!("spoc: {malformed} malformed audit records were skipped");
     }
-    if audit.from_kernel_log() {
+    if audit.kernel_log_only() {
         let burst = std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit_burst").unwrap_or_default();
         let total: usize = found.values().sum::<usize>() + others;
         if burst.trim().parse::<usize>().is_ok_and(|b| total + 1 >= b) {

@@ -65,7 +65,7 @@ impl AuditTail {
 
     /// Whether records come from the kernel log only (rate limited by printk) rather than
     /// auditd.
-    pub fn from_kernel_log(&self) -> bool {
+    pub fn kernel_log_only(&self) -> bool {
         self.kmsg.is_some() && self.auditd.is_none()
     }
 
