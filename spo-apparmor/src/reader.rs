@@ -11,6 +11,12 @@
 
 use std::fmt;
 
+use spo_model::AppArmorProfile;
+use spo_model::apparmor::AppArmorMode;
+
+use crate::error::AppArmorError;
+use crate::render::{ENFORCE_DENY_RULES, ProfileSource, path_lists, render_profile};
+
 /// A rule read back from profile text.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rule {
@@ -272,6 +278,127 @@ pub fn read_profile(text: &str) -> Result<ReadProfile, ReadError> {
     Ok(profile)
 }
 
+/// The rules a checked profile must read back as, derived from the spec alone (the
+/// fuzzing oracle; the integration tests keep their own).
+fn intended_rules(profile: &AppArmorProfile) -> Vec<Rule> {
+    let enforce = profile.spec.effective_mode() == AppArmorMode::Enforce;
+    let abs = profile.spec.abstract_.clone().unwrap_or_default();
+    let mut out = vec![Rule::Include("<abstractions/base>".into())];
+    for list in path_lists(&abs) {
+        for v in list.values {
+            out.push(Rule::File {
+                deny: list.deny,
+                path: v.clone(),
+                perms: list.perms.into(),
+            });
+        }
+        if let (true, Some(c)) = (enforce, list.enforce_companion) {
+            for v in list.values {
+                out.push(Rule::File {
+                    deny: true,
+                    path: v.clone(),
+                    perms: c.into(),
+                });
+            }
+        }
+    }
+    if let Some(net) = &abs.network {
+        let p = net.allowed_protocols.clone().unwrap_or_default();
+        let mut net_rule = |deny: bool, what: &str| {
+            out.push(Rule::Network {
+                deny,
+                args: vec![what.into()],
+            })
+        };
+        if p.allow_tcp == Some(true) {
+            net_rule(false, "tcp");
+        }
+        if p.allow_udp == Some(true) {
+            net_rule(false, "udp");
+        }
+        match net.allow_raw {
+            Some(true) => net_rule(false, "raw"),
+            Some(false) if enforce => net_rule(true, "raw"),
+            _ => {}
+        }
+    }
+    for cap in abs.capability.and_then(|c| c.allowed_capabilities).unwrap_or_default() {
+        out.push(Rule::Capability {
+            deny: false,
+            names: vec![cap],
+        });
+    }
+    out
+}
+
+/// Renders `profile` and checks the result: refused with at least one error, or text our
+/// reader reads back as exactly the intended header and rules (plus the enforce deny block).
+pub fn check_round_trip(profile: &AppArmorProfile) -> Result<(), String> {
+    let rendered = match render_profile(profile) {
+        Err(AppArmorError::Invalid { problems, .. }) if problems.has_errors() => return Ok(()),
+        Err(e) => return Err(format!("render failed without field errors: {e}")),
+        Ok(r) => r,
+    };
+    if rendered.source == ProfileSource::Raw {
+        // A raw policy is passed through; apparmor_parser judges it.
+        let policy = profile.spec.policy.as_deref().unwrap_or_default();
+        return match rendered.text.strip_prefix(policy) {
+            Some("" | "\n") => Ok(()),
+            _ => Err("a raw policy was not passed through unchanged".into()),
+        };
+    }
+    let read = read_profile(&rendered.text).map_err(|e| format!("{e}\n{}", rendered.text))?;
+    let mode = match rendered.mode {
+        AppArmorMode::Enforce => "enforce",
+        AppArmorMode::Complain => "complain",
+    };
+    if read.name != rendered.name.as_str() || read.flags != [mode, "attach_disconnected", "mediate_deleted"] {
+        return Err(format!("header reads as {:?} {:?}", read.name, read.flags));
+    }
+    let mut rules: Vec<Rule> = read.rules.into_iter().map(|(_, r)| r).collect();
+    if rendered.mode == AppArmorMode::Enforce {
+        let tail = rules.len().saturating_sub(ENFORCE_DENY_RULES.len());
+        rules.truncate(tail);
+    }
+    let want = intended_rules(profile);
+    if rules != want {
+        return Err(format!("rules {rules:?}\nexpected {want:?}\n{}", rendered.text));
+    }
+    Ok(())
+}
+
+/// The fuzz target's body: every valid AppArmorProfile in `data` (YAML or JSON), and `data`
+/// itself as a read-only path, through [`check_round_trip`].
+pub fn fuzz_render(data: &[u8]) -> Result<(), String> {
+    let Ok(text) = spo_model::document::decode_source("fuzz", data) else {
+        return Ok(());
+    };
+    let path_profile = AppArmorProfile::new(
+        "fuzz",
+        spo_model::AppArmorProfileSpec {
+            state: Default::default(),
+            disabled: None,
+            mode: AppArmorMode::Enforce,
+            complain_mode: None,
+            policy: None,
+            abstract_: Some(spo_model::apparmor::AppArmorAbstract {
+                filesystem: Some(spo_model::apparmor::AppArmorFilesystem {
+                    read_only_paths: Some(vec![text.to_owned()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        },
+    );
+    check_round_trip(&path_profile)?;
+    for doc in spo_model::parse_source("fuzz", text).unwrap_or_default() {
+        if let spo_model::Outcome::Valid(spo_model::AnyObject::AppArmorProfile(p)) = doc.outcome {
+            check_round_trip(&p)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +444,15 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn fuzz_body_on_seeds() {
+        let yaml = b"apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: AppArmorProfile\nmetadata:\n  name: x\nspec:\n  abstract:\n    filesystem:\n      readOnlyPaths: [\"/a b\", /c]\n    network: {allowRaw: false}\n    capability: {allowedCapabilities: [chown]}\n";
+        assert_eq!(fuzz_render(yaml), Ok(()));
+        for bytes in [&b"/etc/{a,b}"[..], b"/x\n/y r,", b"\xff", b"", b"@{PROC}/[0-9]*"] {
+            assert_eq!(fuzz_render(bytes), Ok(()), "{bytes:?}");
+        }
     }
 
     #[test]

@@ -194,3 +194,48 @@ fn hostile_values_in_every_field_are_refused_precisely() {
     mode.spec.mode = AppArmorMode::Enforce;
     assert!(render_profile(&mode).is_ok());
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Several hostile entries in every list at once, either mode, any network flags: the
+    /// library's round-trip check (also the fuzz target's) holds.
+    #[test]
+    fn whole_profiles_round_trip(
+        lists in proptest::collection::vec(proptest::collection::vec(hostile(), 0..3), 6),
+        caps in proptest::collection::vec(prop_oneof![Just("chown".to_owned()), Just("CAP_KILL".to_owned()), "[a-z_ ,]{1,10}"], 0..3),
+        complain in any::<bool>(),
+        net in (proptest::option::of(any::<bool>()), proptest::option::of(any::<bool>()), proptest::option::of(any::<bool>())),
+    ) {
+        let mut p = profile_with(0, "/bin/true");
+        p.spec.mode = if complain { AppArmorMode::Complain } else { AppArmorMode::Enforce };
+        let abs = p.spec.abstract_.as_mut().expect("abstract");
+        let e = abs.executable.as_mut().expect("executable");
+        e.allowed_executables = Some(lists[0].clone());
+        e.allowed_libraries = Some(lists[1].clone());
+        let f = abs.filesystem.as_mut().expect("filesystem");
+        f.read_only_paths = Some(lists[2].clone());
+        f.write_only_paths = Some(lists[3].clone());
+        f.read_write_paths = Some(lists[4].clone());
+        f.denied_paths = Some(lists[5].clone());
+        abs.capability = Some(AppArmorCapability { allowed_capabilities: Some(caps) });
+        abs.network = Some(spo_model::apparmor::AppArmorNetwork {
+            allow_raw: net.0,
+            allowed_protocols: Some(spo_model::apparmor::AppArmorProtocols { allow_tcp: net.1, allow_udp: net.2 }),
+        });
+        let checked = spo_apparmor::reader::check_round_trip(&p);
+        prop_assert!(checked.is_ok(), "{}", checked.err().unwrap_or_default());
+    }
+}
+
+#[test]
+fn the_fuzz_seeds_round_trip() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/apparmor_render");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("seed");
+        assert_eq!(spo_apparmor::reader::fuzz_render(&bytes), Ok(()));
+        seen += 1;
+    }
+    assert!(seen >= 5);
+}

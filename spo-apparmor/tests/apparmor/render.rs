@@ -326,3 +326,24 @@ fn raw_policy_includes_are_restricted() {
     let fine = "#include <tunables/global>\nprofile raw {\n  include if exists <local/raw>\n}\n";
     assert!(!check_profile(&raw_profile("raw", AppArmorMode::Enforce, fine)).has_errors());
 }
+
+#[test]
+fn every_example_manifest_compiles_with_apparmor_parser() {
+    let Some(parser) = require_parser() else { return };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/manifests");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for doc in spo_model::parse_source(&path.display().to_string(), &text).expect("parse") {
+            if let spo_model::Outcome::Valid(spo_model::AnyObject::AppArmorProfile(p)) = doc.outcome {
+                render_and_check(&parser, &p).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 4, "only {seen} AppArmorProfiles in examples/manifests");
+}
