@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
@@ -89,7 +89,7 @@ impl Semodule {
         args
     }
 
-    fn run(&self, args: &[OsString], modules: &[RenderedModule]) -> Result<String, SelinuxError> {
+    fn run(&self, args: &[OsString], modules: &[RenderedModule], tmp: Option<&Path>) -> Result<String, SelinuxError> {
         let output = Command::new(&self.program)
             .args(args)
             .output()
@@ -103,6 +103,9 @@ impl Semodule {
         let mut message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
         if message.is_empty() {
             message = format!("exit status {}", output.status);
+        }
+        if let Some(tmp) = tmp {
+            message = message.replace(&format!("{}/", tmp.display()), "");
         }
         Err(rejection("semodule", modules, message))
     }
@@ -138,7 +141,7 @@ impl ModuleStore for Semodule {
         let mut args = self.base_args();
         args.push("--list-modules=full".into());
         args.push("--checksum".into());
-        parse_listing(&self.run(&args, &[])?)
+        parse_listing(&self.run(&args, &[], None)?)
     }
 
     fn install(&self, modules: &[RenderedModule]) -> Result<(), SelinuxError> {
@@ -167,7 +170,7 @@ impl ModuleStore for Semodule {
             args.push("-i".into());
             args.push(path.into_os_string());
         }
-        self.run(&args, modules).map(drop)
+        self.run(&args, modules, Some(dir.path())).map(drop)
     }
 
     fn remove(&self, names: &[String]) -> Result<(), SelinuxError> {
@@ -181,7 +184,7 @@ impl ModuleStore for Semodule {
             args.push("-r".into());
             args.push(n.into());
         }
-        self.run(&args, &[]).map(drop)
+        self.run(&args, &[], None).map(drop)
     }
 }
 

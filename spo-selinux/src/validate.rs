@@ -158,6 +158,8 @@ impl PolicyValidator for Secilc {
         if message.is_empty() {
             message = format!("exit status {}", output.status);
         }
+        // The temporary directory means nothing to the reader; the module name does.
+        let message = message.replace(&format!("{}/", dir.path().display()), "");
         Err(rejection("secilc", &all, message))
     }
 }

@@ -1,0 +1,320 @@
+//! The real tools: secilc compiles every fixture against the base policy (Debian's refpolicy
+//! store, refpolicy's `container` module and the shim, built by `scripts/selinux-base`), bad
+//! rules fail with secilc's own message mapped to the profile field, and semodule installs
+//! into a private copy of the system store.
+//!
+//! A full secilc compile takes about 5 s here, so the good fixtures share one run and the bad
+//! ones run in parallel. Needs `SPO_SELINUX_BASE` (`export SPO_SELINUX_BASE=$(scripts/selinux-base)`),
+//! secilc, and for the store test root and semodule; without them each test says
+//! `skipped: <reason>`, except in CI (`CI` set), where it fails instead.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use spo_model::ProfileState;
+use spo_model::contract::InstallOutcome;
+use spo_model::contract::RemoveOutcome;
+use spo_model::selinux::{RawSelinuxProfile, RawSelinuxProfileSpec, SelinuxProfile};
+use spo_selinux::install::{InstalledModule, ModuleStore};
+use spo_selinux::render::{ModuleOrigin, render_with_dependencies};
+use spo_selinux::validate::BASE_ENV;
+use spo_selinux::{
+    MemoryLookup, PolicyValidator, RenderContext, RenderedModule, Secilc, SelinuxError, SelinuxNode, Semodule,
+    render_raw_selinux_profile, render_selinux_profile,
+};
+
+fn skip_or_fail(reason: String) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{reason}; CI is set, so this test may not be skipped");
+    }
+    eprintln!("skipped: {reason}");
+}
+
+fn require_secilc() -> Option<Secilc> {
+    match Secilc::from_env() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            skip_or_fail(e.to_string());
+            None
+        }
+    }
+}
+
+fn fixture_dir(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(kind)
+}
+
+fn load_all<T: serde::de::DeserializeOwned>(kind: &str) -> Vec<T> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixture_dir(kind))
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| serde_norway::from_str(&std::fs::read_to_string(p).expect("read")).expect("parse"))
+        .collect()
+}
+
+fn profile(yaml_spec: &str) -> SelinuxProfile {
+    serde_norway::from_str(&format!(
+        "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SelinuxProfile\nmetadata: {{name: broken}}\nspec:\n{yaml_spec}"
+    ))
+    .expect("parse")
+}
+
+#[test]
+fn every_fixture_compiles_in_one_secilc_run() {
+    let Some(secilc) = require_secilc() else { return };
+    let selinux: Vec<SelinuxProfile> = load_all("selinux");
+    let ctx = RenderContext {
+        lookup: Arc::new(MemoryLookup::with(selinux.clone())),
+        ..RenderContext::default()
+    };
+    let mut modules: Vec<RenderedModule> = selinux
+        .iter()
+        .map(|p| render_selinux_profile(p, &ctx).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    for raw in load_all::<RawSelinuxProfile>("raw") {
+        modules.push(render_raw_selinux_profile(&raw).unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert!(modules.len() >= 8, "fixtures are missing");
+    let started = std::time::Instant::now();
+    secilc.validate(&modules).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("secilc compiled {} modules in {:?}", modules.len(), started.elapsed());
+}
+
+#[test]
+fn unknown_names_fail_with_secilc_message_at_the_field() {
+    let Some(secilc) = require_secilc() else { return };
+    let cases: Vec<(RenderedModule, &str, &str)> = vec![
+        (
+            render_selinux_profile(
+                &profile("  allow:\n    bin_t: {file: [read]}\n    no_such_type_t: {file: [read]}\n"),
+                &RenderContext::default(),
+            )
+            .expect("render"),
+            "spec.allow[no_such_type_t][file]",
+            "Failed to resolve allow statement",
+        ),
+        (
+            render_selinux_profile(
+                &profile("  allow:\n    bin_t: {no_such_class: [read]}\n"),
+                &RenderContext::default(),
+            )
+            .expect("render"),
+            "spec.allow[bin_t][no_such_class]",
+            "Failed to resolve allow statement",
+        ),
+        (
+            render_selinux_profile(
+                &profile("  allow:\n    bin_t: {file: [read, no_such_perm]}\n"),
+                &RenderContext::default(),
+            )
+            .expect("render"),
+            "spec.allow[bin_t][file]",
+            "Failed to resolve permission no_such_perm",
+        ),
+        (
+            render_raw_selinux_profile(&RawSelinuxProfile::new(
+                "broken-raw",
+                RawSelinuxProfileSpec {
+                    state: Default::default(),
+                    disabled: None,
+                    policy: "(blockinherit container)\n\n(allow process no_such_type_t (file (read)))\n".into(),
+                },
+            ))
+            .expect("render"),
+            "spec.policy line 3",
+            "Failed to resolve allow statement",
+        ),
+    ];
+    let secilc = Arc::new(secilc);
+    let handles: Vec<_> = cases
+        .into_iter()
+        .map(|(module, field, needle)| {
+            let secilc = secilc.clone();
+            std::thread::spawn(move || (secilc.validate(std::slice::from_ref(&module)), module, field, needle))
+        })
+        .collect();
+    for h in handles {
+        let (result, module, field, needle) = h.join().expect("thread");
+        let err = result.expect_err(&module.text);
+        let text = err.to_string();
+        let SelinuxError::Rejected {
+            tool,
+            location,
+            message,
+            ..
+        } = &err
+        else {
+            panic!("expected a rejection, got {text}");
+        };
+        assert_eq!(*tool, "secilc");
+        assert!(message.contains(needle), "the tool's message is surfaced: {text}");
+        let location = location.as_ref().unwrap_or_else(|| panic!("no location in {text}"));
+        assert_eq!(location.module, module.name);
+        assert!(text.contains(field), "{text} names {field}");
+        eprintln!("{text}");
+    }
+}
+
+#[test]
+fn a_missing_base_policy_is_a_precise_error() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let err = Secilc::new(empty.path()).expect_err("no base");
+    let text = err.to_string();
+    assert!(text.contains("no *.cil files") || text.contains("secilc"), "{text}");
+    if std::env::var_os(BASE_ENV).is_none() {
+        assert!(Secilc::from_env().expect_err("unset").to_string().contains(BASE_ENV));
+    }
+}
+
+/// Counts transactions on the real store, to show unchanged installs do not run semodule.
+struct Counting {
+    inner: Semodule,
+    transactions: Mutex<usize>,
+}
+
+impl ModuleStore for Counting {
+    fn list(&self) -> Result<Vec<InstalledModule>, SelinuxError> {
+        self.inner.list()
+    }
+    fn install(&self, modules: &[RenderedModule]) -> Result<(), SelinuxError> {
+        *self.transactions.lock().expect("lock") += 1;
+        self.inner.install(modules)
+    }
+    fn remove(&self, names: &[String]) -> Result<(), SelinuxError> {
+        *self.transactions.lock().expect("lock") += 1;
+        self.inner.remove(names)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        let ty = entry.file_type().expect("type");
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if ty.is_file() {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn semodule_installs_lists_and_removes_in_a_private_store() {
+    let system_store = Path::new("/var/lib/selinux/default");
+    let base = std::env::var_os(BASE_ENV).map(PathBuf::from);
+    let missing = if !is_root() {
+        Some("semodule needs root".to_owned())
+    } else if !system_store.join("active/modules").is_dir() {
+        Some(format!("no policy store at {}", system_store.display()))
+    } else if base.is_none() {
+        Some(format!(
+            "{BASE_ENV} is not set (it provides the container module and the shim)"
+        ))
+    } else {
+        None
+    };
+    let semodule = match (missing, Semodule::new(None, "default", false)) {
+        (Some(reason), _) => return skip_or_fail(reason),
+        (None, Err(e)) => return skip_or_fail(e.to_string()),
+        (None, Ok(s)) => s,
+    };
+    let base = base.expect("checked");
+    let root = tempfile::tempdir().expect("tempdir");
+    copy_dir(system_store, &root.path().join("var/lib/selinux/default"));
+    let store = Arc::new(Counting {
+        inner: Semodule {
+            root: Some(root.path().to_owned()),
+            ..semodule
+        },
+        transactions: Mutex::new(0),
+    });
+    // Debian's store lacks refpolicy's container module and the shim: the node installs them
+    // with the first profile (from the base directory built by scripts/selinux-base).
+    let extras = ["container", "shim"]
+        .map(|n| RenderedModule {
+            name: n.to_owned(),
+            origin: ModuleOrigin::Support,
+            text: std::fs::read_to_string(base.join(format!("{n}.cil"))).expect("base module"),
+            lines: Vec::new(),
+            requires: Vec::new(),
+        })
+        .to_vec();
+    let states = Arc::new(Mutex::new(Vec::new()));
+    let sink = states.clone();
+    let node = SelinuxNode::new(store.clone())
+        .with_extra_modules(extras)
+        .with_status_sink(Arc::new(move |name, state| {
+            sink.lock().expect("lock").push((name.to_owned(), state))
+        }));
+
+    let selinux: Vec<SelinuxProfile> = load_all("selinux");
+    let ctx = RenderContext {
+        lookup: Arc::new(MemoryLookup::with(selinux.clone())),
+        ..RenderContext::default()
+    };
+    let nginx = selinux
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("nginx-secure"))
+        .expect("fixture");
+    let module = render_with_dependencies(nginx, &ctx).expect("render").remove(0);
+
+    let started = std::time::Instant::now();
+    assert_eq!(node.install_module(&module).expect("install"), InstallOutcome::Written);
+    eprintln!("semodule installed the first profile in {:?}", started.elapsed());
+    assert_eq!(node.list_profiles().expect("list"), vec!["nginx-secure".to_owned()]);
+    assert_eq!(node.install_module(&module).expect("again"), InstallOutcome::Unchanged);
+    assert_eq!(
+        *store.transactions.lock().expect("lock"),
+        1,
+        "nothing changed, semodule was not run"
+    );
+
+    // A profile that would replace a system module is refused before semodule runs.
+    let mut apache = nginx.clone();
+    apache.metadata.name = Some("apache".into());
+    let apache = render_selinux_profile(&apache, &ctx).expect("render");
+    let err = node.install_module(&apache).expect_err("foreign");
+    assert!(
+        matches!(err, SelinuxError::ForeignModule { priority: 100, .. }),
+        "{err}"
+    );
+
+    assert_eq!(
+        node.remove_module("nginx-secure").expect("remove"),
+        RemoveOutcome::Removed
+    );
+    assert_eq!(node.list_profiles().expect("list"), Vec::<String>::new());
+    assert_eq!(
+        node.remove_module("nginx-secure").expect("again"),
+        RemoveOutcome::NotPresent
+    );
+    assert_eq!(*store.transactions.lock().expect("lock"), 2);
+    let seen: Vec<ProfileState> = states.lock().expect("lock").iter().map(|(_, s)| *s).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ProfileState::InProgress,
+            ProfileState::Installed,
+            ProfileState::Installed,
+            ProfileState::Error
+        ]
+    );
+}
