@@ -44,6 +44,21 @@ fn main() {
         .map(|p| render_profile(p).expect("render").text.lines().count())
         .sum();
     println!("1,000 profiles of {} rule lines on average", lines / batch.len());
+    // The parts of a render: the model's checks, then those plus the path grammar.
+    c.bench_function("model validate 1,000", |b| {
+        b.iter(|| {
+            for p in &batch {
+                black_box(black_box(p).validate());
+            }
+        })
+    });
+    c.bench_function("check_profile 1,000", |b| {
+        b.iter(|| {
+            for p in &batch {
+                black_box(spo_apparmor::check_profile(black_box(p)));
+            }
+        })
+    });
     c.bench_function("render 1,000 profiles", |b| {
         b.iter(|| {
             for p in &batch {
