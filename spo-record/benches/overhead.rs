@@ -164,8 +164,8 @@ impl Workload {
         let raw = recorder
             .record_command(&self.argv(CALLS))
             .context("recording the workload")?;
-        if !raw.exit_status.success() {
-            bail!("the recorded workload failed: {}", raw.exit_status);
+        if !raw.succeeded() {
+            bail!("the recorded workload failed: {:?}", raw.subject);
         }
         if !raw.syscalls.values().any(|numbers| numbers.contains(&GETPPID_NR)) {
             bail!("the recording of the workload lacks getppid");

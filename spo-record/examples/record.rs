@@ -26,8 +26,9 @@ fn main() -> anyhow::Result<()> {
         println!("unnamed numbers: {:?}", named.unnamed);
     }
     eprintln!(
-        "load {loaded:?}, attach {:?}, exit {}",
-        raw.attach_time, raw.exit_status
+        "load {loaded:?}, attach {:?}, exit {:?}",
+        raw.attach_time,
+        raw.exit_status()
     );
     Ok(())
 }

@@ -12,19 +12,17 @@ use std::time::Duration;
 use spo_model::observed::{Recording, RecordingTarget};
 use spo_model::seccomp::Arch;
 
-pub use loader::{Progress, RecordOptions, RecordStart, Recorder};
+pub use loader::{Progress, RecordOptions, RecordStart, Recorder, Selector, cgroup_id, mount_namespace_of};
 pub use preflight::KERNEL_BTF;
 
 /// What a recording saw, with syscalls as the kernel numbers them. Naming them needs a syscall
 /// table, which belongs to a backend: see [`into_recording`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawRecording {
-    /// The command line that was run.
-    pub command: Vec<String>,
+    /// What was recorded.
+    pub subject: Subject,
     /// Syscall numbers seen, per ABI of the calling task (x86-64 and, for 32-bit code, x86).
     pub syscalls: BTreeMap<Arch, BTreeSet<u32>>,
-    /// How the command exited.
-    pub exit_status: ExitStatus,
     /// Processes of the tree that could not be tracked because the recorder's process table was
     /// full: when not 0 the recording may be incomplete.
     pub untracked_processes: u64,
@@ -35,6 +33,35 @@ pub struct RawRecording {
     pub filter_starts: u64,
     /// How long attaching the programs took when the recording started.
     pub attach_time: Duration,
+}
+
+/// What a recording was about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A command the recorder started, and how it exited.
+    Command {
+        /// The command line.
+        argv: Vec<String>,
+        /// How it exited.
+        exit_status: ExitStatus,
+    },
+    /// The processes of a mount namespace or cgroup (a container).
+    Selected(Selector),
+}
+
+impl RawRecording {
+    /// Whether the recorded command exited with status 0 (false for selector recordings).
+    pub fn succeeded(&self) -> bool {
+        matches!(&self.subject, Subject::Command { exit_status, .. } if exit_status.success())
+    }
+
+    /// How the recorded command exited (`None` for selector recordings).
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        match &self.subject {
+            Subject::Command { exit_status, .. } => Some(*exit_status),
+            Subject::Selected(_) => None,
+        }
+    }
 }
 
 /// A recording with its syscalls named, and the numbers no name was found for.
@@ -49,11 +76,24 @@ pub struct NamedRecording {
 /// Names the syscalls of `raw` with `name_of` (for seccomp, the caller passes
 /// `|arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr)`).
 pub fn into_recording(raw: &RawRecording, name_of: impl Fn(Arch, u32) -> Option<&'static str>) -> NamedRecording {
-    let mut recording = Recording {
-        target: RecordingTarget {
-            name: raw.command.join(" "),
+    let target = match &raw.subject {
+        Subject::Command { argv, .. } => RecordingTarget {
+            name: argv.join(" "),
             ..RecordingTarget::default()
         },
+        Subject::Selected(Selector::MountNamespace(inode)) => RecordingTarget {
+            name: format!("mount namespace {inode}"),
+            mount_namespace: Some(*inode),
+            ..RecordingTarget::default()
+        },
+        Subject::Selected(Selector::Cgroup(path)) => RecordingTarget {
+            name: format!("cgroup {}", path.display()),
+            cgroup_id: cgroup_id(path),
+            ..RecordingTarget::default()
+        },
+    };
+    let mut recording = Recording {
+        target,
         ..Recording::default()
     };
     let mut unnamed: BTreeMap<Arch, BTreeSet<u32>> = BTreeMap::new();
@@ -136,6 +176,19 @@ pub enum RecordError {
         /// What the map has.
         actual: usize,
     },
+    /// A cgroup selector names no cgroup v2 directory.
+    #[error("{} is not a cgroup v2 directory (it has no cgroup.procs)", path.display())]
+    NoSuchCgroup {
+        /// The path given.
+        path: std::path::PathBuf,
+    },
+    /// `/proc` could not be listed.
+    #[error("listing processes in /proc")]
+    Proc {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// No command was given.
     #[error("no command to record")]
     EmptyCommand,
@@ -181,12 +234,14 @@ mod tests {
     #[test]
     fn names_what_the_table_knows_and_lists_the_rest() {
         let raw = RawRecording {
-            command: vec!["sh".into(), "-c".into(), "true".into()],
+            subject: Subject::Command {
+                argv: vec!["sh".into(), "-c".into(), "true".into()],
+                exit_status: ExitStatus::from_raw(0),
+            },
             syscalls: BTreeMap::from([
                 (Arch::X86_64, BTreeSet::from([0, 59, 999])),
                 (Arch::X86, BTreeSet::from([1])),
             ]),
-            exit_status: ExitStatus::from_raw(0),
             untracked_processes: 0,
             out_of_range_syscalls: 0,
             filter_starts: 0,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
@@ -12,7 +12,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 use spo_model::seccomp::Arch;
 
 use crate::bitmap::{TargetSyscalls, VALUE_SIZE};
-use crate::{RawRecording, RecordError, launch, preflight};
+use crate::{RawRecording, RecordError, Subject, launch, preflight};
 
 #[allow(
     unsafe_code,
@@ -186,14 +186,170 @@ impl Recorder {
             }
         }
         Ok(RawRecording {
-            command: argv.to_vec(),
+            subject: Subject::Command {
+                argv: argv.to_vec(),
+                exit_status,
+            },
             syscalls,
-            exit_status,
             untracked_processes: seen.untracked_processes,
             out_of_range_syscalls: seen.out_of_range,
             filter_starts: seen.filter_starts,
             attach_time,
         })
+    }
+
+    /// Records the processes `selector` picks (a container's mount namespace or cgroup) until
+    /// `stop` is set (Ctrl-C) or, once some were seen, none is left. Processes already there
+    /// when the recording starts are found in `/proc` (mount namespace) or `cgroup.procs`; their
+    /// children follow by fork; a process that execs while in the namespace or cgroup joins (so
+    /// `runc exec` sessions are recorded). A process moved into the cgroup is recorded from its
+    /// next exec.
+    pub fn record_selected(
+        &mut self,
+        selector: &Selector,
+        stop: &AtomicBool,
+        mut progress: impl FnMut(&Progress),
+    ) -> Result<RawRecording, RecordError> {
+        let key = selector.key()?;
+        let target = self.next_target;
+        self.next_target = (self.next_target + 1) % MAX_TARGETS;
+        let target_key = target.to_ne_bytes();
+        self.skel
+            .maps
+            .syscalls
+            .update(&target_key, &[0; VALUE_SIZE], MapFlags::ANY)
+            .map_err(|source| RecordError::Map {
+                operation: "clearing the syscall bitmap",
+                source,
+            })?;
+        let attach_started = Instant::now();
+        let links = self.attach()?;
+        let exec_link = self
+            .skel
+            .progs
+            .select_exec
+            .attach()
+            .map_err(|source| RecordError::Attach {
+                program: "select_exec",
+                source,
+            })?;
+        let attach_time = attach_started.elapsed();
+        self.set_enabled(true);
+        let selected = self
+            .skel
+            .maps
+            .selectors
+            .update(&key, &target_key, MapFlags::ANY)
+            .map_err(|source| RecordError::Map {
+                operation: "adding the selector",
+                source,
+            });
+        let result = selected.and_then(|()| {
+            self.set_selecting(true);
+            self.watch_selected(selector, target, stop, &mut progress)
+        });
+
+        self.set_selecting(false);
+        let _ = self.skel.maps.selectors.delete(&key);
+        self.set_enabled(false);
+        drop((links, exec_link));
+        let forgotten = self.forget_target(target);
+        result?;
+        forgotten?;
+
+        let seen = self.read_target(&target_key)?;
+        let mut syscalls = BTreeMap::new();
+        for (arch, numbers) in [(NATIVE_ARCH, seen.native), (COMPAT_ARCH, seen.compat)] {
+            if !numbers.is_empty() {
+                syscalls.insert(arch, numbers);
+            }
+        }
+        Ok(RawRecording {
+            subject: Subject::Selected(selector.clone()),
+            syscalls,
+            untracked_processes: seen.untracked_processes,
+            out_of_range_syscalls: seen.out_of_range,
+            filter_starts: seen.filter_starts,
+            attach_time,
+        })
+    }
+
+    /// Adds the processes already selected, then waits for the end of the recording.
+    fn watch_selected(
+        &mut self,
+        selector: &Selector,
+        target: u32,
+        stop: &AtomicBool,
+        progress: &mut impl FnMut(&Progress),
+    ) -> Result<(), RecordError> {
+        let tracked = Tracked { target, flags: 0 }.encode();
+        // Twice: a process forked by one not yet added during the first pass is found by the
+        // second (after that, the fork program follows every child).
+        for _ in 0..2 {
+            for pid in selector.current_processes()? {
+                self.track_existing(pid, &tracked)?;
+            }
+        }
+        let started = Instant::now();
+        let target_key = target.to_ne_bytes();
+        let mut seen_any = false;
+        loop {
+            let live = self.processes_of(target);
+            seen_any |= live > 0;
+            if stop.load(Ordering::SeqCst) || (seen_any && live == 0) {
+                return Ok(());
+            }
+            if let Ok(seen) = self.read_target(&target_key) {
+                progress(&Progress {
+                    distinct_syscalls: seen.native.len() + seen.compat.len(),
+                    elapsed: started.elapsed(),
+                    tracked_processes: live,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Tracks `pid` unless it is tracked already.
+    fn track_existing(&mut self, pid: u32, tracked: &[u8; 8]) -> Result<(), RecordError> {
+        let maps = &mut self.skel.maps;
+        count_tracked_slot(maps.bss_data.as_deref_mut(), pid, 1);
+        match maps.targets.update(&pid.to_ne_bytes(), tracked, MapFlags::NO_EXIST) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                count_tracked_slot(maps.bss_data.as_deref_mut(), pid, -1);
+                if e.kind() == libbpf_rs::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(RecordError::Map {
+                        operation: "tracking a selected process",
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+
+    /// How many live processes `target` has.
+    fn processes_of(&self, target: u32) -> usize {
+        let targets = &self.skel.maps.targets;
+        targets
+            .keys()
+            .filter(|key| {
+                targets
+                    .lookup(key, MapFlags::ANY)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|value| value.get(..4) == Some(&target.to_ne_bytes()[..]))
+            })
+            .count()
+    }
+
+    fn set_selecting(&mut self, selecting: bool) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            // SAFETY: as in `set_enabled`: a valid, aligned reference into the mmap'ed `.bss`.
+            unsafe { std::ptr::write_volatile(&raw mut bss.selecting, u32::from(selecting)) };
+        }
     }
 
     /// What the target with key `target_key` recorded so far.
@@ -348,6 +504,71 @@ pub struct RecordOptions {
     /// Run the command as this user and group (supplementary groups dropped), for example the
     /// user who ran `sudo`; `None` keeps the caller's credentials.
     pub run_as: Option<(u32, u32)>,
+}
+
+/// Which running processes a recording follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// Every process in the mount namespace with this inode (`/proc/<pid>/ns/mnt`): a
+    /// container.
+    MountNamespace(u64),
+    /// Every process in this cgroup (v2) directory, such as
+    /// `/sys/fs/cgroup/kubepods.slice/.../cri-containerd-<id>.scope`.
+    Cgroup(std::path::PathBuf),
+}
+
+/// `SELECT_*` in `recorder.bpf.c`.
+const SELECT_MOUNT_NAMESPACE: u32 = 1;
+const SELECT_CGROUP: u32 = 2;
+
+impl Selector {
+    /// The `selectors` map key, `struct selector_key` in `recorder.bpf.c`.
+    fn key(&self) -> Result<[u8; 16], RecordError> {
+        let (kind, id) = match self {
+            Selector::MountNamespace(inode) => (SELECT_MOUNT_NAMESPACE, *inode),
+            Selector::Cgroup(path) => (
+                SELECT_CGROUP,
+                cgroup_id(path).ok_or_else(|| RecordError::NoSuchCgroup { path: path.clone() })?,
+            ),
+        };
+        let mut key = [0; 16];
+        key[..4].copy_from_slice(&kind.to_ne_bytes());
+        key[8..].copy_from_slice(&id.to_ne_bytes());
+        Ok(key)
+    }
+
+    /// The processes selected right now.
+    fn current_processes(&self) -> Result<Vec<u32>, RecordError> {
+        match self {
+            Selector::MountNamespace(inode) => {
+                let proc = std::fs::read_dir("/proc").map_err(|source| RecordError::Proc { source })?;
+                Ok(proc
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+                    .filter(|&pid| mount_namespace_of(pid) == Some(*inode))
+                    .collect())
+            }
+            Selector::Cgroup(path) => {
+                let procs = path.join("cgroup.procs");
+                let text =
+                    std::fs::read_to_string(&procs).map_err(|_| RecordError::NoSuchCgroup { path: path.clone() })?;
+                Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            }
+        }
+    }
+}
+
+/// The inode of the mount namespace of process `pid`, from `/proc/<pid>/ns/mnt`.
+pub fn mount_namespace_of(pid: u32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()?;
+    link.to_str()?.strip_prefix("mnt:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// The id the kernel gives the cgroup (v2) directory `path`: its inode number.
+pub fn cgroup_id(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    (meta.is_dir() && path.join("cgroup.procs").exists()).then(|| meta.ino())
 }
 
 /// How a running recording is doing.

@@ -57,7 +57,7 @@ fn records_a_process_that_lives_microseconds() {
     let Some(mut recorder) = load() else { return };
     let raw = record(&mut recorder, &["/bin/true"]);
     eprintln!("attached in {:?}", raw.attach_time);
-    assert!(raw.exit_status.success());
+    assert!(raw.succeeded());
     let seen = names(&raw, Arch::X86_64);
     for expected in ["execve", "exit_group"] {
         assert!(seen.contains(expected), "{expected} missing from {seen:?}");
@@ -144,7 +144,7 @@ fn forgets_descendants_that_outlive_the_command() {
     // The background sleep is still running when the shell exits; `record` checks that its
     // entry is gone anyway.
     let raw = record(&mut recorder, &["sh", "-c", "sleep 0.5 > /dev/null 2>&1 &"]);
-    assert!(raw.exit_status.success());
+    assert!(raw.succeeded());
     // And a later recording starts from a clean bitmap.
     let again = record(&mut recorder, &["/bin/true"]);
     assert!(
@@ -157,7 +157,7 @@ fn forgets_descendants_that_outlive_the_command() {
 fn reports_exit_status_and_missing_commands() {
     let Some(mut recorder) = load() else { return };
     let raw = record(&mut recorder, &["sh", "-c", "exit 3"]);
-    assert_eq!(raw.exit_status.code(), Some(3));
+    assert_eq!(raw.exit_status().and_then(|s| s.code()), Some(3));
 
     let err = recorder
         .record_command(&argv(&["no-such-command-spo"]))
@@ -204,7 +204,7 @@ fn tells_32_bit_syscalls_apart() {
         return;
     };
     let raw = record(&mut recorder, &[binary.to_str().expect("utf-8 path")]);
-    assert!(raw.exit_status.success());
+    assert!(raw.succeeded());
     assert_eq!(
         names(&raw, Arch::X86),
         BTreeSet::from(["getpid".to_string(), "exit".to_string()])
@@ -255,7 +255,7 @@ fn follows_threads_after_the_leader_exits() {
         return;
     };
     let raw = record(&mut recorder, &[binary.to_str().expect("utf-8 path")]);
-    assert!(raw.exit_status.success());
+    assert!(raw.succeeded());
     let seen = names(&raw, Arch::X86_64);
     for expected in ["getpgid", "getsid"] {
         assert!(seen.contains(expected), "{expected} missing from {seen:?}");
@@ -302,7 +302,7 @@ fn misses_nothing_under_two_threads_of_load() {
     let started = std::time::Instant::now();
     let raw = record(&mut recorder, &[binary.to_str().expect("utf-8 path")]);
     eprintln!("2 x 1,000,000 syscalls recorded in {:?}", started.elapsed());
-    assert!(raw.exit_status.success());
+    assert!(raw.succeeded());
     let seen = names(&raw, Arch::X86_64);
     for expected in ["getppid", "getpgid", "getsid", "clone3", "exit"] {
         assert!(seen.contains(expected), "{expected} missing from {seen:?}");
@@ -324,7 +324,7 @@ fn ten_thousand_short_lived_processes_leave_no_state() {
             samples += 1;
         })
         .expect("recording the storm");
-    assert!(raw.exit_status.success());
+    assert!(raw.succeeded());
     assert_eq!(raw.untracked_processes, 0, "some processes were not tracked");
     assert!(samples > 0, "no progress while 10,000 processes ran");
     // The shell, a subshell being born or dying, and slack for a sample taken mid-exit.
@@ -335,4 +335,101 @@ fn ten_thousand_short_lived_processes_leave_no_state() {
     assert_eq!(recorder.tracked_processes(), 0, "state left after the recording");
     let seen = names(&raw, Arch::X86_64);
     assert!(seen.contains("exit_group"), "{seen:?}");
+}
+
+/// Waits for the file `argv[1]` to exist, then makes syscalls that tell it apart: `inside`
+/// calls getpgid and forks a child that calls getsid; `outside` calls getpriority.
+const WAIT_THEN_CALL: &str = r#"
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 3)
+        return 2;
+    struct timespec pause = {0, 5 * 1000 * 1000};
+    for (int i = 0; access(argv[1], F_OK) != 0; i++) {
+        if (i > 2000)
+            return 3; /* 10 s without the go file */
+        nanosleep(&pause, NULL);
+    }
+    if (strcmp(argv[2], "inside") == 0) {
+        syscall(SYS_getpgid, 0);
+        pid_t child = fork();
+        if (child == 0) {
+            syscall(SYS_getsid, 0);
+            _exit(0);
+        }
+        waitpid(child, NULL, 0);
+    } else {
+        syscall(SYS_getpriority, 0, 0);
+    }
+    return 0;
+}
+"#;
+
+/// A container-like target: the processes of a mount namespace, already running when the
+/// recording starts, plus a process that enters the namespace later (`nsenter`, as `runc exec`
+/// does). A process of the same program outside the namespace is not recorded.
+#[test]
+fn records_a_mount_namespace() {
+    let Some(mut recorder) = load() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(binary) = build_with_clang(dir.path(), "wait_then_call.c", WAIT_THEN_CALL, &["-O1"]) else {
+        return;
+    };
+    let go = dir.path().join("go");
+    let mut inside = Command::new("unshare")
+        .args(["--mount", "--"])
+        .arg(&binary)
+        .arg(&go)
+        .arg("inside")
+        .spawn()
+        .expect("unshare --mount (util-linux)");
+    let mut outside = Command::new(&binary).arg(&go).arg("outside").spawn().expect("outside");
+    let ours = spo_record::mount_namespace_of(std::process::id()).expect("our mount namespace");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let inode = loop {
+        match spo_record::mount_namespace_of(inside.id()) {
+            Some(inode) if inode != ours => break inode,
+            _ if std::time::Instant::now() > deadline => panic!("unshare never entered a new mount namespace"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    };
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut released = false;
+    let mut entered = None;
+    let raw = recorder
+        .record_selected(&spo_record::Selector::MountNamespace(inode), &stop, |_| {
+            if !released {
+                released = true;
+                // A newcomer first (it joins when it execs uname in the namespace), then the go.
+                entered = Some(
+                    Command::new("nsenter")
+                        .arg(format!("--mount=/proc/{}/ns/mnt", inside.id()))
+                        .args(["--", "uname", "-r"])
+                        .stdout(std::process::Stdio::null())
+                        .status(),
+                );
+                std::fs::write(&go, b"").expect("create the go file");
+            }
+        })
+        .expect("recording the mount namespace");
+    assert!(matches!(entered, Some(Ok(s)) if s.success()), "nsenter: {entered:?}");
+    assert!(inside.wait().expect("wait inside").success());
+    assert!(outside.wait().expect("wait outside").success());
+    assert_eq!(recorder.tracked_processes(), 0, "state left after the recording");
+    assert_eq!(raw.exit_status(), None);
+
+    let seen = names(&raw, Arch::X86_64);
+    for expected in ["getpgid", "getsid", "uname"] {
+        assert!(seen.contains(expected), "{expected} missing from {seen:?}");
+    }
+    assert!(
+        !seen.contains("getpriority"),
+        "the process outside the namespace was recorded: {seen:?}"
+    );
 }

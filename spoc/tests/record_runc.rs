@@ -176,3 +176,75 @@ fn recording_a_container_without_a_filter_is_an_error() {
         "{err}"
     );
 }
+
+/// A running container recorded by id: spoc finds it, records what it does from then on, and
+/// on Ctrl-C stops and still writes the profile.
+#[test]
+fn records_a_running_container_until_ctrl_c() {
+    if !can_record("records_a_running_container_until_ctrl_c") {
+        return;
+    }
+    let Some(rt) = require_runtime() else { return };
+    let bundle = Bundle::new(&rt);
+    bundle.configure(
+        None,
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /go ]; do sleep 0.05; done; mkdir /made; sleep 60",
+        ],
+    );
+    let (mut detached, container) = bundle.detached_command();
+    let started = detached
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("runc run --detach");
+    assert!(started.success(), "runc run --detach failed");
+
+    let profile = bundle.scratch().join("running.yaml");
+    let mut record = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"))
+        .args(["record", "--container", &container.id, "-o"])
+        .arg(&profile)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spoc record --container");
+    let mut stderr = std::io::BufReader::new(record.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).expect("spoc's first line");
+    assert!(
+        line.contains(&format!("recording container {}", container.id)),
+        "{line}"
+    );
+
+    // Only now does the container do what the profile must show.
+    let rootfs = bundle.bundle.join("rootfs");
+    std::fs::write(rootfs.join("go"), b"").expect("go file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !rootfs.join("made").exists() {
+        assert!(std::time::Instant::now() < deadline, "the container never made /made");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &record.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+    let status = record.wait().expect("wait spoc");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("spoc's stderr");
+    assert!(status.success(), "{rest}");
+    assert!(rest.contains("stopped by Ctrl-C"), "{rest}");
+
+    let text = std::fs::read_to_string(&profile).expect("profile written");
+    assert!(text.contains("kind: SeccompProfile"), "{text}");
+    for call in ["mkdir", "clone", "wait4"] {
+        assert!(
+            text.lines().any(|l| l.trim() == format!("- {call}")),
+            "{call} missing: {text}"
+        );
+    }
+    // What runc did to start it, before the recording, is not in.
+    assert!(!text.lines().any(|l| l.trim() == "- pivot_root"), "{text}");
+}

@@ -199,6 +199,24 @@ impl Bundle {
         (run, container)
     }
 
+    /// `runc run --detach` for a new container of the configured bundle (runc returns once the
+    /// container runs; stdio is the caller's to give), and the guard that deletes it when
+    /// dropped.
+    pub fn detached_command(&self) -> (Command, Container<'_>) {
+        let container = Container {
+            runc: &self.runc,
+            state: &self.state,
+            id: unique_id(),
+        };
+        let mut run = Command::new(&self.runc);
+        run.arg("--root")
+            .arg(&self.state)
+            .args(["run", "--detach", "--bundle"])
+            .arg(&self.bundle)
+            .arg(&container.id);
+        (run, container)
+    }
+
     /// Runs `args` in a new container under `seccomp` and deletes the container afterwards
     /// whatever happened.
     pub fn run(&self, seccomp: Option<Value>, args: &[&str]) -> RunOutput {

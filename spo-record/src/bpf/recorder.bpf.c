@@ -66,6 +66,31 @@ struct {
 	__type(value, struct tracked);
 } targets SEC(".maps");
 
+// Selects processes by what they run in rather than by ancestry: a mount namespace (a
+// container) or a cgroup. A process that execs while in a selected one joins its target (how
+// `runc exec` or `kubectl exec` sessions enter a recorded container); user space adds the
+// processes already there when the recording starts, and their children follow by fork.
+#define SELECT_MOUNT_NAMESPACE 1
+#define SELECT_CGROUP 2
+
+// Kept in sync with `SelectorKey` in src/loader.rs.
+struct selector_key {
+	__u32 kind;
+	__u32 pad;
+	__u64 id;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct selector_key);
+	__type(value, __u32);
+} selectors SEC(".maps");
+
+// Set by user space while at least one selector is in `selectors`: the exec program returns at
+// once otherwise.
+volatile __u32 selecting = 0;
+
 // Target id -> what that target did. User space hands out target ids and clears the entry
 // before reusing it.
 struct {
@@ -265,6 +290,38 @@ int BPF_PROG(track_fork, struct task_struct *parent, struct task_struct *child)
 		err = bpf_map_update_elem(&targets, &child_tgid, &child_tracked, BPF_EXIST);
 	if (err != 0) {
 		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target_id);
+		if (seen)
+			__sync_fetch_and_add(&seen->untracked_processes, 1);
+	}
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(select_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	if (!enabled || !selecting)
+		return 0;
+
+	__u32 tgid = task->tgid;
+	if (maybe_tracked(tgid) && bpf_map_lookup_elem(&targets, &tgid))
+		return 0; // tracked already, by ancestry or an earlier exec
+
+	struct selector_key key = {.kind = SELECT_MOUNT_NAMESPACE};
+	key.id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	__u32 *target = bpf_map_lookup_elem(&selectors, &key);
+	if (!target) {
+		key.kind = SELECT_CGROUP;
+		key.id = bpf_get_current_cgroup_id();
+		target = bpf_map_lookup_elem(&selectors, &key);
+	}
+	if (!target)
+		return 0;
+
+	struct tracked joined = {.target = *target, .flags = 0};
+	count_slot(tgid, 1);
+	if (bpf_map_update_elem(&targets, &tgid, &joined, BPF_NOEXIST) != 0) {
+		count_slot(tgid, -1);
+		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &joined.target);
 		if (seen)
 			__sync_fetch_and_add(&seen->untracked_processes, 1);
 	}

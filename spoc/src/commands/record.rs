@@ -2,12 +2,16 @@
 //! its process tree with the eBPF recorder, and write an allow-list SeccompProfile.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use spo_record::{Progress, RecordOptions, RecordStart, Recorder, into_recording};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use spo_record::{
+    Progress, RawRecording, RecordOptions, RecordStart, Recorder, Selector, into_recording, mount_namespace_of,
+};
 use spo_seccomp::backend::{GO_RUNTIME_SYSCALLS, recording_filter, spec_from_recording};
 
 pub const EXAMPLES: &str = "\
@@ -18,6 +22,11 @@ Examples:
   # A runc container, recorded from the point its profile will apply: put the filter
   # `spoc record --recording-filter` prints at linux.seccomp of the bundle's config.json, then
   spoc record --from-seccomp -t raw-seccomp -o profile.json -- runc run -b BUNDLE ID
+
+  # A running container, until Ctrl-C or until its last process exits:
+  spoc record --container 3f2a9c... -o web.yaml
+  spoc record --mntns 4026532513 -o web.yaml      # by mount namespace (ls -l /proc/PID/ns/mnt)
+  spoc record --cgroup /sys/fs/cgroup/system.slice/web.service -o web.yaml
 
 Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF (/sys/kernel/btf/vmlinux).
 Started through sudo, the command runs as the invoking user (SUDO_UID/SUDO_GID) unless
@@ -61,9 +70,60 @@ pub struct RecordArgs {
     /// Keep root for the command when spoc was started through sudo.
     #[arg(long)]
     as_root: bool,
+    /// Record the running container with this id (found in /proc/*/cgroup, or runc's state in
+    /// /run/runc) instead of a command: its mount namespace is recorded.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["command", "from_seccomp", "mntns", "cgroup"])]
+    container: Option<String>,
+    /// Record every process of this mount namespace (the inode of /proc/PID/ns/mnt).
+    #[arg(long, value_name = "INODE", conflicts_with_all = ["command", "from_seccomp", "cgroup"])]
+    mntns: Option<u64>,
+    /// Record every process of this cgroup v2 directory.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["command", "from_seccomp"])]
+    cgroup: Option<PathBuf>,
     /// The command and its arguments.
-    #[arg(required_unless_present = "recording_filter", last = true, value_name = "CMD")]
+    #[arg(
+        required_unless_present_any = ["recording_filter", "container", "mntns", "cgroup"],
+        last = true,
+        value_name = "CMD"
+    )]
     command: Vec<String>,
+}
+
+/// Set by Ctrl-C: a recording of running processes ends and is written.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The pid of a process of container `id`: one whose `/proc/<pid>/cgroup` names the id (how
+/// Kubernetes runtimes and systemd-managed runc place containers), else the init pid in runc's
+/// state (`<runc root>/<id>/state.json`).
+pub fn find_container_pid(id: &str, proc_root: &Path, runc_roots: &[&Path]) -> Result<u32> {
+    if id.len() < 4 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        bail!("container id {id:?}: expected at least 4 characters of letters, digits, '-', '_' or '.'");
+    }
+    if let Ok(entries) = std::fs::read_dir(proc_root) {
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            if cgroup
+                .lines()
+                .any(|l| l.rsplit('/').next().is_some_and(|leaf| leaf.contains(id)))
+            {
+                return Ok(pid);
+            }
+        }
+    }
+    for root in runc_roots {
+        let state = root.join(id).join("state.json");
+        if let Ok(text) = std::fs::read_to_string(&state) {
+            let value: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("reading {}", state.display()))?;
+            if let Some(pid) = value["init_process_pid"].as_u64().and_then(|p| u32::try_from(p).ok()) {
+                return Ok(pid);
+            }
+        }
+    }
+    bail!("no running container {id}: no process has it in its cgroup, and runc has no state for it")
 }
 
 /// The user and group to run the command as: the one who ran sudo, when we are root through
@@ -177,15 +237,38 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
         },
         run_as,
     };
+    let selector = match (&args.container, args.mntns, &args.cgroup) {
+        (Some(id), _, _) => {
+            let pid = find_container_pid(id, Path::new("/proc"), &[Path::new("/run/runc")])?;
+            let inode = mount_namespace_of(pid)
+                .with_context(|| format!("reading the mount namespace of container {id} (pid {pid})"))?;
+            Some(Selector::MountNamespace(inode))
+        }
+        (None, Some(inode), _) => Some(Selector::MountNamespace(inode)),
+        (None, None, Some(dir)) => Some(Selector::Cgroup(dir.clone())),
+        (None, None, None) => None,
+    };
+    let what = match (&selector, &args.container) {
+        (_, Some(id)) => format!("container {id}"),
+        (Some(Selector::MountNamespace(inode)), None) => format!("mount namespace {inode}"),
+        (Some(Selector::Cgroup(dir)), None) => format!("cgroup {}", dir.display()),
+        (None, None) => args.command.join(" "),
+    };
     let mut recorder = Recorder::load().context("loading the eBPF recorder")?;
-    // Ctrl-C goes to the whole foreground process group: the command decides what to do with
-    // it, and spoc waits for it to exit and writes what was recorded. The handler is reset to
-    // the default in the command by execve.
-    ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
-    let mut spinner = Spinner::new(&args.command.join(" "));
-    let recorded = recorder.record_command_with(&args.command, &options, |p| spinner.show(p));
+    // Ctrl-C goes to the whole foreground process group: a recorded command decides what to do
+    // with it (the handler is reset to the default in it by execve) and spoc waits for it to
+    // exit; a recording of running processes stops. Either way the profile is written.
+    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    let mut spinner = Spinner::new(&what);
+    let recorded = match &selector {
+        Some(selector) => {
+            eprintln!("spoc: recording {what} until its last process exits or Ctrl-C");
+            recorder.record_selected(selector, &STOP, |p| spinner.show(p))
+        }
+        None => recorder.record_command_with(&args.command, &options, |p| spinner.show(p)),
+    };
     spinner.clear();
-    let raw = recorded.with_context(|| format!("recording {}", args.command.join(" ")))?;
+    let raw = recorded.with_context(|| format!("recording {what}"))?;
     if args.from_seccomp && raw.filter_starts == 0 {
         bail!(
             "`{}` installed no seccomp filter, so nothing was recorded (--from-seccomp records from the filter on): \
@@ -214,7 +297,14 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
         );
     }
     let spec = spec_from_recording(&named.recording);
-    let name = args.name.clone().unwrap_or_else(|| profile_name_for(&args.command[0]));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| match (&args.container, args.command.first()) {
+            (Some(id), _) => profile_name_for(&format!("container-{}", id.chars().take(12).collect::<String>())),
+            (None, Some(program)) => profile_name_for(program),
+            (None, None) => "recorded".to_owned(),
+        });
     let profile = spo_model::SeccompProfile::new(&name, spec);
     let problems = spo_model::SecurityProfile::validate(&profile);
     if problems.has_errors() {
@@ -242,10 +332,9 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
         .map(|(a, s)| format!("{a}: {}", s.len()))
         .collect();
     eprintln!(
-        "spoc: recorded {total} distinct syscalls ({}) from `{}` ({}){}",
+        "spoc: recorded {total} distinct syscalls ({}) from `{what}` ({}){}",
         per_arch.join(", "),
-        args.command.join(" "),
-        raw.exit_status,
+        ended(&raw),
         args.output
             .as_ref()
             .map(|p| format!("; profile written to {}", p.display()))
@@ -254,9 +343,56 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How the recording ended, for the summary.
+fn ended(raw: &RawRecording) -> String {
+    match raw.exit_status() {
+        Some(status) => status.to_string(),
+        None if STOP.load(Ordering::SeqCst) => "stopped by Ctrl-C".to_owned(),
+        None => "its last process exited".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_a_container_by_cgroup_then_by_runc_state() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let proc_root = dir.path().join("proc");
+        let id = "3f2a9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b";
+        for (pid, cgroup) in [
+            ("1", "0::/init.scope\n"),
+            (
+                "42",
+                &*format!("0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope\n"),
+            ),
+        ] {
+            std::fs::create_dir_all(proc_root.join(pid)).expect("pid dir");
+            std::fs::write(proc_root.join(pid).join("cgroup"), cgroup).expect("cgroup");
+        }
+        let no_runc: [&Path; 0] = [];
+        assert_eq!(find_container_pid(id, &proc_root, &no_runc).expect("found"), 42);
+        assert_eq!(find_container_pid(&id[..12], &proc_root, &no_runc).expect("prefix"), 42);
+
+        let runc_root = dir.path().join("runc");
+        std::fs::create_dir_all(runc_root.join("web")).expect("state dir");
+        std::fs::write(runc_root.join("web/state.json"), r#"{"init_process_pid": 77}"#).expect("state");
+        let err = find_container_pid("web1", &proc_root, &[&runc_root]).expect_err("no such container");
+        assert!(err.to_string().contains("no running container web1"), "{err}");
+        std::fs::rename(runc_root.join("web"), runc_root.join("webx")).expect("rename");
+        assert_eq!(
+            find_container_pid("webx", &proc_root, &[&runc_root]).expect("runc state"),
+            77
+        );
+
+        for bad in ["", "ab", "../../etc", "a b c d"] {
+            let err = find_container_pid(bad, &proc_root, &[&runc_root])
+                .expect_err(bad)
+                .to_string();
+            assert!(err.contains("container id"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn drops_to_the_sudo_user_only_when_root_through_sudo() {
