@@ -1,6 +1,6 @@
 //! The per-target value of the `syscalls` BPF map, decoded from its raw bytes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Syscall numbers below this are recorded (`MAX_SYSCALL_NR` in `recorder.bpf.c`).
 pub(crate) const MAX_SYSCALL_NR: u32 = 1024;
@@ -8,7 +8,9 @@ const WORDS: usize = (MAX_SYSCALL_NR / 64) as usize;
 
 /// Size in bytes of `struct target_syscalls`; checked against the loaded map so the C and this
 /// decoder cannot drift apart silently.
-pub(crate) const VALUE_SIZE: usize = 2 * WORDS * 8 + 3 * 8;
+/// `SOCKET_WORDS` in `recorder.bpf.c`.
+const SOCKET_WORDS: usize = 16;
+pub(crate) const VALUE_SIZE: usize = (2 * WORDS + 3 + 2 + SOCKET_WORDS + 1) * 8;
 
 /// What one target did, as `struct target_syscalls` in `recorder.bpf.c` lays it out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,6 +25,12 @@ pub(crate) struct TargetSyscalls {
     pub untracked_processes: u64,
     /// Waiting processes that installed a seccomp filter and so started being recorded.
     pub filter_starts: u64,
+    /// Capabilities checked (CAP_* numbers), with whether a check allowed it.
+    pub capabilities: BTreeMap<u32, bool>,
+    /// Sockets created, as (domain, type) numbers.
+    pub sockets: BTreeSet<(u32, u32)>,
+    /// File and program events the ring buffer had no room for.
+    pub lost_events: u64,
 }
 
 impl TargetSyscalls {
@@ -41,6 +49,15 @@ impl TargetSyscalls {
             out_of_range: words[2 * WORDS],
             untracked_processes: words[2 * WORDS + 1],
             filter_starts: words[2 * WORDS + 2],
+            capabilities: numbers(&words[2 * WORDS + 3..2 * WORDS + 4])
+                .into_iter()
+                .map(|cap| (cap, words[2 * WORDS + 4] & (1 << cap) != 0))
+                .collect(),
+            sockets: numbers(&words[2 * WORDS + 5..2 * WORDS + 5 + SOCKET_WORDS])
+                .into_iter()
+                .map(|bit| (bit >> 4, bit & 15))
+                .collect(),
+            lost_events: words[2 * WORDS + 5 + SOCKET_WORDS],
         })
     }
 }
@@ -64,7 +81,7 @@ mod tests {
     use super::*;
 
     fn encode(native: &[u32], compat: &[u32], out_of_range: u64, untracked: u64, starts: u64) -> Vec<u8> {
-        let mut words = vec![0u64; 2 * WORDS + 3];
+        let mut words = vec![0u64; VALUE_SIZE / 8];
         for &n in native {
             words[(n / 64) as usize] |= 1 << (n % 64);
         }

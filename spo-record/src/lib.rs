@@ -1,15 +1,17 @@
 #![doc = include_str!("../README.md")]
 
 mod bitmap;
+mod events;
 mod launch;
 mod loader;
+mod names;
 mod preflight;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use spo_model::observed::{Recording, RecordingTarget};
+use spo_model::observed::{FileAccess, Recording, RecordingTarget, SocketUse};
 use spo_model::seccomp::Arch;
 
 pub use loader::{Progress, RecordOptions, RecordStart, Recorder, Selector, cgroup_id, mount_namespace_of};
@@ -31,6 +33,19 @@ pub struct RawRecording {
     /// With [`RecordStart::SeccompFilter`], how many processes started being recorded by
     /// installing a filter (0: nothing was recorded because none did).
     pub filter_starts: u64,
+    /// Files opened (absolute, cleaned paths) with the union of the access seen, programs
+    /// included (with `exec`). Empty unless resources were recorded.
+    pub files: BTreeMap<String, FileAccess>,
+    /// Programs executed (and script interpreters).
+    pub executables: BTreeSet<String>,
+    /// Relative paths that could not be made absolute (their process was gone).
+    pub unresolved_paths: u64,
+    /// Sockets created, as (domain, type) numbers.
+    pub sockets: BTreeSet<(u32, u32)>,
+    /// Capabilities checked (CAP_* numbers), with whether a check allowed it.
+    pub capabilities: BTreeMap<u32, bool>,
+    /// File and program events lost because the ring buffer was full.
+    pub lost_events: u64,
     /// How long attaching the programs took when the recording started.
     pub attach_time: Duration,
 }
@@ -94,8 +109,30 @@ pub fn into_recording(raw: &RawRecording, name_of: impl Fn(Arch, u32) -> Option<
     };
     let mut recording = Recording {
         target,
+        executables: raw.executables.clone(),
         ..Recording::default()
     };
+    for (path, access) in &raw.files {
+        if is_library(path) && !access.write && !raw.executables.contains(path) {
+            recording.libraries.insert(path.clone());
+        } else {
+            recording.files.insert(path.clone(), *access);
+        }
+    }
+    recording.sockets = raw
+        .sockets
+        .iter()
+        .map(|&(domain, type_)| SocketUse {
+            domain: names::address_family(domain),
+            type_: names::socket_type(type_),
+            protocol: 0,
+        })
+        .collect();
+    recording.capabilities = raw
+        .capabilities
+        .iter()
+        .map(|(&cap, &allowed)| (names::capability(cap), allowed))
+        .collect();
     let mut unnamed: BTreeMap<Arch, BTreeSet<u32>> = BTreeMap::new();
     for (&arch, numbers) in &raw.syscalls {
         for &nr in numbers {
@@ -110,6 +147,20 @@ pub fn into_recording(raw: &RawRecording, name_of: impl Fn(Arch, u32) -> Option<
         }
     }
     NamedRecording { recording, unnamed }
+}
+
+/// Whether `path` looks like a shared library (`*.so`, `*.so.N...`), which the dynamic loader
+/// opens read-only and maps executable.
+pub fn is_library(path: &str) -> bool {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let Some(at) = file.find(".so") else { return false };
+    let version = &file[at + 3..];
+    at > 0
+        && (version.is_empty()
+            || version.starts_with('.')
+                && version[1..]
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// Why recording failed.
@@ -232,6 +283,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tells_libraries_by_name() {
+        for lib in [
+            "/lib/x86_64-linux-gnu/libc.so.6",
+            "/usr/lib/libz.so",
+            "/usr/lib/libssl.so.3.0.11",
+        ] {
+            assert!(is_library(lib), "{lib}");
+        }
+        for file in [
+            "/etc/ld.so.cache",
+            "/etc/ld.so.conf",
+            "/srv/.so",
+            "/x/libfoo.so.bak",
+            "/x/a.so.1.",
+        ] {
+            assert!(!is_library(file), "{file}");
+        }
+    }
+
+    #[test]
     fn names_what_the_table_knows_and_lists_the_rest() {
         let raw = RawRecording {
             subject: Subject::Command {
@@ -245,6 +316,42 @@ mod tests {
             untracked_processes: 0,
             out_of_range_syscalls: 0,
             filter_starts: 0,
+            files: BTreeMap::from([
+                (
+                    "/etc/hosts".to_owned(),
+                    FileAccess {
+                        read: true,
+                        ..FileAccess::default()
+                    },
+                ),
+                (
+                    "/usr/lib/x86_64-linux-gnu/libc.so.6".to_owned(),
+                    FileAccess {
+                        read: true,
+                        ..FileAccess::default()
+                    },
+                ),
+                (
+                    "/usr/bin/sh".to_owned(),
+                    FileAccess {
+                        read: true,
+                        exec: true,
+                        ..FileAccess::default()
+                    },
+                ),
+                (
+                    "/tmp/out.so".to_owned(),
+                    FileAccess {
+                        write: true,
+                        ..FileAccess::default()
+                    },
+                ),
+            ]),
+            executables: BTreeSet::from(["/usr/bin/sh".to_owned()]),
+            unresolved_paths: 0,
+            sockets: BTreeSet::from([(2, 1), (10, 2)]),
+            capabilities: BTreeMap::from([(10, true), (12, false)]),
+            lost_events: 0,
             attach_time: Duration::ZERO,
         };
         let names = |arch, nr| match (arch, nr) {
@@ -261,5 +368,26 @@ mod tests {
         );
         assert_eq!(named.recording.syscalls[&Arch::X86], BTreeSet::from(["exit".into()]));
         assert_eq!(named.unnamed, BTreeMap::from([(Arch::X86_64, BTreeSet::from([999]))]));
+        // Libraries apart from files (a written .so is a file), programs kept as files too.
+        let r = &named.recording;
+        assert_eq!(
+            r.libraries,
+            BTreeSet::from(["/usr/lib/x86_64-linux-gnu/libc.so.6".to_owned()])
+        );
+        assert_eq!(
+            r.files.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["/etc/hosts", "/tmp/out.so", "/usr/bin/sh"]
+        );
+        assert_eq!(r.executables, BTreeSet::from(["/usr/bin/sh".to_owned()]));
+        let sockets: Vec<(&str, &str)> = r
+            .sockets
+            .iter()
+            .map(|s| (s.domain.as_str(), s.type_.as_str()))
+            .collect();
+        assert_eq!(sockets, [("AF_INET", "SOCK_STREAM"), ("AF_INET6", "SOCK_DGRAM")]);
+        assert_eq!(
+            r.capabilities,
+            BTreeMap::from([("net_admin".to_owned(), false), ("net_bind_service".to_owned(), true)])
+        );
     }
 }

@@ -11,7 +11,11 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
 use spo_model::seccomp::Arch;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use crate::bitmap::{TargetSyscalls, VALUE_SIZE};
+use crate::events::{PathEvent, Resources, proc_base};
 use crate::{RawRecording, RecordError, Subject, launch, preflight};
 
 #[allow(
@@ -127,6 +131,7 @@ impl Recorder {
 
         let attach_started = Instant::now();
         let links = self.attach()?;
+        let mut collector = Collector::start(self, target, options.resources)?;
         let attach_time = attach_started.elapsed();
         self.set_enabled(true);
 
@@ -152,6 +157,7 @@ impl Recorder {
                 match child.try_wait() {
                     Ok(Some(status)) => return Ok(status),
                     Ok(None) => {
+                        collector.drain();
                         if let Ok(seen) = self.read_target(&target_key) {
                             progress(&Progress {
                                 distinct_syscalls: seen.native.len() + seen.compat.len(),
@@ -173,29 +179,22 @@ impl Recorder {
         });
 
         self.set_enabled(false);
+        collector.drain();
         drop(links);
         let forgotten = self.forget_target(target);
         let exit_status: ExitStatus = waited?;
         forgotten?;
 
         let seen = self.read_target(&target_key)?;
-        let mut syscalls = BTreeMap::new();
-        for (arch, numbers) in [(NATIVE_ARCH, seen.native), (COMPAT_ARCH, seen.compat)] {
-            if !numbers.is_empty() {
-                syscalls.insert(arch, numbers);
-            }
-        }
-        Ok(RawRecording {
-            subject: Subject::Command {
+        Ok(raw_recording(
+            Subject::Command {
                 argv: argv.to_vec(),
                 exit_status,
             },
-            syscalls,
-            untracked_processes: seen.untracked_processes,
-            out_of_range_syscalls: seen.out_of_range,
-            filter_starts: seen.filter_starts,
+            seen,
+            collector.finish(),
             attach_time,
-        })
+        ))
     }
 
     /// Records the processes `selector` picks (a container's mount namespace or cgroup) until
@@ -204,9 +203,11 @@ impl Recorder {
     /// children follow by fork; a process that execs while in the namespace or cgroup joins (so
     /// `runc exec` sessions are recorded). A process moved into the cgroup is recorded from its
     /// next exec.
+    /// With `resources`, files, programs, sockets and capabilities are recorded too.
     pub fn record_selected(
         &mut self,
         selector: &Selector,
+        resources: bool,
         stop: &AtomicBool,
         mut progress: impl FnMut(&Progress),
     ) -> Result<RawRecording, RecordError> {
@@ -233,6 +234,7 @@ impl Recorder {
                 program: "select_exec",
                 source,
             })?;
+        let mut collector = Collector::start(self, target, resources)?;
         let attach_time = attach_started.elapsed();
         self.set_enabled(true);
         let selected = self
@@ -246,32 +248,25 @@ impl Recorder {
             });
         let result = selected.and_then(|()| {
             self.set_selecting(true);
-            self.watch_selected(selector, target, stop, &mut progress)
+            self.watch_selected(selector, target, stop, &mut collector, &mut progress)
         });
 
         self.set_selecting(false);
         let _ = self.skel.maps.selectors.delete(&key);
         self.set_enabled(false);
+        collector.drain();
         drop((links, exec_link));
         let forgotten = self.forget_target(target);
         result?;
         forgotten?;
 
         let seen = self.read_target(&target_key)?;
-        let mut syscalls = BTreeMap::new();
-        for (arch, numbers) in [(NATIVE_ARCH, seen.native), (COMPAT_ARCH, seen.compat)] {
-            if !numbers.is_empty() {
-                syscalls.insert(arch, numbers);
-            }
-        }
-        Ok(RawRecording {
-            subject: Subject::Selected(selector.clone()),
-            syscalls,
-            untracked_processes: seen.untracked_processes,
-            out_of_range_syscalls: seen.out_of_range,
-            filter_starts: seen.filter_starts,
+        Ok(raw_recording(
+            Subject::Selected(selector.clone()),
+            seen,
+            collector.finish(),
             attach_time,
-        })
+        ))
     }
 
     /// Adds the processes already selected, then waits for the end of the recording.
@@ -280,6 +275,7 @@ impl Recorder {
         selector: &Selector,
         target: u32,
         stop: &AtomicBool,
+        collector: &mut Collector,
         progress: &mut impl FnMut(&Progress),
     ) -> Result<(), RecordError> {
         let tracked = Tracked { target, flags: 0 }.encode();
@@ -296,6 +292,7 @@ impl Recorder {
         loop {
             let live = self.processes_of(target);
             seen_any |= live > 0;
+            collector.drain();
             if stop.load(Ordering::SeqCst) || (seen_any && live == 0) {
                 return Ok(());
             }
@@ -343,6 +340,13 @@ impl Recorder {
                     .is_some_and(|value| value.get(..4) == Some(&target.to_ne_bytes()[..]))
             })
             .count()
+    }
+
+    fn set_collecting(&mut self, collecting: bool) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            // SAFETY: as in `set_enabled`: a valid, aligned reference into the mmap'ed `.bss`.
+            unsafe { std::ptr::write_volatile(&raw mut bss.collect_resources, u32::from(collecting)) };
+        }
     }
 
     fn set_selecting(&mut self, selecting: bool) {
@@ -463,6 +467,99 @@ impl Recorder {
 /// Slots of the counting filter in front of `targets` (`TRACKED_SLOTS` in recorder.bpf.c).
 const TRACKED_SLOTS: usize = 4096;
 
+/// The file, program, socket and capability side of one recording: the ring buffer and the
+/// programs only it needs, attached for the recording's duration.
+struct Collector {
+    ring: Option<libbpf_rs::RingBuffer<'static>>,
+    pending: Rc<RefCell<Vec<Vec<u8>>>>,
+    resources: Resources,
+    target: u32,
+    _links: Vec<Link>,
+}
+
+impl Collector {
+    /// Attaches the exec and capability programs and opens the ring buffer when `on`.
+    fn start(recorder: &mut Recorder, target: u32, on: bool) -> Result<Collector, RecordError> {
+        recorder.set_collecting(on);
+        let pending = Rc::new(RefCell::new(Vec::new()));
+        let mut collector = Collector {
+            ring: None,
+            pending: Rc::clone(&pending),
+            resources: Resources::default(),
+            target,
+            _links: Vec::new(),
+        };
+        if !on {
+            return Ok(collector);
+        }
+        let progs = &recorder.skel.progs;
+        for (program, prog) in [
+            ("record_sys_exit", &progs.record_sys_exit),
+            ("record_exec", &progs.record_exec),
+            ("record_capable", &progs.record_capable),
+        ] {
+            collector._links.push(
+                prog.attach()
+                    .map_err(|source| RecordError::Attach { program, source })?,
+            );
+        }
+        let mut builder = libbpf_rs::RingBufferBuilder::new();
+        let ring_error = |source| RecordError::Map {
+            operation: "opening the event ring buffer",
+            source,
+        };
+        builder
+            .add(&recorder.skel.maps.events, move |data: &[u8]| {
+                pending.borrow_mut().push(data.to_vec());
+                0
+            })
+            .map_err(ring_error)?;
+        collector.ring = Some(builder.build().map_err(ring_error)?);
+        Ok(collector)
+    }
+
+    /// Takes what the ring buffer holds, making relative paths absolute while the processes
+    /// still exist.
+    fn drain(&mut self) {
+        let Some(ring) = &self.ring else { return };
+        let _ = ring.consume();
+        for bytes in self.pending.borrow_mut().drain(..) {
+            match PathEvent::decode(&bytes) {
+                Some(event) if event.target == self.target => self.resources.add(&event, proc_base),
+                _ => {}
+            }
+        }
+    }
+
+    fn finish(self) -> Resources {
+        self.resources
+    }
+}
+
+/// A finished recording from its target's value and events.
+fn raw_recording(subject: Subject, seen: TargetSyscalls, resources: Resources, attach_time: Duration) -> RawRecording {
+    let mut syscalls = BTreeMap::new();
+    for (arch, numbers) in [(NATIVE_ARCH, seen.native), (COMPAT_ARCH, seen.compat)] {
+        if !numbers.is_empty() {
+            syscalls.insert(arch, numbers);
+        }
+    }
+    RawRecording {
+        subject,
+        syscalls,
+        untracked_processes: seen.untracked_processes,
+        out_of_range_syscalls: seen.out_of_range,
+        filter_starts: seen.filter_starts,
+        files: resources.files,
+        executables: resources.executables,
+        unresolved_paths: resources.unresolved,
+        sockets: seen.sockets,
+        capabilities: seen.capabilities,
+        lost_events: seen.lost_events,
+        attach_time,
+    }
+}
+
 /// `TRACK_WAIT_FOR_FILTER` in `recorder.bpf.c`.
 const TRACK_WAIT_FOR_FILTER: u32 = 1;
 
@@ -504,6 +601,9 @@ pub struct RecordOptions {
     /// Run the command as this user and group (supplementary groups dropped), for example the
     /// user who ran `sudo`; `None` keeps the caller's credentials.
     pub run_as: Option<(u32, u32)>,
+    /// Also record files opened, programs executed, sockets created and capabilities checked
+    /// (what AppArmor profiles need).
+    pub resources: bool,
 }
 
 /// Which running processes a recording follows.

@@ -403,7 +403,7 @@ fn records_a_mount_namespace() {
     let mut released = false;
     let mut entered = None;
     let raw = recorder
-        .record_selected(&spo_record::Selector::MountNamespace(inode), &stop, |_| {
+        .record_selected(&spo_record::Selector::MountNamespace(inode), false, &stop, |_| {
             if !released {
                 released = true;
                 // A newcomer first (it joins when it execs uname in the namespace), then the go.
@@ -431,5 +431,97 @@ fn records_a_mount_namespace() {
     assert!(
         !seen.contains("getpriority"),
         "the process outside the namespace was recorded: {seen:?}"
+    );
+}
+
+/// Files through every kind of path (relative to the working directory, relative to a
+/// directory fd with `..`, absolute, written), sockets, a capability check and an exec.
+const RESOURCES: &str = r#"
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 2 || chdir(argv[1]) != 0)
+        return 2;
+    int fd = open("written.txt", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || write(fd, "x", 1) != 1)
+        return 3;
+    close(fd);
+    mkdir("sub", 0755);
+    int dir = open("sub", O_RDONLY | O_DIRECTORY);
+    int again = openat(dir, "../written.txt", O_RDONLY);
+    if (dir < 0 || again < 0)
+        return 4;
+    if (open("/etc/hostname", O_RDONLY) < 0)
+        return 5;
+    socket(AF_INET, SOCK_STREAM, 0);
+    socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (setpriority(PRIO_PROCESS, 0, -1) != 0) /* raising priority: a CAP_SYS_NICE check */
+        return 6;
+    execl("/bin/true", "true", (char *)0);
+    return 7;
+}
+"#;
+
+#[test]
+fn records_files_programs_sockets_and_capabilities() {
+    let Some(mut recorder) = load() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(binary) = build_with_clang(dir.path(), "resources.c", RESOURCES, &["-O1"]) else {
+        return;
+    };
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).expect("work dir");
+    let options = RecordOptions {
+        resources: true,
+        ..RecordOptions::default()
+    };
+    let argv = argv(&[binary.to_str().expect("utf-8"), work.to_str().expect("utf-8")]);
+    let raw = recorder
+        .record_command_with(&argv, &options, |_| {})
+        .expect("recording with resources");
+    assert!(raw.succeeded(), "{:?}", raw.subject);
+    assert_eq!((raw.unresolved_paths, raw.lost_events), (0, 0));
+
+    let written = work.join("written.txt").display().to_string();
+    let access = raw
+        .files
+        .get(&written)
+        .unwrap_or_else(|| panic!("{written} missing: {:?}", raw.files.keys()));
+    assert!(
+        access.read && access.write && !access.exec,
+        "{access:?} in {:?}",
+        raw.files
+    );
+    assert!(raw.files["/etc/hostname"].read);
+    assert!(
+        raw.executables.contains(binary.to_str().expect("utf-8")),
+        "{:?}",
+        raw.executables
+    );
+    assert!(raw.executables.contains("/bin/true"), "{:?}", raw.executables);
+    assert!(
+        raw.sockets.contains(&(2, 1)) && raw.sockets.contains(&(1, 2)),
+        "{:?}",
+        raw.sockets
+    );
+    // CAP_SYS_NICE (23), allowed for root.
+    assert_eq!(raw.capabilities.get(&23), Some(&true), "{:?}", raw.capabilities);
+
+    let named = into_recording(&raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
+    let r = &named.recording;
+    assert!(
+        r.libraries.iter().any(|l| l.contains("libc.so")),
+        "the dynamic loader's libc open is a library: {:?}",
+        r.libraries
+    );
+    assert!(r.capabilities.get("sys_nice") == Some(&true));
+    assert!(
+        r.sockets
+            .iter()
+            .any(|s| s.domain == "AF_INET" && s.type_ == "SOCK_STREAM")
     );
 }

@@ -30,6 +30,54 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define EEXIST 17
 
+#define SOCKET_WORDS 16 // 64 domains x 16 types
+
+// What AppArmor profiles need besides syscalls: files opened and programs executed, as one
+// event per distinct (target, path, access) through a ring buffer (a bounded LRU map drops
+// repeats in the kernel), and sockets and capabilities as bits in the target's value.
+#define PATH_BUF 1024
+#define EVENT_OPEN 1
+#define EVENT_EXEC 2
+
+#define AT_FDCWD -100
+#define BASE_NONE 0	  // `path` is absolute
+#define BASE_OK 1	  // base[base_off..PATH_BUF] is the directory a relative `path` starts from
+#define BASE_UNKNOWN 2 // too deep, or the fd is not a directory we could follow
+
+// Kept in sync with `PathEvent` in src/events.rs.
+struct path_event {
+	__u32 target;
+	__u32 pid;
+	__u32 kind;
+	__u32 flags;	// open(2) flags for EVENT_OPEN
+	__s32 dirfd;	// AT_FDCWD (-100) or the directory fd of a relative path
+	__u32 len;	// bytes of `path` including the NUL
+	__u32 base_status;
+	__u32 base_off;
+	char path[PATH_BUF];
+	// Built backwards from the end (PATH_BUF); the slack after it lets the verifier prove every
+	// component copy in bounds.
+	char base[PATH_BUF + 256];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20);
+} events SEC(".maps");
+
+struct seen_key {
+	__u32 target;
+	__u32 kind_mode;
+	__u64 hash;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct seen_key);
+	__type(value, __u8);
+} seen_paths SEC(".maps");
+
 // Kept in sync with `TargetSyscalls` in src/maps.rs.
 struct target_syscalls {
 	// Syscalls made through the native ABI (x86_64 on x86).
@@ -42,6 +90,13 @@ struct target_syscalls {
 	__u64 untracked_processes;
 	// Times a waiting process installed a seccomp filter and so started being recorded.
 	__u64 filter_starts;
+	// Capabilities checked (bit = CAP_* number), and those of them the check allowed.
+	__u64 caps_checked;
+	__u64 caps_allowed;
+	// Sockets created: bit (domain << 4 | type & 15), domains below 64.
+	__u64 sockets[SOCKET_WORDS];
+	// File and exec events that did not fit in the ring buffer.
+	__u64 lost_events;
 };
 
 // A tracked process waits (records nothing) until it installs a seccomp filter; its children
@@ -86,6 +141,9 @@ struct {
 	__type(key, struct selector_key);
 	__type(value, __u32);
 } selectors SEC(".maps");
+
+// Set by user space when files, programs, sockets and capabilities are recorded too.
+volatile __u32 collect_resources = 0;
 
 // Set by user space while at least one selector is in `selectors`: the exec program returns at
 // once otherwise.
@@ -191,6 +249,259 @@ static __always_inline int installs_filter(struct pt_regs *regs, long id, int co
 #endif
 }
 
+// FNV-1a over the first `len` bytes of a path, one byte per bpf_loop step: the verifier checks
+// the step once instead of every iteration, which keeps the sys_enter program small enough.
+struct hash_ctx {
+	const char *buf;
+	__u32 len;
+	__u64 hash;
+};
+
+static long hash_step(__u32 i, struct hash_ctx *c)
+{
+	if (i >= c->len)
+		return 1;
+	c->hash ^= (unsigned char)c->buf[i & (PATH_BUF - 1)];
+	c->hash *= 0x100000001b3ULL;
+	return 0;
+}
+
+static __always_inline __u64 path_hash(const char *buf, __u32 len)
+{
+	struct hash_ctx c = {.buf = buf, .len = len, .hash = 0xcbf29ce484222325ULL};
+	bpf_loop(PATH_BUF, hash_step, &c, 0);
+	return c.hash;
+}
+
+// Sends `event` unless this target saw the same path with the same kind and access before.
+static __always_inline void submit_path(struct path_event *event, struct target_syscalls *seen)
+{
+	struct seen_key key = {
+		.target = event->target,
+		.kind_mode = event->kind << 8 | (event->flags & 3),
+		.hash = path_hash(event->path, event->len),
+	};
+	// A relative path means something else in every directory: never deduplicated.
+	if (event->path[0] == '/') {
+		__u8 one = 1;
+		if (bpf_map_update_elem(&seen_paths, &key, &one, BPF_NOEXIST) != 0) {
+			bpf_ringbuf_discard(event, 0);
+			return;
+		}
+	}
+	bpf_ringbuf_submit(event, 0);
+}
+
+#define MAX_DEPTH 48
+
+// The walk from a dentry up to the task's root, one component per bpf_loop step.
+struct walk_ctx {
+	struct path_event *event;
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct dentry *root_dentry;
+	struct vfsmount *root_mnt;
+	unsigned long mnt_offset;
+	__u32 pos;
+	__u32 done;
+};
+
+static long walk_step(__u32 i, struct walk_ctx *c)
+{
+	// Kernel pointers copied out of the (local, non-kernel) context first: CO-RE relocations
+	// apply to kernel types only.
+	struct dentry *dentry = c->dentry;
+	struct vfsmount *vfsmnt = c->vfsmnt;
+	struct mount *mnt = c->mnt;
+	if (dentry == c->root_dentry && vfsmnt == c->root_mnt) {
+		c->done = 1;
+		return 1;
+	}
+	if (dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
+		struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+		if (parent == mnt) {
+			c->done = 1; // the top of the mount tree
+			return 1;
+		}
+		c->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		c->mnt = parent;
+		c->vfsmnt = (struct vfsmount *)((char *)parent + c->mnt_offset);
+		return 0;
+	}
+	struct dentry *up = BPF_CORE_READ(dentry, d_parent);
+	if (up == dentry) {
+		c->done = 1;
+		return 1;
+	}
+	__u32 len = BPF_CORE_READ(dentry, d_name.len);
+	__u32 pos = c->pos;
+	if (len == 0 || len > 255 || pos < len + 1 || pos > PATH_BUF)
+		return 1; // not done: the base stays unknown
+	pos -= len;
+	bpf_probe_read_kernel(&c->event->base[pos & (PATH_BUF - 1)], len & 255, BPF_CORE_READ(dentry, d_name.name));
+	pos -= 1;
+	c->event->base[pos & (PATH_BUF - 1)] = '/';
+	c->pos = pos;
+	c->dentry = up;
+	return 0;
+}
+
+// Writes the path of (dentry, vfsmnt) as the current task sees it (relative to its root, across
+// mounts) into event->base, ending at PATH_BUF. The kernel's d_path is not callable from
+// tracepoints, so the dentry chain is walked here.
+static __always_inline void build_base(struct path_event *event, struct dentry *dentry, struct vfsmount *vfsmnt)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	unsigned long mnt_offset = bpf_core_field_offset(struct mount, mnt);
+	struct walk_ctx c = {
+		.event = event,
+		.dentry = dentry,
+		.vfsmnt = vfsmnt,
+		.mnt = (struct mount *)((char *)vfsmnt - mnt_offset),
+		.root_dentry = BPF_CORE_READ(task, fs, root.dentry),
+		.root_mnt = BPF_CORE_READ(task, fs, root.mnt),
+		.mnt_offset = mnt_offset,
+		.pos = PATH_BUF,
+	};
+	event->base_status = BASE_UNKNOWN;
+	bpf_loop(MAX_DEPTH, walk_step, &c, 0);
+	if (!c.done)
+		return;
+	__u32 pos = c.pos;
+	if (pos == PATH_BUF) {
+		pos -= 1;
+		event->base[pos & (PATH_BUF - 1)] = '/';
+	}
+	event->base_off = pos;
+	event->base_status = BASE_OK;
+}
+
+// Fills event->base for a relative path: the working directory, or the directory `dirfd` is.
+static __always_inline void resolve_base(struct path_event *event, __s32 dirfd)
+{
+	event->base_status = BASE_NONE;
+	if (event->path[0] == '/')
+		return;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (dirfd == AT_FDCWD) {
+		build_base(event, BPF_CORE_READ(task, fs, pwd.dentry), BPF_CORE_READ(task, fs, pwd.mnt));
+		return;
+	}
+	event->base_status = BASE_UNKNOWN;
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (dirfd < 0 || (__u32)dirfd >= BPF_CORE_READ(fdt, max_fds))
+		return;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[dirfd]);
+	if (!file)
+		return;
+	build_base(event, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
+}
+
+// An open-like call waiting for its return, per thread.
+struct pending_open {
+	__u64 path;
+	__u32 flags;
+	__s32 dirfd;
+	__u32 target;
+	__u32 armed;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pending_open);
+} pending_opens SEC(".maps");
+
+// An open-like syscall of a recording process: report its path.
+static __always_inline void record_open(__u32 target, const char *user_path, __u32 flags, __s32 dirfd,
+					struct target_syscalls *seen)
+{
+	struct path_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+	if (!event) {
+		__sync_fetch_and_add(&seen->lost_events, 1);
+		return;
+	}
+	long len = bpf_probe_read_user_str(event->path, sizeof(event->path), user_path);
+	if (len <= 0) {
+		bpf_ringbuf_discard(event, 0);
+		return;
+	}
+	event->target = target;
+	event->pid = bpf_get_current_pid_tgid() >> 32;
+	event->kind = EVENT_OPEN;
+	event->flags = flags;
+	event->dirfd = dirfd;
+	event->len = len;
+	resolve_base(event, dirfd);
+	submit_path(event, seen);
+}
+
+#define O_WRONLY 01
+#define O_CREAT 0100
+#define O_TRUNC 01000
+
+// The file and socket side of a native syscall `id` of a recording process.
+static __always_inline void record_resources(struct pt_regs *regs, long id, __u32 target,
+					     struct target_syscalls *seen)
+{
+#if defined(__TARGET_ARCH_x86)
+	const char *path;
+	__u32 flags;
+	__s32 dirfd = AT_FDCWD;
+	switch (id) {
+	case 2: // open(path, flags)
+		path = (const char *)regs->di;
+		flags = regs->si;
+		break;
+	case 85: // creat(path, mode)
+		path = (const char *)regs->di;
+		flags = O_CREAT | O_WRONLY | O_TRUNC;
+		break;
+	case 257: // openat(dirfd, path, flags)
+		dirfd = regs->di;
+		path = (const char *)regs->si;
+		flags = regs->dx;
+		break;
+	case 437: { // openat2(dirfd, path, how, size)
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)regs->dx);
+		dirfd = regs->di;
+		path = (const char *)regs->si;
+		flags = how.flags;
+		break;
+	}
+	case 41: { // socket(domain, type, protocol)
+		__u64 domain = regs->di, type = regs->si & 15;
+		if (domain < 64) {
+			__u32 bit = domain << 4 | type;
+			__sync_fetch_and_or(&seen->sockets[(bit >> 6) & (SOCKET_WORDS - 1)], 1ULL << (bit & 63));
+		}
+		return;
+	}
+	default:
+		return;
+	}
+	// The path is read when the call returns: only then is it sure to be in memory (a page of
+	// the program not touched yet cannot be faulted in from here), and only successful opens
+	// are kept.
+	struct pending_open *pending =
+		bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!pending) {
+		__sync_fetch_and_add(&seen->lost_events, 1);
+		return;
+	}
+	pending->path = (__u64)path;
+	pending->flags = flags;
+	pending->dirfd = dirfd;
+	pending->target = target;
+	pending->armed = 1;
+#endif
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 {
@@ -247,6 +558,8 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	}
 	set_bit(compat ? seen->compat : seen->native, (__u32)id);
+	if (!compat && collect_resources)
+		record_resources(regs, id, target, seen);
 	return 0;
 }
 
@@ -325,6 +638,98 @@ int BPF_PROG(select_exec, struct task_struct *task, pid_t old_pid, struct linux_
 		if (seen)
 			__sync_fetch_and_add(&seen->untracked_processes, 1);
 	}
+	return 0;
+}
+
+// Attached only while resources are recorded: reports the opens that succeeded.
+SEC("tp_btf/sys_exit")
+int BPF_PROG(record_sys_exit, struct pt_regs *regs, long ret)
+{
+	if (!enabled)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!maybe_tracked(tgid))
+		return 0;
+	struct pending_open *pending = bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0, 0);
+	if (!pending || !pending->armed)
+		return 0;
+	pending->armed = 0;
+	if (ret < 0)
+		return 0;
+	__u32 target = pending->target;
+	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
+	if (seen)
+		record_open(target, (const char *)pending->path, pending->flags, pending->dirfd, seen);
+	return 0;
+}
+
+// The target a recording (not waiting) process `tgid` belongs to, or NULL.
+static __always_inline struct tracked *recording_target(__u32 tgid)
+{
+	if (!maybe_tracked(tgid))
+		return 0;
+	struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
+	if (!tracked || (tracked->flags & TRACK_WAIT_FOR_FILTER))
+		return 0;
+	return tracked;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(record_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	if (!enabled || !collect_resources)
+		return 0;
+	struct tracked *tracked = recording_target(task->tgid);
+	if (!tracked)
+		return 0;
+	__u32 target = tracked->target;
+	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
+	if (!seen)
+		return 0;
+	// The program as the kernel opened it, and for scripts the interpreter too.
+	const char *names[2] = {BPF_CORE_READ(bprm, filename), BPF_CORE_READ(bprm, interp)};
+	for (int i = 0; i < 2; i++) {
+		if (i == 1 && names[1] == names[0])
+			break;
+		struct path_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
+		if (!event) {
+			__sync_fetch_and_add(&seen->lost_events, 1);
+			return 0;
+		}
+		long len = bpf_probe_read_kernel_str(event->path, sizeof(event->path), names[i]);
+		if (len <= 0) {
+			bpf_ringbuf_discard(event, 0);
+			continue;
+		}
+		event->target = target;
+		event->pid = task->tgid;
+		event->kind = EVENT_EXEC;
+		event->flags = 0;
+		event->dirfd = AT_FDCWD;
+		event->len = len;
+		resolve_base(event, AT_FDCWD);
+		submit_path(event, seen);
+	}
+	return 0;
+}
+
+SEC("tp_btf/cap_capable")
+int BPF_PROG(record_capable, const struct cred *cred, struct user_namespace *target_ns,
+	     const struct user_namespace *capable_ns, int cap, int ret)
+{
+	if (!enabled || !collect_resources || cap < 0 || cap >= 64)
+		return 0;
+	struct tracked *tracked = recording_target(bpf_get_current_pid_tgid() >> 32);
+	if (!tracked)
+		return 0;
+	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &tracked->target);
+	if (!seen)
+		return 0;
+	__u64 bit = 1ULL << cap;
+	if (!(seen->caps_checked & bit))
+		__sync_fetch_and_or(&seen->caps_checked, bit);
+	if (ret == 0 && !(seen->caps_allowed & bit))
+		__sync_fetch_and_or(&seen->caps_allowed, bit);
 	return 0;
 }
 

@@ -39,6 +39,17 @@ enum ProfileType {
     Seccomp,
     /// OCI runtime-spec seccomp JSON.
     RawSeccomp,
+    /// An AppArmorProfile manifest (files, programs, libraries, sockets, capabilities).
+    Apparmor,
+    /// Both manifests, SeccompProfile then AppArmorProfile, in one YAML stream.
+    All,
+}
+
+impl ProfileType {
+    /// Whether files, programs, sockets and capabilities must be recorded.
+    fn needs_resources(self) -> bool {
+        matches!(self, ProfileType::Apparmor | ProfileType::All)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -236,6 +247,7 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
             RecordStart::Exec
         },
         run_as,
+        resources: args.profile_type.needs_resources(),
     };
     let selector = match (&args.container, args.mntns, &args.cgroup) {
         (Some(id), _, _) => {
@@ -263,7 +275,7 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
     let recorded = match &selector {
         Some(selector) => {
             eprintln!("spoc: recording {what} until its last process exits or Ctrl-C");
-            recorder.record_selected(selector, &STOP, |p| spinner.show(p))
+            recorder.record_selected(selector, options.resources, &STOP, |p| spinner.show(p))
         }
         None => recorder.record_command_with(&args.command, &options, |p| spinner.show(p)),
     };
@@ -310,6 +322,17 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
     if problems.has_errors() {
         bail!("the recorded profile is invalid (a bug; please report it):\n{problems}");
     }
+    let apparmor = || -> Result<String> {
+        let made = spo_apparmor::profile_from_recording(&name, &named.recording);
+        for dropped in &made.dropped {
+            eprintln!("spoc: note: not in the AppArmor profile: {dropped}");
+        }
+        let problems = spo_model::SecurityProfile::validate(&made.profile);
+        if problems.has_errors() {
+            bail!("the recorded AppArmor profile is invalid (a bug; please report it):\n{problems}");
+        }
+        serde_norway::to_string(&made.profile).context("writing the AppArmor profile as YAML")
+    };
     let text = match args.profile_type {
         ProfileType::Seccomp => serde_norway::to_string(&profile).context("writing the profile as YAML")?,
         ProfileType::RawSeccomp => {
@@ -318,7 +341,20 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
             json.push('\n');
             json
         }
+        ProfileType::Apparmor => apparmor()?,
+        ProfileType::All => format!(
+            "{}---\n{}",
+            serde_norway::to_string(&profile).context("writing the profile as YAML")?,
+            apparmor()?
+        ),
     };
+    if options.resources && (raw.unresolved_paths > 0 || raw.lost_events > 0) {
+        eprintln!(
+            "spoc: warning: {} relative paths could not be resolved (their process was gone) and {} file events were lost; \
+             the AppArmor profile may miss files",
+            raw.unresolved_paths, raw.lost_events
+        );
+    }
     match &args.output {
         Some(path) => spo_seccomp::node::write_file_atomic(path, text.as_bytes(), 0o644)
             .with_context(|| format!("writing {}", path.display()))?,
@@ -331,8 +367,20 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
         .iter()
         .map(|(a, s)| format!("{a}: {}", s.len()))
         .collect();
+    let resources = if options.resources {
+        format!(
+            ", {} files, {} programs, {} libraries, {} socket kinds, {} capabilities",
+            named.recording.files.len(),
+            named.recording.executables.len(),
+            named.recording.libraries.len(),
+            named.recording.sockets.len(),
+            named.recording.capabilities.len()
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "spoc: recorded {total} distinct syscalls ({}) from `{what}` ({}){}",
+        "spoc: recorded {total} distinct syscalls ({}){resources} from `{what}` ({}){}",
         per_arch.join(", "),
         ended(&raw),
         args.output
