@@ -263,18 +263,6 @@ pub fn parse(text: &str) -> Result<Vec<Expr>, CilSyntaxError> {
     Ok(top)
 }
 
-/// Statements whose list items are statements: written one per line.
-const CONTAINERS: &[&str] = &[
-    "block",
-    "optional",
-    "macro",
-    "in",
-    "booleanif",
-    "tunableif",
-    "true",
-    "false",
-];
-
 /// Writes CIL, remembering which output line each statement starts on.
 #[derive(Debug, Default)]
 pub struct CilWriter {
@@ -317,7 +305,7 @@ impl CilWriter {
     pub fn statement(&mut self, indent: usize, e: &Expr) -> usize {
         let first = self.line;
         self.indent(indent);
-        self.write(indent, e);
+        self.write(indent, e, true);
         self.newline();
         first
     }
@@ -338,7 +326,10 @@ impl CilWriter {
         self.line += 1;
     }
 
-    fn write(&mut self, indent: usize, e: &Expr) {
+    /// Writes `e`; `statement` says whether it stands where CIL reads a statement (only
+    /// there does a container keyword start a container, and only there is it laid out on
+    /// several lines).
+    fn write(&mut self, indent: usize, e: &Expr, statement: bool) {
         match &e.kind {
             ExprKind::Symbol(s) => self.out.push_str(s),
             ExprKind::Quoted(s) => {
@@ -347,33 +338,35 @@ impl CilWriter {
                 self.out.push('"');
             }
             ExprKind::List(items) => {
-                let multiline = e.keyword().is_some_and(|k| CONTAINERS.contains(&k))
-                    && items.iter().skip(1).any(|i| i.keyword().is_some());
-                self.out.push('(');
-                if multiline {
-                    // Header symbols (name, expression) stay on the first line.
-                    let mut rest = items.iter().peekable();
-                    let mut first = true;
-                    while let Some(item) = rest.next_if(|i| i.keyword().is_none() || first) {
-                        if !first {
-                            self.out.push(' ');
-                        }
-                        first = false;
-                        self.write(indent, item);
-                    }
-                    for item in rest {
-                        self.newline();
-                        self.indent(indent + 1);
-                        self.write(indent + 1, item);
-                    }
-                    self.newline();
-                    self.indent(indent);
+                let header = if statement {
+                    e.keyword().and_then(container_header)
                 } else {
-                    for (i, item) in items.iter().enumerate() {
-                        if i > 0 {
-                            self.out.push(' ');
+                    None
+                };
+                self.out.push('(');
+                match header {
+                    Some(header) if items.len() > header => {
+                        for (i, item) in items[..header].iter().enumerate() {
+                            if i > 0 {
+                                self.out.push(' ');
+                            }
+                            self.write(indent, item, false);
                         }
-                        self.write(indent, item);
+                        for item in &items[header..] {
+                            self.newline();
+                            self.indent(indent + 1);
+                            self.write(indent + 1, item, true);
+                        }
+                        self.newline();
+                        self.indent(indent);
+                    }
+                    _ => {
+                        for (i, item) in items.iter().enumerate() {
+                            if i > 0 {
+                                self.out.push(' ');
+                            }
+                            self.write(indent, item, false);
+                        }
                     }
                 }
                 self.out.push(')');
@@ -382,10 +375,22 @@ impl CilWriter {
     }
 }
 
+/// For a statement that holds statements, how many items come before them: the keyword and
+/// the name (`block`, `optional`, `in`), the name and parameters (`macro`), or the condition
+/// (`booleanif`, `tunableif`); `true` and `false` hold statements right after the keyword.
+pub fn container_header(keyword: &str) -> Option<usize> {
+    match keyword {
+        "block" | "optional" | "in" | "booleanif" | "tunableif" => Some(2),
+        "macro" => Some(3),
+        "true" | "false" => Some(1),
+        _ => None,
+    }
+}
+
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut w = CilWriter::new();
-        w.write(0, self);
+        w.write(0, self, true);
         f.write_str(&w.finish())
     }
 }

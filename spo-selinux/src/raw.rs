@@ -13,7 +13,7 @@ use spo_model::contract::SecurityProfile;
 use spo_model::selinux::RawSelinuxProfile;
 use spo_model::validate::{FieldPath, Problem, Problems, did_you_mean};
 
-use crate::cil::{CilWriter, Expr, parse};
+use crate::cil::{CilWriter, Expr, container_header, parse};
 use crate::error::SelinuxError;
 use crate::render::{ModuleOrigin, RenderedModule, check_block_name, write_block};
 
@@ -127,11 +127,26 @@ pub const GLOBAL_STATEMENTS: &[&str] = &[
     "deny",
 ];
 
-/// Checks statements of the user's policy, recursing into the ones that hold statements.
+/// Every expression in `statements` that stands where CIL reads a statement, with the keyword
+/// of the statement holding it (`None` at the top), in text order. Containers are recognized
+/// by [`container_header`], exactly as the writer lays them out.
+pub fn statement_positions(statements: &[Expr]) -> Vec<(&Expr, Option<&str>)> {
+    let mut out = Vec::new();
+    let mut work: Vec<(&Expr, Option<&str>)> = statements.iter().rev().map(|e| (e, None)).collect();
+    while let Some((e, parent)) = work.pop() {
+        out.push((e, parent));
+        if let (Some(keyword), Some(items)) = (e.keyword(), e.as_list())
+            && let Some(header) = container_header(keyword)
+        {
+            work.extend(items.iter().skip(header).rev().map(|i| (i, Some(keyword))));
+        }
+    }
+    out
+}
+
+/// Checks statements of the user's policy, and every statement nested in them.
 fn check_statements(statements: &[Expr], path: &FieldPath, problems: &mut Problems) {
-    // An explicit stack: nesting is bounded by the reader, but this keeps it iterative too.
-    let mut work: Vec<&Expr> = statements.iter().rev().collect();
-    while let Some(e) = work.pop() {
+    for (e, parent) in statement_positions(statements) {
         let line = e.line();
         let Some(keyword) = e.keyword() else {
             problems.error_hint(
@@ -142,23 +157,26 @@ fn check_statements(statements: &[Expr], path: &FieldPath, problems: &mut Proble
             continue;
         };
         let items = e.as_list().unwrap_or_default();
+        let branch_parent = matches!(parent, Some("booleanif" | "tunableif"));
         if keyword == "in" {
             problems.error_hint(
                 path.clone(),
                 format!("line {line}: (in ...) adds statements to another block, which a profile may not do"),
                 "write the statements in this profile's own policy",
             );
-            continue;
-        }
-        if GLOBAL_STATEMENTS.contains(&keyword) {
+        } else if GLOBAL_STATEMENTS.contains(&keyword) {
             problems.error_hint(
                 path.clone(),
                 format!("line {line}: {keyword} is a global statement; a profile's policy stays inside its own block"),
                 "only rules and declarations for the profile's own types are allowed",
             );
-            continue;
-        }
-        if !ALLOWED_STATEMENTS.contains(&keyword) {
+        } else if matches!(keyword, "true" | "false") != branch_parent {
+            problems.error_hint(
+                path.clone(),
+                format!("line {line}: conditional branches are (true ...) and (false ...) directly inside booleanif or tunableif"),
+                "wrap the rules of a booleanif in (true ...) or (false ...)",
+            );
+        } else if !ALLOWED_STATEMENTS.contains(&keyword) && !branch_parent {
             let hint = match did_you_mean(keyword, ALLOWED_STATEMENTS.iter().copied()) {
                 Some(s) => format!("did you mean {s}?"),
                 None => "see the CIL reference for statements allowed in a block".to_owned(),
@@ -168,32 +186,14 @@ fn check_statements(statements: &[Expr], path: &FieldPath, problems: &mut Proble
                 format!("line {line}: unknown or unsupported CIL statement {keyword:?}"),
                 hint,
             );
-            continue;
+        } else if matches!(keyword, "block" | "optional" | "macro") && items.get(1).and_then(Expr::as_symbol).is_none()
+        {
+            problems.error_hint(
+                path.clone(),
+                format!("line {line}: {keyword} needs a name"),
+                format!("write ({keyword} <name> ...)"),
+            );
         }
-        let body: &[Expr] = match keyword {
-            "block" | "optional" => items.get(2..).unwrap_or_default(),
-            "macro" => items.get(3..).unwrap_or_default(),
-            "booleanif" | "tunableif" => {
-                for branch in items.get(2..).unwrap_or_default() {
-                    match branch.keyword() {
-                        Some("true" | "false") => {
-                            work.extend(branch.as_list().unwrap_or_default().iter().skip(1).rev());
-                        }
-                        _ => problems.error_hint(
-                            path.clone(),
-                            format!(
-                                "line {}: {keyword} branches are (true ...) and (false ...)",
-                                branch.line()
-                            ),
-                            "wrap the rules in (true ...) or (false ...)",
-                        ),
-                    }
-                }
-                &[]
-            }
-            _ => &[],
-        };
-        work.extend(body.iter().rev());
     }
 }
 

@@ -85,8 +85,12 @@ pub fn verify_raw_module(profile: &RawSelinuxProfile, module: &RenderedModule) -
     if got != want {
         return Err(format!("block holds {got:?}, the policy says {want:?}"));
     }
-    if module.text.contains("(in ") {
-        return Err("an (in ...) statement was written".to_owned());
+    let top = parse(&module.text).map_err(|e| e.to_string())?;
+    for (e, _) in crate::raw::statement_positions(&top).into_iter().skip(1) {
+        let keyword = e.keyword().unwrap_or_default();
+        if !(crate::raw::ALLOWED_STATEMENTS.contains(&keyword) || matches!(keyword, "true" | "false")) {
+            return Err(format!("statement {keyword:?} was written: {e}"));
+        }
     }
     Ok(())
 }
