@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use spo_record::Recorder;
+use spo_record::{LoadOptions, Recorder};
 
 const WORKLOAD_FLAG: &str = "--spo-overhead-workload";
 /// The workload: 5 million `getppid` calls.
@@ -60,7 +60,10 @@ fn main() -> Result<()> {
 
         let rss_before = vm_rss_kib()?;
         let started = Instant::now();
-        let mut recorder = match Recorder::load() {
+        let mut recorder = match Recorder::load_with(&LoadOptions {
+            floor_probe: true,
+            ..LoadOptions::default()
+        }) {
             Ok(recorder) => recorder,
             Err(e) if round == 0 => {
                 eprintln!("skipped: the recorder does not load here: {e}");

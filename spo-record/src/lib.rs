@@ -14,7 +14,9 @@ use std::time::Duration;
 use spo_model::observed::{FileAccess, Recording, RecordingTarget, SocketUse};
 use spo_model::seccomp::Arch;
 
-pub use loader::{Progress, RecordOptions, RecordStart, Recorder, Selector, cgroup_id, mount_namespace_of};
+pub use loader::{
+    LoadOptions, Progress, RecordOptions, RecordStart, Recorder, Selector, cgroup_id, mount_namespace_of,
+};
 pub use preflight::KERNEL_BTF;
 
 /// What a recording saw, with syscalls as the kernel numbers them. Naming them needs a syscall
@@ -239,6 +241,12 @@ pub enum RecordError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// A recording asked for programs the recorder was loaded without.
+    #[error("the recorder was loaded without {what}")]
+    NotLoaded {
+        /// What is missing.
+        what: &'static str,
     },
     /// No command was given.
     #[error("no command to record")]

@@ -39,6 +39,7 @@ const MAX_TARGETS: u32 = 1024;
 /// happens once.
 pub struct Recorder {
     skel: skel::RecorderSkel<'static>,
+    resources_loaded: bool,
     next_target: u32,
     load_time: Duration,
 }
@@ -56,6 +57,12 @@ impl Recorder {
     /// Checks the kernel and privileges, then loads the BPF programs and maps (nothing is
     /// attached yet).
     pub fn load() -> Result<Recorder, RecordError> {
+        Self::load_with(&LoadOptions::default())
+    }
+
+    /// Loads the recorder with the programs `options` ask for; the others are neither
+    /// verified nor loaded (verifying the file-tracking programs takes most of a full load).
+    pub fn load_with(options: &LoadOptions) -> Result<Recorder, RecordError> {
         let started = Instant::now();
         preflight::check()?;
 
@@ -63,9 +70,14 @@ impl Recorder {
         // storage is leaked (one pointer-sized box per recorder) so the recorder owns its
         // skeleton outright. The object itself is closed when the skeleton is dropped.
         let storage: &'static mut MaybeUninit<OpenObject> = Box::leak(Box::new(MaybeUninit::uninit()));
-        let open = skel::RecorderSkelBuilder::default()
+        let mut open = skel::RecorderSkelBuilder::default()
             .open(storage)
             .map_err(|source| RecordError::Open { source })?;
+        let progs = &mut open.progs;
+        progs.record_sys_exit.set_autoload(options.resources);
+        progs.record_exec.set_autoload(options.resources);
+        progs.record_capable.set_autoload(options.resources);
+        progs.floor_sys_enter.set_autoload(options.floor_probe);
         let skel = open.load().map_err(|source| match preflight::missing_tracepoint() {
             Some(tracepoint) => RecordError::MissingTracepoint { tracepoint },
             None => RecordError::Load { source },
@@ -81,6 +93,7 @@ impl Recorder {
         }
         Ok(Recorder {
             skel,
+            resources_loaded: options.resources,
             next_target: 0,
             load_time: started.elapsed(),
         })
@@ -492,6 +505,11 @@ impl Collector {
         if !on {
             return Ok(collector);
         }
+        if !recorder.resources_loaded {
+            return Err(RecordError::NotLoaded {
+                what: "file, program, socket and capability recording (load with LoadOptions::resources)",
+            });
+        }
         let progs = &recorder.skel.progs;
         for (program, prog) in [
             ("record_sys_exit", &progs.record_sys_exit),
@@ -558,6 +576,17 @@ fn raw_recording(subject: Subject, seen: TargetSyscalls, resources: Resources, a
         lost_events: seen.lost_events,
         attach_time,
     }
+}
+
+/// Which optional programs [`Recorder::load_with`] loads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The programs that record files, programs, sockets and capabilities
+    /// ([`RecordOptions::resources`] needs them).
+    pub resources: bool,
+    /// The empty `sys_enter` program benchmarks attach to measure the floor.
+    #[doc(hidden)]
+    pub floor_probe: bool,
 }
 
 /// `TRACK_WAIT_FOR_FILTER` in `recorder.bpf.c`.

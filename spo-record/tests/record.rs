@@ -6,11 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use spo_model::seccomp::Arch;
-use spo_record::{RawRecording, RecordError, RecordOptions, Recorder, into_recording};
+use spo_record::{LoadOptions, RawRecording, RecordError, RecordOptions, Recorder, into_recording};
 
 /// Loads a recorder, or says why this machine cannot and returns `None` (a failure in CI).
 fn load() -> Option<Recorder> {
-    match Recorder::load() {
+    load_with(&LoadOptions::default())
+}
+
+/// [`load`] with options.
+fn load_with(options: &LoadOptions) -> Option<Recorder> {
+    match Recorder::load_with(options) {
         Ok(recorder) => {
             eprintln!("recorder loaded in {:?}", recorder.load_time());
             Some(recorder)
@@ -468,7 +473,12 @@ int main(int argc, char **argv) {
 
 #[test]
 fn records_files_programs_sockets_and_capabilities() {
-    let Some(mut recorder) = load() else { return };
+    let Some(mut recorder) = load_with(&LoadOptions {
+        resources: true,
+        ..LoadOptions::default()
+    }) else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let Some(binary) = build_with_clang(dir.path(), "resources.c", RESOURCES, &["-O1"]) else {
         return;
@@ -483,6 +493,12 @@ fn records_files_programs_sockets_and_capabilities() {
     let raw = recorder
         .record_command_with(&argv, &options, |_| {})
         .expect("recording with resources");
+    // A recorder loaded without the resource programs refuses instead of recording nothing.
+    let Some(mut plain) = load() else { return };
+    let refused = plain
+        .record_command_with(&argv, &options, |_| {})
+        .expect_err("not loaded");
+    assert!(refused.to_string().contains("loaded without"), "{refused}");
     assert!(raw.succeeded(), "{:?}", raw.subject);
     assert_eq!((raw.unresolved_paths, raw.lost_events), (0, 0));
 

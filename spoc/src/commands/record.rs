@@ -10,7 +10,8 @@ use clap::{Args, ValueEnum};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use spo_record::{
-    Progress, RawRecording, RecordOptions, RecordStart, Recorder, Selector, into_recording, mount_namespace_of,
+    LoadOptions, Progress, RawRecording, RecordOptions, RecordStart, Recorder, Selector, into_recording,
+    mount_namespace_of,
 };
 use spo_seccomp::backend::{GO_RUNTIME_SYSCALLS, recording_filter, spec_from_recording};
 
@@ -266,7 +267,11 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
         (Some(Selector::Cgroup(dir)), None) => format!("cgroup {}", dir.display()),
         (None, None) => args.command.join(" "),
     };
-    let mut recorder = Recorder::load().context("loading the eBPF recorder")?;
+    let mut recorder = Recorder::load_with(&LoadOptions {
+        resources: options.resources,
+        ..LoadOptions::default()
+    })
+    .context("loading the eBPF recorder")?;
     // Ctrl-C goes to the whole foreground process group: a recorded command decides what to do
     // with it (the handler is reset to the default in it by execve) and spoc waits for it to
     // exit; a recording of running processes stops. Either way the profile is written.
