@@ -248,3 +248,79 @@ fn records_a_running_container_until_ctrl_c() {
     // What runc did to start it, before the recording, is not in.
     assert!(!text.lines().any(|l| l.trim() == "- pivot_root"), "{text}");
 }
+
+/// Both kinds from one recording of a container: the seccomp profile lets it start, and the
+/// AppArmor profile holds what the workload touched and compiles with the real apparmor_parser.
+#[test]
+fn records_seccomp_and_apparmor_profiles_of_a_container() {
+    if !can_record("records_seccomp_and_apparmor_profiles_of_a_container") {
+        return;
+    }
+    let Some(rt) = require_runtime() else { return };
+    let validator = spo_apparmor::ParserValidator::default();
+    if let Err(why) = validator.available() {
+        assert!(std::env::var_os("CI").is_none(), "CI must have apparmor_parser: {why}");
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let bundle = Bundle::new(&rt);
+    bundle.configure(Some(recording_filter()), FILES);
+    let out_file = bundle.scratch().join("both.yaml");
+    let (runc, container) = bundle.run_command();
+    let mut record = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
+    record
+        .args([
+            "record",
+            "--from-seccomp",
+            "--as-root",
+            "-t",
+            "all",
+            "--name",
+            "files",
+            "-o",
+        ])
+        .arg(&out_file)
+        .arg("--")
+        .arg(runc.get_program())
+        .args(runc.get_args());
+    let out = run_with_deadline(record, &format!("spoc record -t all runc run {}", container.id));
+    assert!(out.status.success() && out.stdout.contains("files-ok"), "{out:?}");
+
+    let text = std::fs::read_to_string(&out_file).expect("profiles written");
+    let docs: Vec<serde_json::Value> = text
+        .split("\n---\n")
+        .map(|d| serde_norway::from_str(d).expect("each document is YAML"))
+        .collect();
+    assert_eq!(docs.len(), 2, "{text}");
+    assert_eq!(docs[0]["kind"], "SeccompProfile");
+    assert_eq!(docs[1]["kind"], "AppArmorProfile");
+    let abstract_ = &docs[1]["spec"]["abstract"];
+    let listed = |field: &str| -> Vec<String> {
+        abstract_["filesystem"][field]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    // Paths as the container sees them (from its root, not the host's bundle directory).
+    let written = [listed("writeOnlyPaths"), listed("readWritePaths")].concat();
+    assert!(written.iter().any(|p| p == "/work/d/f"), "{written:?} in {text}");
+    assert!(
+        !text.contains(bundle.bundle.to_str().expect("utf-8")),
+        "host paths leaked into the profile: {text}"
+    );
+    let programs = abstract_["executable"]["allowedExecutables"].to_string();
+    assert!(
+        programs.contains("/bin/busybox") || programs.contains("/bin/sh"),
+        "{programs}"
+    );
+
+    let profile: spo_model::AppArmorProfile =
+        serde_norway::from_str(text.split("\n---\n").nth(1).expect("second doc")).expect("an AppArmorProfile");
+    let rendered = spo_apparmor::render_profile(&profile).expect("renders");
+    let problems = spo_apparmor::validate::check_rendered(&validator, &rendered).expect("apparmor_parser ran");
+    assert!(
+        problems.is_empty(),
+        "apparmor_parser refused the recorded profile:\n{problems}\n{}",
+        rendered.text
+    );
+}
