@@ -154,9 +154,19 @@ fn default_errno_ret_other_than_eperm_is_refused() {
 }
 
 #[test]
-fn needs_exactly_one_seccomp_profile() {
+fn several_profiles_need_a_name() {
     let two = format!("{PROFILE}---\n{}", PROFILE.replace("name: demo", "name: other"));
     let o = spoc(&["convert", "-"], Some(two.as_bytes()));
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o.stderr).contains("2 SeccompProfiles"), "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("holds 2 profiles (SeccompProfile/demo at line 1, SeccompProfile/other at line 17)"),
+        "{err}"
+    );
+    assert!(err.contains("choose one with --name"), "{err}");
+
+    // --name picks one.
+    let o = spoc(&["convert", "--name", "other", "-"], Some(two.as_bytes()));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), RUNTIME);
 }

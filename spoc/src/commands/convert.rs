@@ -1,11 +1,13 @@
-//! `spoc convert PROFILE`: a SeccompProfile manifest to the runtime JSON a container runtime
-//! reads (`--to-crd`: the other way round).
+//! `spoc convert PROFILE`: a profile manifest to what its node consumes. SeccompProfile -> the
+//! runtime JSON a container runtime reads (`--to-crd`: the other way round); SelinuxProfile
+//! and RawSelinuxProfile -> the CIL policy module; AppArmorProfile -> the profile text.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::input::read_input;
+use super::validate::{SelinuxInputs, selinux_inputs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use spo_model::contract::error_chain;
@@ -14,28 +16,57 @@ use spo_model::validate::is_dns_subdomain;
 use spo_model::{AnyObject, Document, Outcome, Problems, SeccompProfile, parse_source};
 use spo_seccomp::node::write_file_atomic;
 use spo_seccomp::oci::{from_runtime, parse_runtime_json, try_to_runtime};
+use spo_selinux::{SelinuxError, render_raw_selinux_profile, render_selinux_profile};
 
 pub const EXAMPLES: &str = "\
 Examples:
-  spoc convert profile.yaml > profile.json      manifest to runtime JSON
-  spoc convert profile.yaml -o demo.json        write a file atomically
-  spoc convert --to-crd docker-default.json     runtime JSON to SeccompProfile docker-default
-  kubectl get sp demo -o yaml | spoc convert -  read standard input
+  spoc convert profile.yaml > profile.json        SeccompProfile to runtime JSON
+  spoc convert profile.yaml -o demo.json          write a file atomically
+  spoc convert --to-crd docker-default.json       runtime JSON to SeccompProfile docker-default
+  kubectl get sp demo -o yaml | spoc convert -    read standard input
+  spoc convert selinux.yaml --name nginx-secure   SelinuxProfile to its CIL module
+  spoc convert raw.yaml -o log-shipper.cil        RawSelinuxProfile, wrapped in its block
+  spoc convert app.yaml --with base.yaml          inherited SelinuxProfiles from base.yaml
+  spoc convert apparmor.yaml --name web-frontend  AppArmorProfile to profile text
 
-Base profiles (spec.baseProfileName) are not resolved: the output holds only the profile's own
-rules. The runtime field defaultErrnoRet has no SeccompProfile equivalent, so --to-crd accepts it
-only when it is 1 (EPERM, what runtimes use without it).
+What each kind becomes: SeccompProfile -> OCI runtime JSON (what the node writes to
+operator/<name>.json); SelinuxProfile -> a CIL module `(block <name> ...)` (what semodule
+installs); RawSelinuxProfile -> its policy wrapped in `(block <name> ...)`, after checking that
+it cannot leave that block; AppArmorProfile -> profile text (what apparmor_parser loads).
 
-Exit status: 0 on success, 1 when the profile is invalid or cannot be converted, 2 when a file
-cannot be read or written.";
+PROFILE must hold one profile of those kinds, or --name picks one. A SelinuxProfile inheriting
+other SelinuxProfiles (spec.inherit with kind SelinuxProfile) needs them: they are looked up
+among the other documents of PROFILE and of every --with FILE. Only the profile's own module is
+written; the inherited profiles' modules must be installed too (convert each of them). A
+SecurityProfilesOperatorDaemon among those documents sets the SELinux guardrails from its
+spec.selinux.options, as the operator does; otherwise the built-in ones apply. Nothing external
+runs: `spoc validate --deep` compiles the result with secilc or apparmor_parser.
+
+Base profiles (spec.baseProfileName) of SeccompProfiles are not resolved: the output holds only
+the profile's own rules (spoc merge resolves them). The runtime field defaultErrnoRet has no
+SeccompProfile equivalent, so --to-crd accepts it only when it is 1 (EPERM, what runtimes use
+without it).
+
+Exit status: 0 on success, 1 when the profile is invalid or cannot be converted (every problem
+is printed with its field path), 2 when a file cannot be read or written, or PROFILE holds no
+profile or several without --name.";
 
 /// Mode of the written file: profiles are not secret, and the runtime reads them as root.
 const OUTPUT_MODE: u32 = 0o644;
 
+/// The kinds convert turns into node artifacts.
+const CONVERTIBLE: &[&str] = &[
+    "SeccompProfile",
+    "SelinuxProfile",
+    "RawSelinuxProfile",
+    "AppArmorProfile",
+];
+
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// A SeccompProfile manifest (YAML or JSON, one SeccompProfile in it), or runtime JSON with
-    /// --to-crd; `-` reads standard input.
+    /// A manifest holding the profile (YAML or JSON; SeccompProfile, SelinuxProfile,
+    /// RawSelinuxProfile or AppArmorProfile), or runtime JSON with --to-crd; `-` reads
+    /// standard input.
     #[arg(value_name = "PROFILE")]
     profile: PathBuf,
     /// Write to FILE (replaced atomically: readers see the old or the new file, never a part)
@@ -45,10 +76,14 @@ pub struct ConvertArgs {
     /// Read OCI runtime seccomp JSON and write a SeccompProfile manifest (YAML).
     #[arg(long)]
     to_crd: bool,
-    /// metadata.name of the SeccompProfile written by --to-crd [default: PROFILE's file name
-    /// without extension, made a DNS name].
-    #[arg(long, requires = "to_crd", value_name = "NAME")]
+    /// The profile to convert when PROFILE holds several. With --to-crd: metadata.name of the
+    /// SeccompProfile written [default: PROFILE's file name without extension, made a DNS name].
+    #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// More manifests to look up the SelinuxProfiles the profile inherits (and a
+    /// SecurityProfilesOperatorDaemon for the guardrails); repeatable.
+    #[arg(long = "with", value_name = "FILE", conflicts_with = "to_crd")]
+    with: Vec<PathBuf>,
 }
 
 pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
@@ -58,7 +93,7 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     let converted = if args.to_crd {
         runtime_to_manifest(args, &display, text)?
     } else {
-        manifest_to_runtime(&display, text)?
+        convert_manifest(args, &display, text)?
     };
     let Some(out) = converted else {
         return Ok(ExitCode::from(1));
@@ -78,40 +113,178 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The runtime JSON (pretty, with a trailing newline), or `None` after printing why the
-/// manifest cannot be converted.
-fn manifest_to_runtime(display: &str, text: &str) -> Result<Option<String>> {
+fn is_convertible(d: &Document) -> bool {
+    d.kind.as_deref().is_some_and(|k| CONVERTIBLE.contains(&k))
+        || matches!(
+            d.outcome,
+            Outcome::Valid(
+                AnyObject::SeccompProfile(_)
+                    | AnyObject::SelinuxProfile(_)
+                    | AnyObject::RawSelinuxProfile(_)
+                    | AnyObject::AppArmorProfile(_)
+            )
+        )
+}
+
+/// `SelinuxProfile/nginx`, for messages.
+fn what(d: &Document) -> String {
+    format!(
+        "{}/{}",
+        d.kind.as_deref().unwrap_or("<no kind>"),
+        d.name.as_deref().unwrap_or("<no name>")
+    )
+}
+
+/// The converted text, or `None` after printing why the profile cannot be converted.
+fn convert_manifest(args: &ConvertArgs, display: &str, text: &str) -> Result<Option<String>> {
     let docs = parse_source(display, text)?;
-    let is_seccomp = |d: &Document| {
-        d.kind.as_deref() == Some("SeccompProfile") || matches!(d.outcome, Outcome::Valid(AnyObject::SeccompProfile(_)))
-    };
-    let candidates: Vec<&Document> = docs.iter().filter(|d| is_seccomp(d)).collect();
-    let doc = match candidates.as_slice() {
+    let candidates: Vec<usize> = docs
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| is_convertible(d) && (args.name.is_none() || d.name == args.name))
+        .map(|(i, _)| i)
+        .collect();
+    let index = match candidates.as_slice() {
         [one] => *one,
         [] => {
             // A document too broken to have a kind may be the profile: show what is wrong.
             let broken: Vec<&Document> = docs.iter().filter(|d| d.has_errors()).collect();
-            if broken.is_empty() {
-                bail!("{display} holds no SeccompProfile; convert takes a file with exactly one");
+            if args.name.is_none() && !broken.is_empty() {
+                for d in broken {
+                    print_problems(display, d);
+                }
+                return Ok(None);
             }
-            for d in broken {
-                print_problems(display, d);
+            match &args.name {
+                Some(name) => bail!(
+                    "{display} holds no profile named {name:?} (convert takes a {})",
+                    CONVERTIBLE.join(", ")
+                ),
+                None => bail!(
+                    "{display} holds no profile to convert; convert takes a file with one {}",
+                    CONVERTIBLE.join(", ")
+                ),
             }
-            return Ok(None);
         }
         many => {
-            let lines: Vec<String> = many.iter().map(|d| d.line.to_string()).collect();
+            let listed: Vec<String> = many
+                .iter()
+                .map(|&i| format!("{} at line {}", what(&docs[i]), docs[i].line))
+                .collect();
             bail!(
-                "{display} holds {} SeccompProfiles (at lines {}); convert takes a file with exactly one",
+                "{display} holds {} profiles ({}); choose one with --name",
                 many.len(),
-                lines.join(", ")
+                listed.join(", ")
             );
         }
     };
+    let doc = &docs[index];
     print_problems(display, doc);
-    let Outcome::Valid(AnyObject::SeccompProfile(profile)) = &doc.outcome else {
-        return Ok(None);
-    };
+    let at = format!("{display}:{} [doc {}] {}", doc.line, doc.index, what(doc));
+    match &doc.outcome {
+        Outcome::Valid(AnyObject::SeccompProfile(profile)) => seccomp_to_runtime(display, doc, profile),
+        Outcome::Valid(AnyObject::SelinuxProfile(profile)) => {
+            let inputs = lookup_inputs(args, display, &docs, index)?;
+            match render_selinux_profile(profile, &inputs.ctx) {
+                Ok(module) => {
+                    for dep in &module.requires {
+                        eprintln!(
+                            "{at}: note: it inherits SelinuxProfile {dep}, whose module must be installed too \
+                             (spoc convert FILE --name {dep})"
+                        );
+                    }
+                    Ok(Some(module.text))
+                }
+                Err(e) => {
+                    print_selinux_error(&at, doc, &e);
+                    Ok(None)
+                }
+            }
+        }
+        Outcome::Valid(AnyObject::RawSelinuxProfile(profile)) => match render_raw_selinux_profile(profile) {
+            Ok(module) => Ok(Some(module.text)),
+            Err(e) => {
+                print_selinux_error(&at, doc, &e);
+                Ok(None)
+            }
+        },
+        Outcome::Valid(AnyObject::AppArmorProfile(profile)) => match spo_apparmor::render_profile(profile) {
+            Ok(rendered) => Ok(Some(rendered.text)),
+            Err(e) => {
+                match e.problems() {
+                    Some(problems) => print_new_problems(&at, doc, problems),
+                    None => eprintln!("{at}: error: {}", error_chain(&e)),
+                }
+                Ok(None)
+            }
+        },
+        _ => Ok(None),
+    }
+}
+
+/// The SelinuxProfiles (and a SPOD) of PROFILE's other documents and of the --with files.
+fn lookup_inputs(args: &ConvertArgs, display: &str, docs: &[Document], index: usize) -> Result<SelinuxInputs> {
+    let mut extra: Vec<(String, Document)> = Vec::new();
+    for path in &args.with {
+        let with_display = path.display().to_string();
+        let bytes = read_input(path)?;
+        let text = decode_source(&with_display, &bytes)?;
+        for d in parse_source(&with_display, text)? {
+            if d.kind.as_deref() == Some("SelinuxProfile") && d.has_errors() {
+                eprintln!(
+                    "{with_display}:{} [doc {}] {}: warning: not used to resolve inherit: the document is invalid \
+                     (spoc validate {with_display} shows why)",
+                    d.line,
+                    d.index,
+                    what(&d)
+                );
+            }
+            extra.push((with_display.clone(), d));
+        }
+    }
+    let all = docs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != index)
+        .map(|(_, d)| d)
+        .chain(extra.iter().map(|(_, d)| d));
+    let inputs = selinux_inputs(all);
+    for (name, n) in &inputs.duplicates {
+        eprintln!(
+            "{display}: warning: {n} SelinuxProfiles of the inputs are named {name:?}; inherit resolves to the first read"
+        );
+    }
+    if inputs.spods > 1 {
+        eprintln!(
+            "{display}: warning: {} SecurityProfilesOperatorDaemons among the inputs; the first one's selinux.options set the guardrails",
+            inputs.spods
+        );
+    }
+    Ok(inputs)
+}
+
+/// Prints a SELinux render error: its problems with their field paths (the ones the document's
+/// parse already printed are left out), or the error itself.
+fn print_selinux_error(at: &str, doc: &Document, e: &SelinuxError) {
+    match e {
+        SelinuxError::Invalid { problems, .. } => print_new_problems(at, doc, problems),
+        other => eprintln!("{at}: error: {}", error_chain(other)),
+    }
+}
+
+fn print_new_problems(at: &str, doc: &Document, problems: &Problems) {
+    let mut fresh = Problems::new();
+    for p in problems.iter() {
+        if !doc.problems.iter().any(|q| q == p) {
+            fresh.push(p.clone());
+        }
+    }
+    print_problem_list(at, &fresh);
+}
+
+/// The runtime JSON (pretty, with a trailing newline), or `None` after printing why the
+/// SeccompProfile cannot be converted.
+fn seccomp_to_runtime(display: &str, doc: &Document, profile: &SeccompProfile) -> Result<Option<String>> {
     if let Some(base) = &profile.spec.base_profile_name {
         eprintln!(
             "{display}:{} [doc {}] SeccompProfile/{}: warning: spec.baseProfileName: {base:?} is not resolved by convert \
@@ -202,13 +375,8 @@ fn name_from_path(path: &Path) -> Option<String> {
 
 /// Prints a document's problems to standard error, in `spoc validate`'s format.
 fn print_problems(display: &str, doc: &Document) {
-    let what = format!(
-        "{}/{}",
-        doc.kind.as_deref().unwrap_or("<no kind>"),
-        doc.name.as_deref().unwrap_or("<no name>")
-    );
     print_problem_list(
-        &format!("{display}:{} [doc {}] {what}", doc.line, doc.index),
+        &format!("{display}:{} [doc {}] {}", doc.line, doc.index, what(doc)),
         &doc.problems,
     );
 }

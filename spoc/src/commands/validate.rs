@@ -1,21 +1,55 @@
-//! `spoc validate FILE...`: strict parsing and validation of manifests.
+//! `spoc validate FILE...`: strict parsing and validation of manifests; `--deep` also compiles
+//! SELinux and AppArmor profiles with the real toolchain.
+//!
+//! Without `--deep` nothing external runs: every document gets the model's checks and its
+//! backend's pure checks (syscall names per architecture; SELinux identifiers, guardrails and
+//! inherit chains; the raw CIL reader; AppArmor's path grammar). With `--deep`, the SELinux
+//! profiles of all inputs are compiled together by one secilc run against the base policy
+//! (a run takes seconds, so one run serves every document; when secilc names a module, that
+//! document fails and the rest are compiled again without it), and each AppArmorProfile by
+//! apparmor_parser. A missing tool or base policy is reported per document, never as an error.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use super::input::read_input;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
+use spo_apparmor::validate::check_rendered;
+use spo_apparmor::{ParserValidator, render_profile};
+use spo_model::contract::error_chain;
 use spo_model::document::decode_source;
-use spo_model::{AnyObject, Document, Outcome, Problem, parse_source};
+use spo_model::selinux::SelinuxProfile;
+use spo_model::validate::FieldPath;
+use spo_model::{AnyObject, Document, Outcome, Problem, Problems, parse_source};
+use spo_selinux::guardrails::Guardrails;
+use spo_selinux::raw::check_raw_selinux_profile;
+use spo_selinux::render::{check_selinux_profile, render_with_dependencies};
+use spo_selinux::validate::BASE_ENV;
+use spo_selinux::{
+    MemoryLookup, PolicyValidator, RenderContext, RenderedModule, Secilc, SelinuxError, render_raw_selinux_profile,
+};
 
 pub const EXAMPLES: &str = "\
 Examples:
   spoc validate examples/manifests/
   spoc validate - < profile.yaml
   spoc validate --output json profile.yaml
+  spoc validate --deep examples/manifests/     also compile with secilc and apparmor_parser
+
+SelinuxProfiles inherited with `kind: SelinuxProfile` are looked up among all the documents
+given, so give their files too. A SecurityProfilesOperatorDaemon among them sets the SELinux
+guardrails from its spec.selinux.options, as the operator does.
+
+--deep compiles SelinuxProfiles and RawSelinuxProfiles with secilc against the base policy in
+--selinux-base DIR or $SPO_SELINUX_BASE (build it with scripts/selinux-base), and
+AppArmorProfiles with `apparmor_parser -Q -K --features-file /usr/share/apparmor-features/features`.
+Their complaints are mapped back to the field the line came from. When a tool or the base
+policy is missing, each affected document says `skipped deep check: <why>`; that is not an error.
 
 Exit status: 0 when every document is valid (warnings allowed), 1 when any document has an
 error, 2 when a file cannot be read.";
@@ -34,6 +68,12 @@ pub struct ValidateArgs {
     /// Print only documents with problems, and the summary.
     #[arg(long, short)]
     quiet: bool,
+    /// Also compile SELinux profiles with secilc and AppArmor profiles with apparmor_parser.
+    #[arg(long)]
+    deep: bool,
+    /// The SELinux base policy directory (*.cil files) for --deep [default: $SPO_SELINUX_BASE].
+    #[arg(long, value_name = "DIR", requires = "deep")]
+    selinux_base: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +100,47 @@ struct DocumentReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
     problems: Vec<Problem>,
+    /// What `--deep` did with the document, when it applies to its kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deep_check: Option<DeepCheck>,
+}
+
+/// The outcome of compiling one document with a real tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct DeepCheck {
+    /// `passed`, `failed` or `skipped`.
+    result: &'static str,
+    /// `secilc` or `apparmor_parser`.
+    tool: &'static str,
+    /// Why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl DeepCheck {
+    fn passed(tool: &'static str) -> Self {
+        DeepCheck {
+            result: "passed",
+            tool,
+            reason: None,
+        }
+    }
+
+    fn failed(tool: &'static str) -> Self {
+        DeepCheck {
+            result: "failed",
+            tool,
+            reason: None,
+        }
+    }
+
+    fn skipped(tool: &'static str, reason: impl Into<String>) -> Self {
+        DeepCheck {
+            result: "skipped",
+            tool,
+            reason: Some(reason.into()),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -78,6 +159,9 @@ struct FileError {
     error: String,
 }
 
+/// A document's place among the inputs: (file, document) indexes.
+type DocKey = (usize, usize);
+
 pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
     let mut report = Report {
         documents: Vec::new(),
@@ -86,6 +170,7 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
         invalid: 0,
         skipped: 0,
     };
+    let mut files: Vec<(String, Vec<Document>)> = Vec::new();
     for input in expand_inputs(&args.files)? {
         let display = input.display().to_string();
         match read_input(&input) {
@@ -98,15 +183,36 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
                     file: display,
                     error: e.to_string(),
                 }),
-                Ok(docs) => {
-                    for mut doc in docs {
-                        deep_checks(&mut doc);
-                        report
-                            .documents
-                            .push(document_report(&display, doc, args.strict_warnings));
-                    }
-                }
+                Ok(docs) => files.push((display, docs)),
             },
+        }
+    }
+
+    // Inherited SelinuxProfiles and the guardrails come from all inputs together.
+    let inputs = selinux_inputs(files.iter().flat_map(|(_, docs)| docs.iter()));
+    for (_, docs) in files.iter_mut() {
+        for doc in docs.iter_mut() {
+            backend_checks(doc, &inputs.ctx);
+            if let Some(warning) = duplicate_warning(doc, &inputs) {
+                doc.problems.push(warning);
+            }
+        }
+    }
+    let deep = if args.deep {
+        let base = args
+            .selinux_base
+            .clone()
+            .or_else(|| std::env::var_os(BASE_ENV).map(PathBuf::from));
+        deep_checks(&mut files, &inputs.ctx, base.as_deref())
+    } else {
+        BTreeMap::new()
+    };
+
+    for (fi, (display, docs)) in files.into_iter().enumerate() {
+        for (di, doc) in docs.into_iter().enumerate() {
+            let mut d = document_report(&display, doc, args.strict_warnings);
+            d.deep_check = deep.get(&(fi, di)).cloned();
+            report.documents.push(d);
         }
     }
     for d in &report.documents {
@@ -124,7 +230,7 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
             serde_json::to_writer_pretty(&mut out, &report).context("writing the JSON report")?;
             writeln!(out)?;
         }
-        OutputFormat::Text => print_text(&mut out, &report, args.quiet)?,
+        OutputFormat::Text => print_text(&mut out, &report, args.quiet, args.deep)?,
     }
     Ok(if !report.file_errors.is_empty() {
         ExitCode::from(2)
@@ -135,16 +241,349 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
     })
 }
 
-/// Checks that need a backend: syscall names per architecture and the compiled size for
-/// SeccompProfiles.
-fn deep_checks(doc: &mut Document) {
-    if let Outcome::Valid(AnyObject::SeccompProfile(p)) = &doc.outcome {
-        let found = spo_seccomp::validate::check_spec(&p.spec, spo_seccomp::syscalls::native_arch());
-        let invalid = found.has_errors();
-        doc.problems.extend(found);
-        if invalid {
-            doc.outcome = Outcome::Invalid;
+/// What rendering SELinux profiles needs from the other inputs.
+pub(crate) struct SelinuxInputs {
+    /// Every valid SelinuxProfile (the first of each name) and the guardrails.
+    pub ctx: RenderContext,
+    /// Names held by more than one SelinuxProfile, and how many hold each.
+    pub duplicates: BTreeMap<String, usize>,
+    /// How many SecurityProfilesOperatorDaemons were found (the first sets the guardrails).
+    pub spods: usize,
+}
+
+/// Builds the inherit lookup (first SelinuxProfile of each name wins) and the guardrails (from
+/// the first SecurityProfilesOperatorDaemon's `spec.selinux.options`, else the built-in ones).
+pub(crate) fn selinux_inputs<'a>(docs: impl IntoIterator<Item = &'a Document>) -> SelinuxInputs {
+    let mut profiles: BTreeMap<String, SelinuxProfile> = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut guardrails = None;
+    let mut spods = 0;
+    for doc in docs {
+        match &doc.outcome {
+            Outcome::Valid(AnyObject::SelinuxProfile(p)) => {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                *counts.entry(name.clone()).or_default() += 1;
+                profiles.entry(name).or_insert_with(|| (**p).clone());
+            }
+            Outcome::Valid(AnyObject::SecurityProfilesOperatorDaemon(spod)) => {
+                spods += 1;
+                if guardrails.is_none() {
+                    let options = spod.spec.selinux.as_ref().and_then(|s| s.options.as_ref());
+                    guardrails = Some(Guardrails::from_options(options));
+                }
+            }
+            _ => {}
         }
+    }
+    SelinuxInputs {
+        ctx: RenderContext {
+            guardrails: guardrails.unwrap_or_default(),
+            lookup: Arc::new(MemoryLookup::with(profiles.into_values())),
+        },
+        duplicates: counts.into_iter().filter(|(_, n)| *n > 1).collect(),
+        spods,
+    }
+}
+
+/// A warning for a SelinuxProfile whose name another input also has (inherit resolves to the
+/// first one read).
+fn duplicate_warning(doc: &Document, inputs: &SelinuxInputs) -> Option<Problem> {
+    if doc.kind.as_deref() != Some("SelinuxProfile") {
+        return None;
+    }
+    let name = doc.name.as_deref()?;
+    let n = inputs.duplicates.get(name)?;
+    Some(
+        Problem::warning(
+            FieldPath::root().field("metadata").field("name"),
+            format!("{n} SelinuxProfiles of the inputs are named {name:?}"),
+        )
+        .with_hint("a SelinuxProfile inheriting it gets the first one read"),
+    )
+}
+
+/// Adds `found` to the document's problems (skipping ones it already has: the backends repeat
+/// the model's checks) and marks it invalid when there is an error.
+pub(crate) fn add_problems(doc: &mut Document, found: Problems) {
+    for p in found.into_vec() {
+        if !doc.problems.iter().any(|q| *q == p) {
+            doc.problems.push(p);
+        }
+    }
+    if doc.has_errors() && matches!(doc.outcome, Outcome::Valid(_)) {
+        doc.outcome = Outcome::Invalid;
+    }
+}
+
+/// Checks that need a backend but no external tool: syscall names per architecture for
+/// SeccompProfiles; identifiers, guardrails and inherit chains for SelinuxProfiles; the CIL
+/// reader for RawSelinuxProfiles; the path grammar and raw-policy includes for AppArmorProfiles.
+fn backend_checks(doc: &mut Document, ctx: &RenderContext) {
+    let found = match &doc.outcome {
+        Outcome::Valid(AnyObject::SeccompProfile(p)) => {
+            spo_seccomp::validate::check_spec(&p.spec, spo_seccomp::syscalls::native_arch())
+        }
+        Outcome::Valid(AnyObject::SelinuxProfile(p)) => check_selinux_profile(p, ctx).0,
+        Outcome::Valid(AnyObject::RawSelinuxProfile(p)) => check_raw_selinux_profile(p).0,
+        Outcome::Valid(AnyObject::AppArmorProfile(p)) => spo_apparmor::check_profile(p),
+        _ => return,
+    };
+    add_problems(doc, found);
+}
+
+const SECILC: &str = "secilc";
+const APPARMOR_PARSER: &str = "apparmor_parser";
+
+/// A SELinux document to compile: its module and the modules of the profiles it inherits.
+struct SelinuxCandidate {
+    key: DocKey,
+    module: RenderedModule,
+    deps: Vec<RenderedModule>,
+}
+
+/// Compiles the valid SELinux and AppArmor documents with the real tools; adds their
+/// complaints to the documents and returns what was done per document.
+fn deep_checks(
+    files: &mut [(String, Vec<Document>)],
+    ctx: &RenderContext,
+    selinux_base: Option<&Path>,
+) -> BTreeMap<DocKey, DeepCheck> {
+    let mut results = BTreeMap::new();
+    let mut candidates = Vec::new();
+    let mut apparmor = Vec::new();
+    for (fi, (_, docs)) in files.iter().enumerate() {
+        for (di, doc) in docs.iter().enumerate() {
+            let key = (fi, di);
+            let rendered = match &doc.outcome {
+                Outcome::Valid(AnyObject::SelinuxProfile(p)) => render_with_dependencies(p, ctx),
+                Outcome::Valid(AnyObject::RawSelinuxProfile(p)) => render_raw_selinux_profile(p).map(|m| vec![m]),
+                Outcome::Valid(AnyObject::AppArmorProfile(_)) => {
+                    apparmor.push(key);
+                    continue;
+                }
+                _ => continue,
+            };
+            match rendered {
+                Ok(mut modules) => {
+                    // Dependencies first, the profile's own module last.
+                    if let Some(module) = modules.pop() {
+                        candidates.push(SelinuxCandidate {
+                            key,
+                            module,
+                            deps: modules,
+                        });
+                    }
+                }
+                // The pure checks passed, so this is an inherited profile that cannot render;
+                // its own document says why.
+                Err(e) => {
+                    results.insert(
+                        key,
+                        DeepCheck::skipped(SECILC, format!("an inherited profile cannot be rendered: {e}")),
+                    );
+                }
+            }
+        }
+    }
+
+    if !candidates.is_empty() {
+        let secilc = match selinux_base {
+            Some(dir) => Secilc::new(dir),
+            None => Secilc::from_env(),
+        };
+        match secilc {
+            Err(e) => {
+                let reason = error_chain(&e);
+                for c in &candidates {
+                    results.insert(c.key, DeepCheck::skipped(SECILC, reason.clone()));
+                }
+            }
+            Ok(secilc) => {
+                for (key, outcome) in compile_selinux(&secilc, candidates) {
+                    match outcome {
+                        SelinuxOutcome::Passed => {
+                            results.insert(key, DeepCheck::passed(SECILC));
+                        }
+                        SelinuxOutcome::Failed(problem) => {
+                            let mut p = Problems::new();
+                            p.push(problem);
+                            add_problems(&mut files[key.0].1[key.1], p);
+                            results.insert(key, DeepCheck::failed(SECILC));
+                        }
+                        SelinuxOutcome::Skipped(reason) => {
+                            results.insert(key, DeepCheck::skipped(SECILC, reason));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if !apparmor.is_empty() {
+        let validator = ParserValidator::default();
+        let available = validator.available();
+        for key in apparmor {
+            let doc = &mut files[key.0].1[key.1];
+            let Outcome::Valid(AnyObject::AppArmorProfile(p)) = &doc.outcome else {
+                continue;
+            };
+            if let Err(reason) = &available {
+                results.insert(key, DeepCheck::skipped(APPARMOR_PARSER, reason.clone()));
+                continue;
+            }
+            let found = render_profile(p).and_then(|rendered| check_rendered(&validator, &rendered));
+            let found = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    let mut p = Problems::new();
+                    p.error(
+                        FieldPath::root(),
+                        format!("apparmor_parser could not check the profile: {}", error_chain(&e)),
+                    );
+                    p
+                }
+            };
+            let failed = found.has_errors();
+            add_problems(doc, found);
+            results.insert(
+                key,
+                if failed {
+                    DeepCheck::failed(APPARMOR_PARSER)
+                } else {
+                    DeepCheck::passed(APPARMOR_PARSER)
+                },
+            );
+        }
+    }
+    results
+}
+
+/// What compiling one SELinux document gave.
+#[derive(Debug, Clone, PartialEq)]
+enum SelinuxOutcome {
+    Passed,
+    Failed(Problem),
+    Skipped(String),
+}
+
+/// Compiles the candidates, as few secilc runs as possible: all of them together first (their
+/// modules and dependencies, each name once); when secilc names a candidate's module, that
+/// candidate fails, the ones inheriting it are skipped, and the rest are compiled again. A
+/// failure that names no candidate, and candidates whose names collide, are compiled one by one.
+fn compile_selinux(
+    validator: &dyn PolicyValidator,
+    candidates: Vec<SelinuxCandidate>,
+) -> Vec<(DocKey, SelinuxOutcome)> {
+    let mut out = Vec::new();
+    let mut batch: Vec<SelinuxCandidate> = Vec::new();
+    let mut solo: Vec<SelinuxCandidate> = Vec::new();
+    let mut texts: BTreeMap<String, String> = BTreeMap::new();
+    for c in candidates {
+        let fits = std::iter::once(&c.module)
+            .chain(&c.deps)
+            .all(|m| texts.get(&m.name).is_none_or(|t| *t == m.text))
+            && !batch.iter().any(|b| b.module.name == c.module.name);
+        if fits {
+            for m in std::iter::once(&c.module).chain(&c.deps) {
+                texts.insert(m.name.clone(), m.text.clone());
+            }
+            batch.push(c);
+        } else {
+            solo.push(c);
+        }
+    }
+
+    while !batch.is_empty() {
+        let mut modules: Vec<RenderedModule> = Vec::new();
+        let mut seen = BTreeSet::new();
+        for c in &batch {
+            for m in c.deps.iter().chain(std::iter::once(&c.module)) {
+                if seen.insert(m.name.clone()) {
+                    modules.push(m.clone());
+                }
+            }
+        }
+        let error = match validator.validate(&modules) {
+            Ok(()) => {
+                out.extend(batch.drain(..).map(|c| (c.key, SelinuxOutcome::Passed)));
+                break;
+            }
+            Err(e) => e,
+        };
+        let named = match &error {
+            SelinuxError::Rejected {
+                location: Some(location),
+                ..
+            } => batch.iter().position(|c| c.module.name == location.module),
+            _ => None,
+        };
+        let Some(i) = named else {
+            solo.append(&mut batch);
+            break;
+        };
+        let failed = batch.remove(i);
+        let name = failed.module.name.clone();
+        out.push((failed.key, SelinuxOutcome::Failed(rejection_problem(&error))));
+        let (dependents, rest): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|c| c.deps.iter().any(|d| d.name == name));
+        for c in dependents {
+            out.push((
+                c.key,
+                SelinuxOutcome::Skipped(format!("the inherited {} does not compile", failed.module.subject())),
+            ));
+        }
+        batch = rest;
+    }
+
+    for c in solo {
+        let mut modules = c.deps.clone();
+        modules.push(c.module.clone());
+        let outcome = match validator.validate(&modules) {
+            Ok(()) => SelinuxOutcome::Passed,
+            Err(e) => match &e {
+                SelinuxError::Rejected {
+                    location: Some(location),
+                    ..
+                } if location.module != c.module.name && c.deps.iter().any(|d| d.name == location.module) => {
+                    SelinuxOutcome::Skipped(format!(
+                        "the inherited SelinuxProfile {} does not compile",
+                        location.module
+                    ))
+                }
+                _ => SelinuxOutcome::Failed(rejection_problem(&e)),
+            },
+        };
+        out.push((c.key, outcome));
+    }
+    out
+}
+
+/// A tool's rejection as a problem at the field the failing line came from (`spec` when the
+/// tool named no line of the profile).
+pub(crate) fn rejection_problem(e: &SelinuxError) -> Problem {
+    match e {
+        SelinuxError::Rejected {
+            tool,
+            location,
+            message,
+            ..
+        } => {
+            let located = location.as_deref().filter(|l| l.field.is_some());
+            let path = located
+                .and_then(|l| l.field.clone())
+                .unwrap_or_else(|| FieldPath::root().field("spec"));
+            let line = located
+                .and_then(|l| l.source_line)
+                .map(|n| format!("line {n}: "))
+                .unwrap_or_default();
+            // secilc ends every failure with the same two lines; they say nothing about this one.
+            let generic = |l: &str| l.starts_with("Failed to resolve AST") || l.starts_with("Failed to compile cildb");
+            let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            let specific: Vec<&str> = lines.iter().copied().filter(|l| !generic(l)).collect();
+            let message = if specific.is_empty() { lines } else { specific };
+            Problem::error(path, format!("{tool}: {line}{}", message.join("; ")))
+        }
+        other => Problem::error(FieldPath::root().field("spec"), error_chain(other)),
     }
 }
 
@@ -165,10 +604,11 @@ fn document_report(file: &str, doc: Document, strict_warnings: bool) -> Document
         result,
         reason,
         problems: doc.problems.into_vec(),
+        deep_check: None,
     }
 }
 
-fn print_text(out: &mut impl Write, report: &Report, quiet: bool) -> Result<()> {
+fn print_text(out: &mut impl Write, report: &Report, quiet: bool, deep: bool) -> Result<()> {
     for e in &report.file_errors {
         writeln!(out, "{}: error: {}", e.file, e.error)?;
     }
@@ -187,12 +627,19 @@ fn print_text(out: &mut impl Write, report: &Report, quiet: bool) -> Result<()> 
             }
             "ok" if d.problems.is_empty() => {
                 if !quiet {
-                    writeln!(out, "{at}: ok")?;
+                    writeln!(out, "{at}: ok{}", deep_note(d.deep_check.as_ref()))?;
                 }
             }
             result => {
                 if result == "ok" {
-                    writeln!(out, "{at}: ok, with warnings")?;
+                    writeln!(out, "{at}: ok, with warnings{}", deep_note(d.deep_check.as_ref()))?;
+                } else if let Some(DeepCheck {
+                    result: "skipped",
+                    reason: Some(why),
+                    ..
+                }) = &d.deep_check
+                {
+                    writeln!(out, "{at}: skipped deep check: {why}")?;
                 }
                 for p in &d.problems {
                     let severity = if p.is_error() { "error" } else { "warning" };
@@ -205,9 +652,26 @@ fn print_text(out: &mut impl Write, report: &Report, quiet: bool) -> Result<()> 
             }
         }
     }
+    let deep_summary = if deep {
+        let count = |result: &str| {
+            report
+                .documents
+                .iter()
+                .filter(|d| d.deep_check.as_ref().is_some_and(|c| c.result == result))
+                .count()
+        };
+        format!(
+            "; deep checks: {} passed, {} failed, {} skipped",
+            count("passed"),
+            count("failed"),
+            count("skipped")
+        )
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "{} documents: {} ok, {} invalid, {} skipped{}",
+        "{} documents: {} ok, {} invalid, {} skipped{}{deep_summary}",
         report.documents.len(),
         report.ok,
         report.invalid,
@@ -219,6 +683,24 @@ fn print_text(out: &mut impl Write, report: &Report, quiet: bool) -> Result<()> 
         }
     )?;
     Ok(())
+}
+
+/// ` (compiled by secilc)` or ` (skipped deep check: <why>)` after `ok`.
+fn deep_note(check: Option<&DeepCheck>) -> String {
+    match check {
+        Some(DeepCheck {
+            result: "passed", tool, ..
+        }) => format!(" (compiled by {tool})"),
+        Some(DeepCheck {
+            result: "skipped",
+            reason,
+            ..
+        }) => format!(
+            " (skipped deep check: {})",
+            reason.as_deref().unwrap_or("no reason given")
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Files to read: `-`, files as given, directories searched (sorted) for manifests.
