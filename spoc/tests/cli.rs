@@ -37,6 +37,16 @@ fn help_lists_validate_with_examples() {
     let text = stdout(&o);
     assert!(text.contains("validate"), "{text}");
     assert!(text.contains("spoc validate examples/manifests/"), "{text}");
+    // Every profile kind is named where convert and merge are described.
+    for kind in [
+        "SeccompProfile",
+        "SelinuxProfile",
+        "RawSelinuxProfile",
+        "AppArmorProfile",
+    ] {
+        assert!(text.contains(kind), "{kind} not in {text}");
+    }
+    assert!(text.contains("--deep"), "{text}");
 }
 
 #[test]

@@ -575,3 +575,124 @@ fn read_profiles(files: &[PathBuf]) -> Result<Option<Inputs>> {
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn profile(yaml_spec: &str, name: &str) -> SelinuxProfile {
+        serde_norway::from_str(&format!(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SelinuxProfile\nmetadata: {{name: {name}}}\nspec:\n{yaml_spec}"
+        ))
+        .expect("parse")
+    }
+
+    fn lookup(profiles: &[SelinuxProfile]) -> BTreeMap<String, SelinuxProfile> {
+        profiles
+            .iter()
+            .map(|p| (p.metadata.name.clone().unwrap_or_default(), p.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn inherited_profiles_are_written_in_with_their_templates_and_mode() {
+        let base = profile(
+            "  mode: Permissive\n  inherit: [{name: container}]\n  allow:\n    '@self': {process: [signal]}\n",
+            "base",
+        );
+        let child = profile(
+            "  inherit: [{kind: SelinuxProfile, name: base}, {name: net_container}]\n  allow:\n    bin_t: {file: [read]}\n",
+            "child",
+        );
+        let profiles = lookup(&[base, child.clone()]);
+        let flat = flatten_selinux(&child.spec, &profiles, &mut vec!["child".into()]).expect("flatten");
+        assert_eq!(flat.templates, ["container", "net_container"]);
+        assert!(flat.permissive);
+        assert_eq!(
+            flat.facts().into_iter().collect::<Vec<_>>(),
+            [
+                "allow @self process signal",
+                "allow bin_t file read",
+                "inherit System container",
+                "inherit System net_container",
+                "mode Permissive",
+            ]
+        );
+    }
+
+    #[test]
+    fn cycles_missing_and_disabled_parents_are_refused() {
+        let a = profile("  inherit: [{kind: SelinuxProfile, name: b}]\n", "a");
+        let b = profile("  inherit: [{kind: SelinuxProfile, name: a}]\n", "b");
+        let profiles = lookup(&[a.clone(), b]);
+        let e = flatten_selinux(&a.spec, &profiles, &mut vec!["a".into()]).expect_err("cycle");
+        assert_eq!(e, "inherit cycle: a -> b -> a");
+
+        let orphan = profile("  inherit: [{kind: SelinuxProfile, name: gone}]\n", "orphan");
+        let e = flatten_selinux(&orphan.spec, &BTreeMap::new(), &mut vec!["orphan".into()]).expect_err("missing");
+        assert!(
+            e.contains("\"gone\" (chain orphan -> gone) is not among the inputs"),
+            "{e}"
+        );
+
+        let off = profile("  state: Disabled\n", "off");
+        let user = profile("  inherit: [{kind: SelinuxProfile, name: off}]\n", "user");
+        let e = flatten_selinux(&user.spec, &lookup(&[off]), &mut vec!["user".into()]).expect_err("disabled");
+        assert!(e.contains("is disabled or partial"), "{e}");
+    }
+
+    fn arb_flat() -> impl Strategy<Value = FlatSelinux> {
+        let name = "[a-c]_t";
+        let allow = prop::collection::btree_map(
+            name,
+            prop::collection::btree_map("file|dir", prop::collection::btree_set("read|write|open", 0..3), 0..3),
+            0..4,
+        );
+        (
+            prop::collection::vec("container|net_container", 0..3),
+            allow,
+            any::<bool>(),
+        )
+            .prop_map(|(templates, allow, permissive)| {
+                let mut flat = FlatSelinux {
+                    allow,
+                    permissive,
+                    ..FlatSelinux::default()
+                };
+                for t in templates {
+                    if !flat.templates.contains(&t) {
+                        flat.templates.push(t);
+                    }
+                }
+                flat
+            })
+    }
+
+    proptest! {
+        /// The union grants exactly what the inputs grant together, whatever the order.
+        #[test]
+        fn union_is_the_union_of_the_facts(a in arb_flat(), b in arb_flat()) {
+            let mut ab = a.clone();
+            ab.absorb(&b);
+            let mut ba = b.clone();
+            ba.absorb(&a);
+            let both: BTreeSet<String> = a.facts().union(&b.facts()).cloned().collect();
+            // Empty permission lists grant nothing and leave no fact.
+            prop_assert_eq!(ab.facts(), both.clone());
+            prop_assert_eq!(ba.facts(), both);
+            let mut again = ab.clone();
+            again.absorb(&b);
+            prop_assert_eq!(again, ab);
+        }
+
+        /// What the union writes out reads back as the same rules.
+        #[test]
+        fn merged_spec_round_trips(a in arb_flat()) {
+            let spec = a.clone().into_spec(spo_model::SpecState::Enabled);
+            let flat = flatten_selinux(&spec, &BTreeMap::new(), &mut vec!["x".into()]).expect("flatten");
+            prop_assert_eq!(flat.facts(), a.facts());
+        }
+    }
+}

@@ -27,7 +27,9 @@ Examples:
   spoc validate profile.yaml other.json       check files (multi-document YAML or JSON)
   kubectl get sp -o yaml | spoc validate -    check what a cluster holds
   spoc validate --output json bad.yaml        machine-readable results
+  spoc validate --deep selinux.yaml           also compile with secilc / apparmor_parser
   spoc convert profile.yaml -o profile.json   SeccompProfile -> OCI runtime JSON
+  spoc convert selinux.yaml --name web        SelinuxProfile -> CIL (AppArmorProfile -> text)
   spoc merge child.yaml base.yaml             union (or --intersect) of profiles
   spoc compile profile.yaml                   our BPF program, disassembled, with stats
   spoc record -o ls.yaml -- ls /              record a command's syscalls with eBPF
@@ -36,13 +38,16 @@ Examples:
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check manifests of the security-profiles-operator.x-k8s.io/v1 API strictly: unknown or
-    /// misspelled fields, wrong types and values, and every rule of each kind.
+    /// misspelled fields, wrong types and values, and every rule of each kind (--deep: also
+    /// compile SELinux and AppArmor profiles with secilc and apparmor_parser).
     #[command(after_help = validate::EXAMPLES)]
     Validate(validate::ValidateArgs),
-    /// Convert a SeccompProfile to OCI runtime JSON, or runtime JSON to a SeccompProfile (--to-crd).
+    /// Convert a profile to what its node uses: SeccompProfile -> OCI runtime JSON (--to-crd: the
+    /// other way), SelinuxProfile/RawSelinuxProfile -> CIL module, AppArmorProfile -> profile text.
     #[command(after_help = convert::EXAMPLES)]
     Convert(convert::ConvertArgs),
-    /// Union (or --intersect) SeccompProfiles into one; --check tells whether the others change the first.
+    /// Union SeccompProfiles (or --intersect them), SelinuxProfiles or AppArmorProfiles into one;
+    /// --check tells whether the others change the first.
     #[command(after_help = merge::EXAMPLES)]
     Merge(merge::MergeArgs),
     /// Compile a SeccompProfile with our cBPF compiler and print the program and its size.

@@ -738,3 +738,173 @@ fn collect_manifests(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) -> Resu
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use spo_selinux::error::Location;
+    use spo_selinux::render::{LineOrigin, ModuleOrigin};
+
+    use super::*;
+
+    /// A validator that rejects any set holding a module whose text says `BAD`, naming that
+    /// module (or nothing, for `UNLOCATED`), and records every run.
+    #[derive(Default)]
+    struct FakeSecilc {
+        runs: Mutex<Vec<Vec<String>>>,
+    }
+
+    impl PolicyValidator for FakeSecilc {
+        fn validate(&self, modules: &[RenderedModule]) -> Result<(), SelinuxError> {
+            self.runs
+                .lock()
+                .expect("lock")
+                .push(modules.iter().map(|m| m.name.clone()).collect());
+            for m in modules {
+                if m.text.contains("UNLOCATED") {
+                    return Err(SelinuxError::Rejected {
+                        tool: "secilc",
+                        subject: "policy".into(),
+                        location: None,
+                        message: "Failed to compile cildb: -2".into(),
+                    });
+                }
+                if m.text.contains("BAD") {
+                    return Err(SelinuxError::Rejected {
+                        tool: "secilc",
+                        subject: m.subject(),
+                        location: Some(Box::new(Location {
+                            module: m.name.clone(),
+                            line: 2,
+                            field: Some(FieldPath::root().field("spec").field("allow").key("x_t")),
+                            source_line: None,
+                        })),
+                        message: format!(
+                            "Failed to resolve allow statement at {}.cil:2\nFailed to resolve AST",
+                            m.name
+                        ),
+                    });
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn module(name: &str, text: &str) -> RenderedModule {
+        RenderedModule {
+            name: name.into(),
+            origin: ModuleOrigin::Selinux,
+            text: text.into(),
+            lines: vec![LineOrigin {
+                line: 2,
+                field: FieldPath::root().field("spec"),
+                source_line: None,
+            }],
+            requires: Vec::new(),
+        }
+    }
+
+    fn candidate(i: usize, name: &str, text: &str, deps: &[RenderedModule]) -> SelinuxCandidate {
+        SelinuxCandidate {
+            key: (0, i),
+            module: module(name, text),
+            deps: deps.to_vec(),
+        }
+    }
+
+    #[test]
+    fn one_run_when_everything_compiles() {
+        let fake = FakeSecilc::default();
+        let base = module("base", "ok");
+        let out = compile_selinux(
+            &fake,
+            vec![
+                candidate(0, "base", "ok", &[]),
+                candidate(1, "child", "ok", std::slice::from_ref(&base)),
+                candidate(2, "other", "ok", &[]),
+            ],
+        );
+        assert_eq!(out.len(), 3);
+        assert!(out.iter().all(|(_, o)| *o == SelinuxOutcome::Passed), "{out:?}");
+        let runs = fake.runs.lock().expect("lock");
+        // Each module once, dependencies before the profiles that inherit them.
+        assert_eq!(*runs, vec![vec!["base".to_owned(), "child".into(), "other".into()]]);
+    }
+
+    #[test]
+    fn a_named_failure_removes_the_module_and_its_dependents_then_retries() {
+        let fake = FakeSecilc::default();
+        let bad = module("bad", "BAD");
+        let out: BTreeMap<DocKey, SelinuxOutcome> = compile_selinux(
+            &fake,
+            vec![
+                candidate(0, "bad", "BAD", &[]),
+                candidate(1, "child", "ok", std::slice::from_ref(&bad)),
+                candidate(2, "fine", "ok", &[]),
+            ],
+        )
+        .into_iter()
+        .collect();
+        match &out[&(0, 0)] {
+            SelinuxOutcome::Failed(p) => {
+                assert_eq!(p.path.as_str(), "spec.allow[x_t]");
+                assert_eq!(p.message, "secilc: Failed to resolve allow statement at bad.cil:2");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            out[&(0, 1)],
+            SelinuxOutcome::Skipped("the inherited SelinuxProfile bad does not compile".into())
+        );
+        assert_eq!(out[&(0, 2)], SelinuxOutcome::Passed);
+        assert_eq!(fake.runs.lock().expect("lock").len(), 2);
+    }
+
+    #[test]
+    fn unlocated_failures_and_name_collisions_compile_one_by_one() {
+        let fake = FakeSecilc::default();
+        let out: BTreeMap<DocKey, SelinuxOutcome> = compile_selinux(
+            &fake,
+            vec![
+                candidate(0, "a", "ok", &[]),
+                candidate(1, "a", "ok, but another document of the same name", &[]),
+                candidate(2, "broken", "UNLOCATED", &[]),
+            ],
+        )
+        .into_iter()
+        .collect();
+        assert_eq!(out[&(0, 0)], SelinuxOutcome::Passed);
+        assert_eq!(out[&(0, 1)], SelinuxOutcome::Passed);
+        match &out[&(0, 2)] {
+            SelinuxOutcome::Failed(p) => {
+                assert_eq!(p.path.as_str(), "spec");
+                assert_eq!(p.message, "secilc: Failed to compile cildb: -2");
+            }
+            other => panic!("{other:?}"),
+        }
+        let runs = fake.runs.lock().expect("lock");
+        // The batch (a, broken) fails without a location; then a, a (the duplicate) and broken alone.
+        assert_eq!(runs.len(), 4, "{runs:?}");
+        assert!(runs[1..].iter().all(|r| r.len() == 1), "{runs:?}");
+    }
+
+    #[test]
+    fn raw_policy_lines_are_named_in_the_message() {
+        let e = SelinuxError::Rejected {
+            tool: "secilc",
+            subject: "RawSelinuxProfile r".into(),
+            location: Some(Box::new(Location {
+                module: "r".into(),
+                line: 4,
+                field: Some(FieldPath::root().field("spec").field("policy")),
+                source_line: Some(3),
+            })),
+            message: "Failed to resolve permission nope\nFailed to resolve AST\nFailed to compile cildb: -2".into(),
+        };
+        let p = rejection_problem(&e);
+        assert_eq!(p.path.as_str(), "spec.policy");
+        assert_eq!(p.message, "secilc: line 3: Failed to resolve permission nope");
+        assert!(p.is_error());
+    }
+}
