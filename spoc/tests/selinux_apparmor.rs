@@ -459,6 +459,19 @@ fn deep_says_when_apparmor_parser_is_missing() {
         "{text}"
     );
     assert!(text.contains("deep checks: 0 passed, 0 failed, 2 skipped"), "{text}");
+
+    // --quiet leaves out the documents that are fine, but not the checks that did not run.
+    let o = spoc_env(
+        &["validate", "--deep", "--quiet", &example("apparmor.yaml")],
+        &[("PATH", Some("/nonexistent"))],
+    );
+    assert!(o.status.success(), "{}", stdout(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("AppArmorProfile/web-frontend: skipped deep check: running apparmor_parser"),
+        "{text}"
+    );
+    assert!(!text.contains(": ok"), "{text}");
 }
 
 #[test]

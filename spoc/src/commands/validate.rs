@@ -628,6 +628,14 @@ fn print_text(out: &mut impl Write, report: &Report, quiet: bool, deep: bool) ->
             "ok" if d.problems.is_empty() => {
                 if !quiet {
                     writeln!(out, "{at}: ok{}", deep_note(d.deep_check.as_ref()))?;
+                } else if let Some(DeepCheck {
+                    result: "skipped",
+                    reason: Some(why),
+                    ..
+                }) = &d.deep_check
+                {
+                    // Quiet still says which documents were not compiled, and why.
+                    writeln!(out, "{at}: skipped deep check: {why}")?;
                 }
             }
             result => {
