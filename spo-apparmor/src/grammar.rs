@@ -10,17 +10,19 @@
 //! start       = "/" | variable
 //! element     = literal | "/" | "*" | "**" | "?" | class | alternation | variable
 //! variable    = "@{" NAME "}"                       NAME one of VARIABLES (tunables/global)
-//! class       = "[" ["^"] class-char+ "]"           ranges such as a-z allowed
+//! class       = "[" ["^"] ["-"] (char | alnum "-" alnum)+ "]"   a literal - only first
 //! alternation = "{" alt ("," alt)+ "}"              alt = element*, may be empty; nesting <= 8
 //! literal     = ASCII letter or digit | one of . - _ + = ~ % : @ $ & ' ( ) < > ^ ! # and space
 //!             | a non-ASCII letter or digit
 //! ```
 //!
 //! Refused: control characters (newline, tab, NUL...), `"` and `\` (quoting and escapes),
-//! `,` outside an alternation, unbalanced `{ } [ ]`, a single-alternative `{a}`, unknown
+//! `,` outside an alternation, unbalanced `{ } [ ]`, a single-alternative `{a}`, an
+//! alternation that matches the empty string in more than one way (`{,,,}` makes
+//! apparmor_parser 3.0 loop forever), unknown
 //! variables, `.` and `..` components and `//` (the kernel matches canonical paths, so such a
 //! rule would never match what it seems to name), non-ASCII characters that are not letters
-//! or digits (Unicode spaces, format characters). A path holding a space, `#`, `!` or any
+//! or digits (Unicode spaces, format characters). A path holding a space, `#`, `!`, `,,` or any
 //! character outside `A-Za-z0-9/._-+=~%:@*?[]{},^` is written in double quotes; inside
 //! quotes AppArmor only interprets `\` and `"`, which cannot occur.
 
@@ -98,6 +100,18 @@ fn refuse(offset: usize, reason: impl Into<String>, hint: &'static str) -> PathE
 const HINT_LITERAL: &str = "paths may hold letters, digits, spaces and . - _ + = ~ % : @ $ & ' ( ) < > ^ ! #, \
                             plus the globs * ** ? [...] {a,b} and @{VARIABLE}";
 
+/// An open alternation while scanning.
+struct Group {
+    /// Offset of its '{'.
+    start: usize,
+    /// Commas seen at its level.
+    commas: usize,
+    /// In how many ways its closed alternatives match the empty string.
+    empty_ways: u32,
+    /// The same for the alternative being read (1 until something non-empty is seen).
+    alt_empty_ways: u32,
+}
+
 /// Checks a path against the grammar in the module documentation.
 pub fn check_path(path: &str) -> Result<(), PathError> {
     if path.is_empty() {
@@ -119,10 +133,11 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
     }
     let bytes = path.as_bytes();
     // Open alternations: (offset of '{', number of ',' seen at that level).
-    let mut open: Vec<(usize, usize)> = Vec::new();
+    let mut open: Vec<Group> = Vec::new();
     let mut segment_start = 0usize;
     let mut chars = path.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
+        let mut structural = false;
         match c {
             '/' => {
                 check_segment(path, segment_start, i)?;
@@ -136,10 +151,21 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
                         "flatten the alternation or split the path into several entries",
                     ));
                 }
-                open.push((i, 0));
+                open.push(Group {
+                    start: i,
+                    commas: 0,
+                    empty_ways: 0,
+                    alt_empty_ways: 1,
+                });
+                structural = true;
             }
             ',' => match open.last_mut() {
-                Some((_, commas)) => *commas += 1,
+                Some(g) => {
+                    g.commas += 1;
+                    g.empty_ways = g.empty_ways.saturating_add(g.alt_empty_ways);
+                    g.alt_empty_ways = 1;
+                    structural = true;
+                }
                 None => {
                     return Err(refuse(
                         i,
@@ -149,14 +175,28 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
                 }
             },
             '}' => match open.pop() {
-                Some((start, 0)) => {
+                Some(g) if g.commas == 0 => {
                     return Err(refuse(
-                        start,
+                        g.start,
                         "alternation has a single alternative",
                         "AppArmor needs at least two alternatives: write {a,b}, or drop the braces",
                     ));
                 }
-                Some(_) => {}
+                Some(g) => {
+                    let ways = g.empty_ways.saturating_add(g.alt_empty_ways);
+                    if ways > 1 {
+                        return Err(refuse(
+                            g.start,
+                            format!("alternation matches the empty string in {ways} ways"),
+                            "at most one alternative may be empty, as in lib{,32,64}; apparmor_parser 3.0 \
+                             never finishes on some patterns with more (such as {,,,})",
+                        ));
+                    }
+                    if let Some(parent) = open.last_mut() {
+                        parent.alt_empty_ways = parent.alt_empty_ways.saturating_mul(ways);
+                    }
+                    structural = true;
+                }
                 None => {
                     return Err(refuse(
                         i,
@@ -188,14 +228,18 @@ pub fn check_path(path: &str) -> Result<(), PathError> {
             '*' | '?' => {}
             c => check_literal(c, i)?,
         }
+        // Anything but the alternation's own syntax makes the current alternative non-empty.
+        if !structural && let Some(g) = open.last_mut() {
+            g.alt_empty_ways = 0;
+        }
     }
     // A trailing '/' names a directory.
     if segment_start < path.len() {
         check_segment(path, segment_start, path.len())?;
     }
-    if let Some((start, _)) = open.first() {
+    if let Some(g) = open.first() {
         return Err(refuse(
-            *start,
+            g.start,
             "'{' is never closed",
             "balance the braces of the alternation",
         ));
@@ -254,11 +298,28 @@ fn check_segment(path: &str, start: usize, end: usize) -> Result<(), PathError> 
 }
 
 /// A character class starting at `start` (the '['); returns the offset of its ']'.
+///
+/// Members are characters or ranges `a-z`; a literal `-` only as the first member.
 fn check_class(path: &str, start: usize) -> Result<usize, PathError> {
-    let body = &path[start + 1..];
     let mut members = 0usize;
-    for (k, c) in body.char_indices() {
-        let at = start + 1 + k;
+    let mut chars = path[start + 1..]
+        .char_indices()
+        .map(|(k, c)| (start + 1 + k, c))
+        .peekable();
+    if chars.peek().is_some_and(|&(_, c)| c == '^') {
+        chars.next();
+    }
+    let member = |at: usize, c: char| -> Result<(), PathError> {
+        match c {
+            '/' | '[' | '{' | '}' | ',' | '*' | '?' | '@' | '^' => Err(refuse(
+                at,
+                format!("{c:?} inside a character class"),
+                "a class lists plain characters or ranges such as [a-z0-9._-]",
+            )),
+            c => check_literal(c, at),
+        }
+    };
+    while let Some((at, c)) = chars.next() {
         match c {
             ']' if members > 0 => return Ok(at),
             ']' => {
@@ -268,17 +329,39 @@ fn check_class(path: &str, start: usize) -> Result<usize, PathError> {
                     "list at least one character, such as [0-9]",
                 ));
             }
-            '^' if k == 0 => {}
-            '/' | '[' | '{' | '}' | ',' | '*' | '?' | '@' => {
+            '-' if members == 0 => members += 1,
+            '-' => {
                 return Err(refuse(
                     at,
-                    format!("{c:?} inside a character class"),
-                    "a class lists plain characters or ranges such as [a-z0-9._-]",
+                    "'-' in a character class that does not make a range",
+                    "write a literal '-' first in the class, as in [-a-z]",
                 ));
             }
             c => {
-                check_literal(c, at)?;
+                member(at, c)?;
                 members += 1;
+                if chars.peek().is_some_and(|&(_, n)| n == '-') {
+                    let (dash, _) = chars.next().unwrap_or((at, '-'));
+                    match chars.next() {
+                        Some((_, ']')) | None => {
+                            return Err(refuse(
+                                dash,
+                                "range in a character class has no end",
+                                "write ranges as a-z, and a literal '-' first in the class",
+                            ));
+                        }
+                        Some((end_at, end)) if c.is_ascii_alphanumeric() && end.is_ascii_alphanumeric() => {
+                            member(end_at, end)?
+                        }
+                        Some(_) => {
+                            return Err(refuse(
+                                dash,
+                                "range in a character class between characters that are not letters or digits",
+                                "write ranges such as a-z, A-F or 0-9; list other characters one by one",
+                            ));
+                        }
+                    }
+                }
             }
         }
     }
@@ -311,10 +394,15 @@ fn check_variable(path: &str, start: usize) -> Result<usize, PathError> {
 }
 
 /// Whether a path must be written in double quotes.
+///
+/// Besides characters outside the plain set, `,,` needs quotes: the unquoted lexer keeps a
+/// comma in a token only when a token character follows it, so `{a,,b}` would end the rule
+/// at the first comma (found by the apparmor_parser property test).
 pub fn needs_quotes(path: &str) -> bool {
-    !path
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || PLAIN_PUNCTUATION.contains(c))
+    path.contains(",,")
+        || !path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || PLAIN_PUNCTUATION.contains(c))
 }
 
 /// A checked path as it is written in a rule: as is, or in double quotes when it holds a
@@ -347,9 +435,15 @@ mod tests {
             "@{HOME}/.bashrc",
             "/var/{a,b}/c",
             "/i/{,j}",
+            "/usr/lib{,32,64}/**",
+            "/a/{a{,b},c{,d}}",
+            "/a/{,{a,b}}",
             "/x/{{a,b},c}",
             "/dev/pts/[0-9]*",
             "/dev/[^t]ty",
+            "/a/[-a-z0-9_]",
+            "/a/[^-]",
+            "/a/[!#']",
             "/run/systemd/user@1000.service",
             "/a/#b",
             "/a/x!y",
@@ -375,10 +469,21 @@ mod tests {
             ("/a{b,c", 2, "never closed"),
             ("/a}", 2, "without a matching '{'"),
             ("/a/{b}", 3, "single alternative"),
+            ("/a/{,,,}", 3, "empty string in 4 ways"),
+            ("/a/{,a,}", 3, "empty string in 2 ways"),
+            ("/a/{x,{,},{,}}", 6, "empty string in 2 ways"),
+            ("/a/{x,{,b},{,c}}", 3, "empty string in 2 ways"),
+            ("/a/{{a,},{b,}}", 3, "empty string in 2 ways"),
+            ("/a/{,{,}}", 5, "empty string in 2 ways"),
+            ("/a/{,{,b}}", 3, "empty string in 2 ways"),
             ("/a[bc", 2, "never closed"),
             ("/a]", 2, "without a matching '['"),
             ("/a[]", 2, "empty character class"),
             ("/a[/]", 3, "inside a character class"),
+            ("/a[a-]", 4, "range in a character class has no end"),
+            ("/a[a-b-c]", 6, "does not make a range"),
+            ("/a[#--]", 4, "not letters or digits"),
+            ("/a[^^]", 4, "inside a character class"),
             ("/@{nope}/x", 1, "unknown variable @{nope}"),
             ("/@{PID}/x", 1, "did you mean @{pid}?"),
             ("/@{pid", 1, "never closed"),
@@ -404,6 +509,7 @@ mod tests {
         assert_eq!(quote_path("/a/#b"), "\"/a/#b\"");
         assert_eq!(quote_path("/a/x!y"), "\"/a/x!y\"");
         assert_eq!(quote_path("/été"), "\"/été\"");
+        assert_eq!(quote_path("/a/{,,b}"), "\"/a/{,,b}\"");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Running external tools with a deadline and bounded output.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
@@ -30,8 +31,11 @@ pub(crate) fn run(
     args: &[&std::ffi::OsStr],
     timeout: Duration,
 ) -> Result<ToolOutput, AppArmorError> {
+    // apparmor_parser forks its compile workers; in a process group of their own they can
+    // all be killed on timeout (killing only the parent leaves a worker spinning).
     let mut child = Command::new(tool)
         .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -47,7 +51,14 @@ pub(crate) fn run(
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() >= deadline => {
-                // Best effort: the timeout is the error worth reporting.
+                // Best effort: the timeout is the error worth reporting. The group id is the
+                // child's pid; kill(1) reaches the whole group without unsafe code here.
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(AppArmorError::ToolTimeout {
@@ -90,5 +101,34 @@ pub(crate) fn bounded(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("grandchild-pid");
+        // A shell that forks a sleeping worker, like apparmor_parser forks its compiler.
+        let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
+        let err = run(
+            "testing",
+            Path::new("/bin/sh"),
+            &[std::ffi::OsStr::new("-c"), std::ffi::OsStr::new(&script)],
+            Duration::from_millis(300),
+        )
+        .expect_err("times out");
+        assert!(matches!(err, AppArmorError::ToolTimeout { .. }), "{err}");
+        let pid = std::fs::read_to_string(&marker).expect("marker");
+        let proc_dir = Path::new("/proc").join(pid.trim());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // Killed (a zombie until init reaps it, or gone).
+        while proc_dir.exists() && !std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|s| s.contains(") Z ")) {
+            assert!(Instant::now() < deadline, "the forked worker survived the timeout");
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 }

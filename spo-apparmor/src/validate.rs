@@ -198,10 +198,18 @@ pub fn parse_diagnostics(stderr: &str) -> Vec<Diagnostic> {
     let mut out: Vec<Diagnostic> = Vec::new();
     for raw in stderr.lines() {
         let line = raw.trim();
-        if line.is_empty()
-            || line.starts_with("ERROR processing regexs")
-            || line.starts_with("Cache read/write disabled")
-        {
+        if line.is_empty() || line.starts_with("Cache read/write disabled") {
+            continue;
+        }
+        // The summary after a regex error; kept only when nothing more precise was said.
+        if line.starts_with("ERROR processing regexs") {
+            if out.is_empty() {
+                out.push(Diagnostic {
+                    line: None,
+                    input: None,
+                    message: line.to_owned(),
+                });
+            }
             continue;
         }
         let line = line.strip_prefix("apparmor_parser: ").unwrap_or(line);
@@ -418,6 +426,9 @@ mod tests {
             ]
         );
         assert_eq!(variable_named(&d[2].message), Some("nope"));
+        let only_summary = parse_diagnostics("ERROR processing regexs for profile t, failed to load\n");
+        assert_eq!(only_summary.len(), 1);
+        assert!(only_summary[0].message.starts_with("ERROR processing regexs"));
     }
 
     #[test]

@@ -66,6 +66,11 @@ fn hostile() -> impl Strategy<Value = String> {
         Just("\t".to_owned()),
         Just("\0".to_owned()),
         Just("@{".to_owned()),
+        Just("{a,,b}".to_owned()),
+        Just("{,,,}".to_owned()),
+        Just("{x,{,},{,}}".to_owned()),
+        Just("[#--]".to_owned()),
+        Just("[a-]".to_owned()),
         Just("@{pid}".to_owned()),
         Just("@{nope}".to_owned()),
         Just(" r,\n  /etc/shadow rw,\n".to_owned()),
@@ -78,6 +83,25 @@ fn hostile() -> impl Strategy<Value = String> {
         1 => proptest::collection::vec(piece.clone(), 0..10).prop_map(|v| v.concat()),
         3 => proptest::collection::vec(piece, 0..10).prop_map(|v| format!("/{}", v.concat())),
     ]
+}
+
+/// Mostly grammatical paths: globs, classes, alternations, variables, quoting characters.
+fn globby() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        "[a-z0-9._-]{1,6}",
+        Just("/".to_owned()),
+        Just("*".to_owned()),
+        Just("**".to_owned()),
+        Just("?".to_owned()),
+        "\\[\\^?(-|[a-z!#' ]|[a-c]-[x-z]){1,4}\\]",
+        "\\{[a-z*]{0,3}(,[a-z?]{0,3}){1,3}\\}",
+        Just("{a,{b,c}}".to_owned()),
+        Just("@{pid}".to_owned()),
+        Just("@{HOME}".to_owned()),
+        "[ #!'$&()<>^=+~%:@]{1,3}",
+        "\\PL{1,2}",
+    ];
+    proptest::collection::vec(piece, 1..8).prop_map(|v| v.concat())
 }
 
 fn file_rules(text: &str) -> Vec<Rule> {
@@ -131,11 +155,14 @@ proptest! {
 }
 
 proptest! {
-    // Each case runs apparmor_parser up to three times (about 20 ms each).
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    // Each case runs apparmor_parser up to three times (20-70 ms each).
+    #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
-    fn apparmor_parser_agrees_that_an_accepted_path_is_one_rule(which in 2..5usize, suffix in hostile()) {
+    fn apparmor_parser_agrees_that_an_accepted_path_is_one_rule(
+        which in 2..5usize,
+        suffix in prop_oneof![1 => hostile(), 4 => globby()],
+    ) {
         let Some(parser) = require_parser() else { return Ok(()) };
         let value = format!("/spo-test/{}", suffix.trim_start_matches('/'));
         let profile = profile_with(which, &value);
