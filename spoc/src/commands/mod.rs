@@ -33,6 +33,7 @@ Examples:
   spoc merge child.yaml base.yaml             union (or --intersect) of profiles
   spoc compile profile.yaml                   our BPF program, disassembled, with stats
   spoc record -o ls.yaml -- ls /              record a command's syscalls with eBPF
+  spoc record --container ID -t all -o c.yaml record a running container (seccomp + AppArmor)
   spoc run -p profile.yaml -- ls /            run a command confined by a profile";
 
 #[derive(Debug, Subcommand)]
@@ -53,10 +54,12 @@ enum Command {
     /// Compile a SeccompProfile with our cBPF compiler and print the program and its size.
     #[command(after_help = compile::EXAMPLES)]
     Compile(compile::CompileArgs),
-    /// Run a command confined by a SeccompProfile (compiled and applied by spoc itself).
+    /// Run a command confined by a SeccompProfile (compiled and applied by spoc itself) and list
+    /// what the profile blocked.
     #[command(after_help = run::EXAMPLES)]
     Run(run::RunArgs),
-    /// Record a command's syscalls with eBPF and write an allow-list SeccompProfile.
+    /// Record a command or a container with eBPF and write its SeccompProfile (-t apparmor: an
+    /// AppArmorProfile; -t all: both).
     #[command(after_help = record::EXAMPLES)]
     Record(record::RecordArgs),
 }
