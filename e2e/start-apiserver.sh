@@ -8,7 +8,9 @@
 # (log: STATE_DIR/apiserver.log, pid: STATE_DIR/apiserver.pid), waits up to
 # $SPO_E2E_READY_TIMEOUT seconds (default 180) for READY and prints
 #   apiserver ready: kubeconfig=STATE_DIR/kubeconfig
-# Env: SPO_E2E_PORT (secure port, default: a free one), SPO_E2E_REBUILD=1 (force a build).
+# Env: SPO_E2E_PORT (secure port, default: a free one), SPO_E2E_REBUILD=1 (force a build),
+# SPO_E2E_KEEP_DATA=1 (restart the cluster of a previous run in STATE_DIR: same etcd data,
+# certificates, ports and kubeconfig; default: a new, empty cluster on every start).
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
@@ -25,7 +27,9 @@ timeout="${SPO_E2E_READY_TIMEOUT:-180}"
 log="$state/apiserver.log"
 pidfile="$state/apiserver.pid"
 
-if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+# alive = exists and is not a zombie (a killed apiserver may wait a moment to be reaped)
+alive() { [ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null; }
+if [ -s "$pidfile" ] && alive "$(cat "$pidfile")"; then
   echo "apiserver already running for $state (pid $(cat "$pidfile")); run e2e/stop-apiserver.sh $state first" >&2
   exit 1
 fi
@@ -61,19 +65,23 @@ fi
 
 port_args=()
 if [ -n "${SPO_E2E_PORT:-}" ]; then port_args=(--port "$SPO_E2E_PORT"); fi
-rm -f "$state/kubeconfig"
+if [ "${SPO_E2E_KEEP_DATA:-0}" = 1 ]; then
+  port_args+=(--keep-data)
+else
+  rm -f "$state/kubeconfig"
+fi
 start=$(date +%s)
 "$bin" --state-dir "$state" --kubeconfig "$state/kubeconfig" "${port_args[@]}" -- "$@" </dev/null >"$log" 2>&1 &
 pid=$!
 echo "$pid" >"$pidfile"
 
 while :; do
-  if grep -q '^READY ' "$log" 2>/dev/null; then
+  if grep -q '^READY ' "$log" 2>/dev/null && [ -s "$state/kubeconfig" ]; then
     echo "apiserver ready: kubeconfig=$state/kubeconfig"
     echo "(pid $pid, $(( $(date +%s) - start ))s to ready, log $log)" >&2
     exit 0
   fi
-  if ! kill -0 "$pid" 2>/dev/null; then
+  if ! alive "$pid"; then
     echo "apiserver exited before it was ready; last log lines:" >&2
     tail -n 40 "$log" >&2
     rm -f "$pidfile"

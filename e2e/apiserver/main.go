@@ -1,13 +1,17 @@
 // Command e2e-apiserver runs a real kube-apiserver (k8s.io/kubernetes, in-process)
 // backed by an embedded etcd, both bound to 127.0.0.1 only, for end-to-end tests.
 //
-//	e2e-apiserver --state-dir DIR [--port N] [--kubeconfig PATH] [-- extra kube-apiserver flags]
+//	e2e-apiserver --state-dir DIR [--port N] [--kubeconfig PATH] [--keep-data] [-- extra kube-apiserver flags]
 //
 // It generates a fresh CA, serving certificate, admin client certificate (group
 // system:masters) and service-account key under DIR/pki, wipes and starts etcd in
 // DIR/etcd, starts kube-apiserver with RBAC, writes an admin kubeconfig and prints
 // "READY <kubeconfig>" on stdout once /readyz answers "ok". SIGTERM/SIGINT stop the
 // apiserver and then etcd; the process exits 0 after a clean shutdown.
+//
+// With --keep-data a restart is the same cluster: the etcd data, the certificates and the
+// ports of the previous run in DIR are reused (ports recorded in DIR/ports), so clients
+// started against the first run reconnect to the second with their kubeconfig unchanged.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -66,8 +71,9 @@ func run() error {
 	port := flag.Int("port", 0, "kube-apiserver secure port on 127.0.0.1 (0 = pick a free one)")
 	kubeconfig := flag.String("kubeconfig", "", "where to write the admin kubeconfig (default STATE_DIR/kubeconfig)")
 	etcdLog := flag.String("etcd-log-level", "error", "embedded etcd log level (debug, info, warn, error)")
+	keepData := flag.Bool("keep-data", false, "reuse the etcd data, certificates and ports of a previous run in --state-dir (a restart of the same cluster)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s --state-dir DIR [--port N] [--kubeconfig PATH] [-- kube-apiserver flags...]\n", os.Args[0])
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s --state-dir DIR [--port N] [--kubeconfig PATH] [--keep-data] [-- kube-apiserver flags...]\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -92,28 +98,48 @@ func run() error {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
-	if *port == 0 {
-		if *port, err = freePort(); err != nil {
-			return err
-		}
-	}
 	pki := filepath.Join(dir, "pki")
 	for _, d := range []string{dir, pki} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return err
 		}
 	}
-	creds, err := writePKI(pki)
-	if err != nil {
-		return fmt.Errorf("certificates: %w", err)
+	var ports portSet
+	if *keepData {
+		ports, _ = readPorts(filepath.Join(dir, "ports")) // none yet: first run
 	}
-
-	// etcd: fresh data every start, so each run is a new, empty cluster.
-	etcdDir := filepath.Join(dir, "etcd")
-	if err := os.RemoveAll(etcdDir); err != nil {
+	if *port != 0 {
+		ports.API = *port
+	}
+	for _, p := range []*int{&ports.API, &ports.EtcdClient, &ports.EtcdPeer} {
+		if *p == 0 {
+			if *p, err = freePort(); err != nil {
+				return err
+			}
+		}
+	}
+	*port = ports.API
+	if err := writePorts(filepath.Join(dir, "ports"), ports); err != nil {
 		return err
 	}
-	etcd, etcdURL, err := startEtcd(etcdDir, *etcdLog)
+	var creds *credentials
+	if *keepData {
+		creds, err = readPKI(pki)
+	}
+	if creds == nil || err != nil {
+		if creds, err = writePKI(pki); err != nil {
+			return fmt.Errorf("certificates: %w", err)
+		}
+	}
+
+	// etcd: fresh data every start (each run is a new, empty cluster), unless --keep-data.
+	etcdDir := filepath.Join(dir, "etcd")
+	if !*keepData {
+		if err := os.RemoveAll(etcdDir); err != nil {
+			return err
+		}
+	}
+	etcd, etcdURL, err := startEtcd(etcdDir, *etcdLog, ports.EtcdClient, ports.EtcdPeer)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
@@ -216,15 +242,36 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startEtcd(dataDir, logLevel string) (*embed.Etcd, string, error) {
-	clientPort, err := freePort()
+// portSet is what DIR/ports records, so a --keep-data restart listens where the last run did.
+type portSet struct {
+	API        int `json:"api"`
+	EtcdClient int `json:"etcdClient"`
+	EtcdPeer   int `json:"etcdPeer"`
+}
+
+func readPorts(path string) (portSet, error) {
+	var p portSet
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, "", err
+		return p, err
 	}
-	peerPort, err := freePort()
+	err = json.Unmarshal(b, &p)
+	return p, err
+}
+
+func writePorts(path string, p portSet) error {
+	b, err := json.Marshal(p)
 	if err != nil {
-		return nil, "", err
+		return err
 	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func startEtcd(dataDir, logLevel string, clientPort, peerPort int) (*embed.Etcd, string, error) {
 	clientURL := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(clientPort))}
 	peerURL := url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(peerPort))}
 
@@ -239,7 +286,8 @@ func startEtcd(dataDir, logLevel string) (*embed.Etcd, string, error) {
 	cfg.ListenMetricsUrls = nil
 	cfg.LogLevel = logLevel
 	cfg.LogOutputs = []string{"stderr"}
-	// Throwaway data, wiped on every start: skip fsync, it dominates write latency on a VM disk.
+	// Test data: skip fsync, it dominates write latency on a VM disk. A --keep-data restart
+	// still finds everything, since the page cache outlives the process (not the machine).
 	cfg.UnsafeNoFsync = true
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
@@ -363,6 +411,35 @@ func writePKI(dir string) (*credentials, error) {
 		return nil, err
 	}
 	if err := os.WriteFile(c.saPub, pemBlock("PUBLIC KEY", pubDER), 0o644); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// readPKI loads the credentials writePKI left in dir; an error when any file is missing.
+func readPKI(dir string) (*credentials, error) {
+	c := &credentials{
+		caCert:      filepath.Join(dir, "ca.crt"),
+		servingCert: filepath.Join(dir, "apiserver.crt"),
+		servingKey:  filepath.Join(dir, "apiserver.key"),
+		adminCert:   filepath.Join(dir, "admin.crt"),
+		adminKey:    filepath.Join(dir, "admin.key"),
+		saKey:       filepath.Join(dir, "sa.key"),
+		saPub:       filepath.Join(dir, "sa.pub"),
+	}
+	for _, f := range []string{c.servingCert, c.servingKey, c.saKey, c.saPub} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	if c.caPEM, err = os.ReadFile(c.caCert); err != nil {
+		return nil, err
+	}
+	if c.adminCertPEM, err = os.ReadFile(c.adminCert); err != nil {
+		return nil, err
+	}
+	if c.adminKeyPEM, err = os.ReadFile(c.adminKey); err != nil {
 		return nil, err
 	}
 	return c, nil

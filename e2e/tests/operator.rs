@@ -34,7 +34,16 @@ impl Cluster {
         let mut cmd = Command::new(&self.bin);
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info,spo_operator=debug,kube=warn")
-            .args(["daemon", "--namespace", NS, "--node-name", node, "--kubelet-dir"])
+            .args([
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "daemon",
+                "--namespace",
+                NS,
+                "--node-name",
+                node,
+            ])
+            .arg("--kubelet-dir")
             .arg(self.kubelet_dir(node));
         Proc::spawn(
             &format!("daemon {node}"),
@@ -47,7 +56,8 @@ impl Cluster {
         let mut cmd = Command::new(&self.bin);
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "info,spo_operator=debug,kube=warn")
-            .args(["manager", "--namespace", NS]);
+            .args(["--metrics-addr", "127.0.0.1:0", "manager", "--namespace", NS])
+            .args(spo_e2e::FAST_LEASE);
         Proc::spawn("manager", cmd, &self.dir.join("manager.log"))
     }
 

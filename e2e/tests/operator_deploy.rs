@@ -90,7 +90,14 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
     let bin = operator_binary();
     let mut procs = Vec::new();
     for (sa, args) in [
-        ("spo-manager", vec!["manager".to_owned()]),
+        (
+            "spo-manager",
+            ["manager"]
+                .iter()
+                .chain(spo_e2e::FAST_LEASE)
+                .map(|s| (*s).to_owned())
+                .collect::<Vec<_>>(),
+        ),
         (
             "spo-daemon",
             vec![
@@ -106,6 +113,7 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         let mut cmd = Command::new(&bin);
         cmd.env("KUBECONFIG", &path)
             .env("RUST_LOG", "info,kube=warn")
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(&args);
         procs.push(Proc::spawn(sa, cmd, &tmp.path().join(format!("{sa}.log"))));
     }

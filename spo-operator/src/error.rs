@@ -43,6 +43,27 @@ pub enum OperatorError {
         /// The kind watched.
         kind: &'static str,
     },
+    /// An API request got no answer in time (a hung apiserver); the caller retries.
+    #[error("{operation} {kind} {name}: no answer from the apiserver within {seconds} s")]
+    Timeout {
+        /// What was being done.
+        operation: &'static str,
+        /// The kind of the object.
+        kind: String,
+        /// The object's name.
+        name: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The metrics/health address could not be bound.
+    #[error("listening on {addr} for /metrics, /healthz and /readyz (choose another --metrics-addr)")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -63,6 +84,14 @@ impl OperatorError {
     /// retries from the newest object.
     pub fn is_conflict(&self) -> bool {
         matches!(self, OperatorError::Api { source: kube::Error::Api(s), .. } if s.code == 409)
+    }
+
+    /// The kind of object the failed request was about, when it was an API request.
+    pub fn api_kind(&self) -> Option<&str> {
+        match self {
+            OperatorError::Api { kind, .. } | OperatorError::Timeout { kind, .. } => Some(kind),
+            _ => None,
+        }
     }
 }
 

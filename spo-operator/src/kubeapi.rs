@@ -9,6 +9,10 @@
 //! `resourceVersion`: a 409 means "look again", and the controller retries from the newest
 //! object.
 
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -29,6 +33,29 @@ pub fn daemon_field_manager(node: &str) -> String {
 
 fn apply(manager: &str) -> PatchParams {
     PatchParams::apply(manager).force()
+}
+
+/// How long one request may take before it counts as failed and is retried. The client
+/// itself has no read timeout (watches are long polls, guarded by the watcher's own idle
+/// timeout), so without this a write to a hung apiserver would hold its reconcile slot
+/// forever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn timed<T>(
+    operation: &'static str,
+    kind: &str,
+    name: &str,
+    request: impl Future<Output = Result<T, OperatorError>>,
+) -> Result<T, OperatorError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+        Ok(result) => result,
+        Err(_) => Err(OperatorError::Timeout {
+            operation,
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            seconds: REQUEST_TIMEOUT.as_secs(),
+        }),
+    }
 }
 
 /// Applies, as `field_manager`, the finalizer set `finalizers` on the cluster-scoped
@@ -56,10 +83,13 @@ where
         "kind": K::kind(&()),
         "metadata": meta,
     });
-    let obj = api
-        .patch(name, &apply(field_manager), &Patch::Apply(&body))
-        .await
-        .map_err(|e| OperatorError::api("applying finalizers of", K::kind(&()).into_owned(), name, e))?;
+    let kind = K::kind(&());
+    let obj = timed("applying finalizers of", &kind, name, async {
+        api.patch(name, &apply(field_manager), &Patch::Apply(&body))
+            .await
+            .map_err(|e| OperatorError::api("applying finalizers of", kind.clone().into_owned(), name, e))
+    })
+    .await?;
     Ok(obj.finalizers().to_vec())
 }
 
@@ -79,16 +109,20 @@ where
 {
     let api: Api<K> = Api::all(client.clone());
     let body = json!({ "metadata": { "resourceVersion": resource_version, "finalizers": finalizers } });
-    match api.patch(name, &PatchParams::default(), &Patch::Merge(&body)).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(OperatorError::api(
-            "removing finalizers of",
-            K::kind(&()).into_owned(),
-            name,
-            e,
-        )),
-    }
+    let kind = K::kind(&());
+    timed("removing finalizers of", &kind, name, async {
+        match api.patch(name, &PatchParams::default(), &Patch::Merge(&body)).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(OperatorError::api(
+                "removing finalizers of",
+                kind.clone().into_owned(),
+                name,
+                e,
+            )),
+        }
+    })
+    .await
 }
 
 /// Writes a node status: the object (labels, message annotation, owner, nodeName), then
@@ -105,29 +139,38 @@ pub async fn apply_node_status(
     if let Some(map) = object.as_object_mut() {
         map.remove("status");
     }
-    api.patch(&name, &apply(field_manager), &Patch::Apply(&object))
-        .await
-        .map_err(|e| OperatorError::api("applying", "SecurityProfileNodeStatus", &name, e))?;
+    timed("applying", "SecurityProfileNodeStatus", &name, async {
+        api.patch(&name, &apply(field_manager), &Patch::Apply(&object))
+            .await
+            .map_err(|e| OperatorError::api("applying", "SecurityProfileNodeStatus", &name, e))
+    })
+    .await?;
     let status = json!({
         "apiVersion": spo_model::API_VERSION,
         "kind": "SecurityProfileNodeStatus",
         "metadata": { "name": name },
         "status": desired.status.map(ProfileState::as_str),
     });
-    api.patch_status(&name, &apply(field_manager), &Patch::Apply(&status))
-        .await
-        .map_err(|e| OperatorError::api("applying the status of", "SecurityProfileNodeStatus", &name, e))?;
+    timed("applying the status of", "SecurityProfileNodeStatus", &name, async {
+        api.patch_status(&name, &apply(field_manager), &Patch::Apply(&status))
+            .await
+            .map_err(|e| OperatorError::api("applying the status of", "SecurityProfileNodeStatus", &name, e))
+    })
+    .await?;
     Ok(())
 }
 
 /// Deletes a node status; succeeds when it is already gone.
 pub async fn delete_node_status(client: &Client, name: &str) -> Result<(), OperatorError> {
     let api: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(OperatorError::api("deleting", "SecurityProfileNodeStatus", name, e)),
-    }
+    timed("deleting", "SecurityProfileNodeStatus", name, async {
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(OperatorError::api("deleting", "SecurityProfileNodeStatus", name, e)),
+        }
+    })
+    .await
 }
 
 /// Applies a profile's `status` (as the manager) through the status subresource.
@@ -146,20 +189,24 @@ where
         "metadata": { "name": name },
         "status": status,
     });
-    match api
-        .patch_status(name, &apply(MANAGER_FIELD_MANAGER), &Patch::Apply(&body))
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Gone meanwhile: there is nothing to report on.
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(OperatorError::api(
-            "applying the status of",
-            K::kind(&()).into_owned(),
-            name,
-            e,
-        )),
-    }
+    let kind = K::kind(&());
+    timed("applying the status of", &kind, name, async {
+        match api
+            .patch_status(name, &apply(MANAGER_FIELD_MANAGER), &Patch::Apply(&body))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Gone meanwhile: there is nothing to report on.
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(OperatorError::api(
+                "applying the status of",
+                kind.clone().into_owned(),
+                name,
+                e,
+            )),
+        }
+    })
+    .await
 }
 
 /// Creates the default SPOD `name` in `namespace` unless it exists (an existing one is
@@ -167,14 +214,60 @@ where
 pub async fn ensure_spod(client: &Client, namespace: &str, name: &str) -> Result<bool, OperatorError> {
     let api: Api<SecurityProfilesOperatorDaemon> = Api::namespaced(client.clone(), namespace);
     let spod = SecurityProfilesOperatorDaemon::new(name, spo_model::SpodSpec::default());
-    match api.create(&PostParams::default(), &spod).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(OperatorError::api(
-            "creating the default",
-            "SecurityProfilesOperatorDaemon",
-            format!("{namespace}/{name}"),
-            e,
-        )),
-    }
+    let full = format!("{namespace}/{name}");
+    timed("creating the default", "SecurityProfilesOperatorDaemon", &full, async {
+        match api.create(&PostParams::default(), &spod).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(e) => Err(OperatorError::api(
+                "creating the default",
+                "SecurityProfilesOperatorDaemon",
+                full.clone(),
+                e,
+            )),
+        }
+    })
+    .await
+}
+
+/// Reads the Lease `namespace/name`; `None` when it does not exist.
+pub async fn get_lease(client: &Client, namespace: &str, name: &str) -> Result<Option<Lease>, OperatorError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let full = format!("{namespace}/{name}");
+    timed("reading", "Lease", &full, async {
+        api.get_opt(name)
+            .await
+            .map_err(|e| OperatorError::api("reading", "Lease", full.clone(), e))
+    })
+    .await
+}
+
+/// Creates `lease`; `Ok(None)` when another replica created it first (409).
+pub async fn create_lease(client: &Client, namespace: &str, lease: &Lease) -> Result<Option<Lease>, OperatorError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let full = format!("{namespace}/{}", lease.name_any());
+    timed("creating", "Lease", &full, async {
+        match api.create(&PostParams::default(), lease).await {
+            Ok(l) => Ok(Some(l)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+            Err(e) => Err(OperatorError::api("creating", "Lease", full.clone(), e)),
+        }
+    })
+    .await
+}
+
+/// Replaces `lease` if it is still at its `metadata.resourceVersion`; `Ok(None)` when
+/// someone else changed it first (409): the caller reads it again.
+pub async fn replace_lease(client: &Client, namespace: &str, lease: &Lease) -> Result<Option<Lease>, OperatorError> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let name = lease.name_any();
+    let full = format!("{namespace}/{name}");
+    timed("updating", "Lease", &full, async {
+        match api.replace(&name, &PostParams::default(), lease).await {
+            Ok(l) => Ok(Some(l)),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+            Err(e) => Err(OperatorError::api("updating", "Lease", full.clone(), e)),
+        }
+    })
+    .await
 }

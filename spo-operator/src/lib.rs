@@ -3,8 +3,12 @@
 pub mod daemon;
 pub mod error;
 pub mod kubeapi;
+pub mod leader;
 pub mod manager;
+pub mod metrics;
 pub mod nodestatus;
+pub mod server;
+pub mod tasks;
 pub mod workloads;
 
 pub use error::OperatorError;

@@ -6,12 +6,27 @@
 //! [`seccomp::SeccompNode`]. What it watches:
 //!
 //! - the profiles of the kind (full objects: rendering needs the spec, and base profiles are
-//!   resolved from this cache) through a kube-runtime controller; deletions without our
-//!   finalizer are caught from the watch stream and cleaned up too;
+//!   resolved from this cache); deletions without our finalizer are caught from the watch
+//!   stream and cleaned up too;
 //! - its own node statuses (label `spo.x-k8s.io/node-name=<node>`), so unchanged reports
 //!   are not rewritten, even after a restart;
 //! - the one SPOD object (field selector on its name), for the `security` policy; a policy
 //!   change re-checks every profile.
+//!
+//! Two kube-runtime controllers share the profile cache (see [`plan`] for the decisions):
+//!
+//! - the **node side** installs or removes the artifact as soon as an event arrives. It
+//!   touches only the node, so a burst of new profiles is on disk within moments, whatever
+//!   the apiserver's write latency;
+//! - the **API side** follows: our finalizer on the profile (before any node status), the
+//!   node status, Events for new errors, and on deletion the status removed and the
+//!   finalizer released. It remembers what it wrote for a few seconds, so the watch cache
+//!   catching up late does not make it write the same thing twice.
+//!
+//! A file may be on disk a moment before our finalizer is on the profile. That is safe: a
+//! profile deleted in that moment has no finalizer of ours to wait for, and its deletion is
+//! caught from the watch stream (and by the start-up sweep) like any deletion that did not
+//! wait for this node; a write that raced with the deletion is undone right after it.
 //!
 //! It does not watch pods: nothing the daemon decides depends on them (the manager tracks
 //! workloads and holds `in-use-by-active-pods`, which the daemon honours when deleting).
@@ -22,7 +37,7 @@ pub mod seccomp;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -33,17 +48,23 @@ use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use spo_model::contract::{InstallName, ProfileBackend, SecurityProfile, error_chain, sync_profile};
+use spo_model::contract::{InstallName, ProfileBackend, RemoveOutcome, SecurityProfile, error_chain, sync_profile};
 use spo_model::names::{LABEL_NODE_NAME, node_finalizer, node_status_name};
 use spo_model::{ProfileState, SecurityProfileNodeStatus, SecurityProfilesOperatorDaemon};
 use tracing::{debug, info, warn};
 
 use crate::error::OperatorError;
 use crate::kubeapi;
+use crate::metrics::{ErrorReason, Operation};
 use crate::nodestatus::{
     NodeReport, ProfileRef, desired_node_status, node_status_is_current, owning_profile, read_report,
 };
-use plan::{NodePlan, plan_profile, retry_after, should_emit_event};
+use crate::server::Endpoints;
+use crate::tasks::Tasks;
+use plan::{
+    Desired, NodePlan, NodeResult, Reported, api_retry_after, desired_report, error_reason, plan_node, plan_report,
+    retry_after, should_emit_event,
+};
 
 /// The profile type of a [`NodeKind`].
 pub type ProfileOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Profile;
@@ -102,8 +123,23 @@ pub struct DaemonConfig {
     pub namespace: String,
     /// The SPOD's name.
     pub spod_name: String,
-    /// How many profiles are reconciled at once.
+    /// How many profiles the node side works on at once (local file writes).
     pub concurrency: u16,
+    /// How many profiles the API side reports on at once (apiserver writes).
+    pub report_concurrency: u16,
+}
+
+/// How long the API side trusts its memory of a write over the watch cache, which may
+/// not show the write yet. Longer than any plausible watch delay; a foreign change or
+/// deletion of a node status within it is still seen (deletions clear the memory).
+const REPORT_MEMORY: Duration = Duration::from_secs(10);
+
+/// What the API side wrote recently about one profile object.
+#[derive(Clone, Debug)]
+struct Written {
+    uid: String,
+    finalizer_at: Option<Instant>,
+    status: Option<(ProfileState, Option<String>, Instant)>,
 }
 
 struct Ctx<K: NodeKind> {
@@ -115,22 +151,29 @@ struct Ctx<K: NodeKind> {
     statuses: Store<SecurityProfileNodeStatus>,
     spod: Store<SecurityProfilesOperatorDaemon>,
     recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
+    endpoints: Arc<Endpoints>,
+    /// What the node side last did, per profile name, with the object's uid.
+    outcomes: Mutex<HashMap<String, (String, NodeResult)>>,
+    written: Mutex<HashMap<String, Written>>,
+    node_failures: Mutex<HashMap<String, u32>>,
+    report_failures: Mutex<HashMap<String, u32>>,
+    report_tx: mpsc::UnboundedSender<ObjectRef<ProfileOf<K>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn bump(failures: &Mutex<HashMap<String, u32>>, name: &str) -> u32 {
+    let mut f = lock(failures);
+    let n = f.entry(name.to_owned()).or_insert(0);
+    *n = n.saturating_add(1);
+    *n
 }
 
 impl<K: NodeKind> Ctx<K> {
-    fn failed(&self, name: &str) -> Duration {
-        let mut f = self.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = f.entry(name.to_owned()).or_insert(0);
-        *n = n.saturating_add(1);
-        retry_after(*n)
-    }
-
-    fn succeeded(&self, name: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(name);
+    fn kind_id() -> spo_model::contract::ProfileKind {
+        <ProfileOf<K> as SecurityProfile>::KIND
     }
 
     fn previous_report(&self, name: &str) -> Option<(SecurityProfileNodeStatus, Option<NodeReport>)> {
@@ -140,6 +183,49 @@ impl<K: NodeKind> Ctx<K> {
         let report = read_report(&status);
         Some(((*status).clone(), report))
     }
+
+    fn outcome(&self, name: &str, uid: &str) -> Option<NodeResult> {
+        lock(&self.outcomes)
+            .get(name)
+            .filter(|(u, _)| u == uid)
+            .map(|(_, r)| r.clone())
+    }
+
+    fn memory(&self, name: &str, uid: &str) -> Option<Written> {
+        lock(&self.written).get(name).filter(|w| w.uid == uid).cloned()
+    }
+
+    fn remember(&self, name: &str, uid: &str, update: impl FnOnce(&mut Written)) {
+        let mut written = lock(&self.written);
+        let entry = written.entry(name.to_owned()).or_insert_with(|| Written {
+            uid: uid.to_owned(),
+            finalizer_at: None,
+            status: None,
+        });
+        if entry.uid != uid {
+            *entry = Written {
+                uid: uid.to_owned(),
+                finalizer_at: None,
+                status: None,
+            };
+        }
+        update(entry);
+    }
+
+    fn forget_status(&self, name: &str) {
+        if let Some(w) = lock(&self.written).get_mut(name) {
+            w.status = None;
+        }
+    }
+
+    /// Whether the profile `name` is still in the cache (not deleted meanwhile).
+    fn exists(&self, name: &str) -> bool {
+        self.profiles.get(&ObjectRef::new(name)).is_some()
+    }
+
+    fn trigger_report(&self, name: &str) {
+        let _ = self.report_tx.unbounded_send(ObjectRef::new(name));
+    }
 }
 
 /// Runs the daemon for one kind until `shutdown` resolves or a watch cannot be started.
@@ -147,8 +233,10 @@ pub async fn run<K: NodeKind>(
     client: Client,
     kind: K,
     config: DaemonConfig,
+    endpoints: Arc<Endpoints>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), OperatorError> {
+    let mut tasks = Tasks::default();
     let kind = Arc::new(kind);
     let kind_name = <ProfileOf<K> as SecurityProfile>::KIND.kind_name();
     match kind.prepare() {
@@ -182,18 +270,41 @@ pub async fn run<K: NodeKind>(
                 }
             }
         });
-    tokio::spawn(drive("SecurityProfilesOperatorDaemon", spod_stream));
+    tasks.spawn(drive("SecurityProfilesOperatorDaemon", spod_stream));
+
+    // The API side's triggers: the node side's results, node statuses deleted by someone
+    // else, and a re-list of the node statuses (after which everything is compared again).
+    let (report_tx, report_rx) = mpsc::unbounded::<ObjectRef<ProfileOf<K>>>();
+    let (report_all_tx, report_all_rx) = mpsc::unbounded::<()>();
+    let (status_gone_tx, mut status_gone_rx) = mpsc::unbounded::<String>();
 
     // This node's statuses.
     let (status_reader, status_writer) = reflector::store::<SecurityProfileNodeStatus>();
     let status_api: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
     let status_cfg = watcher::Config::default().labels(&format!("{LABEL_NODE_NAME}={}", config.node));
+    let mut listed_once = false;
     let status_stream = reflector::reflector(
         status_writer,
         watcher(status_api, status_cfg).modify(|s| s.managed_fields_mut().clear()),
     )
-    .default_backoff();
-    tokio::spawn(drive("SecurityProfileNodeStatus", status_stream));
+    .default_backoff()
+    .inspect_ok(move |ev| match ev {
+        watcher::Event::Delete(s) => {
+            if let Some((kind, profile)) = owning_profile(s)
+                && kind == kind_name
+            {
+                let _ = status_gone_tx.unbounded_send(profile);
+            }
+        }
+        watcher::Event::InitDone => {
+            if listed_once {
+                let _ = report_all_tx.unbounded_send(());
+            }
+            listed_once = true;
+        }
+        _ => {}
+    });
+    tasks.spawn(drive("SecurityProfileNodeStatus", status_stream));
 
     // The profiles, with deletions and base-profile changes picked off the stream.
     let (profile_reader, profile_writer) = reflector::store::<ProfileOf<K>>();
@@ -251,7 +362,12 @@ pub async fn run<K: NodeKind>(
         statuses: status_reader.clone(),
         spod: spod_reader.clone(),
         recorder,
-        failures: Mutex::new(HashMap::new()),
+        endpoints,
+        outcomes: Mutex::new(HashMap::new()),
+        written: Mutex::new(HashMap::new()),
+        node_failures: Mutex::new(HashMap::new()),
+        report_failures: Mutex::new(HashMap::new()),
+        report_tx,
     });
 
     // Render nothing before the policy and our statuses are known.
@@ -264,29 +380,64 @@ pub async fn run<K: NodeKind>(
     }
     info!(node = %config.node, kind = kind_name, "daemon started");
 
-    tokio::spawn(cleanup_gone(ctx.clone(), gone_rx));
-    tokio::spawn(sweep_orphans(ctx.clone()));
+    tasks.spawn(cleanup_gone(ctx.clone(), gone_rx));
+    tasks.spawn(sweep_orphans(ctx.clone()));
+    {
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            while let Some(profile) = status_gone_rx.next().await {
+                // Someone deleted our status: forget that we wrote it, and report again.
+                ctx.forget_status(&profile);
+                ctx.trigger_report(&profile);
+            }
+        });
+    }
+    {
+        let (ctx, reader) = (ctx.clone(), profile_reader.clone());
+        tasks.spawn(async move {
+            if reader.wait_until_ready().await.is_ok() {
+                ctx.endpoints.health.set_ready(true);
+            }
+        });
+    }
 
-    Controller::for_stream(profile_stream, profile_reader)
+    let shutdown = shutdown.shared();
+    let node_side = Controller::for_stream(profile_stream, profile_reader.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_all_on(all_rx)
         .reconcile_on(dep_rx)
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::<K>, error_policy::<K>, ctx)
-        .for_each(|res| async move {
-            match res {
-                Ok(_) => {}
-                Err(controller::Error::ReconcilerFailed(e, obj)) => {
-                    debug!(profile = %obj.name, error = %error_chain(&e), "reconcile failed; requeued")
-                }
-                // Deleted after a trigger was queued: nothing to do.
-                Err(controller::Error::ObjectNotFound(obj)) => debug!(profile = %obj.name, "gone before reconcile"),
-                Err(e) => warn!(error = %error_chain(&e), "controller"),
-            }
-        })
-        .await;
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_node::<K>, node_error_policy::<K>, ctx.clone())
+        .for_each(|res| async move { log_result("node", res) });
+    let api_side = Controller::for_stream(
+        futures::stream::pending::<Result<ProfileOf<K>, watcher::Error>>(),
+        profile_reader,
+    )
+    .with_config(controller::Config::default().concurrency(config.report_concurrency))
+    .reconcile_on(report_rx)
+    .reconcile_all_on(report_all_rx)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile_report::<K>, report_error_policy::<K>, ctx.clone())
+    .for_each(|res| async move { log_result("report", res) });
+    futures::join!(node_side, api_side);
+    ctx.endpoints.health.set_ready(false);
     info!("daemon stopped");
     Ok(())
+}
+
+fn log_result<K: Resource>(
+    side: &'static str,
+    res: Result<(ObjectRef<K>, Action), controller::Error<OperatorError, watcher::Error>>,
+) {
+    match res {
+        Ok(_) => {}
+        Err(controller::Error::ReconcilerFailed(e, obj)) => {
+            debug!(side, profile = %obj.name, error = %error_chain(&e), "reconcile failed; requeued")
+        }
+        // Deleted after a trigger was queued: nothing to do.
+        Err(controller::Error::ObjectNotFound(obj)) => debug!(side, profile = %obj.name, "gone before reconcile"),
+        Err(e) => warn!(side, error = %error_chain(&e), "controller"),
+    }
 }
 
 /// Consumes a reflector stream, logging watch errors (the backoff retries them).
@@ -295,36 +446,33 @@ where
     S: futures::Stream<Item = Result<T, watcher::Error>>,
 {
     futures::pin_mut!(stream);
+    let mut failing = false;
     while let Some(item) = stream.next().await {
-        if let Err(e) = item {
-            warn!(watch = what, error = %error_chain(&e), "watch failed; retrying");
+        match item {
+            Err(e) => {
+                warn!(watch = what, error = %error_chain(&e), "watch failed; retrying");
+                failing = true;
+            }
+            Ok(_) if failing => {
+                info!(watch = what, "watch resumed");
+                failing = false;
+            }
+            Ok(_) => {}
         }
     }
     warn!(watch = what, "watch ended");
 }
 
-async fn reconcile<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>>) -> Result<Action, OperatorError> {
+/// The node side: brings the node in line with one profile, records what it did and
+/// hands over to the API side.
+async fn reconcile_node<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>>) -> Result<Action, OperatorError> {
     let name = profile.name_any();
-    let kind_name = <ProfileOf<K> as SecurityProfile>::KIND.kind_name();
-    let finalizers = profile.finalizers().to_vec();
+    let uid = profile.uid().unwrap_or_default();
+    let kind_id = Ctx::<K>::kind_id();
     let deleting = Resource::meta(&*profile).deletion_timestamp.is_some();
-    let pref = ProfileRef {
-        kind: kind_name,
-        name: name.clone(),
-        uid: profile.uid().unwrap_or_default(),
-    };
-    let previous = ctx.previous_report(&name);
-    match plan_profile(&ctx.node, deleting, &finalizers) {
-        NodePlan::Sync { add_finalizer } => {
-            if add_finalizer {
-                kubeapi::apply_finalizers::<ProfileOf<K>>(
-                    &ctx.client,
-                    &name,
-                    &ctx.field_manager,
-                    &[node_finalizer(&ctx.node)],
-                )
-                .await?;
-            }
+    let metrics = &ctx.endpoints.metrics;
+    let result = match plan_node(deleting, profile.finalizers()) {
+        NodePlan::Sync => {
             let kind = ctx.kind.clone();
             let spod = ctx.spod.state().into_iter().next();
             let cx = kind.context(&ctx.profiles, spod.as_deref());
@@ -335,83 +483,201 @@ async fn reconcile<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>>) ->
                     name: name.clone(),
                     source,
                 })?;
+            if !ctx.exists(&name) {
+                // Deleted while the artifact was being written: the deletion's cleanup may
+                // have run before the write, so undo it here.
+                if outcome.changed {
+                    remove_from_node(&ctx, &name).await?;
+                }
+                return Ok(Action::await_change());
+            }
             if outcome.changed {
+                let op = if outcome.state == ProfileState::Installed {
+                    Operation::Update
+                } else {
+                    Operation::Delete
+                };
+                metrics.operation(kind_id, op);
                 info!(profile = %name, state = %outcome.state, "node updated");
             }
-            report(
-                &ctx,
-                &pref,
-                outcome.state,
-                outcome.message.as_deref(),
-                previous.as_ref(),
-            )
+            let reason = (outcome.state == ProfileState::Error)
+                .then(|| error_reason(outcome.message.as_deref().unwrap_or_default()));
+            NodeResult::Report {
+                state: outcome.state,
+                message: outcome.message,
+                reason,
+            }
+        }
+        NodePlan::Hold => NodeResult::Report {
+            state: ProfileState::Terminating,
+            message: None,
+            reason: None,
+        },
+        NodePlan::Remove => {
+            if remove_from_node(&ctx, &name).await? == RemoveOutcome::Removed {
+                metrics.operation(kind_id, Operation::Delete);
+                info!(profile = %name, "profile deleted; removed from this node");
+            }
+            NodeResult::Removed
+        }
+    };
+    let failed = matches!(
+        result,
+        NodeResult::Report {
+            state: ProfileState::Error,
+            ..
+        }
+    );
+    lock(&ctx.outcomes).insert(name.clone(), (uid, result));
+    ctx.trigger_report(&name);
+    if failed {
+        // Errors may be transient (disk, kubelet dir mounted later): look again later.
+        return Ok(Action::requeue(retry_after(bump(&ctx.node_failures, &name))));
+    }
+    lock(&ctx.node_failures).remove(&name);
+    Ok(Action::await_change())
+}
+
+fn node_error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &OperatorError, ctx: Arc<Ctx<K>>) -> Action {
+    let name = profile.name_any();
+    if matches!(error, OperatorError::Node { .. }) {
+        ctx.endpoints
+            .metrics
+            .error(Ctx::<K>::kind_id(), ErrorReason::CannotRemoveProfile);
+    }
+    let after = retry_after(bump(&ctx.node_failures, &name));
+    warn!(profile = %name, error = %error_chain(error), retry_in = ?after, "node update failed");
+    Action::requeue(after)
+}
+
+/// The API side: tells the cluster what the node side did for one profile.
+async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>>) -> Result<Action, OperatorError> {
+    let name = profile.name_any();
+    let uid = profile.uid().unwrap_or_default();
+    let deleting = Resource::meta(&*profile).deletion_timestamp.is_some();
+    let result = ctx.outcome(&name, &uid);
+    let desired = desired_report(deleting, result.as_ref());
+    if desired == Desired::Wait {
+        return Ok(Action::await_change());
+    }
+    let pref = ProfileRef {
+        kind: Ctx::<K>::kind_id().kind_name(),
+        name: name.clone(),
+        uid: uid.clone(),
+    };
+    let ours = node_finalizer(&ctx.node);
+    let memory = ctx.memory(&name, &uid);
+    let fresh = |at: &Instant| at.elapsed() < REPORT_MEMORY;
+    let previous = ctx.previous_report(&name);
+    let want = match &desired {
+        Desired::Status { state, message } => Some(desired_node_status(&pref, &ctx.node, *state, message.as_deref())),
+        _ => None,
+    };
+    let remembered_status = memory
+        .as_ref()
+        .and_then(|m| m.status.as_ref())
+        .filter(|(_, _, at)| fresh(at));
+    let reported = Reported {
+        finalizer: profile.finalizers().contains(&ours)
+            || memory.as_ref().and_then(|m| m.finalizer_at.as_ref()).is_some_and(fresh),
+        status_exists: previous.is_some() || remembered_status.is_some(),
+        status_current: match (&desired, &want) {
+            (Desired::Status { state, message }, Some(want)) => {
+                previous
+                    .as_ref()
+                    .is_some_and(|(current, _)| node_status_is_current(current, want))
+                    || remembered_status.is_some_and(|(s, m, _)| s == state && m == message)
+            }
+            _ => false,
+        },
+    };
+    let plan = plan_report(&desired, deleting, reported);
+    if plan.is_empty() {
+        lock(&ctx.report_failures).remove(&name);
+        return Ok(Action::await_change());
+    }
+    debug!(profile = %name, ?plan, "reporting");
+    if plan.add_finalizer {
+        kubeapi::apply_finalizers::<ProfileOf<K>>(&ctx.client, &name, &ctx.field_manager, std::slice::from_ref(&ours))
             .await?;
-            let prev_report = previous.as_ref().and_then(|(_, r)| r.as_ref());
-            if should_emit_event(prev_report, &outcome) {
-                let note = outcome.message.clone().unwrap_or_default();
-                warn!(profile = %name, message = %note, "profile not installed");
-                let ev = KubeEvent {
-                    type_: EventType::Warning,
-                    reason: "ProfileNotInstalled".into(),
-                    note: Some(crate::nodestatus::clip_message(&note).chars().take(1000).collect()),
-                    action: "Install".into(),
-                    secondary: None,
-                };
-                if let Err(e) = ctx.recorder.publish(&ev, &profile.object_ref(&())).await {
-                    warn!(profile = %name, error = %error_chain(&e), "publishing the event failed");
-                }
-            }
-            if outcome.state == ProfileState::Error {
-                // Errors may be transient (disk, kubelet dir mounted later): look again later.
-                return Ok(Action::requeue(ctx.failed(&name)));
-            }
-            ctx.succeeded(&name);
-            Ok(Action::await_change())
+        ctx.remember(&name, &uid, |w| w.finalizer_at = Some(Instant::now()));
+    }
+    if let (true, Some(want), Desired::Status { state, message }) = (plan.apply_status, &want, &desired) {
+        kubeapi::apply_node_status(&ctx.client, &ctx.field_manager, want).await?;
+        ctx.remember(&name, &uid, |w| {
+            w.status = Some((*state, message.clone(), Instant::now()));
+        });
+        let prev_report = previous.as_ref().and_then(|(_, r)| r.as_ref());
+        if should_emit_event(prev_report, *state, message.as_deref()) {
+            emit_error(&ctx, &profile, result.as_ref(), message.as_deref().unwrap_or_default()).await;
         }
-        NodePlan::Hold => {
-            report(&ctx, &pref, ProfileState::Terminating, None, previous.as_ref()).await?;
-            Ok(Action::await_change())
-        }
-        NodePlan::Release { remove_finalizer } => {
-            remove_from_node(&ctx, &name).await?;
+        if !ctx.exists(&name) {
+            // Deleted while we reported: do not leave a status behind.
             kubeapi::delete_node_status(&ctx.client, &node_status_name(&name, &ctx.node)).await?;
-            if remove_finalizer {
-                let ours = node_finalizer(&ctx.node);
-                let left =
-                    kubeapi::apply_finalizers::<ProfileOf<K>>(&ctx.client, &name, &ctx.field_manager, &[]).await?;
-                if left.contains(&ours) {
-                    // Someone else also claims our finalizer (added by hand or by another
-                    // tool): remove it by value, guarded by the object's version.
-                    let keep: Vec<String> = left.into_iter().filter(|f| *f != ours).collect();
-                    let rv = profile.resource_version().unwrap_or_default();
-                    kubeapi::replace_finalizers::<ProfileOf<K>>(&ctx.client, &name, &rv, &keep).await?;
-                }
-            }
-            ctx.succeeded(&name);
-            info!(profile = %name, "profile deleted; removed from this node");
-            Ok(Action::await_change())
         }
     }
-}
-
-async fn report<K: NodeKind>(
-    ctx: &Ctx<K>,
-    profile: &ProfileRef,
-    state: ProfileState,
-    message: Option<&str>,
-    previous: Option<&(SecurityProfileNodeStatus, Option<NodeReport>)>,
-) -> Result<(), OperatorError> {
-    let desired = desired_node_status(profile, &ctx.node, state, message);
-    if previous.is_some_and(|(current, _)| node_status_is_current(current, &desired)) {
-        return Ok(());
+    if plan.delete_status {
+        kubeapi::delete_node_status(&ctx.client, &node_status_name(&name, &ctx.node)).await?;
+        ctx.forget_status(&name);
     }
-    kubeapi::apply_node_status(&ctx.client, &ctx.field_manager, &desired).await
+    if plan.remove_finalizer {
+        let left = kubeapi::apply_finalizers::<ProfileOf<K>>(&ctx.client, &name, &ctx.field_manager, &[]).await?;
+        if left.contains(&ours) {
+            // Someone else also claims our finalizer (added by hand or by another tool):
+            // remove it by value, guarded by the object's version.
+            let keep: Vec<String> = left.into_iter().filter(|f| *f != ours).collect();
+            let rv = profile.resource_version().unwrap_or_default();
+            kubeapi::replace_finalizers::<ProfileOf<K>>(&ctx.client, &name, &rv, &keep).await?;
+        }
+        lock(&ctx.written).remove(&name);
+    }
+    lock(&ctx.report_failures).remove(&name);
+    Ok(Action::await_change())
 }
 
-async fn remove_from_node<K: NodeKind>(ctx: &Ctx<K>, name: &str) -> Result<(), OperatorError> {
+/// A new error on this node: counted, logged and published as a Warning Event.
+async fn emit_error<K: NodeKind>(ctx: &Ctx<K>, profile: &ProfileOf<K>, result: Option<&NodeResult>, message: &str) {
+    let reason = match result {
+        Some(NodeResult::Report {
+            reason: Some(reason), ..
+        }) => *reason,
+        _ => error_reason(message),
+    };
+    ctx.endpoints.metrics.error(Ctx::<K>::kind_id(), reason);
+    warn!(profile = %profile.name_any(), message = %message, "profile not installed");
+    let ev = KubeEvent {
+        type_: EventType::Warning,
+        reason: "ProfileNotInstalled".into(),
+        note: Some(crate::nodestatus::clip_message(message).chars().take(1000).collect()),
+        action: "Install".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &profile.object_ref(&())).await {
+        warn!(profile = %profile.name_any(), error = %error_chain(&e), "publishing the event failed");
+    }
+}
+
+fn report_error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &OperatorError, ctx: Arc<Ctx<K>>) -> Action {
+    let name = profile.name_any();
+    let reason = if error.api_kind() == Some("SecurityProfileNodeStatus") {
+        ErrorReason::CannotUpdateNodeStatus
+    } else {
+        ErrorReason::CannotUpdateProfile
+    };
+    ctx.endpoints.metrics.error(Ctx::<K>::kind_id(), reason);
+    let after = if error.is_conflict() {
+        Duration::from_millis(200)
+    } else {
+        api_retry_after(bump(&ctx.report_failures, &name))
+    };
+    warn!(profile = %name, error = %error_chain(error), retry_in = ?after, "reporting failed");
+    Action::requeue(after)
+}
+
+async fn remove_from_node<K: NodeKind>(ctx: &Ctx<K>, name: &str) -> Result<RemoveOutcome, OperatorError> {
     let Ok(install_name) = InstallName::new(name) else {
         // Never installed: such names are refused before anything is written.
-        return Ok(());
+        return Ok(RemoveOutcome::NotPresent);
     };
     let kind = ctx.kind.clone();
     tokio::task::spawn_blocking(move || kind.backend().remove(kind.target(), &install_name))
@@ -424,26 +690,14 @@ async fn remove_from_node<K: NodeKind>(ctx: &Ctx<K>, name: &str) -> Result<(), O
             operation: "removing profile",
             name: name.to_owned(),
             source: Box::new(e),
-        })?;
-    Ok(())
-}
-
-fn error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &OperatorError, ctx: Arc<Ctx<K>>) -> Action {
-    let name = profile.name_any();
-    let after = if error.is_conflict() {
-        Duration::from_millis(200)
-    } else {
-        ctx.failed(&name)
-    };
-    warn!(profile = %name, error = %error_chain(error), retry_in = ?after, "reconcile failed");
-    Action::requeue(after)
+        })
 }
 
 /// Cleans up after profiles deleted without waiting for this node (no finalizer of ours,
 /// or it was removed by the manager while this daemon was away).
 async fn cleanup_gone<K: NodeKind>(ctx: Arc<Ctx<K>>, mut gone: mpsc::UnboundedReceiver<String>) {
     while let Some(name) = gone.next().await {
-        if ctx.profiles.get(&ObjectRef::new(&name)).is_some() {
+        if ctx.exists(&name) {
             continue; // Re-created meanwhile.
         }
         forget(&ctx, &name).await;
@@ -451,9 +705,17 @@ async fn cleanup_gone<K: NodeKind>(ctx: Arc<Ctx<K>>, mut gone: mpsc::UnboundedRe
 }
 
 async fn forget<K: NodeKind>(ctx: &Ctx<K>, name: &str) {
-    ctx.succeeded(name);
-    if let Err(e) = remove_from_node(ctx, name).await {
-        warn!(profile = %name, error = %error_chain(&e), "removing a deleted profile from the node failed");
+    lock(&ctx.outcomes).remove(name);
+    lock(&ctx.written).remove(name);
+    lock(&ctx.node_failures).remove(name);
+    lock(&ctx.report_failures).remove(name);
+    match remove_from_node(ctx, name).await {
+        Ok(RemoveOutcome::Removed) => {
+            ctx.endpoints.metrics.operation(Ctx::<K>::kind_id(), Operation::Delete);
+            info!(profile = %name, "profile deleted; removed from this node");
+        }
+        Ok(RemoveOutcome::NotPresent) => {}
+        Err(e) => warn!(profile = %name, error = %error_chain(&e), "removing a deleted profile from the node failed"),
     }
     if let Err(e) = kubeapi::delete_node_status(&ctx.client, &node_status_name(name, &ctx.node)).await {
         warn!(profile = %name, error = %error_chain(&e), "deleting the node status of a deleted profile failed");
@@ -482,12 +744,12 @@ async fn sweep_orphans<K: NodeKind>(ctx: Arc<Ctx<K>>) {
     let mut orphans: Vec<String> = installed
         .into_iter()
         .map(|n| n.as_str().to_owned())
-        .filter(|n| ctx.profiles.get(&ObjectRef::new(n)).is_none())
+        .filter(|n| !ctx.exists(n))
         .collect();
     for status in ctx.statuses.state() {
         if let Some((kind, profile)) = owning_profile(&status)
             && kind == kind_name
-            && ctx.profiles.get(&ObjectRef::new(&profile)).is_none()
+            && !ctx.exists(&profile)
         {
             orphans.push(profile);
         }

@@ -19,8 +19,8 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -33,10 +33,12 @@ use spo_model::names::FINALIZER_IN_USE;
 use spo_model::{SeccompProfile, SecurityProfileNodeStatus};
 use tracing::{debug, info, warn};
 
-use crate::daemon::plan::retry_after;
+use crate::daemon::plan::{api_retry_after, retry_after};
 use crate::error::OperatorError;
 use crate::kubeapi;
 use crate::nodestatus::{NodeReport, owning_profile, read_report};
+use crate::server::Endpoints;
+use crate::tasks::Tasks;
 use crate::workloads::{pod_key, seccomp_profiles_used};
 use decide::{ProfileView, plan_profile};
 use index::{NodeSet, ProfileIndex};
@@ -75,14 +77,16 @@ fn lock(state: &Mutex<ManagerState>) -> std::sync::MutexGuard<'_, ManagerState> 
     state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs the manager until `shutdown` resolves.
+/// Runs the manager until `shutdown` resolves. Its watches end with it.
 pub async fn run(
     client: Client,
     config: ManagerConfig,
+    endpoints: Arc<Endpoints>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), OperatorError> {
+    let mut tasks = Tasks::default();
     if config.create_default_spod {
-        tokio::spawn(create_default_spod(client.clone(), config.clone()));
+        tasks.spawn(create_default_spod(client.clone(), config.clone()));
     }
     let state = Arc::new(Mutex::new(ManagerState::default()));
     let (refs_tx, refs_rx) = mpsc::unbounded::<ObjectRef<SeccompProfile>>();
@@ -95,7 +99,7 @@ pub async fn run(
         let (state, refs_tx, synced_tx) = (state.clone(), refs_tx.clone(), synced_tx.clone());
         let api: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
         let stream = watcher(api, watcher::Config::default()).default_backoff();
-        tokio::spawn(drive("SecurityProfileNodeStatus", stream, move |ev| {
+        tasks.spawn(drive("SecurityProfileNodeStatus", stream, move |ev| {
             let entry = |s: &SecurityProfileNodeStatus| {
                 let profile = owning_profile(s)
                     .filter(|(kind, _)| kind == "SeccompProfile")
@@ -147,7 +151,7 @@ pub async fn run(
         let (state, refs_tx, synced_tx) = (state.clone(), refs_tx.clone(), synced_tx.clone());
         let api: Api<Pod> = Api::all(client.clone());
         let stream = watcher(api, watcher::Config::default().page_size(500)).default_backoff();
-        tokio::spawn(drive("Pod", stream, move |ev| {
+        tasks.spawn(drive("Pod", stream, move |ev| {
             let mut st = lock(&state);
             let changed = match ev {
                 watcher::Event::Apply(p) => st.pods.apply(&pod_key(&p), seccomp_profiles_used(&p), ()),
@@ -178,7 +182,7 @@ pub async fn run(
         let (state, synced_tx) = (state.clone(), synced_tx.clone());
         let api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
         let stream = watcher(api, watcher::Config::default()).default_backoff();
-        tokio::spawn(drive("Node", stream, move |ev| {
+        tasks.spawn(drive("Node", stream, move |ev| {
             let mut st = lock(&state);
             let changed = match ev {
                 watcher::Event::Apply(n) => st.nodes.apply(&n.name_any()),
@@ -206,12 +210,23 @@ pub async fn run(
 
     // Decide nothing before every index has a complete list: an empty pod index would
     // release in-use finalizers, an empty node set would drop every node's finalizer.
+    let shutdown = shutdown.shared();
     let wait = synced_rx.wait_for(|n| *n == 7);
-    if tokio::time::timeout(Duration::from_secs(600), wait).await.is_err() {
-        return Err(OperatorError::Config(
-            "node statuses, pods and nodes could not be listed within 10 minutes; check RBAC and the apiserver".into(),
-        ));
+    tokio::select! {
+        waited = tokio::time::timeout(Duration::from_secs(600), wait) => {
+            if waited.is_err() {
+                return Err(OperatorError::Config(
+                    "node statuses, pods and nodes could not be listed within 10 minutes; check RBAC and the apiserver"
+                        .into(),
+                ));
+            }
+        }
+        () = shutdown.clone() => {
+            info!("manager stopped before its first complete list");
+            return Ok(());
+        }
     }
+    endpoints.health.set_ready(true);
     {
         let st = lock(&state);
         info!(
@@ -253,7 +268,9 @@ pub async fn run(
             }
         })
         .await;
+    endpoints.health.set_ready(false);
     info!("manager stopped");
+    drop(tasks);
     Ok(())
 }
 
@@ -382,7 +399,7 @@ fn error_policy(profile: Arc<SeccompProfile>, error: &OperatorError, ctx: Arc<Ct
         let mut f = ctx.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = f.entry(name.clone()).or_insert(0);
         *n = n.saturating_add(1);
-        retry_after(*n)
+        api_retry_after(*n)
     };
     warn!(profile = %name, error = %error_chain(error), retry_in = ?after, "reconcile failed");
     Action::requeue(after)
