@@ -209,3 +209,123 @@ pub fn eventually<T>(what: &str, timeout: std::time::Duration, mut check: impl F
         }
     }
 }
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for test processes).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `GET http://127.0.0.1:<port><path>`: the status code and body, or `None` when nothing
+/// answers within 5 s.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let timeout = std::time::Duration::from_secs(5);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// The value of the sample `series` (name and labels exactly as exposed, such as
+/// `x_total{reason="A"}`) in a Prometheus/OpenMetrics text body.
+pub fn metric(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// An apiserver of a test's own (not the shared one), started with
+/// `e2e/start-apiserver.sh` in a temporary state directory, so the test may kill, restart
+/// or freeze it. Stopped when dropped.
+#[derive(Debug)]
+pub struct OwnApiserver {
+    state: tempfile::TempDir,
+}
+
+impl OwnApiserver {
+    /// Starts a new, empty cluster.
+    pub fn start() -> OwnApiserver {
+        let state = tempfile::Builder::new()
+            .prefix("spo-e2e-own-")
+            .tempdir()
+            .expect("state dir");
+        let a = OwnApiserver { state };
+        a.run_start_script(false);
+        a
+    }
+
+    fn run_start_script(&self, keep_data: bool) {
+        let out = Command::new(repo_root().join("e2e/start-apiserver.sh"))
+            .arg(self.state.path())
+            .env("SPO_E2E_KEEP_DATA", if keep_data { "1" } else { "0" })
+            .stdin(Stdio::null())
+            .output()
+            .expect("running e2e/start-apiserver.sh");
+        assert!(
+            out.status.success(),
+            "e2e/start-apiserver.sh failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The admin kubeconfig (the same file across restarts).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.state.path().join("kubeconfig")
+    }
+
+    /// The apiserver's log of its current run.
+    pub fn log(&self) -> PathBuf {
+        self.state.path().join("apiserver.log")
+    }
+
+    fn pid(&self) -> Option<String> {
+        std::fs::read_to_string(self.state.path().join("apiserver.pid"))
+            .ok()
+            .map(|p| p.trim().to_owned())
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args([sig, &pid]).status();
+        }
+    }
+
+    /// Kills it (SIGKILL: a crash), then starts it again with its data, certificates and
+    /// port kept, after `down` of downtime.
+    pub fn crash_and_restart(&self, down: std::time::Duration) {
+        self.signal("-KILL");
+        std::thread::sleep(down);
+        self.run_start_script(true);
+    }
+
+    /// Freezes it (SIGSTOP: connections are accepted by the kernel but nothing answers),
+    /// as a hung apiserver.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen apiserver go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for OwnApiserver {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = Command::new(repo_root().join("e2e/stop-apiserver.sh"))
+            .arg(self.state.path())
+            .stdin(Stdio::null())
+            .output();
+    }
+}

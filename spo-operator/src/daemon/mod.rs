@@ -312,6 +312,10 @@ pub async fn run<K: NodeKind>(
     let (gone_tx, gone_rx) = mpsc::unbounded::<String>();
     let mut generations: HashMap<String, Option<i64>> = HashMap::new();
     let (dep_kind, dep_store) = (kind.clone(), profile_reader.clone());
+    // When the profiles are first listed. `Store::wait_until_ready` wakes only the last of
+    // several concurrent waiters, so the node side's controller is its only waiter and
+    // everything else waits on this channel.
+    let (listed_tx, listed) = tokio::sync::watch::channel(false);
     let profile_api: Api<ProfileOf<K>> = Api::all(client.clone());
     let profile_stream = reflector::reflector(
         profile_writer,
@@ -341,7 +345,10 @@ pub async fn run<K: NodeKind>(
                 let _ = gone_tx.unbounded_send(name.clone());
                 notify(&name);
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
+            watcher::Event::InitDone => {
+                listed_tx.send_replace(true);
+            }
+            watcher::Event::Init => {}
         }
     })
     .applied_objects();
@@ -381,7 +388,7 @@ pub async fn run<K: NodeKind>(
     info!(node = %config.node, kind = kind_name, "daemon started");
 
     tasks.spawn(cleanup_gone(ctx.clone(), gone_rx));
-    tasks.spawn(sweep_orphans(ctx.clone()));
+    tasks.spawn(sweep_orphans(ctx.clone(), listed.clone()));
     {
         let ctx = ctx.clone();
         tasks.spawn(async move {
@@ -393,9 +400,9 @@ pub async fn run<K: NodeKind>(
         });
     }
     {
-        let (ctx, reader) = (ctx.clone(), profile_reader.clone());
+        let (ctx, mut listed) = (ctx.clone(), listed.clone());
         tasks.spawn(async move {
-            if reader.wait_until_ready().await.is_ok() {
+            if listed.wait_for(|l| *l).await.is_ok() {
                 ctx.endpoints.health.set_ready(true);
             }
         });
@@ -409,16 +416,32 @@ pub async fn run<K: NodeKind>(
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_node::<K>, node_error_policy::<K>, ctx.clone())
         .for_each(|res| async move { log_result("node", res) });
-    let api_side = Controller::for_stream(
-        futures::stream::pending::<Result<ProfileOf<K>, watcher::Error>>(),
-        profile_reader,
-    )
-    .with_config(controller::Config::default().concurrency(config.report_concurrency))
-    .reconcile_on(report_rx)
-    .reconcile_all_on(report_all_rx)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile_report::<K>, report_error_policy::<K>, ctx.clone())
-    .for_each(|res| async move { log_result("report", res) });
+    // The API side starts once the profiles are listed (its store is then ready at once);
+    // triggers sent before wait in the channel.
+    let api_side = {
+        let (ctx, mut listed) = (ctx.clone(), listed);
+        async move {
+            tokio::select! {
+                listed = listed.wait_for(|l| *l) => {
+                    if listed.is_err() {
+                        return;
+                    }
+                }
+                () = shutdown.clone() => return,
+            }
+            Controller::for_stream(
+                futures::stream::pending::<Result<ProfileOf<K>, watcher::Error>>(),
+                profile_reader,
+            )
+            .with_config(controller::Config::default().concurrency(config.report_concurrency))
+            .reconcile_on(report_rx)
+            .reconcile_all_on(report_all_rx)
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile_report::<K>, report_error_policy::<K>, ctx)
+            .for_each(|res| async move { log_result("report", res) })
+            .await;
+        }
+    };
     futures::join!(node_side, api_side);
     ctx.endpoints.health.set_ready(false);
     info!("daemon stopped");
@@ -724,8 +747,8 @@ async fn forget<K: NodeKind>(ctx: &Ctx<K>, name: &str) {
 
 /// Once the profiles are listed: removes files and node statuses of profiles that no
 /// longer exist (deleted while this daemon was not running).
-async fn sweep_orphans<K: NodeKind>(ctx: Arc<Ctx<K>>) {
-    if ctx.profiles.wait_until_ready().await.is_err() {
+async fn sweep_orphans<K: NodeKind>(ctx: Arc<Ctx<K>>, mut listed: tokio::sync::watch::Receiver<bool>) {
+    if listed.wait_for(|l| *l).await.is_err() {
         return;
     }
     let kind_name = <ProfileOf<K> as SecurityProfile>::KIND.kind_name();
