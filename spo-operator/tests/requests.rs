@@ -248,3 +248,73 @@ async fn the_default_spod_is_created_once() {
         "an existing SPOD is left alone"
     );
 }
+
+fn lease_json(holder: &str, rv: &str) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "spo-manager", "namespace": "spo", "resourceVersion": rv},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15}
+    })
+}
+
+#[tokio::test]
+async fn lease_reads_tolerate_absence_and_writes_are_guarded() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use spo_operator::leader::{LeaseConfig, Step, lease_for};
+
+    let (client, mut handle) = mock_client();
+    let c = client.clone();
+    let call = tokio::spawn(async move { kubeapi::get_lease(&c, "spo", "spo-manager").await });
+    let (method, uri, _) = expect(&mut handle, StatusCode::NOT_FOUND, status(404, "NotFound")).await;
+    assert_eq!(method, Method::GET);
+    assert_eq!(uri, "/apis/coordination.k8s.io/v1/namespaces/spo/leases/spo-manager");
+    assert!(call.await.expect("join").expect("404 is no error").is_none());
+
+    let config = LeaseConfig {
+        namespace: "spo".into(),
+        name: "spo-manager".into(),
+        identity: "me".into(),
+        lease_duration: std::time::Duration::from_secs(15),
+        renew_deadline: std::time::Duration::from_secs(10),
+        retry_period: std::time::Duration::from_secs(2),
+    };
+    let now = k8s_openapi::jiff::Timestamp::from_second(1_000).expect("time");
+    let created = lease_for(&Step::Create, None, &config, now);
+    let c = client.clone();
+    let body = created.clone();
+    let call = tokio::spawn(async move { kubeapi::create_lease(&c, "spo", &body).await });
+    let (method, uri, body) = expect(&mut handle, StatusCode::CONFLICT, status(409, "AlreadyExists")).await;
+    assert_eq!(method, Method::POST);
+    assert!(
+        uri.starts_with("/apis/coordination.k8s.io/v1/namespaces/spo/leases?"),
+        "{uri}"
+    );
+    assert_eq!(body["spec"]["holderIdentity"], "me");
+    assert_eq!(body["spec"]["leaseDurationSeconds"], 15);
+    assert!(
+        call.await.expect("join").expect("409 is no error").is_none(),
+        "another replica created it first"
+    );
+
+    let theirs: Lease = serde_json::from_value(lease_json("other", "41")).expect("lease");
+    let taken = lease_for(&Step::Acquire, Some(&theirs), &config, now);
+    let c = client.clone();
+    let call = tokio::spawn(async move { kubeapi::replace_lease(&c, "spo", &taken).await });
+    let (method, uri, body) = expect(&mut handle, StatusCode::OK, lease_json("me", "42")).await;
+    assert_eq!(method, Method::PUT);
+    assert!(
+        uri.starts_with("/apis/coordination.k8s.io/v1/namespaces/spo/leases/spo-manager?"),
+        "{uri}"
+    );
+    assert_eq!(body["metadata"]["resourceVersion"], "41", "the write is guarded");
+    assert_eq!(body["spec"]["holderIdentity"], "me");
+    assert!(call.await.expect("join").expect("ok").is_some());
+
+    let stale = lease_for(&Step::Renew, Some(&theirs), &config, now);
+    let call = tokio::spawn(async move { kubeapi::replace_lease(&client, "spo", &stale).await });
+    expect(&mut handle, StatusCode::CONFLICT, status(409, "Conflict")).await;
+    assert!(
+        call.await.expect("join").expect("409 is no error").is_none(),
+        "someone changed it first: read again"
+    );
+}
