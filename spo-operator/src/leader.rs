@@ -300,7 +300,10 @@ async fn campaign(
             Ok(())
         };
         match tokio::time::timeout(call_timeout, attempt).await {
-            Ok(Ok(())) => endpoints.health.set_ready(true),
+            // A standby is ready when its lease loop works; a leader's readiness is its
+            // controllers' (set once their first lists are complete).
+            Ok(Ok(())) if last_renewal.is_none() => endpoints.health.set_ready(true),
+            Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(lease = %lease_ref, error = %error_chain(&e), "leader election request failed"),
             Err(_) => warn!(lease = %lease_ref, "leader election request timed out"),
         }

@@ -85,6 +85,8 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), OperatorError> {
     let mut tasks = Tasks::default();
+    // Not ready until the indexes are complete (a standby that just took over was ready).
+    endpoints.health.set_ready(false);
     if config.create_default_spod {
         tasks.spawn(create_default_spod(client.clone(), config.clone()));
     }
