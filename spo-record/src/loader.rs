@@ -408,18 +408,19 @@ impl Recorder {
         ])
     }
 
-    /// Turns recording on or off; turning it on also starts a new epoch, so what threads
-    /// cached about an earlier recording is ignored.
+    /// Turns recording on or off; turning it on also empties the hot path's cache, so nothing
+    /// an earlier recording cached is used.
     fn set_enabled(&mut self, enabled: bool) {
         if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
             // SAFETY: `bss` is a valid, aligned reference into the object's mmap'ed `.bss`,
             // which lives as long as the skeleton. The writes are volatile because the reader
-            // is the kernel, which the compiler cannot see; the epoch is written before
-            // `enabled`, and no program runs between recordings (they are detached).
+            // is the kernel, which the compiler cannot see; the cache is emptied before
+            // `enabled` is set, and no program runs between recordings (they are detached).
             unsafe {
                 if enabled {
-                    let epoch = std::ptr::read_volatile(&raw const bss.epoch);
-                    std::ptr::write_volatile(&raw mut bss.epoch, epoch.wrapping_add(1));
+                    for slot in 0..FAST_SLOTS {
+                        std::ptr::write_volatile(&raw mut bss.fast_targets[slot], 0);
+                    }
                 }
                 std::ptr::write_volatile(&raw mut bss.enabled, u32::from(enabled));
             }
@@ -460,7 +461,9 @@ impl Recorder {
             match targets.delete(&key) {
                 Ok(()) => {
                     if let Ok(tgid) = <[u8; 4]>::try_from(key.as_slice()) {
-                        count_tracked_slot(maps.bss_data.as_deref_mut(), u32::from_ne_bytes(tgid), -1);
+                        let tgid = u32::from_ne_bytes(tgid);
+                        count_tracked_slot(maps.bss_data.as_deref_mut(), tgid, -1);
+                        forget_fast_slot(maps.bss_data.as_deref_mut(), tgid);
                     }
                 }
                 // The process exited in the meantime and removed its entry itself.
@@ -479,6 +482,22 @@ impl Recorder {
 
 /// Slots of the counting filter in front of `targets` (`TRACKED_SLOTS` in recorder.bpf.c).
 const TRACKED_SLOTS: usize = 4096;
+
+/// `FAST_SLOTS` in `recorder.bpf.c`.
+const FAST_SLOTS: usize = 4096;
+
+/// Clears the hot path's cache slot of `tgid` if it still names it.
+fn forget_fast_slot(bss: Option<&mut skel::types::bss>, tgid: u32) {
+    let Some(bss) = bss else { return };
+    let slot = &raw mut bss.fast_targets[tgid as usize & (FAST_SLOTS - 1)];
+    // SAFETY: `slot` points into the mmap'ed `.bss` (valid and aligned for u64, which the
+    // kernel also reads and writes whole); volatile because the kernel is the other party.
+    unsafe {
+        if std::ptr::read_volatile(slot) >> 32 == u64::from(tgid) {
+            std::ptr::write_volatile(slot, 0);
+        }
+    }
+}
 
 /// The file, program, socket and capability side of one recording: the ring buffer and the
 /// programs only it needs, attached for the recording's duration.

@@ -161,25 +161,17 @@ struct {
 // Set by user space while at least one recording runs; every program returns at once otherwise.
 volatile __u32 enabled = 0;
 
-// Bumped by user space when a recording starts: a `thread_targets` entry of an earlier one is
-// stale.
-volatile __u32 epoch = 0;
-
-// What a thread recording into a target keeps in its task storage, so that its syscalls after
-// the first skip the `targets` hash lookup (the most expensive step of the hot path on a kernel
-// with retpolines). Only the recording state is kept: a waiting thread asks `targets` every
-// time, so another thread of its group installing a filter takes effect at once.
-struct thread_target {
-	__u32 target;
-	__u32 epoch;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct thread_target);
-} thread_targets SEC(".maps");
+// A direct-mapped cache in front of `targets` for the sys_enter hot path: slot
+// `tgid & FAST_SLOT_MASK` holds `tgid << 32 | target << 1 | 1` for a process that is recording
+// (never for one waiting for a filter), or anything else. One load and a compare replace the
+// hash lookup (or a task storage helper call) on every syscall of a recorded process. Whoever
+// deletes a `targets` entry clears its slot if it still names that tgid (the exit program, and
+// user space when a recording ends); user space zeroes the table when a recording starts.
+// A slot lost to a collision or a racing clear only sends a call down the slow path.
+// Kept in sync with `FAST_SLOTS` in src/loader.rs.
+#define FAST_SLOTS 4096
+#define FAST_SLOT_MASK (FAST_SLOTS - 1)
+volatile __u64 fast_targets[FAST_SLOTS];
 
 // A counting filter in front of `targets`: slot `tgid & TRACKED_SLOT_MASK` counts the `targets`
 // entries whose tgid falls into it. A zero slot proves the tgid is untracked with one load from
@@ -517,11 +509,10 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 #ifdef __TARGET_ARCH_x86
 	compat = (task->thread_info.status & X86_TS_COMPAT) != 0;
 #endif
-	__u32 now = epoch;
 	__u32 target;
-	struct thread_target *cached = bpf_task_storage_get(&thread_targets, task, 0, 0);
-	if (cached && cached->epoch == now) {
-		target = cached->target;
+	__u64 fast = fast_targets[tgid & FAST_SLOT_MASK];
+	if ((fast >> 32) == tgid && (fast & 1)) {
+		target = (__u32)fast >> 1;
 	} else {
 		struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
 		if (!tracked)
@@ -541,11 +532,7 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 			}
 			return 0;
 		}
-		cached = bpf_task_storage_get(&thread_targets, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (cached) {
-			cached->target = target;
-			cached->epoch = now;
-		}
+		fast_targets[tgid & FAST_SLOT_MASK] = (__u64)tgid << 32 | (__u64)target << 1 | 1;
 	}
 
 	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
@@ -746,7 +733,10 @@ int BPF_PROG(forget_exit, struct task_struct *task)
 	__u32 tgid = task->tgid;
 	if (!maybe_tracked(tgid))
 		return 0;
-	if (bpf_map_delete_elem(&targets, &tgid) == 0)
+	if (bpf_map_delete_elem(&targets, &tgid) == 0) {
 		count_slot(tgid, -1);
+		if ((fast_targets[tgid & FAST_SLOT_MASK] >> 32) == tgid)
+			fast_targets[tgid & FAST_SLOT_MASK] = 0;
+	}
 	return 0;
 }
