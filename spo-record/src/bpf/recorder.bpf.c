@@ -586,8 +586,12 @@ int BPF_PROG(track_fork, struct task_struct *parent, struct task_struct *child)
 	long err = bpf_map_update_elem(&targets, &child_tgid, &child_tracked, BPF_NOEXIST);
 	if (err != 0)
 		count_slot(child_tgid, -1); // nothing added
-	if (err == -EEXIST) // a stale entry (counted already) of a pid now reused: overwrite it
+	if (err == -EEXIST) { // a stale entry (counted already) of a pid now reused: overwrite it
 		err = bpf_map_update_elem(&targets, &child_tgid, &child_tracked, BPF_EXIST);
+		// and never let the hot path's cache answer for the stale one
+		if ((fast_targets[child_tgid & FAST_SLOT_MASK] >> 32) == child_tgid)
+			fast_targets[child_tgid & FAST_SLOT_MASK] = 0;
+	}
 	if (err != 0) {
 		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target_id);
 		if (seen)
