@@ -122,17 +122,8 @@ impl Recorder {
         mut progress: impl FnMut(&Progress),
     ) -> Result<RawRecording, RecordError> {
         let path = launch::resolve_command(argv)?;
-        let target = self.next_target;
-        self.next_target = (self.next_target + 1) % MAX_TARGETS;
+        let target = self.new_target()?;
         let target_key = target.to_ne_bytes();
-        self.skel
-            .maps
-            .syscalls
-            .update(&target_key, &[0; VALUE_SIZE], MapFlags::ANY)
-            .map_err(|source| RecordError::Map {
-                operation: "clearing the syscall bitmap",
-                source,
-            })?;
         let tracked = Tracked {
             target,
             flags: match options.start {
@@ -225,17 +216,8 @@ impl Recorder {
         mut progress: impl FnMut(&Progress),
     ) -> Result<RawRecording, RecordError> {
         let key = selector.key()?;
-        let target = self.next_target;
-        self.next_target = (self.next_target + 1) % MAX_TARGETS;
+        let target = self.new_target()?;
         let target_key = target.to_ne_bytes();
-        self.skel
-            .maps
-            .syscalls
-            .update(&target_key, &[0; VALUE_SIZE], MapFlags::ANY)
-            .map_err(|source| RecordError::Map {
-                operation: "clearing the syscall bitmap",
-                source,
-            })?;
         let attach_started = Instant::now();
         let links = self.attach()?;
         let exec_link = self
@@ -367,6 +349,21 @@ impl Recorder {
             // SAFETY: as in `set_enabled`: a valid, aligned reference into the mmap'ed `.bss`.
             unsafe { std::ptr::write_volatile(&raw mut bss.selecting, u32::from(selecting)) };
         }
+    }
+
+    /// Hands out the next target id, its syscall bitmap and counters cleared.
+    fn new_target(&mut self) -> Result<u32, RecordError> {
+        let target = self.next_target;
+        self.next_target = (self.next_target + 1) % MAX_TARGETS;
+        self.skel
+            .maps
+            .syscalls
+            .update(&target.to_ne_bytes(), &[0; VALUE_SIZE], MapFlags::ANY)
+            .map_err(|source| RecordError::Map {
+                operation: "clearing the syscall bitmap",
+                source,
+            })?;
+        Ok(target)
     }
 
     /// What the target with key `target_key` recorded so far.

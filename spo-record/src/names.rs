@@ -1,6 +1,7 @@
 //! Names for the numbers the kernel reports: address families, socket types and capabilities
-//! (stable Linux ABI values, from `linux/socket.h`, `linux/net.h` and
-//! `linux/capability.h`). Unknown numbers keep a numeric name, so nothing is dropped.
+//! (stable Linux ABI values, from `linux/socket.h` and `linux/net.h`; capabilities by
+//! `spo_model::apparmor::CAPABILITIES`, in kernel numbering). Unknown numbers keep a numeric
+//! name, so nothing is dropped.
 
 /// `AF_*` by number.
 const ADDRESS_FAMILIES: &[&str] = &[
@@ -63,51 +64,6 @@ const SOCKET_TYPES: &[(u32, &str)] = &[
     (10, "SOCK_PACKET"),
 ];
 
-/// `CAP_*` by number, lower case without `cap_` as AppArmor and the CRDs spell them.
-const CAPABILITIES: &[&str] = &[
-    "chown",
-    "dac_override",
-    "dac_read_search",
-    "fowner",
-    "fsetid",
-    "kill",
-    "setgid",
-    "setuid",
-    "setpcap",
-    "linux_immutable",
-    "net_bind_service",
-    "net_broadcast",
-    "net_admin",
-    "net_raw",
-    "ipc_lock",
-    "ipc_owner",
-    "sys_module",
-    "sys_rawio",
-    "sys_chroot",
-    "sys_ptrace",
-    "sys_pacct",
-    "sys_admin",
-    "sys_boot",
-    "sys_nice",
-    "sys_resource",
-    "sys_time",
-    "sys_tty_config",
-    "mknod",
-    "lease",
-    "audit_write",
-    "audit_control",
-    "setfcap",
-    "mac_override",
-    "mac_admin",
-    "syslog",
-    "wake_alarm",
-    "block_suspend",
-    "audit_read",
-    "perfmon",
-    "bpf",
-    "checkpoint_restore",
-];
-
 /// `AF_INET` for 2; `AF_<n>` for numbers without a name.
 pub(crate) fn address_family(domain: u32) -> String {
     ADDRESS_FAMILIES
@@ -125,7 +81,7 @@ pub(crate) fn socket_type(type_: u32) -> String {
 
 /// `net_bind_service` for 10; `cap_<n>` for numbers without a name.
 pub(crate) fn capability(cap: u32) -> String {
-    CAPABILITIES
+    spo_model::apparmor::CAPABILITIES
         .get(cap as usize)
         .map_or_else(|| format!("cap_{cap}"), |n| (*n).to_owned())
 }

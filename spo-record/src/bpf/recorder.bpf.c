@@ -408,28 +408,43 @@ struct {
 	__type(value, struct pending_open);
 } pending_opens SEC(".maps");
 
-// An open-like syscall of a recording process: report its path.
-static __always_inline void record_open(__u32 target, const char *user_path, __u32 flags, __s32 dirfd,
-					struct target_syscalls *seen)
+// A ring buffer record for a path event, or NULL after counting it lost.
+static __always_inline struct path_event *reserve_path_event(struct target_syscalls *seen)
 {
 	struct path_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
-	if (!event) {
+	if (!event)
 		__sync_fetch_and_add(&seen->lost_events, 1);
-		return;
-	}
-	long len = bpf_probe_read_user_str(event->path, sizeof(event->path), user_path);
+	return event;
+}
+
+// Completes `event`, whose path the caller read into it (`len` as the read returned): sent
+// with its base directory resolved, or discarded when the read failed.
+static __always_inline void send_path_event(struct path_event *event, long len, __u32 target, __u32 kind,
+					    __u32 flags, __s32 dirfd, struct target_syscalls *seen)
+{
 	if (len <= 0) {
 		bpf_ringbuf_discard(event, 0);
 		return;
 	}
 	event->target = target;
 	event->pid = bpf_get_current_pid_tgid() >> 32;
-	event->kind = EVENT_OPEN;
+	event->kind = kind;
 	event->flags = flags;
 	event->dirfd = dirfd;
 	event->len = len;
 	resolve_base(event, dirfd);
 	submit_path(event, seen);
+}
+
+// An open-like syscall of a recording process: report its path.
+static __always_inline void record_open(__u32 target, const char *user_path, __u32 flags, __s32 dirfd,
+					struct target_syscalls *seen)
+{
+	struct path_event *event = reserve_path_event(seen);
+	if (!event)
+		return;
+	long len = bpf_probe_read_user_str(event->path, sizeof(event->path), user_path);
+	send_path_event(event, len, target, EVENT_OPEN, flags, dirfd, seen);
 }
 
 #define O_WRONLY 01
@@ -682,24 +697,12 @@ int BPF_PROG(record_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	for (int i = 0; i < 2; i++) {
 		if (i == 1 && names[1] == names[0])
 			break;
-		struct path_event *event = bpf_ringbuf_reserve(&events, sizeof(*event), 0);
-		if (!event) {
-			__sync_fetch_and_add(&seen->lost_events, 1);
+		// The exec'ing task is the current one, so the event's pid is `task->tgid`.
+		struct path_event *event = reserve_path_event(seen);
+		if (!event)
 			return 0;
-		}
 		long len = bpf_probe_read_kernel_str(event->path, sizeof(event->path), names[i]);
-		if (len <= 0) {
-			bpf_ringbuf_discard(event, 0);
-			continue;
-		}
-		event->target = target;
-		event->pid = task->tgid;
-		event->kind = EVENT_EXEC;
-		event->flags = 0;
-		event->dirfd = AT_FDCWD;
-		event->len = len;
-		resolve_base(event, AT_FDCWD);
-		submit_path(event, seen);
+		send_path_event(event, len, target, EVENT_EXEC, 0, AT_FDCWD, seen);
 	}
 	return 0;
 }
