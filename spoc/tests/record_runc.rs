@@ -52,23 +52,33 @@ fn recording_filter() -> Value {
     serde_json::from_slice(&o.stdout).expect("the recording filter is JSON")
 }
 
-/// Records `args` in a runc container of `bundle` and returns the recorded OCI profile and what
-/// the container printed.
-fn record_container(bundle: &Bundle, args: &[&str]) -> (Value, RunOutput) {
+/// Runs `spoc record --from-seccomp --as-root OPTIONS -o FILE -- runc run ...` on a container
+/// of `bundle` running `args` under the recording filter; returns what spoc wrote to FILE and
+/// what the container printed.
+fn record_from_filter(bundle: &Bundle, args: &[&str], options: &[&str]) -> (String, RunOutput) {
     bundle.configure(Some(recording_filter()), args);
-    let out_file = bundle.scratch().join("recorded.json");
+    let out_file = bundle.scratch().join("recorded");
     let (runc, container) = bundle.run_command();
     let mut record = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
     record
-        .args(["record", "--from-seccomp", "--as-root", "-t", "raw-seccomp", "-o"])
+        .args(["record", "--from-seccomp", "--as-root"])
+        .args(options)
+        .arg("-o")
         .arg(&out_file)
         .arg("--")
         .arg(runc.get_program())
         .args(runc.get_args());
     let out = run_with_deadline(record, &format!("spoc record runc run {}", container.id));
     assert!(out.status.success(), "recording the container failed: {out:?}");
-    let profile = serde_json::from_slice(&std::fs::read(&out_file).expect("recorded profile written"))
-        .expect("the recorded profile is JSON");
+    let written = std::fs::read_to_string(&out_file).expect("recorded profile written");
+    (written, out)
+}
+
+/// Records `args` in a runc container of `bundle` and returns the recorded OCI profile and what
+/// the container printed.
+fn record_container(bundle: &Bundle, args: &[&str]) -> (Value, RunOutput) {
+    let (written, out) = record_from_filter(bundle, args, &["-t", "raw-seccomp"]);
+    let profile = serde_json::from_str(&written).expect("the recorded profile is JSON");
     (profile, out)
 }
 
@@ -264,29 +274,8 @@ fn records_seccomp_and_apparmor_profiles_of_a_container() {
         return;
     }
     let bundle = Bundle::new(&rt);
-    bundle.configure(Some(recording_filter()), FILES);
-    let out_file = bundle.scratch().join("both.yaml");
-    let (runc, container) = bundle.run_command();
-    let mut record = std::process::Command::new(env!("CARGO_BIN_EXE_spoc"));
-    record
-        .args([
-            "record",
-            "--from-seccomp",
-            "--as-root",
-            "-t",
-            "all",
-            "--name",
-            "files",
-            "-o",
-        ])
-        .arg(&out_file)
-        .arg("--")
-        .arg(runc.get_program())
-        .args(runc.get_args());
-    let out = run_with_deadline(record, &format!("spoc record -t all runc run {}", container.id));
-    assert!(out.status.success() && out.stdout.contains("files-ok"), "{out:?}");
-
-    let text = std::fs::read_to_string(&out_file).expect("profiles written");
+    let (text, out) = record_from_filter(&bundle, FILES, &["-t", "all", "--name", "files"]);
+    assert!(out.stdout.contains("files-ok"), "{out:?}");
     let docs: Vec<serde_json::Value> = text
         .split("\n---\n")
         .map(|d| serde_norway::from_str(d).expect("each document is YAML"))

@@ -185,24 +185,18 @@ impl Bundle {
     /// The `runc run` command for a new container of the configured bundle, and the guard that
     /// deletes that container when dropped.
     pub fn run_command(&self) -> (Command, Container<'_>) {
-        let container = Container {
-            runc: &self.runc,
-            state: &self.state,
-            id: unique_id(),
-        };
-        let mut run = Command::new(&self.runc);
-        run.arg("--root")
-            .arg(&self.state)
-            .args(["run", "--bundle"])
-            .arg(&self.bundle)
-            .arg(&container.id);
-        (run, container)
+        self.new_container(&["run"])
     }
 
     /// `runc run --detach` for a new container of the configured bundle (runc returns once the
     /// container runs; stdio is the caller's to give), and the guard that deletes it when
     /// dropped.
     pub fn detached_command(&self) -> (Command, Container<'_>) {
+        self.new_container(&["run", "--detach"])
+    }
+
+    /// `runc --root STATE <run_args> --bundle BUNDLE <new id>` and the guard for that id.
+    fn new_container(&self, run_args: &[&str]) -> (Command, Container<'_>) {
         let container = Container {
             runc: &self.runc,
             state: &self.state,
@@ -211,7 +205,8 @@ impl Bundle {
         let mut run = Command::new(&self.runc);
         run.arg("--root")
             .arg(&self.state)
-            .args(["run", "--detach", "--bundle"])
+            .args(run_args)
+            .arg("--bundle")
             .arg(&self.bundle)
             .arg(&container.id);
         (run, container)

@@ -15,6 +15,8 @@ use spo_record::{
 };
 use spo_seccomp::backend::{GO_RUNTIME_SYSCALLS, recording_filter, spec_from_recording};
 
+use super::violations::{UidField, own_uid};
+
 pub const EXAMPLES: &str = "\
 Examples:
   spoc record -o ls.yaml -- ls /
@@ -156,18 +158,6 @@ pub fn sudo_user(euid: u32, as_root: bool, env: impl Fn(&str) -> Option<String>)
     Ok((uid != 0).then_some((uid, gid)))
 }
 
-/// The effective uid, from `/proc/self/status`.
-fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// A one-line live status on a terminal; silent otherwise.
 struct Spinner {
     live: bool,
@@ -235,7 +225,7 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
         print!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
-    let run_as = sudo_user(effective_uid().unwrap_or(u32::MAX), args.as_root, |k| {
+    let run_as = sudo_user(own_uid(UidField::Effective).unwrap_or(u32::MAX), args.as_root, |k| {
         std::env::var(k).ok()
     })?;
     if let Some((uid, gid)) = run_as {

@@ -131,7 +131,7 @@ pub fn start_audit_session() -> std::io::Result<u32> {
     } else if let Some(sudo) = std::env::var("SUDO_UID").ok().and_then(|u| u.parse().ok()) {
         sudo
     } else {
-        real_uid().ok_or_else(|| std::io::Error::other("no Uid in /proc/self/status"))?
+        own_uid(UidField::Real).ok_or_else(|| std::io::Error::other("no Uid in /proc/self/status"))?
     };
     std::fs::write("/proc/self/loginuid", uid.to_string())?;
     let session: u32 = std::fs::read_to_string("/proc/self/sessionid")?
@@ -144,13 +144,23 @@ pub fn start_audit_session() -> std::io::Result<u32> {
     Ok(session)
 }
 
-fn real_uid() -> Option<u32> {
+/// One of the ids on the `Uid:` line of `/proc/self/status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UidField {
+    /// The real uid (first column).
+    Real = 0,
+    /// The effective uid (second column).
+    Effective = 1,
+}
+
+/// This process's uid of kind `field`, from `/proc/self/status`.
+pub(crate) fn own_uid(field: UidField) -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))?
         .split_whitespace()
-        .next()?
+        .nth(field as usize)?
         .parse()
         .ok()
 }
