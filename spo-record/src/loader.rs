@@ -208,6 +208,8 @@ impl Recorder {
     /// `runc exec` sessions are recorded). A process moved into the cgroup is recorded from its
     /// next exec.
     /// With `resources`, files, programs, sockets and capabilities are recorded too.
+    /// `progress` is first called once the processes already there are tracked, so a caller
+    /// can announce the recording from it.
     pub fn record_selected(
         &mut self,
         selector: &Selector,

@@ -269,8 +269,16 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
     let mut spinner = Spinner::new(&what);
     let recorded = match &selector {
         Some(selector) => {
-            eprintln!("spoc: recording {what} until its last process exits or Ctrl-C");
-            recorder.record_selected(selector, options.resources, &STOP, |p| spinner.show(p))
+            // Said on the first progress report, which comes once the processes already there
+            // are tracked: said earlier, it would promise a recording that has not begun.
+            let mut announced = false;
+            recorder.record_selected(selector, options.resources, &STOP, |p| {
+                if !announced {
+                    announced = true;
+                    eprintln!("spoc: recording {what} until its last process exits or Ctrl-C");
+                }
+                spinner.show(p)
+            })
         }
         None => recorder.record_command_with(&args.command, &options, |p| spinner.show(p)),
     };
