@@ -27,6 +27,8 @@ const CALLS: u64 = 5_000_000;
 /// take minutes per round; the per-call cost is what is compared, and 200,000 calls measure it
 /// as well.
 const STRACE_CALLS: u64 = 200_000;
+/// Rounds by default; `SPO_OVERHEAD_ROUNDS=N` changes it (and `SPO_OVERHEAD_NO_STRACE=1` leaves
+/// strace out, for quick comparisons).
 const ROUNDS: usize = 3;
 /// `getppid` on x86-64 and aarch64, to check the recording saw the workload.
 #[cfg(target_arch = "x86_64")]
@@ -44,7 +46,15 @@ fn main() -> Result<()> {
         println!("skipped");
         return Ok(());
     }
-    let strace = which("strace");
+    let strace = if std::env::var_os("SPO_OVERHEAD_NO_STRACE").is_some() {
+        None
+    } else {
+        which("strace")
+    };
+    let rounds = match std::env::var("SPO_OVERHEAD_ROUNDS") {
+        Ok(text) => text.parse().context("parsing SPO_OVERHEAD_ROUNDS")?,
+        Err(_) => ROUNDS,
+    };
 
     let dir = tempfile::tempdir().context("creating a temp dir for the workload's output")?;
     let exe = fs::read_link("/proc/self/exe").context("finding this binary")?;
@@ -54,8 +64,8 @@ fn main() -> Result<()> {
     };
 
     let mut samples = Samples::default();
-    for round in 0..ROUNDS {
-        eprintln!("round {}/{ROUNDS}", round + 1);
+    for round in 0..rounds {
+        eprintln!("round {}/{rounds}", round + 1);
         samples.baseline.push(workload.run_plain(CALLS)?);
 
         let rss_before = vm_rss_kib()?;
@@ -281,26 +291,35 @@ impl Samples {
     fn print(&self, with_strace: bool) {
         let base = median(&self.baseline);
         println!();
-        println!("getppid loop, {CALLS} calls (strace: {STRACE_CALLS}), median of {ROUNDS} rounds");
-        println!("| case | ns/call | ratio | over the floor (ns/call) | rounds (ns/call) |");
-        println!("| --- | ---: | ---: | ---: | --- |");
+        let floor = median(&self.floor);
+        println!(
+            "getppid loop, {CALLS} calls (strace: {STRACE_CALLS}), median of {} rounds",
+            self.baseline.len()
+        );
+        println!("| case | ns/call | ratio | over the floor (ns/call) | ratio to the floor | rounds (ns/call) |");
+        println!("| --- | ---: | ---: | ---: | ---: | --- |");
+        // (name, samples, whether it runs with a sys_enter program attached)
         let mut cases = vec![
-            ("no recorder", &self.baseline),
-            ("recorder loaded, idle", &self.idle),
-            ("floor: an empty sys_enter program attached", &self.floor),
-            ("recording another process", &self.other),
-            ("recording this process", &self.this),
+            ("no recorder", &self.baseline, false),
+            ("recorder loaded, idle", &self.idle, false),
+            ("floor: an empty sys_enter program attached", &self.floor, true),
+            ("recording another process", &self.other, true),
+            ("recording this process", &self.this, true),
         ];
         if with_strace {
-            cases.push(("strace -f", &self.strace));
+            cases.push(("strace -f", &self.strace, false));
         }
-        for (name, values) in cases {
+        for (name, values, attached) in cases {
             let m = median(values);
             let rounds: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
+            let (over, to_floor) = if attached {
+                (format!("{:+.1}", m - floor), format!("{:.3}x", m / floor))
+            } else {
+                (String::new(), String::new())
+            };
             println!(
-                "| {name} | {m:.1} | {:.3}x | +{:.1} | {} |",
+                "| {name} | {m:.1} | {:.3}x | {over} | {to_floor} | {} |",
                 m / base,
-                m - median(&self.floor),
                 rounds.join(", ")
             );
         }
@@ -315,7 +334,7 @@ impl Samples {
         println!();
         println!("Recorder::load: median {:.2} ms (max {:.2})", median(&load), max(&load));
         println!(
-            "attach (3 programs): median {:.3} ms (max {:.3})",
+            "attach (4 programs): median {:.3} ms (max {:.3})",
             median(&attach),
             max(&attach)
         );

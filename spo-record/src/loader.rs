@@ -144,15 +144,19 @@ impl Recorder {
         let mut bss = maps.bss_data.as_deref_mut();
         let spawned = launch::spawn_held(&path, argv, options.run_as, |pid| {
             count_tracked_slot(bss.as_deref_mut(), pid, 1);
-            targets
-                .update(&pid.to_ne_bytes(), &tracked, MapFlags::ANY)
-                .map_err(|source| {
+            match targets.update(&pid.to_ne_bytes(), &tracked, MapFlags::ANY) {
+                Ok(()) => {
+                    bump_generation(bss);
+                    Ok(())
+                }
+                Err(source) => {
                     count_tracked_slot(bss, pid, -1);
-                    RecordError::Map {
+                    Err(RecordError::Map {
                         operation: "tracking the command's pid",
                         source,
-                    }
-                })
+                    })
+                }
+            }
         });
         let started = Instant::now();
         let waited = spawned.and_then(|mut child| {
@@ -309,7 +313,10 @@ impl Recorder {
         let maps = &mut self.skel.maps;
         count_tracked_slot(maps.bss_data.as_deref_mut(), pid, 1);
         match maps.targets.update(&pid.to_ne_bytes(), tracked, MapFlags::NO_EXIST) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                bump_generation(maps.bss_data.as_deref_mut());
+                Ok(())
+            }
             Err(e) => {
                 count_tracked_slot(maps.bss_data.as_deref_mut(), pid, -1);
                 if e.kind() == libbpf_rs::ErrorKind::AlreadyExists {
@@ -394,8 +401,9 @@ impl Recorder {
     }
 
     /// Attaches every program; the links detach them when dropped. The exit and fork programs
-    /// go first so no tracked process can exit or fork unseen.
-    fn attach(&self) -> Result<[Link; 3], RecordError> {
+    /// go first so no tracked process can exit or fork unseen, and the switch program before
+    /// the syscall program, which trusts what it leaves per CPU.
+    fn attach(&self) -> Result<[Link; 4], RecordError> {
         let progs = &self.skel.progs;
         let attach = |program: &'static str, prog: &libbpf_rs::ProgramMut<'_>| {
             prog.attach().map_err(|source| RecordError::Attach { program, source })
@@ -403,26 +411,22 @@ impl Recorder {
         Ok([
             attach("forget_exit", &progs.forget_exit)?,
             attach("track_fork", &progs.track_fork)?,
+            attach("follow_switch", &progs.follow_switch)?,
             attach("record_sys_enter", &progs.record_sys_enter)?,
         ])
     }
 
-    /// Turns recording on or off; turning it on also empties the hot path's cache, so nothing
-    /// an earlier recording cached is used.
+    /// Turns recording on or off; turning it on also moves the generation on, so nothing the
+    /// CPUs cached during an earlier recording is used.
     fn set_enabled(&mut self, enabled: bool) {
+        if enabled {
+            bump_generation(self.skel.maps.bss_data.as_deref_mut());
+        }
         if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
             // SAFETY: `bss` is a valid, aligned reference into the object's mmap'ed `.bss`,
-            // which lives as long as the skeleton. The writes are volatile because the reader
-            // is the kernel, which the compiler cannot see; the cache is emptied before
-            // `enabled` is set, and no program runs between recordings (they are detached).
-            unsafe {
-                if enabled {
-                    for slot in 0..FAST_SLOTS {
-                        std::ptr::write_volatile(&raw mut bss.fast_targets[slot], 0);
-                    }
-                }
-                std::ptr::write_volatile(&raw mut bss.enabled, u32::from(enabled));
-            }
+            // which lives as long as the skeleton. The write is volatile because the reader is
+            // the kernel, which the compiler cannot see.
+            unsafe { std::ptr::write_volatile(&raw mut bss.enabled, u32::from(enabled)) };
         }
     }
 
@@ -462,7 +466,6 @@ impl Recorder {
                     if let Ok(tgid) = <[u8; 4]>::try_from(key.as_slice()) {
                         let tgid = u32::from_ne_bytes(tgid);
                         count_tracked_slot(maps.bss_data.as_deref_mut(), tgid, -1);
-                        forget_fast_slot(maps.bss_data.as_deref_mut(), tgid);
                     }
                 }
                 // The process exited in the meantime and removed its entry itself.
@@ -475,6 +478,7 @@ impl Recorder {
                 }
             }
         }
+        bump_generation(maps.bss_data.as_deref_mut());
         Ok(())
     }
 }
@@ -482,20 +486,15 @@ impl Recorder {
 /// Slots of the counting filter in front of `targets` (`TRACKED_SLOTS` in recorder.bpf.c).
 const TRACKED_SLOTS: usize = 4096;
 
-/// `FAST_SLOTS` in `recorder.bpf.c`.
-const FAST_SLOTS: usize = 4096;
-
-/// Clears the hot path's cache slot of `tgid` if it still names it.
-fn forget_fast_slot(bss: Option<&mut skel::types::bss>, tgid: u32) {
+/// Moves the hot path's generation on (`generation` in recorder.bpf.c) after user space changed
+/// `targets`: every CPU's cached view of its running task is then looked up again.
+fn bump_generation(bss: Option<&mut skel::types::bss>) {
     let Some(bss) = bss else { return };
-    let slot = &raw mut bss.fast_targets[tgid as usize & (FAST_SLOTS - 1)];
-    // SAFETY: `slot` points into the mmap'ed `.bss` (valid and aligned for u64, which the
-    // kernel also reads and writes whole); volatile because the kernel is the other party.
-    unsafe {
-        if std::ptr::read_volatile(slot) >> 32 == u64::from(tgid) {
-            std::ptr::write_volatile(slot, 0);
-        }
-    }
+    // SAFETY: `generation` lies in the object's mmap'ed `.bss`, which lives as long as the
+    // skeleton, and is aligned for a u32. The kernel bumps the same word with atomic adds, so
+    // this must be an atomic too.
+    let generation = unsafe { AtomicU32::from_ptr(&raw mut bss.generation) };
+    generation.fetch_add(1, Ordering::SeqCst);
 }
 
 /// The file, program, socket and capability side of one recording: the ring buffer and the

@@ -11,8 +11,9 @@ use crate::RecordError;
 pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 /// The tracepoints the programs attach to: `(subsystem/event, name in BTF)`.
-pub(crate) const TRACEPOINTS: [(&str, &str); 3] = [
+pub(crate) const TRACEPOINTS: [(&str, &str); 4] = [
     ("raw_syscalls/sys_enter", "sys_enter"),
+    ("sched/sched_switch", "sched_switch"),
     ("sched/sched_process_fork", "sched_process_fork"),
     ("sched/sched_process_exit", "sched_process_exit"),
 ];

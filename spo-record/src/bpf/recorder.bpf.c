@@ -161,17 +161,40 @@ struct {
 // Set by user space while at least one recording runs; every program returns at once otherwise.
 volatile __u32 enabled = 0;
 
-// A direct-mapped cache in front of `targets` for the sys_enter hot path: slot
-// `tgid & FAST_SLOT_MASK` holds `tgid << 32 | target << 1 | 1` for a process that is recording
-// (never for one waiting for a filter), or anything else. One load and a compare replace the
-// hash lookup (or a task storage helper call) on every syscall of a recorded process. Whoever
-// deletes a `targets` entry clears its slot if it still names that tgid (the exit program, and
-// user space when a recording ends); user space zeroes the table when a recording starts.
-// A slot lost to a collision or a racing clear only sends a call down the slow path.
-// Kept in sync with `FAST_SLOTS` in src/loader.rs.
-#define FAST_SLOTS 4096
-#define FAST_SLOT_MASK (FAST_SLOTS - 1)
-volatile __u64 fast_targets[FAST_SLOTS];
+// What the task running on each CPU is to the recorder, so the sys_enter hot path decides with
+// loads only: no helper call (each costs about 20 ns on this project's build VM, whose returns go
+// through the SRSO return thunk) and no hash lookup. `follow_switch` fills the slot for the task a
+// CPU switches to; every task reaches a CPU through that tracepoint, so while the slot's
+// `generation` is the current one it describes the running task. Whoever changes what a running
+// task is (user space adding or removing `targets` entries, or a process joining by exec) bumps
+// `generation` afterwards, which sends every CPU once down the slow path, where the slot is filled
+// again. A task waiting for its seccomp filter is never cached (its slot gets a generation already
+// past), so its switch to recording needs no bump.
+struct cpu_current {
+	// The task (a `struct task_struct *` kept as a number: only read through bpf_core_cast).
+	__u64 task;
+	// `generation` as read before the slot was computed; an older one when it is not to be used.
+	__u32 generation;
+	// `target << 1 | 1` while the task's process records, 0 when it is not tracked.
+	__u32 target;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cpu_current);
+} cpu_current SEC(".maps");
+
+// Bumped (atomically, so no two bumps ever land as one) after every change to `targets` a running task could notice. Kept in sync
+// with `bump_generation` in src/loader.rs, which also bumps it before a recording is enabled, so it
+// is never 0 (the value of fresh slots) while anything reads it.
+volatile __u32 generation = 0;
+
+static __always_inline void bump_generation(void)
+{
+	__sync_fetch_and_add(&generation, 1);
+}
 
 // A counting filter in front of `targets`: slot `tgid & TRACKED_SLOT_MASK` counts the `targets`
 // entries whose tgid falls into it. A zero slot proves the tgid is untracked with one load from
@@ -509,31 +532,94 @@ static __always_inline void record_resources(struct pt_regs *regs, long id, __u3
 #endif
 }
 
+// Records syscall `id` of recording process `target`, made through the compat ABI or not.
+static __always_inline void record_syscall(struct pt_regs *regs, long id, __u32 target, int compat)
+{
+	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
+	if (!seen)
+		return;
+	if (id < 0)
+		return; // not a syscall: the kernel skipped it (ptrace or seccomp set it to -1)
+	if (id >= MAX_SYSCALL_NR) {
+		__sync_fetch_and_add(&seen->out_of_range, 1);
+		return;
+	}
+	set_bit(compat ? seen->compat : seen->native, (__u32)id);
+	if (!compat && collect_resources)
+		record_resources(regs, id, target, seen);
+}
+
+static __always_inline int in_compat_syscall(struct task_struct *task)
+{
+#ifdef __TARGET_ARCH_x86
+	return (task->thread_info.status & X86_TS_COMPAT) != 0;
+#else
+	return 0;
+#endif
+}
+
+// Fills this CPU's slot for `task`, looked up in `targets`, and returns the slot's target bits.
+// `gen` must have been read before the lookup, so a change made after it is never hidden.
+static __always_inline __u32 describe_task(struct cpu_current *cur, struct task_struct *task, __u32 gen)
+{
+	__u32 tgid = task->tgid;
+	__u32 bits = 0;
+	if (maybe_tracked(tgid)) {
+		struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
+		if (tracked) {
+			if (tracked->flags & TRACK_WAIT_FOR_FILTER)
+				gen -= 1; // a generation already past: decided on every call until it records
+			else
+				bits = tracked->target << 1 | 1;
+		}
+	}
+	cur->task = (__u64)task;
+	cur->target = bits;
+	cur->generation = gen;
+	return bits;
+}
+
+static __u32 zero = 0;
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(follow_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	if (!enabled)
+		return 0;
+	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
+	if (!cur)
+		return 0;
+	describe_task(cur, next, generation);
+	return 0;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 {
 	if (!enabled)
 		return 0;
 
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!maybe_tracked(tgid))
+	// The hot path: a per-CPU array lookup (inlined by the verifier) and three loads.
+	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
+	if (!cur)
 		return 0;
-
-	struct task_struct *task = bpf_get_current_task_btf();
-	int compat = 0;
-#ifdef __TARGET_ARCH_x86
-	compat = (task->thread_info.status & X86_TS_COMPAT) != 0;
-#endif
-	__u32 target;
-	__u64 fast = fast_targets[tgid & FAST_SLOT_MASK];
-	if ((fast >> 32) == tgid && (fast & 1)) {
-		target = (__u32)fast >> 1;
-	} else {
-		struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
-		if (!tracked)
+	__u32 gen = generation;
+	if (cur->generation == gen) {
+		__u32 bits = cur->target;
+		if (!(bits & 1))
 			return 0;
-		target = tracked->target;
-		if (tracked->flags & TRACK_WAIT_FOR_FILTER) {
+		struct task_struct *task = bpf_core_cast((void *)cur->task, struct task_struct);
+		record_syscall(regs, id, bits >> 1, in_compat_syscall(task));
+		return 0;
+	}
+
+	// The slot is stale (or the task waits for its filter): ask `targets`.
+	struct task_struct *task = bpf_get_current_task_btf();
+	int compat = in_compat_syscall(task);
+	__u32 tgid = task->tgid;
+	if (maybe_tracked(tgid)) {
+		struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
+		if (tracked && (tracked->flags & TRACK_WAIT_FOR_FILTER)) {
 			// The installing call itself is not judged by the filter it installs; from the
 			// next one on, every thread of the group is recorded (a superset for runtimes that
 			// filter only the calling thread).
@@ -541,27 +627,18 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 				// The only flag, and it only ever goes from set to clear: a plain store is
 				// safe when two threads race here.
 				*(volatile __u32 *)&tracked->flags = 0;
+				__u32 target = tracked->target;
 				struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
 				if (seen)
 					__sync_fetch_and_add(&seen->filter_starts, 1);
 			}
+			cur->generation = gen - 1;
 			return 0;
 		}
-		fast_targets[tgid & FAST_SLOT_MASK] = (__u64)tgid << 32 | (__u64)target << 1 | 1;
 	}
-
-	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
-	if (!seen)
-		return 0;
-	if (id < 0)
-		return 0; // not a syscall: the kernel skipped it (ptrace or seccomp set it to -1)
-	if (id >= MAX_SYSCALL_NR) {
-		__sync_fetch_and_add(&seen->out_of_range, 1);
-		return 0;
-	}
-	set_bit(compat ? seen->compat : seen->native, (__u32)id);
-	if (!compat && collect_resources)
-		record_resources(regs, id, target, seen);
+	__u32 bits = describe_task(cur, task, gen);
+	if (bits & 1)
+		record_syscall(regs, id, bits >> 1, compat);
 	return 0;
 }
 
@@ -603,9 +680,6 @@ int BPF_PROG(track_fork, struct task_struct *parent, struct task_struct *child)
 		count_slot(child_tgid, -1); // nothing added
 	if (err == -EEXIST) { // a stale entry (counted already) of a pid now reused: overwrite it
 		err = bpf_map_update_elem(&targets, &child_tgid, &child_tracked, BPF_EXIST);
-		// and never let the hot path's cache answer for the stale one
-		if ((fast_targets[child_tgid & FAST_SLOT_MASK] >> 32) == child_tgid)
-			fast_targets[child_tgid & FAST_SLOT_MASK] = 0;
 	}
 	if (err != 0) {
 		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target_id);
@@ -643,7 +717,11 @@ int BPF_PROG(select_exec, struct task_struct *task, pid_t old_pid, struct linux_
 		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &joined.target);
 		if (seen)
 			__sync_fetch_and_add(&seen->untracked_processes, 1);
+		return 0;
 	}
+	// This task is running, its CPU slot says untracked: make every slot look again. (exec
+	// ended the other threads of the group already.)
+	bump_generation();
 	return 0;
 }
 
@@ -740,10 +818,7 @@ int BPF_PROG(forget_exit, struct task_struct *task)
 	__u32 tgid = task->tgid;
 	if (!maybe_tracked(tgid))
 		return 0;
-	if (bpf_map_delete_elem(&targets, &tgid) == 0) {
+	if (bpf_map_delete_elem(&targets, &tgid) == 0)
 		count_slot(tgid, -1);
-		if ((fast_targets[tgid & FAST_SLOT_MASK] >> 32) == tgid)
-			fast_targets[tgid & FAST_SLOT_MASK] = 0;
-	}
 	return 0;
 }
