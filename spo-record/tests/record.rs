@@ -439,6 +439,72 @@ fn records_a_mount_namespace() {
     );
 }
 
+/// Spins on `access(go)` (never sleeping, so its CPU need not switch tasks) until the go file
+/// exists, then calls getpgid once.
+const SPIN_THEN_CALL: &str = r#"
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 2)
+        return 2;
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (access(argv[1], F_OK) != 0) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - start.tv_sec > 10)
+            return 3;
+    }
+    syscall(SYS_getpgid, 0);
+    return 0;
+}
+"#;
+
+/// A process already running (and busy making syscalls) when the recording adds it is recorded
+/// from then on, context switch or not: adding it moves the generation, so the CPU it runs on
+/// stops trusting the slot that said "untracked".
+#[test]
+fn records_a_busy_process_from_the_moment_it_is_added() {
+    let Some(mut recorder) = load() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(binary) = build_with_clang(dir.path(), "spin_then_call.c", SPIN_THEN_CALL, &["-O1"]) else {
+        return;
+    };
+    let go = dir.path().join("go");
+    let mut spinner = Command::new("unshare")
+        .args(["--mount", "--"])
+        .arg(&binary)
+        .arg(&go)
+        .spawn()
+        .expect("unshare --mount (util-linux)");
+    let ours = spo_record::mount_namespace_of(std::process::id()).expect("our mount namespace");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let inode = loop {
+        match spo_record::mount_namespace_of(spinner.id()) {
+            Some(inode) if inode != ours => break inode,
+            _ if std::time::Instant::now() > deadline => panic!("unshare never entered a new mount namespace"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    };
+    // Let it spin for a while before the recording starts.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let raw = recorder
+        .record_selected(&spo_record::Selector::MountNamespace(inode), false, &stop, |_| {
+            if !go.exists() {
+                std::fs::write(&go, b"").expect("create the go file");
+            }
+        })
+        .expect("recording the spinning process");
+    assert!(spinner.wait().expect("wait for the spinner").success());
+    let seen = names(&raw, Arch::X86_64);
+    for expected in ["access", "getpgid", "exit_group"] {
+        assert!(seen.contains(expected), "{expected} missing from {seen:?}");
+    }
+}
+
 /// Files through every kind of path (relative to the working directory, relative to a
 /// directory fd with `..`, absolute, written), sockets, a capability check and an exec.
 const RESOURCES: &str = r#"
