@@ -13,6 +13,7 @@ pub(crate) const EVENT_SIZE: usize = 8 * 4 + 2 * PATH_BUF + 256;
 const BASE_OK: u32 = 1;
 const EVENT_OPEN: u32 = 1;
 const EVENT_EXEC: u32 = 2;
+const EVENT_MAP: u32 = 3;
 /// `AT_FDCWD`.
 const AT_FDCWD: i32 = -100;
 const O_ACCMODE: u32 = 3;
@@ -21,12 +22,23 @@ const O_RDWR: u32 = 2;
 const O_CREAT: u32 = 0o100;
 const O_TRUNC: u32 = 0o1000;
 
+/// What a path event reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    /// A file opened (open, openat, openat2, creat) that the call succeeded on.
+    Open,
+    /// A program executed (or the interpreter of a script).
+    Exec,
+    /// A file mapped executable by mmap(2) (a library); the path is absolute.
+    Map,
+}
+
 /// One decoded `struct path_event`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PathEvent {
     pub target: u32,
     pub pid: u32,
-    pub exec: bool,
+    pub kind: EventKind,
     pub flags: u32,
     pub dirfd: i32,
     pub path: String,
@@ -52,9 +64,10 @@ impl PathEvent {
         Some(PathEvent {
             target: word(0),
             pid: word(1),
-            exec: match word(2) {
-                EVENT_OPEN => false,
-                EVENT_EXEC => true,
+            kind: match word(2) {
+                EVENT_OPEN => EventKind::Open,
+                EVENT_EXEC => EventKind::Exec,
+                EVENT_MAP => EventKind::Map,
                 _ => return None,
             },
             flags: word(3),
@@ -64,9 +77,10 @@ impl PathEvent {
         })
     }
 
-    /// The access an open with these flags asks for (exec for program events).
+    /// The access an open with these flags asks for (read and exec for program and mapping
+    /// events).
     pub(crate) fn access(&self) -> FileAccess {
-        if self.exec {
+        if self.kind != EventKind::Open {
             return FileAccess {
                 read: true,
                 exec: true,
@@ -102,6 +116,8 @@ pub(crate) fn clean(path: &str) -> String {
 pub(crate) struct Resources {
     pub files: BTreeMap<String, FileAccess>,
     pub executables: BTreeSet<String>,
+    /// Files mapped executable (libraries), kept apart from `files`.
+    pub mapped: BTreeSet<String>,
     /// Relative paths whose base directory could not be found (the process was gone).
     pub unresolved: u64,
 }
@@ -122,8 +138,15 @@ impl Resources {
                 }
             }
         };
-        if event.exec {
-            self.executables.insert(absolute.clone());
+        match event.kind {
+            EventKind::Map => {
+                self.mapped.insert(absolute);
+                return;
+            }
+            EventKind::Exec => {
+                self.executables.insert(absolute.clone());
+            }
+            EventKind::Open => {}
         }
         let entry = self.files.entry(absolute).or_default();
         *entry = entry.union(event.access());
@@ -211,8 +234,8 @@ mod tests {
     fn decodes_events_and_their_access() {
         let e = PathEvent::decode(&encode(3, 42, EVENT_OPEN, O_RDWR | O_CREAT, AT_FDCWD, "/etc/x")).expect("event");
         assert_eq!(
-            (e.target, e.pid, e.exec, e.dirfd, e.path.as_str()),
-            (3, 42, false, AT_FDCWD, "/etc/x")
+            (e.target, e.pid, e.kind, e.dirfd, e.path.as_str()),
+            (3, 42, EventKind::Open, AT_FDCWD, "/etc/x")
         );
         assert_eq!(
             e.access(),
@@ -234,6 +257,12 @@ mod tests {
         assert!(!wo.access().read && wo.access().write);
         let ex = PathEvent::decode(&encode(3, 42, EVENT_EXEC, 0, AT_FDCWD, "/bin/sh")).expect("event");
         assert!(ex.access().exec);
+        let map = PathEvent::decode(&encode(3, 42, EVENT_MAP, 0, 4, "/usr/lib/libc.so.6")).expect("event");
+        assert_eq!(map.kind, EventKind::Map);
+        let mut r = Resources::default();
+        r.add(&map, |_, _| None);
+        assert_eq!(r.mapped, BTreeSet::from(["/usr/lib/libc.so.6".to_owned()]));
+        assert!(r.files.is_empty(), "a mapping is not an open: {:?}", r.files);
         assert_eq!(
             PathEvent::decode(&encode(3, 42, 9, 0, AT_FDCWD, "/x")),
             None,

@@ -40,6 +40,10 @@ pub struct RawRecording {
     pub files: BTreeMap<String, FileAccess>,
     /// Programs executed (and script interpreters).
     pub executables: BTreeSet<String>,
+    /// Files mapped executable by mmap(2) (shared libraries, `dlopen`ed modules): absolute,
+    /// cleaned paths as the recorded process's root sees them. Files no path names (memfd) are
+    /// left out.
+    pub mapped: BTreeSet<String>,
     /// Relative paths that could not be made absolute (their process was gone).
     pub unresolved_paths: u64,
     /// Sockets created, as (domain, type) numbers.
@@ -114,10 +118,11 @@ pub fn into_recording(raw: &RawRecording, name_of: impl Fn(Arch, u32) -> Option<
         executables: raw.executables.clone(),
         ..Recording::default()
     };
+    // A library is a file mapped executable that is not one of the programs; the read-only
+    // open the loader made of it is covered by the library and not listed again as a file.
+    recording.libraries = raw.mapped.difference(&raw.executables).cloned().collect();
     for (path, access) in &raw.files {
-        if is_library(path) && !access.write && !raw.executables.contains(path) {
-            recording.libraries.insert(path.clone());
-        } else {
+        if !(recording.libraries.contains(path) && !access.write && !access.exec) {
             recording.files.insert(path.clone(), *access);
         }
     }
@@ -149,20 +154,6 @@ pub fn into_recording(raw: &RawRecording, name_of: impl Fn(Arch, u32) -> Option<
         }
     }
     NamedRecording { recording, unnamed }
-}
-
-/// Whether `path` looks like a shared library (`*.so`, `*.so.N...`), which the dynamic loader
-/// opens read-only and maps executable.
-pub fn is_library(path: &str) -> bool {
-    let file = path.rsplit('/').next().unwrap_or(path);
-    let Some(at) = file.find(".so") else { return false };
-    let version = &file[at + 3..];
-    at > 0
-        && (version.is_empty()
-            || version.starts_with('.')
-                && version[1..]
-                    .split('.')
-                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
 }
 
 /// Why recording failed.
@@ -291,26 +282,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tells_libraries_by_name() {
-        for lib in [
-            "/lib/x86_64-linux-gnu/libc.so.6",
-            "/usr/lib/libz.so",
-            "/usr/lib/libssl.so.3.0.11",
-        ] {
-            assert!(is_library(lib), "{lib}");
-        }
-        for file in [
-            "/etc/ld.so.cache",
-            "/etc/ld.so.conf",
-            "/srv/.so",
-            "/x/libfoo.so.bak",
-            "/x/a.so.1.",
-        ] {
-            assert!(!is_library(file), "{file}");
-        }
-    }
-
-    #[test]
     fn names_what_the_table_knows_and_lists_the_rest() {
         let raw = RawRecording {
             subject: Subject::Command {
@@ -356,6 +327,14 @@ mod tests {
                 ),
             ]),
             executables: BTreeSet::from(["/usr/bin/sh".to_owned()]),
+            // What was mapped executable decides, not the name: a plugin without `.so` is a
+            // library, a written `.so` never mapped is a file, and the program's own mapping
+            // stays a program.
+            mapped: BTreeSet::from([
+                "/usr/lib/x86_64-linux-gnu/libc.so.6".to_owned(),
+                "/opt/app/plugin.bin".to_owned(),
+                "/usr/bin/sh".to_owned(),
+            ]),
             unresolved_paths: 0,
             sockets: BTreeSet::from([(2, 1), (10, 2)]),
             capabilities: BTreeMap::from([(10, true), (12, false)]),
@@ -380,7 +359,10 @@ mod tests {
         let r = &named.recording;
         assert_eq!(
             r.libraries,
-            BTreeSet::from(["/usr/lib/x86_64-linux-gnu/libc.so.6".to_owned()])
+            BTreeSet::from([
+                "/opt/app/plugin.bin".to_owned(),
+                "/usr/lib/x86_64-linux-gnu/libc.so.6".to_owned()
+            ])
         );
         assert_eq!(
             r.files.keys().map(String::as_str).collect::<Vec<_>>(),

@@ -587,6 +587,7 @@ fn raw_recording(subject: Subject, seen: TargetSyscalls, resources: Resources, a
         filter_starts: seen.filter_starts,
         files: resources.files,
         executables: resources.executables,
+        mapped: resources.mapped,
         unresolved_paths: resources.unresolved,
         sockets: seen.sockets,
         capabilities: seen.capabilities,

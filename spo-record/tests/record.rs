@@ -218,6 +218,88 @@ fn tells_32_bit_syscalls_apart() {
     assert!(names(&raw, Arch::X86_64).contains("execve"));
 }
 
+/// open, mmap2 (executable), openat (relative) and socket through the i386 ABI, no libc.
+const RESOURCES_32: &str = "
+.data
+etc: .asciz \"/etc/hostname\"
+rel: .asciz \"Cargo.toml\"
+.text
+.globl _start
+_start:
+ movl $5, %eax
+ movl $etc, %ebx
+ xorl %ecx, %ecx
+ int $0x80
+ movl %eax, %edi
+ movl $192, %eax
+ xorl %ebx, %ebx
+ movl $4096, %ecx
+ movl $5, %edx
+ movl $2, %esi
+ xorl %ebp, %ebp
+ int $0x80
+ movl $295, %eax
+ movl $-100, %ebx
+ movl $rel, %ecx
+ xorl %edx, %edx
+ int $0x80
+ movl $359, %eax
+ movl $2, %ebx
+ movl $2, %ecx
+ xorl %edx, %edx
+ int $0x80
+ movl $1, %eax
+ xorl %ebx, %ebx
+ int $0x80
+";
+
+#[test]
+fn records_32_bit_files_mappings_and_sockets() {
+    let Some(mut recorder) = load_with(&LoadOptions {
+        resources: true,
+        ..LoadOptions::default()
+    }) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(binary) = build_with_clang(
+        dir.path(),
+        "resources32.S",
+        RESOURCES_32,
+        &["-m32", "-nostdlib", "-static"],
+    ) else {
+        return;
+    };
+    let options = RecordOptions {
+        resources: true,
+        ..RecordOptions::default()
+    };
+    // Run from this crate's directory, where the relative Cargo.toml is.
+    let manifest_dir = env!("CARGO_MANIFEST_DIR");
+    let argv = argv(&[
+        "sh",
+        "-c",
+        &format!("cd '{manifest_dir}' && exec '{}'", binary.display()),
+    ]);
+    let raw = recorder
+        .record_command_with(&argv, &options, |_| {})
+        .expect("recording the i386 program");
+    assert!(raw.succeeded(), "{:?}", raw.subject);
+    assert_eq!(
+        names(&raw, Arch::X86),
+        BTreeSet::from(["open", "mmap2", "openat", "socket", "exit"].map(String::from))
+    );
+    assert!(raw.files["/etc/hostname"].read, "{:?}", raw.files);
+    let manifest = format!("{manifest_dir}/Cargo.toml");
+    assert!(
+        raw.files.get(&manifest).is_some_and(|a| a.read && !a.write),
+        "{manifest} missing: {:?}",
+        raw.files
+    );
+    assert!(raw.mapped.contains("/etc/hostname"), "{:?}", raw.mapped);
+    assert!(raw.sockets.contains(&(2, 2)), "{:?}", raw.sockets);
+}
+
 /// The main thread exits first; the process lives on in a second thread, which then makes a
 /// syscall and forks a child that makes another. Both must be recorded: the process is tracked
 /// until its last thread exits, and a fork from any thread is followed.
@@ -506,7 +588,8 @@ fn records_a_busy_process_from_the_moment_it_is_added() {
 }
 
 /// Files through every kind of path (relative to the working directory, relative to a
-/// directory fd with `..`, absolute, written), sockets, a capability check and an exec.
+/// directory fd with `..`, absolute, written, through a symlink), sockets, a capability check
+/// and an exec.
 const RESOURCES: &str = r#"
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -528,6 +611,9 @@ int main(int argc, char **argv) {
         return 4;
     if (open("/etc/hostname", O_RDONLY) < 0)
         return 5;
+    /* Through a symlink: recorded as the file it names (what AppArmor checks). */
+    if (symlink("written.txt", "link.txt") != 0 || open("link.txt", O_RDONLY) < 0)
+        return 8;
     socket(AF_INET, SOCK_STREAM, 0);
     socket(AF_UNIX, SOCK_DGRAM, 0);
     if (setpriority(PRIO_PROCESS, 0, -1) != 0) /* raising priority: a CAP_SYS_NICE check */
@@ -579,6 +665,12 @@ fn records_files_programs_sockets_and_capabilities() {
         raw.files
     );
     assert!(raw.files["/etc/hostname"].read);
+    let link = work.join("link.txt").display().to_string();
+    assert!(
+        !raw.files.contains_key(&link),
+        "an open through a symlink is recorded as its target: {:?}",
+        raw.files.keys()
+    );
     assert!(
         raw.executables.contains(binary.to_str().expect("utf-8")),
         "{:?}",
@@ -593,12 +685,24 @@ fn records_files_programs_sockets_and_capabilities() {
     // CAP_SYS_NICE (23), allowed for root.
     assert_eq!(raw.capabilities.get(&23), Some(&true), "{:?}", raw.capabilities);
 
+    // The dynamic loader maps libc executable: a library by what happened, not by its name.
+    let libc = raw
+        .mapped
+        .iter()
+        .find(|l| l.contains("/libc.so"))
+        .unwrap_or_else(|| panic!("libc not mapped: {:?}", raw.mapped));
+    assert!(Path::new(libc).is_file(), "{libc} is not a real path");
+    assert!(
+        !raw.mapped.contains(binary.to_str().expect("utf-8")),
+        "the kernel maps the program itself, not mmap(2): {:?}",
+        raw.mapped
+    );
     let named = into_recording(&raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
     let r = &named.recording;
+    assert!(r.libraries.contains(libc), "{:?}", r.libraries);
     assert!(
-        r.libraries.iter().any(|l| l.contains("libc.so")),
-        "the dynamic loader's libc open is a library: {:?}",
-        r.libraries
+        !r.files.contains_key(libc),
+        "libc's read-only open is covered by the library"
     );
     assert!(r.capabilities.get("sys_nice") == Some(&true));
     assert!(

@@ -38,6 +38,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define PATH_BUF 1024
 #define EVENT_OPEN 1
 #define EVENT_EXEC 2
+#define EVENT_MAP 3 // a file mapped executable (a library); the path is absolute
 
 #define AT_FDCWD -100
 #define BASE_NONE 0	  // `path` is absolute
@@ -320,6 +321,7 @@ struct walk_ctx {
 	unsigned long mnt_offset;
 	__u32 pos;
 	__u32 done;
+	__u32 at_root; // the walk ended at the task's root (not at the top of another mount tree)
 };
 
 static long walk_step(__u32 i, struct walk_ctx *c)
@@ -331,6 +333,7 @@ static long walk_step(__u32 i, struct walk_ctx *c)
 	struct mount *mnt = c->mnt;
 	if (dentry == c->root_dentry && vfsmnt == c->root_mnt) {
 		c->done = 1;
+		c->at_root = 1;
 		return 1;
 	}
 	if (dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
@@ -365,7 +368,9 @@ static long walk_step(__u32 i, struct walk_ctx *c)
 // Writes the path of (dentry, vfsmnt) as the current task sees it (relative to its root, across
 // mounts) into event->base, ending at PATH_BUF. The kernel's d_path is not callable from
 // tracepoints, so the dentry chain is walked here.
-static __always_inline void build_base(struct path_event *event, struct dentry *dentry, struct vfsmount *vfsmnt)
+// Returns whether the walk ended at the task's root (a path the task can name), not at the top
+// of a mount tree the root is not in (an internal mount: memfd, a pipe, a detached mount).
+static __always_inline int build_base(struct path_event *event, struct dentry *dentry, struct vfsmount *vfsmnt)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	unsigned long mnt_offset = bpf_core_field_offset(struct mount, mnt);
@@ -382,7 +387,7 @@ static __always_inline void build_base(struct path_event *event, struct dentry *
 	event->base_status = BASE_UNKNOWN;
 	bpf_loop(MAX_DEPTH, walk_step, &c, 0);
 	if (!c.done)
-		return;
+		return 0;
 	__u32 pos = c.pos;
 	if (pos == PATH_BUF) {
 		pos -= 1;
@@ -390,6 +395,20 @@ static __always_inline void build_base(struct path_event *event, struct dentry *
 	}
 	event->base_off = pos;
 	event->base_status = BASE_OK;
+	return c.at_root;
+}
+
+// The file open as `fd` in the current task, or NULL.
+static __always_inline struct file *file_of_fd(__s32 fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = 0;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
 }
 
 // Fills event->base for a relative path: the working directory, or the directory `dirfd` is.
@@ -404,12 +423,7 @@ static __always_inline void resolve_base(struct path_event *event, __s32 dirfd)
 		return;
 	}
 	event->base_status = BASE_UNKNOWN;
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (dirfd < 0 || (__u32)dirfd >= BPF_CORE_READ(fdt, max_fds))
-		return;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = 0;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[dirfd]);
+	struct file *file = file_of_fd(dirfd);
 	if (!file)
 		return;
 	build_base(event, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt));
@@ -440,6 +454,17 @@ static __always_inline struct path_event *reserve_path_event(struct target_sysca
 	return event;
 }
 
+static __always_inline void fill_event(struct path_event *event, __u32 target, __u32 kind, __u32 flags,
+				       __s32 dirfd, __u32 len)
+{
+	event->target = target;
+	event->pid = bpf_get_current_pid_tgid() >> 32;
+	event->kind = kind;
+	event->flags = flags;
+	event->dirfd = dirfd;
+	event->len = len;
+}
+
 // Completes `event`, whose path the caller read into it (`len` as the read returned): sent
 // with its base directory resolved, or discarded when the read failed.
 static __always_inline void send_path_event(struct path_event *event, long len, __u32 target, __u32 kind,
@@ -449,23 +474,43 @@ static __always_inline void send_path_event(struct path_event *event, long len, 
 		bpf_ringbuf_discard(event, 0);
 		return;
 	}
-	event->target = target;
-	event->pid = bpf_get_current_pid_tgid() >> 32;
-	event->kind = kind;
-	event->flags = flags;
-	event->dirfd = dirfd;
-	event->len = len;
+	fill_event(event, target, kind, flags, dirfd, len);
 	resolve_base(event, dirfd);
 	submit_path(event, seen);
 }
 
-// An open-like syscall of a recording process: report its path.
+// Makes event->path the absolute path of `file` as the current task's root sees it, symlinks
+// and `..` resolved (the path AppArmor mediates). Returns its length with the NUL, or 0 when no
+// path names the file from the task's root (memfd, a detached mount) or it does not fit.
+static __always_inline __u32 take_file_path(struct path_event *event, struct file *file)
+{
+	if (!build_base(event, BPF_CORE_READ(file, f_path.dentry), BPF_CORE_READ(file, f_path.mnt)))
+		return 0;
+	__u32 off = event->base_off;
+	// off 0: a path that fills the whole buffer, with no room for the NUL.
+	if (off == 0 || off >= PATH_BUF)
+		return 0;
+	__u32 n = PATH_BUF - off;
+	bpf_probe_read_kernel(event->path, n & (PATH_BUF - 1), &event->base[off & (PATH_BUF - 1)]);
+	event->path[n & (PATH_BUF - 1)] = 0;
+	event->base_status = BASE_NONE;
+	return n + 1;
+}
+
+// An open-like syscall of a recording process that returned `file`: report the file's own path,
+// or, when no path from the task's root names it, the path the program passed.
 static __always_inline void record_open(__u32 target, const char *user_path, __u32 flags, __s32 dirfd,
-					struct target_syscalls *seen)
+					struct file *file, struct target_syscalls *seen)
 {
 	struct path_event *event = reserve_path_event(seen);
 	if (!event)
 		return;
+	__u32 walked = file ? take_file_path(event, file) : 0;
+	if (walked) {
+		fill_event(event, target, EVENT_OPEN, flags, dirfd, walked);
+		submit_path(event, seen);
+		return;
+	}
 	long len = bpf_probe_read_user_str(event->path, sizeof(event->path), user_path);
 	send_path_event(event, len, target, EVENT_OPEN, flags, dirfd, seen);
 }
@@ -473,45 +518,109 @@ static __always_inline void record_open(__u32 target, const char *user_path, __u
 #define O_WRONLY 01
 #define O_CREAT 0100
 #define O_TRUNC 01000
+#define PROT_EXEC 4
+#define MAP_ANONYMOUS 0x20
 
-// The file and socket side of a native syscall `id` of a recording process.
+// A file mapped executable by mmap(2) from `fd` (a library, or code loaded by hand): report its
+// path as the task's root sees it. Files no path names (memfd, a detached mount) are skipped.
+static __always_inline void record_mapping(__u32 target, __s32 fd, struct target_syscalls *seen)
+{
+	struct file *file = file_of_fd(fd);
+	if (!file)
+		return;
+	struct path_event *event = reserve_path_event(seen);
+	if (!event)
+		return;
+	__u32 len = take_file_path(event, file);
+	if (!len) {
+		bpf_ringbuf_discard(event, 0);
+		return;
+	}
+	fill_event(event, target, EVENT_MAP, 0, fd, len);
+	submit_path(event, seen);
+}
+
+// The file, mapping and socket side of syscall `id` of a recording process, in either ABI.
 static __always_inline void record_resources(struct pt_regs *regs, long id, __u32 target,
-					     struct target_syscalls *seen)
+					     struct target_syscalls *seen, int compat)
 {
 #if defined(__TARGET_ARCH_x86)
+	// The arguments the calls below use, from the ABI's registers, and the call as its native
+	// number. ia32's older socketcall(2) passes its arguments in a user array and is not read
+	// (its syscall is recorded; the socket bits are not).
+	__u64 a0, a1, a2, a3, a4;
+	long nr = id;
+	if (compat) {
+		a0 = (__u32)regs->bx;
+		a1 = (__u32)regs->cx;
+		a2 = (__u32)regs->dx;
+		a3 = (__u32)regs->si;
+		a4 = (__u32)regs->di;
+		switch (id) {
+		case 5: // open
+			nr = 2;
+			break;
+		case 8: // creat
+			nr = 85;
+			break;
+		case 295: // openat
+			nr = 257;
+			break;
+		case 437: // openat2 (the same number)
+			break;
+		case 359: // socket
+			nr = 41;
+			break;
+		case 192: // mmap2 (the offset counts pages; only prot, flags and fd matter here)
+			nr = 9;
+			break;
+		default:
+			return;
+		}
+	} else {
+		a0 = regs->di;
+		a1 = regs->si;
+		a2 = regs->dx;
+		a3 = regs->r10;
+		a4 = regs->r8;
+	}
 	const char *path;
 	__u32 flags;
 	__s32 dirfd = AT_FDCWD;
-	switch (id) {
+	switch (nr) {
 	case 2: // open(path, flags)
-		path = (const char *)regs->di;
-		flags = regs->si;
+		path = (const char *)a0;
+		flags = a1;
 		break;
 	case 85: // creat(path, mode)
-		path = (const char *)regs->di;
+		path = (const char *)a0;
 		flags = O_CREAT | O_WRONLY | O_TRUNC;
 		break;
 	case 257: // openat(dirfd, path, flags)
-		dirfd = regs->di;
-		path = (const char *)regs->si;
-		flags = regs->dx;
+		dirfd = a0;
+		path = (const char *)a1;
+		flags = a2;
 		break;
 	case 437: { // openat2(dirfd, path, how, size)
 		struct open_how how = {};
-		bpf_probe_read_user(&how, sizeof(how), (void *)regs->dx);
-		dirfd = regs->di;
-		path = (const char *)regs->si;
+		bpf_probe_read_user(&how, sizeof(how), (void *)a2);
+		dirfd = a0;
+		path = (const char *)a1;
 		flags = how.flags;
 		break;
 	}
 	case 41: { // socket(domain, type, protocol)
-		__u64 domain = regs->di, type = regs->si & 15;
+		__u64 domain = a0, type = a1 & 15;
 		if (domain < 64) {
 			__u32 bit = domain << 4 | type;
 			__sync_fetch_and_or(&seen->sockets[(bit >> 6) & (SOCKET_WORDS - 1)], 1ULL << (bit & 63));
 		}
 		return;
 	}
+	case 9: // mmap(addr, length, prot, flags, fd, offset)
+		if ((a2 & PROT_EXEC) && !(a3 & MAP_ANONYMOUS))
+			record_mapping(target, (__s32)a4, seen);
+		return;
 	default:
 		return;
 	}
@@ -545,8 +654,8 @@ static __always_inline void record_syscall(struct pt_regs *regs, long id, __u32 
 		return;
 	}
 	set_bit(compat ? seen->compat : seen->native, (__u32)id);
-	if (!compat && collect_resources)
-		record_resources(regs, id, target, seen);
+	if (collect_resources)
+		record_resources(regs, id, target, seen, compat);
 }
 
 static __always_inline int in_compat_syscall(struct task_struct *task)
@@ -743,7 +852,8 @@ int BPF_PROG(record_sys_exit, struct pt_regs *regs, long ret)
 	__u32 target = pending->target;
 	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
 	if (seen)
-		record_open(target, (const char *)pending->path, pending->flags, pending->dirfd, seen);
+		record_open(target, (const char *)pending->path, pending->flags, pending->dirfd,
+			    file_of_fd((__s32)ret), seen);
 	return 0;
 }
 
