@@ -880,18 +880,30 @@ int BPF_PROG(record_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
 	if (!seen)
 		return 0;
-	// The program as the kernel opened it, and for scripts the interpreter too.
-	const char *names[2] = {BPF_CORE_READ(bprm, filename), BPF_CORE_READ(bprm, interp)};
-	for (int i = 0; i < 2; i++) {
-		if (i == 1 && names[1] == names[0])
-			break;
-		// The exec'ing task is the current one, so the event's pid is `task->tgid`.
-		struct path_event *event = reserve_path_event(seen);
-		if (!event)
-			return 0;
-		long len = bpf_probe_read_kernel_str(event->path, sizeof(event->path), names[i]);
+	// The binary that now runs (for a script, its interpreter) as the path of the file the
+	// kernel opened, symlinks resolved; the name it was asked for when no path names the file.
+	// The exec'ing task is the current one, so events carry its pid.
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	const char *interp = BPF_CORE_READ(bprm, interp);
+	struct path_event *event = reserve_path_event(seen);
+	if (!event)
+		return 0;
+	__u32 walked = take_file_path(event, BPF_CORE_READ(bprm, file));
+	if (walked) {
+		fill_event(event, target, EVENT_EXEC, 0, AT_FDCWD, walked);
+		submit_path(event, seen);
+	} else {
+		long len = bpf_probe_read_kernel_str(event->path, sizeof(event->path), interp);
 		send_path_event(event, len, target, EVENT_EXEC, 0, AT_FDCWD, seen);
 	}
+	if (interp == filename)
+		return 0;
+	// A script: the script itself, by the name it was run as.
+	event = reserve_path_event(seen);
+	if (!event)
+		return 0;
+	long len = bpf_probe_read_kernel_str(event->path, sizeof(event->path), filename);
+	send_path_event(event, len, target, EVENT_EXEC, 0, AT_FDCWD, seen);
 	return 0;
 }
 
