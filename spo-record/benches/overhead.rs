@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use spo_record::{LoadOptions, Recorder};
+use spo_record::{LoadOptions, RecordOptions, Recorder};
 
 const WORKLOAD_FLAG: &str = "--spo-overhead-workload";
 /// The workload: 5 million `getppid` calls.
@@ -104,6 +104,23 @@ fn main() -> Result<()> {
         }
         drop(recorder);
 
+        // A second recorder with the resource programs, as `spoc record -t apparmor` loads it
+        // (its load is not part of the load figures, which are for the seccomp recorder).
+        let mut with_resources = Recorder::load_with(&LoadOptions {
+            resources: true,
+            ..LoadOptions::default()
+        })
+        .context("loading the recorder with the resource programs")?;
+        let (resources, _) = workload.run_recorded_with(
+            &mut with_resources,
+            &RecordOptions {
+                resources: true,
+                ..RecordOptions::default()
+            },
+        )?;
+        samples.this_resources.push(resources);
+        drop(with_resources);
+
         if let Some(strace) = &strace {
             samples.strace.push(workload.run_under_strace(strace)?);
         }
@@ -174,8 +191,13 @@ impl Workload {
     }
 
     fn run_recorded(&self, recorder: &mut Recorder) -> Result<(f64, Duration)> {
+        self.run_recorded_with(recorder, &RecordOptions::default())
+    }
+
+    /// [`Workload::run_recorded`] with options (resources: the AppArmor side too).
+    fn run_recorded_with(&self, recorder: &mut Recorder, options: &RecordOptions) -> Result<(f64, Duration)> {
         let raw = recorder
-            .record_command(&self.argv(CALLS))
+            .record_command_with(&self.argv(CALLS), options, |_| {})
             .context("recording the workload")?;
         if !raw.succeeded() {
             bail!("the recorded workload failed: {:?}", raw.subject);
@@ -280,6 +302,7 @@ struct Samples {
     floor: Vec<f64>,
     other: Vec<f64>,
     this: Vec<f64>,
+    this_resources: Vec<f64>,
     strace: Vec<f64>,
     load: Vec<Duration>,
     attach: Vec<Duration>,
@@ -305,6 +328,11 @@ impl Samples {
             ("floor: an empty sys_enter program attached", &self.floor, true),
             ("recording another process", &self.other, true),
             ("recording this process", &self.this, true),
+            (
+                "recording this process with files, programs, sockets, capabilities",
+                &self.this_resources,
+                true,
+            ),
         ];
         if with_strace {
             cases.push(("strace -f", &self.strace, false));

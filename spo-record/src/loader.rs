@@ -74,6 +74,7 @@ impl Recorder {
             .open(storage)
             .map_err(|source| RecordError::Open { source })?;
         let progs = &mut open.progs;
+        progs.record_sys_enter_resources.set_autoload(options.resources);
         progs.record_sys_exit.set_autoload(options.resources);
         progs.record_exec.set_autoload(options.resources);
         progs.record_capable.set_autoload(options.resources);
@@ -508,7 +509,8 @@ struct Collector {
 }
 
 impl Collector {
-    /// Attaches the exec and capability programs and opens the ring buffer when `on`.
+    /// Attaches the resource programs (syscall entry and exit, exec, capability) and opens the
+    /// ring buffer when `on`.
     fn start(recorder: &mut Recorder, target: u32, on: bool) -> Result<Collector, RecordError> {
         recorder.set_collecting(on);
         let pending = Rc::new(RefCell::new(Vec::new()));
@@ -529,6 +531,7 @@ impl Collector {
         }
         let progs = &recorder.skel.progs;
         for (program, prog) in [
+            ("record_sys_enter_resources", &progs.record_sys_enter_resources),
             ("record_sys_exit", &progs.record_sys_exit),
             ("record_exec", &progs.record_exec),
             ("record_capable", &progs.record_capable),

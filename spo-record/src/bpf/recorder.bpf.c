@@ -115,8 +115,11 @@ struct tracked {
 
 // Thread group id (the pid user space sees) -> target id and state. The bound caps the number
 // of live processes tracked at once over all targets.
+// Not preallocated: creating 65,536 entries up front took about 2 ms of every load; entries come
+// from the BPF memory allocator as processes are tracked (lookups cost the same).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct tracked);
@@ -642,7 +645,7 @@ static __always_inline void record_resources(struct pt_regs *regs, long id, __u3
 }
 
 // Records syscall `id` of recording process `target`, made through the compat ABI or not.
-static __always_inline void record_syscall(struct pt_regs *regs, long id, __u32 target, int compat)
+static __always_inline void record_syscall(long id, __u32 target, int compat)
 {
 	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
 	if (!seen)
@@ -654,8 +657,6 @@ static __always_inline void record_syscall(struct pt_regs *regs, long id, __u32 
 		return;
 	}
 	set_bit(compat ? seen->compat : seen->native, (__u32)id);
-	if (collect_resources)
-		record_resources(regs, id, target, seen, compat);
 }
 
 static __always_inline int in_compat_syscall(struct task_struct *task)
@@ -718,7 +719,7 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 		if (!(bits & 1))
 			return 0;
 		struct task_struct *task = bpf_core_cast((void *)cur->task, struct task_struct);
-		record_syscall(regs, id, bits >> 1, in_compat_syscall(task));
+		record_syscall(id, bits >> 1, in_compat_syscall(task));
 		return 0;
 	}
 
@@ -747,7 +748,7 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 	}
 	__u32 bits = describe_task(cur, task, gen);
 	if (bits & 1)
-		record_syscall(regs, id, bits >> 1, compat);
+		record_syscall(id, bits >> 1, compat);
 	return 0;
 }
 
@@ -834,11 +835,35 @@ int BPF_PROG(select_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	return 0;
 }
 
-// Attached only while resources are recorded: reports the opens that succeeded.
+// Whether syscall `id` (of the ABI `compat` says) is one record_resources arms an open for.
+static __always_inline int is_open_call(long id, int compat)
+{
+	if (compat)
+		return id == 5 || id == 8 || id == 295 || id == 437;
+	return id == 2 || id == 85 || id == 257 || id == 437;
+}
+
+// Attached only while resources are recorded: reports the opens that succeeded. Every syscall
+// exit of the machine passes here, so all but the open calls of recording processes leave
+// after loads only (the CPU slot, the syscall number); only those look up the pending open.
 SEC("tp_btf/sys_exit")
 int BPF_PROG(record_sys_exit, struct pt_regs *regs, long ret)
 {
+#if defined(__TARGET_ARCH_x86)
 	if (!enabled)
+		return 0;
+	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
+	if (!cur)
+		return 0;
+	int compat;
+	if (cur->generation == generation) {
+		if (!(cur->target & 1))
+			return 0;
+		compat = in_compat_syscall(bpf_core_cast((void *)cur->task, struct task_struct));
+	} else {
+		compat = in_compat_syscall(bpf_get_current_task_btf());
+	}
+	if (!is_open_call(regs->orig_ax, compat))
 		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!maybe_tracked(tgid))
@@ -854,6 +879,7 @@ int BPF_PROG(record_sys_exit, struct pt_regs *regs, long ret)
 	if (seen)
 		record_open(target, (const char *)pending->path, pending->flags, pending->dirfd,
 			    file_of_fd((__s32)ret), seen);
+#endif
 	return 0;
 }
 
@@ -866,6 +892,40 @@ static __always_inline struct tracked *recording_target(__u32 tgid)
 	if (!tracked || (tracked->flags & TRACK_WAIT_FOR_FILTER))
 		return 0;
 	return tracked;
+}
+
+// The file, mapping and socket side of every syscall of a recording process. A program of its
+// own, loaded (`LoadOptions::resources`) and attached only for recordings that want resources,
+// so the syscall program stays small: quick to verify, and seccomp-only recordings never run
+// this code.
+SEC("tp_btf/sys_enter")
+int BPF_PROG(record_sys_enter_resources, struct pt_regs *regs, long id)
+{
+	if (!enabled || !collect_resources || id < 0)
+		return 0;
+	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
+	if (!cur)
+		return 0;
+	__u32 target;
+	int compat;
+	if (cur->generation == generation) {
+		__u32 bits = cur->target;
+		if (!(bits & 1))
+			return 0;
+		target = bits >> 1;
+		compat = in_compat_syscall(bpf_core_cast((void *)cur->task, struct task_struct));
+	} else {
+		struct task_struct *task = bpf_get_current_task_btf();
+		struct tracked *tracked = recording_target(task->tgid);
+		if (!tracked)
+			return 0;
+		target = tracked->target;
+		compat = in_compat_syscall(task);
+	}
+	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
+	if (seen)
+		record_resources(regs, id, target, seen, compat);
+	return 0;
 }
 
 SEC("tp_btf/sched_process_exec")
