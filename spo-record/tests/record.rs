@@ -704,6 +704,13 @@ fn records_files_programs_sockets_and_capabilities() {
         "the kernel maps the program itself, not mmap(2): {:?}",
         raw.mapped
     );
+    // The ELF interpreter, which the kernel maps at exec (no mmap(2) shows it).
+    let ld_so = std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").expect("ld.so");
+    assert!(
+        raw.mapped.contains(ld_so.to_str().expect("utf-8")),
+        "{ld_so:?} missing: {:?}",
+        raw.mapped
+    );
     let named = into_recording(&raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
     let r = &named.recording;
     assert!(r.libraries.contains(libc), "{:?}", r.libraries);

@@ -928,6 +928,46 @@ int BPF_PROG(record_sys_enter_resources, struct pt_regs *regs, long id)
 	return 0;
 }
 
+struct vma_file {
+	__u64 file;
+};
+
+static long vma_file_of(struct task_struct *task, struct vm_area_struct *vma, struct vma_file *found)
+{
+	found->file = (__u64)vma->vm_file;
+	return 0;
+}
+
+// The ELF interpreter (ld.so) of a dynamic program, which the kernel maps itself (no mmap(2) shows
+// it) and AppArmor checks for `m`: found as the file mapped where the new program starts (the
+// exec left the instruction pointer at the interpreter's entry). For a static program that is
+// the program itself, and nothing is reported.
+static __always_inline void record_elf_interpreter(__u32 target, struct file *binary, struct target_syscalls *seen)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	struct vma_file found = {};
+#if defined(__TARGET_ARCH_x86)
+	__u64 ip = regs->ip;
+#elif defined(__TARGET_ARCH_arm64)
+	__u64 ip = regs->pc;
+#else
+	__u64 ip = 0;
+#endif
+	if (bpf_find_vma(task, ip, vma_file_of, &found, 0) != 0 || !found.file || found.file == (__u64)binary)
+		return;
+	struct path_event *event = reserve_path_event(seen);
+	if (!event)
+		return;
+	__u32 len = take_file_path(event, bpf_core_cast((void *)found.file, struct file));
+	if (!len) {
+		bpf_ringbuf_discard(event, 0);
+		return;
+	}
+	fill_event(event, target, EVENT_MAP, 0, -1, len);
+	submit_path(event, seen);
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(record_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -948,7 +988,8 @@ int BPF_PROG(record_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	struct path_event *event = reserve_path_event(seen);
 	if (!event)
 		return 0;
-	__u32 walked = take_file_path(event, BPF_CORE_READ(bprm, file));
+	struct file *binary = BPF_CORE_READ(bprm, file);
+	__u32 walked = take_file_path(event, binary);
 	if (walked) {
 		fill_event(event, target, EVENT_EXEC, 0, AT_FDCWD, walked);
 		submit_path(event, seen);
@@ -956,6 +997,7 @@ int BPF_PROG(record_exec, struct task_struct *task, pid_t old_pid, struct linux_
 		long len = bpf_probe_read_kernel_str(event->path, sizeof(event->path), interp);
 		send_path_event(event, len, target, EVENT_EXEC, 0, AT_FDCWD, seen);
 	}
+	record_elf_interpreter(target, binary, seen);
 	if (interp == filename)
 		return 0;
 	// A script: the script itself, by the name it was run as.
