@@ -76,6 +76,14 @@ pub enum SelinuxError {
         /// Its priority.
         priority: u16,
     },
+    /// A SelinuxProfile cannot be merged (its inherit chain is broken).
+    #[error("merging SelinuxProfile {profile}: spec.inherit: {message}")]
+    Merge {
+        /// `metadata.name` of the profile.
+        profile: String,
+        /// What is wrong (a cycle, a missing or disabled parent, too deep a chain).
+        message: String,
+    },
     /// A neutral recording cannot become a SelinuxProfile.
     #[error("building a SelinuxProfile from recording {target}: avc_denials[{index}]: {message}")]
     Recording {

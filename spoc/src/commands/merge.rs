@@ -1,7 +1,7 @@
 //! `spoc merge FILE...`: the union (or, for seccomp, the intersection) of profiles of one kind,
 //! as one profile: SeccompProfiles, SelinuxProfiles or AppArmorProfiles.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,15 +10,16 @@ use super::input::read_input;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use spo_model::apparmor::{AppArmorMode, AppArmorProfile};
-use spo_model::contract::{SecurityProfile, error_chain};
+use spo_model::contract::error_chain;
 use spo_model::document::decode_source;
-use spo_model::selinux::{PolicyRef, PolicyRefKind, SelinuxMode, SelinuxProfile, SelinuxProfileSpec};
+use spo_model::selinux::SelinuxProfile;
 use spo_model::{AnyObject, Outcome, Problems, SeccompProfile, SeccompProfileSpec, parse_source};
 use spo_seccomp::merge::{behaviour_changes, intersect_all, union_all};
 use spo_seccomp::resolve::{MemoryResolver, ResolveError, resolve_profile};
-use spo_selinux::RenderContext;
 use spo_selinux::guardrails::Guardrails;
-use spo_selinux::render::{MAX_INHERIT_DEPTH, check_selinux_profile};
+use spo_selinux::merge::FlatProfile;
+use spo_selinux::render::check_selinux_profile;
+use spo_selinux::{MemoryLookup, RenderContext};
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -171,173 +172,38 @@ fn merge_seccomp(args: &MergeArgs, inputs: Vec<Input<SeccompProfileSpec>>) -> Re
     write_result(args, &yaml)
 }
 
-/// A SelinuxProfile with its inherited SelinuxProfiles written in: the System templates it
-/// ends up inheriting (in order), its allow rules, and whether anything on the way is
-/// permissive.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct FlatSelinux {
-    templates: Vec<String>,
-    allow: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
-    permissive: bool,
-}
-
-impl FlatSelinux {
-    /// Adds what `other` allows.
-    fn absorb(&mut self, other: &FlatSelinux) {
-        for t in &other.templates {
-            if !self.templates.contains(t) {
-                self.templates.push(t.clone());
-            }
-        }
-        for (label, classes) in &other.allow {
-            let mine = self.allow.entry(label.clone()).or_default();
-            for (class, perms) in classes {
-                mine.entry(class.clone()).or_default().extend(perms.iter().cloned());
-            }
-        }
-        self.permissive |= other.permissive;
-    }
-
-    /// One line per thing the profile grants, for --check.
-    fn facts(&self) -> BTreeSet<String> {
-        let mut out: BTreeSet<String> = self.templates.iter().map(|t| format!("inherit System {t}")).collect();
-        for (label, classes) in &self.allow {
-            for (class, perms) in classes {
-                out.extend(perms.iter().map(|p| format!("allow {label} {class} {p}")));
-            }
-        }
-        if self.permissive {
-            out.insert("mode Permissive".to_owned());
-        }
-        out
-    }
-
-    fn into_spec(self, state: spo_model::SpecState) -> SelinuxProfileSpec {
-        let allow: BTreeMap<String, BTreeMap<String, Vec<String>>> = self
-            .allow
-            .into_iter()
-            .map(|(label, classes)| {
-                let classes = classes
-                    .into_iter()
-                    .map(|(class, perms)| (class, perms.into_iter().collect()))
-                    .collect();
-                (label, classes)
-            })
-            .collect();
-        SelinuxProfileSpec {
-            state,
-            disabled: None,
-            inherit: self
-                .templates
-                .into_iter()
-                .map(|name| PolicyRef {
-                    kind: PolicyRefKind::System,
-                    name,
-                })
-                .collect(),
-            mode: if self.permissive {
-                SelinuxMode::Permissive
-            } else {
-                SelinuxMode::Enforcing
-            },
-            permissive: None,
-            allow: (!allow.is_empty()).then_some(allow),
-        }
-    }
-}
-
-/// Writes the SelinuxProfiles `spec` inherits into it, looking them up in `profiles` (pure).
-/// `chain` holds the profiles on the way, for cycle and depth errors.
-fn flatten_selinux(
-    spec: &SelinuxProfileSpec,
-    profiles: &BTreeMap<String, SelinuxProfile>,
-    chain: &mut Vec<String>,
-) -> Result<FlatSelinux, String> {
-    let mut flat = FlatSelinux {
-        permissive: spec.effective_mode() == SelinuxMode::Permissive,
-        ..FlatSelinux::default()
-    };
-    for r in &spec.inherit {
-        match r.kind {
-            PolicyRefKind::System => flat.absorb(&FlatSelinux {
-                templates: vec![r.name.clone()],
-                ..FlatSelinux::default()
-            }),
-            PolicyRefKind::SelinuxProfile => {
-                let path = || format!("{} -> {}", chain.join(" -> "), r.name);
-                if chain.contains(&r.name) {
-                    return Err(format!("inherit cycle: {}", path()));
-                }
-                if chain.len() > MAX_INHERIT_DEPTH {
-                    return Err(format!(
-                        "inherit chain {} is deeper than {MAX_INHERIT_DEPTH} profiles",
-                        path()
-                    ));
-                }
-                let Some(parent) = profiles.get(&r.name) else {
-                    return Err(format!(
-                        "inherited SelinuxProfile {:?} (chain {}) is not among the inputs; give the file that holds it too",
-                        r.name,
-                        path()
-                    ));
-                };
-                if !parent.should_install() {
-                    return Err(format!(
-                        "inherited SelinuxProfile {:?} (chain {}) is disabled or partial, so it is not in the policy",
-                        r.name,
-                        path()
-                    ));
-                }
-                chain.push(r.name.clone());
-                let inherited = flatten_selinux(&parent.spec, profiles, chain)?;
-                chain.pop();
-                flat.absorb(&inherited);
-            }
-        }
-    }
-    let own = FlatSelinux {
-        allow: spec
-            .allow
-            .iter()
-            .flatten()
-            .map(|(label, classes)| {
-                let classes = classes
-                    .iter()
-                    .map(|(class, perms)| (class.clone(), perms.iter().cloned().collect()))
-                    .collect();
-                (label.clone(), classes)
-            })
-            .collect(),
-        ..FlatSelinux::default()
-    };
-    flat.absorb(&own);
-    Ok(flat)
-}
-
 fn merge_selinux(args: &MergeArgs, inputs: Vec<Input<SelinuxProfile>>) -> Result<ExitCode> {
     let Some(first) = inputs.first() else {
         bail!("no profiles to merge");
     };
-    let mut profiles: BTreeMap<String, SelinuxProfile> = BTreeMap::new();
+    let mut profiles = MemoryLookup::new();
+    let mut seen = BTreeSet::new();
     for input in &inputs {
-        if profiles.contains_key(&input.name) {
+        if seen.insert(input.name.clone()) {
+            profiles.insert(input.profile.clone());
+        } else {
             eprintln!(
                 "{}: warning: another input is also called {:?}; inherited profiles named so resolve to the first",
                 input.at, input.name
             );
-        } else {
-            profiles.insert(input.name.clone(), input.profile.clone());
         }
     }
     let mut flats = Vec::with_capacity(inputs.len());
     for input in &inputs {
         let mut chain = vec![input.name.clone()];
-        match flatten_selinux(&input.profile.spec, &profiles, &mut chain) {
+        match spo_selinux::merge::flatten(&input.profile.spec, &profiles, &mut chain) {
             Ok(flat) => flats.push(flat),
-            Err(e) => bail!("{}: SelinuxProfile {:?}: spec.inherit: {e}", input.at, input.name),
+            Err(e) => {
+                let hint = if e.contains("is not among") {
+                    "; give the file that holds it too"
+                } else {
+                    ""
+                };
+                bail!("{}: SelinuxProfile {:?}: spec.inherit: {e}{hint}", input.at, input.name)
+            }
         }
     }
-    let mut merged = FlatSelinux::default();
+    let mut merged = FlatProfile::default();
     for flat in &flats {
         merged.absorb(flat);
     }
@@ -574,125 +440,4 @@ fn read_profiles(files: &[PathBuf]) -> Result<Option<Inputs>> {
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    fn profile(yaml_spec: &str, name: &str) -> SelinuxProfile {
-        serde_norway::from_str(&format!(
-            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SelinuxProfile\nmetadata: {{name: {name}}}\nspec:\n{yaml_spec}"
-        ))
-        .expect("parse")
-    }
-
-    fn lookup(profiles: &[SelinuxProfile]) -> BTreeMap<String, SelinuxProfile> {
-        profiles
-            .iter()
-            .map(|p| (p.metadata.name.clone().unwrap_or_default(), p.clone()))
-            .collect()
-    }
-
-    #[test]
-    fn inherited_profiles_are_written_in_with_their_templates_and_mode() {
-        let base = profile(
-            "  mode: Permissive\n  inherit: [{name: container}]\n  allow:\n    '@self': {process: [signal]}\n",
-            "base",
-        );
-        let child = profile(
-            "  inherit: [{kind: SelinuxProfile, name: base}, {name: net_container}]\n  allow:\n    bin_t: {file: [read]}\n",
-            "child",
-        );
-        let profiles = lookup(&[base, child.clone()]);
-        let flat = flatten_selinux(&child.spec, &profiles, &mut vec!["child".into()]).expect("flatten");
-        assert_eq!(flat.templates, ["container", "net_container"]);
-        assert!(flat.permissive);
-        assert_eq!(
-            flat.facts().into_iter().collect::<Vec<_>>(),
-            [
-                "allow @self process signal",
-                "allow bin_t file read",
-                "inherit System container",
-                "inherit System net_container",
-                "mode Permissive",
-            ]
-        );
-    }
-
-    #[test]
-    fn cycles_missing_and_disabled_parents_are_refused() {
-        let a = profile("  inherit: [{kind: SelinuxProfile, name: b}]\n", "a");
-        let b = profile("  inherit: [{kind: SelinuxProfile, name: a}]\n", "b");
-        let profiles = lookup(&[a.clone(), b]);
-        let e = flatten_selinux(&a.spec, &profiles, &mut vec!["a".into()]).expect_err("cycle");
-        assert_eq!(e, "inherit cycle: a -> b -> a");
-
-        let orphan = profile("  inherit: [{kind: SelinuxProfile, name: gone}]\n", "orphan");
-        let e = flatten_selinux(&orphan.spec, &BTreeMap::new(), &mut vec!["orphan".into()]).expect_err("missing");
-        assert!(
-            e.contains("\"gone\" (chain orphan -> gone) is not among the inputs"),
-            "{e}"
-        );
-
-        let off = profile("  state: Disabled\n", "off");
-        let user = profile("  inherit: [{kind: SelinuxProfile, name: off}]\n", "user");
-        let e = flatten_selinux(&user.spec, &lookup(&[off]), &mut vec!["user".into()]).expect_err("disabled");
-        assert!(e.contains("is disabled or partial"), "{e}");
-    }
-
-    fn arb_flat() -> impl Strategy<Value = FlatSelinux> {
-        let name = "[a-c]_t";
-        let allow = prop::collection::btree_map(
-            name,
-            prop::collection::btree_map("file|dir", prop::collection::btree_set("read|write|open", 0..3), 0..3),
-            0..4,
-        );
-        (
-            prop::collection::vec("container|net_container", 0..3),
-            allow,
-            any::<bool>(),
-        )
-            .prop_map(|(templates, allow, permissive)| {
-                let mut flat = FlatSelinux {
-                    allow,
-                    permissive,
-                    ..FlatSelinux::default()
-                };
-                for t in templates {
-                    if !flat.templates.contains(&t) {
-                        flat.templates.push(t);
-                    }
-                }
-                flat
-            })
-    }
-
-    proptest! {
-        /// The union grants exactly what the inputs grant together, whatever the order.
-        #[test]
-        fn union_is_the_union_of_the_facts(a in arb_flat(), b in arb_flat()) {
-            let mut ab = a.clone();
-            ab.absorb(&b);
-            let mut ba = b.clone();
-            ba.absorb(&a);
-            let both: BTreeSet<String> = a.facts().union(&b.facts()).cloned().collect();
-            // Empty permission lists grant nothing and leave no fact.
-            prop_assert_eq!(ab.facts(), both.clone());
-            prop_assert_eq!(ba.facts(), both);
-            let mut again = ab.clone();
-            again.absorb(&b);
-            prop_assert_eq!(again, ab);
-        }
-
-        /// What the union writes out reads back as the same rules.
-        #[test]
-        fn merged_spec_round_trips(a in arb_flat()) {
-            let spec = a.clone().into_spec(spo_model::SpecState::Enabled);
-            let flat = flatten_selinux(&spec, &BTreeMap::new(), &mut vec!["x".into()]).expect("flatten");
-            prop_assert_eq!(flat.facts(), a.facts());
-        }
-    }
 }
