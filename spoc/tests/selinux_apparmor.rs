@@ -611,7 +611,7 @@ spec:
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains(
-            "spec.inherit: inherited SelinuxProfile \"web-base\" (chain web-app -> web-base) is not among the inputs"
+            "spec.inherit: inherited SelinuxProfile \"web-base\" (chain web-app -> web-base) is not among the profiles given; give the file that holds it too"
         ),
         "{}",
         stderr(&o)
