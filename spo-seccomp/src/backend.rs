@@ -2,36 +2,94 @@
 //! remove, and profiles from recordings.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use spo_model::contract::{InstallName, InstallOutcome, NodeSupport, ProfileBackend, RemoveOutcome};
 use spo_model::observed::Recording;
 use spo_model::seccomp::{Arch, SeccompAction, SeccompProfile, SeccompProfileSpec, SeccompSyscall};
+use spo_model::spod::SpodSecurity;
+use spo_model::validate::Problems;
 
 use crate::compile::{CompileOptions, compile};
 use crate::error::SeccompError;
 use crate::node::{DirStore, ProfileStore};
 use crate::oci::render_node_json;
 use crate::resolve::{BaseResolver, resolve_profile};
+use crate::validate::{check_policy, check_spec, policy_problems};
 
 /// The seccomp backend.
 #[derive(Debug, Clone, Default)]
 pub struct SeccompBackend {
     /// Where `/proc` is (the node's, for the daemon).
-    pub proc_root: Option<std::path::PathBuf>,
+    pub proc_root: Option<PathBuf>,
+    /// A directory the node must have for profiles to be installed (the operator's kubelet
+    /// directory): when it is missing or not a directory, the node does not support the kind,
+    /// with the hint saying how to fix it, rather than a directory tree created in the wrong
+    /// place.
+    pub required_dir: Option<RequiredDir>,
 }
 
-/// What rendering a SeccompProfile needs: where its base profiles come from.
-pub struct RenderContext<'a> {
+/// A directory [`SeccompBackend::probe`] requires, with what to tell the user when it is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequiredDir {
+    /// The directory.
+    pub path: PathBuf,
+    /// What it is, for messages (`kubelet directory`).
+    pub what: String,
+    /// How to fix a missing one (`point --kubelet-dir at the kubelet's root directory`).
+    pub hint: String,
+}
+
+impl RequiredDir {
+    /// Why the node cannot install profiles, or `None` when the directory is there.
+    fn problem(&self) -> Option<String> {
+        match std::fs::metadata(&self.path) {
+            Ok(m) if m.is_dir() => None,
+            Ok(_) => Some(format!(
+                "{} {} is not a directory; {}",
+                self.what,
+                self.path.display(),
+                self.hint
+            )),
+            Err(e) => Some(format!(
+                "{} {} cannot be used ({e}); {}",
+                self.what,
+                self.path.display(),
+                self.hint
+            )),
+        }
+    }
+}
+
+/// What rendering a SeccompProfile needs: where its base profiles come from, the node's
+/// architecture, and the SPOD's `security` policy when one applies.
+#[derive(Clone)]
+pub struct RenderContext {
     /// Resolves `baseProfileName`.
-    pub resolver: &'a dyn BaseResolver,
+    pub resolver: Arc<dyn BaseResolver + Send + Sync>,
     /// The node's architecture.
     pub native: Arch,
+    /// The SPOD's `spec.security` (its `allowedSyscalls`), when set.
+    pub security: Option<SpodSecurity>,
 }
 
-impl std::fmt::Debug for RenderContext<'_> {
+impl RenderContext {
+    /// Bases from `resolver`, this machine's architecture, no policy.
+    pub fn new(resolver: Arc<dyn BaseResolver + Send + Sync>) -> Self {
+        RenderContext {
+            resolver,
+            native: crate::syscalls::native_arch(),
+            security: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for RenderContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RenderContext")
             .field("native", &self.native)
+            .field("security", &self.security)
             .finish_non_exhaustive()
     }
 }
@@ -44,12 +102,15 @@ pub fn seccomp_supported(status: &str) -> bool {
 
 impl ProfileBackend for SeccompBackend {
     type Profile = SeccompProfile;
-    type Context = RenderContext<'static>;
+    type Context = RenderContext;
     type Artifact = Vec<u8>;
     type Target = DirStore;
     type Error = SeccompError;
 
     fn probe(&self) -> NodeSupport {
+        if let Some(reason) = self.required_dir.as_ref().and_then(RequiredDir::problem) {
+            return NodeSupport::Unsupported { reason };
+        }
         let root = self.proc_root.clone().unwrap_or_else(|| "/proc".into());
         match std::fs::read_to_string(root.join("self/status")) {
             Ok(s) if seccomp_supported(&s) => NodeSupport::Supported,
@@ -62,7 +123,7 @@ impl ProfileBackend for SeccompBackend {
         }
     }
 
-    fn render(&self, profile: &SeccompProfile, ctx: &RenderContext<'static>) -> Result<Vec<u8>, SeccompError> {
+    fn render(&self, profile: &SeccompProfile, ctx: &RenderContext) -> Result<Vec<u8>, SeccompError> {
         render_profile(profile, ctx)
     }
 
@@ -84,20 +145,58 @@ impl ProfileBackend for SeccompBackend {
     }
 }
 
-/// Resolves base profiles, checks that the result compiles for this node, and renders the
-/// node file (the bytes the runtime reads).
-pub fn render_profile(profile: &SeccompProfile, ctx: &RenderContext<'_>) -> Result<Vec<u8>, SeccompError> {
+fn problems_text(problems: &Problems) -> String {
+    problems
+        .errors()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Renders a SeccompProfile for a node (pure): syscall names checked against the tables
+/// (errors name `spec.syscalls[i].names[j]`), the SPOD policy checked on the profile's own
+/// rules and then on the result of unioning its bases, compiled for `ctx.native` (so a profile
+/// the kernel would refuse is an error here, not at container start), then the node file
+/// bytes (the JSON the runtime reads).
+pub fn render_profile(profile: &SeccompProfile, ctx: &RenderContext) -> Result<Vec<u8>, SeccompError> {
     let name = profile.metadata.name.as_deref().unwrap_or_default();
-    let resolved = resolve_profile(name, &profile.spec, ctx.resolver)?;
-    let spec = &resolved.spec;
+    let own = check_spec(&profile.spec, ctx.native);
+    if own.has_errors() {
+        return Err(SeccompError::Invalid(problems_text(&own)));
+    }
+    if let Some(security) = &ctx.security {
+        let violations = check_policy(&profile.spec, security);
+        if !violations.is_empty() {
+            return Err(SeccompError::Invalid(format!(
+                "violates the SPOD security policy: {}",
+                problems_text(&policy_problems(&violations))
+            )));
+        }
+    }
+    let resolved = resolve_profile(name, &profile.spec, ctx.resolver.as_ref())?;
+    if let Some(security) = &ctx.security {
+        let violations = check_policy(&resolved.spec, security);
+        if !violations.is_empty() {
+            let syscalls: Vec<String> = violations.iter().flat_map(|v| v.syscalls.clone()).collect();
+            return Err(SeccompError::Invalid(format!(
+                "violates the SPOD security policy through its base profiles ({}): they let {} run",
+                resolved.chain.join(" -> "),
+                if syscalls.is_empty() {
+                    "every unlisted syscall".to_owned()
+                } else {
+                    syscalls.join(", ")
+                }
+            )));
+        }
+    }
     compile(
-        spec,
+        &resolved.spec,
         &CompileOptions {
             native: ctx.native,
             ..CompileOptions::default()
         },
     )?;
-    render_node_json(spec)
+    render_node_json(&resolved.spec)
 }
 
 /// An allow-list profile from what a workload was seen calling: defaultAction
@@ -220,10 +319,9 @@ mod tests {
             "exit_group".to_owned(),
         ]);
         let profile = backend.profile_from_recording("demo", &rec).expect("from recording");
-        static RESOLVER: std::sync::OnceLock<MemoryResolver> = std::sync::OnceLock::new();
         let ctx = RenderContext {
-            resolver: RESOLVER.get_or_init(MemoryResolver::new),
             native: Arch::X86_64,
+            ..RenderContext::new(Arc::new(MemoryResolver::new()))
         };
         let first = sync_profile(&backend, &store, &profile, &ctx);
         assert_eq!(first.state, ProfileState::Installed, "{first:?}");
@@ -253,5 +351,108 @@ mod tests {
                 .is_some_and(|m| m.contains("spec.syscalls[0].names[0]")),
             "{err:?}"
         );
+    }
+
+    // What the operator's node daemon renders with (bases from its cache, the SPOD policy).
+    fn profile(yaml: &str) -> SeccompProfile {
+        serde_norway::from_str(yaml).expect("profile")
+    }
+
+    fn ctx(resolver: MemoryResolver, allowed: Option<&[&str]>) -> RenderContext {
+        RenderContext {
+            resolver: Arc::new(resolver),
+            native: Arch::X86_64,
+            security: allowed.map(|a| SpodSecurity {
+                allowed_syscalls: Some(a.iter().map(|s| (*s).to_owned()).collect()),
+                ..SpodSecurity::default()
+            }),
+        }
+    }
+
+    const APP: &str = "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {name: app}\nspec:\n  defaultAction: SCMP_ACT_ERRNO\n  syscalls: [{names: [read, write], action: SCMP_ACT_ALLOW}]\n";
+
+    #[test]
+    fn renders_the_node_file() {
+        let bytes = render_profile(&profile(APP), &ctx(MemoryResolver::new(), None)).expect("render");
+        let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        assert_eq!(v["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(v["syscalls"][0]["names"], serde_json::json!(["read", "write"]));
+    }
+
+    #[test]
+    fn unknown_syscalls_name_the_field() {
+        let bad = APP.replace("write", "wirte");
+        let err = render_profile(&profile(&bad), &ctx(MemoryResolver::new(), None)).expect_err("unknown name");
+        let text = err.to_string();
+        assert!(
+            text.contains("spec.syscalls[0].names[1]") && text.contains("write"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn spod_policy_is_enforced_on_own_rules_and_through_bases() {
+        let err =
+            render_profile(&profile(APP), &ctx(MemoryResolver::new(), Some(&["read"]))).expect_err("write not allowed");
+        assert!(
+            err.to_string().contains("write") && err.to_string().contains("spec.syscalls[0]"),
+            "{err}"
+        );
+        render_profile(&profile(APP), &ctx(MemoryResolver::new(), Some(&["read", "write"]))).expect("allowed");
+        // The child allows only `read`, its base allows `openat`, which the policy forbids.
+        let child = profile(
+            "metadata: {name: child}\nspec:\n  defaultAction: SCMP_ACT_ERRNO\n  baseProfileName: base\n  syscalls: [{names: [read], action: SCMP_ACT_ALLOW}]\n",
+        );
+        let mut bases = MemoryResolver::new();
+        bases.insert(
+            "base",
+            profile("metadata: {name: base}\nspec:\n  defaultAction: SCMP_ACT_ERRNO\n  syscalls: [{names: [openat], action: SCMP_ACT_ALLOW}]\n").spec,
+        );
+        let err = render_profile(&child, &ctx(bases.clone(), Some(&["read"]))).expect_err("base");
+        assert!(
+            err.to_string().contains("child -> base") && err.to_string().contains("openat"),
+            "{err}"
+        );
+        let merged = render_profile(&child, &ctx(bases, None)).expect("no policy");
+        let text = String::from_utf8(merged).expect("utf-8");
+        assert!(text.contains("openat") && text.contains("read"), "{text}");
+    }
+
+    #[test]
+    fn missing_bases_are_errors_naming_the_chain() {
+        let child = profile("metadata: {name: child}\nspec: {defaultAction: SCMP_ACT_ERRNO, baseProfileName: gone}\n");
+        let err = render_profile(&child, &ctx(MemoryResolver::new(), None)).expect_err("missing");
+        assert!(
+            spo_model::contract::error_chain(&err).contains("child -> gone"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_required_dir_is_unsupported_with_the_hint() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = |path: std::path::PathBuf| SeccompBackend {
+            required_dir: Some(RequiredDir {
+                path,
+                what: "kubelet directory".into(),
+                hint: "point --kubelet-dir at the kubelet's root directory".into(),
+            }),
+            ..SeccompBackend::default()
+        };
+        match backend(dir.path().join("nope")).probe() {
+            NodeSupport::Unsupported { reason } => {
+                assert!(
+                    reason.contains("kubelet directory") && reason.contains("--kubelet-dir"),
+                    "{reason}"
+                )
+            }
+            NodeSupport::Supported => panic!("a missing dir is supported"),
+        }
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"").expect("file");
+        assert!(
+            matches!(backend(file).probe(), NodeSupport::Unsupported { reason } if reason.contains("not a directory"))
+        );
+        assert_eq!(backend(dir.path().to_owned()).probe(), NodeSupport::Supported);
     }
 }
