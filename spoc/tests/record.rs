@@ -92,3 +92,54 @@ fn run_lists_the_calls_the_profile_blocked() {
     );
     assert_eq!(String::from_utf8_lossy(&o.stderr), "");
 }
+
+/// `spoc record -t apparmor` names files as the kernel (and so AppArmor) sees them: programs and
+/// libraries by their real paths, the ELF interpreter included, and the profile compiles with
+/// the real apparmor_parser.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn recorded_apparmor_profile_names_real_paths_and_compiles() {
+    if !can_record("recorded_apparmor_profile_names_real_paths_and_compiles") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("cat.yaml");
+    let o = spoc(
+        &[
+            "record",
+            "-t",
+            "apparmor",
+            "-o",
+            profile.to_str().expect("utf-8"),
+            "--",
+            "/bin/sh",
+            "-c",
+            "cat /etc/hostname > /dev/null",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = std::fs::read_to_string(&profile).expect("profile written");
+    let real = |p: &str| {
+        std::fs::canonicalize(p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .display()
+            .to_string()
+    };
+    for needed in [
+        real("/bin/sh"),
+        real("/bin/cat"),
+        real("/lib64/ld-linux-x86-64.so.2"),
+        real("/lib/x86_64-linux-gnu/libc.so.6"),
+        real("/etc/hostname"),
+    ] {
+        assert!(text.contains(&format!("- {needed}\n")), "{needed} missing from\n{text}");
+    }
+    let o = spoc(&["validate", "--deep", profile.to_str().expect("utf-8")], None);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && out.contains("compiled by apparmor_parser"),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
