@@ -1,10 +1,11 @@
 //! What recording costs the recorded workload and everyone else (issue 4, "Numbers").
 //!
 //! The workload is this binary started again as a child (`/proc/self/exe --spo-overhead-workload
-//! CALLS OUT`): it calls `getppid` CALLS times and writes the elapsed nanoseconds of the loop to
-//! OUT, so process start and recorder setup are never part of the figure. Every case runs the same
-//! child; the cases are interleaved round by round so a noisy machine drifts all of them alike,
-//! and each figure is the median of the rounds.
+//! CALLS OUT getppid|read4k`): it calls `getppid` (or reads 4 KiB from /dev/zero) CALLS times and
+//! writes the elapsed nanoseconds of the loop to OUT, so process start and recorder setup are
+//! never part of the figure. Every case runs the same child; the cases are interleaved round by
+//! round so a noisy machine drifts all of them alike, and each figure is the median of the
+//! rounds. The `read4k` workload runs the no-recorder, floor and this-process cases only.
 //!
 //! Needs root (it loads BPF); prints `skipped: <reason>` and exits 0 otherwise.
 //!
@@ -23,6 +24,8 @@ use spo_record::{LoadOptions, RecordOptions, Recorder};
 const WORKLOAD_FLAG: &str = "--spo-overhead-workload";
 /// The issue's workload: 5 million `getppid` calls.
 const CALLS: u64 = 5_000_000;
+/// The second workload, `read(2)` of 4 KiB from /dev/zero (about 1 us each): 1 million calls.
+const READ_CALLS: u64 = 1_000_000;
 /// strace stops the tracee twice per syscall (about 20 us a call here), so 5 million calls would
 /// take minutes per round; the per-call cost is what is compared, and 200,000 calls measure it
 /// as well.
@@ -33,8 +36,13 @@ const ROUNDS: usize = 3;
 /// `getppid` on x86-64 and aarch64, to check the recording saw the workload.
 #[cfg(target_arch = "x86_64")]
 const GETPPID_NR: u32 = 110;
+/// `read` on x86-64 and aarch64.
+#[cfg(target_arch = "x86_64")]
+const READ_NR: u32 = 0;
 #[cfg(target_arch = "aarch64")]
 const GETPPID_NR: u32 = 173;
+#[cfg(target_arch = "aarch64")]
+const READ_NR: u32 = 63;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -59,14 +67,21 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir().context("creating a temp dir for the workload's output")?;
     let exe = fs::read_link("/proc/self/exe").context("finding this binary")?;
     let workload = Workload {
-        exe,
+        exe: exe.clone(),
         out: dir.path().join("elapsed-ns"),
+        kind: Kind::Getppid,
+    };
+    let reader = Workload {
+        exe,
+        out: dir.path().join("elapsed-ns-read"),
+        kind: Kind::Read4k,
     };
 
     let mut samples = Samples::default();
     for round in 0..rounds {
         eprintln!("round {}/{rounds}", round + 1);
         samples.baseline.push(workload.run_plain(CALLS)?);
+        samples.read_baseline.push(reader.run_plain(READ_CALLS)?);
 
         let rss_before = vm_rss_kib()?;
         let started = Instant::now();
@@ -89,12 +104,15 @@ fn main() -> Result<()> {
         samples.idle.push(workload.run_plain(CALLS)?);
         let floor = recorder.attach_floor_probe().context("attaching the floor probe")?;
         samples.floor.push(workload.run_plain(CALLS)?);
+        samples.read_floor.push(reader.run_plain(READ_CALLS)?);
         drop(floor);
         let (other, attach) = workload.run_beside_recording(&mut recorder)?;
         samples.other.push(other);
         samples.attach.push(attach);
         let (this, attach) = workload.run_recorded(&mut recorder)?;
         samples.this.push(this);
+        let (read_this, _) = reader.run_recorded(&mut recorder)?;
+        samples.read_this.push(read_this);
         samples.attach.push(attach);
         if recorder.tracked_processes() != 0 {
             bail!(
@@ -129,16 +147,62 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// What the workload calls in its loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `getppid(2)`: about the cheapest syscall there is, so the overhead shows most.
+    Getppid,
+    /// `read(2)` of 4 KiB from /dev/zero: a syscall that does some work.
+    Read4k,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Getppid => "getppid",
+            Kind::Read4k => "read4k",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Kind> {
+        match text {
+            "getppid" => Ok(Kind::Getppid),
+            "read4k" => Ok(Kind::Read4k),
+            other => bail!("unknown workload {other:?} (getppid or read4k)"),
+        }
+    }
+
+    /// The syscall number a recording of the workload must hold.
+    fn nr(self) -> u32 {
+        match self {
+            Kind::Getppid => GETPPID_NR,
+            Kind::Read4k => READ_NR,
+        }
+    }
+}
+
 /// The child's side: the timed loop.
 fn run_workload(args: &[String]) -> Result<()> {
-    let [calls, out] = args else {
-        bail!("usage: overhead {WORKLOAD_FLAG} CALLS OUT");
+    let [calls, out, kind] = args else {
+        bail!("usage: overhead {WORKLOAD_FLAG} CALLS OUT getppid|read4k");
     };
     let calls: u64 = calls.parse().context("parsing CALLS")?;
+    let kind = Kind::parse(kind)?;
+    let mut zero = fs::File::open("/dev/zero").context("opening /dev/zero")?;
+    let mut buf = [0u8; 4096];
     let started = Instant::now();
-    for _ in 0..calls {
-        // `parent_id` is a plain `getppid(2)`; glibc does not cache it.
-        black_box(std::os::unix::process::parent_id());
+    match kind {
+        Kind::Getppid => {
+            for _ in 0..calls {
+                // `parent_id` is a plain `getppid(2)`; glibc does not cache it.
+                black_box(std::os::unix::process::parent_id());
+            }
+        }
+        Kind::Read4k => {
+            for _ in 0..calls {
+                black_box(std::io::Read::read(&mut zero, &mut buf).context("reading /dev/zero")?);
+            }
+        }
     }
     let elapsed = started.elapsed().as_nanos();
     fs::write(out, elapsed.to_string()).with_context(|| format!("writing {out}"))?;
@@ -148,6 +212,7 @@ fn run_workload(args: &[String]) -> Result<()> {
 struct Workload {
     exe: PathBuf,
     out: PathBuf,
+    kind: Kind,
 }
 
 impl Workload {
@@ -157,6 +222,7 @@ impl Workload {
             WORKLOAD_FLAG.to_string(),
             calls.to_string(),
             self.out.display().to_string(),
+            self.kind.name().to_string(),
         ]
     }
 
@@ -196,16 +262,25 @@ impl Workload {
 
     /// [`Workload::run_recorded`] with options (resources: the AppArmor side too).
     fn run_recorded_with(&self, recorder: &mut Recorder, options: &RecordOptions) -> Result<(f64, Duration)> {
+        let calls = self.calls();
         let raw = recorder
-            .record_command_with(&self.argv(CALLS), options, |_| {})
+            .record_command_with(&self.argv(calls), options, |_| {})
             .context("recording the workload")?;
         if !raw.succeeded() {
             bail!("the recorded workload failed: {:?}", raw.subject);
         }
-        if !raw.syscalls.values().any(|numbers| numbers.contains(&GETPPID_NR)) {
-            bail!("the recording of the workload lacks getppid");
+        if !raw.syscalls.values().any(|numbers| numbers.contains(&self.kind.nr())) {
+            bail!("the recording of the workload lacks {}", self.kind.name());
         }
-        Ok((self.per_call(CALLS)?, raw.attach_time))
+        Ok((self.per_call(calls)?, raw.attach_time))
+    }
+
+    /// Calls per run of this workload.
+    fn calls(&self) -> u64 {
+        match self.kind {
+            Kind::Getppid => CALLS,
+            Kind::Read4k => READ_CALLS,
+        }
     }
 
     /// Records a `sleep 30` while an untracked workload runs, then ends the sleep.
@@ -303,6 +378,9 @@ struct Samples {
     other: Vec<f64>,
     this: Vec<f64>,
     this_resources: Vec<f64>,
+    read_baseline: Vec<f64>,
+    read_floor: Vec<f64>,
+    read_this: Vec<f64>,
     strace: Vec<f64>,
     load: Vec<Duration>,
     attach: Vec<Duration>,
@@ -353,6 +431,28 @@ impl Samples {
         }
         if !with_strace {
             println!("(strace not found: case skipped)");
+        }
+        println!();
+        let read_base = median(&self.read_baseline);
+        let read_floor = median(&self.read_floor);
+        println!(
+            "read(2) of 4 KiB from /dev/zero, {READ_CALLS} calls, median of {} rounds",
+            self.read_baseline.len()
+        );
+        println!("| case | ns/call | ratio | over the floor (ns/call) | ratio to the floor |");
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        for (name, values, attached) in [
+            ("no recorder", &self.read_baseline, false),
+            ("floor: an empty sys_enter program attached", &self.read_floor, true),
+            ("recording this process", &self.read_this, true),
+        ] {
+            let m = median(values);
+            let (over, to_floor) = if attached {
+                (format!("{:+.1}", m - read_floor), format!("{:.3}x", m / read_floor))
+            } else {
+                (String::new(), String::new())
+            };
+            println!("| {name} | {m:.1} | {:.3}x | {over} | {to_floor} |", m / read_base);
         }
         let ms = |d: &Duration| d.as_secs_f64() * 1e3;
         let load: Vec<f64> = self.load.iter().map(ms).collect();
