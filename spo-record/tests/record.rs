@@ -587,6 +587,90 @@ fn records_a_busy_process_from_the_moment_it_is_added() {
     }
 }
 
+/// Parent and child bounce a byte over two pipes `rounds` times, so every round is two context
+/// switches. `mark` picks the syscall each round adds: the recorded tree calls getsid, the
+/// untracked one running beside it getpriority.
+const PING_PONG: &str = r#"
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 3)
+        return 2;
+    int rounds = atoi(argv[1]);
+    int tracked = strcmp(argv[2], "tracked") == 0;
+    int ping[2], pong[2];
+    if (pipe(ping) != 0 || pipe(pong) != 0)
+        return 3;
+    char b = 0;
+    pid_t child = fork();
+    if (child == 0) {
+        /* Only the ends it uses: when the parent dies, its read sees end of file. */
+        close(ping[1]);
+        close(pong[0]);
+        for (int i = 0; i < rounds; i++) {
+            if (read(ping[0], &b, 1) != 1 || write(pong[1], &b, 1) != 1)
+                _exit(4);
+            if (tracked)
+                syscall(SYS_getsid, 0);
+            else
+                syscall(SYS_getpriority, PRIO_PROCESS, 0);
+        }
+        _exit(0);
+    }
+    close(ping[0]);
+    close(pong[1]);
+    for (int i = 0; i < rounds; i++)
+        if (write(ping[1], &b, 1) != 1 || read(pong[0], &b, 1) != 1)
+            return 5;
+    int status = 0;
+    waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 6;
+}
+"#;
+
+/// Under heavy context switching (two ping-pong pairs, one recorded and one not, on every CPU)
+/// each CPU's slot always describes the task it runs: the recorded pair's calls are all there,
+/// and nothing of the untracked pair leaks in.
+#[test]
+fn context_switch_storms_neither_leak_nor_lose() {
+    let Some(mut recorder) = load() else { return };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let Some(binary) = build_with_clang(dir.path(), "ping_pong.c", PING_PONG, &["-O1"]) else {
+        return;
+    };
+    let program = binary.to_str().expect("utf-8");
+    let mut beside = Command::new(program)
+        .args(["200000", "untracked"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the untracked pair");
+    let raw = record(&mut recorder, &[program, "20000", "tracked"]);
+    let still_running = beside.try_wait().expect("the untracked pair's status").is_none();
+    // Its child sees end of file on the pipe and exits too.
+    let _ = beside.kill();
+    let _ = beside.wait();
+    assert!(
+        still_running,
+        "the untracked pair ended before the recording did: nothing was tested"
+    );
+    assert!(raw.succeeded(), "{:?}", raw.subject);
+    let seen = names(&raw, Arch::X86_64);
+    for expected in ["pipe2", "clone", "read", "write", "getsid", "wait4", "exit_group"] {
+        assert!(seen.contains(expected), "{expected} missing from {seen:?}");
+    }
+    assert!(
+        !seen.contains("getpriority"),
+        "the untracked pair leaked into the recording: {seen:?}"
+    );
+}
+
 /// Files through every kind of path (relative to the working directory, relative to a
 /// directory fd with `..`, absolute, written, through a symlink), sockets, a capability check
 /// and an exec.
