@@ -142,22 +142,12 @@ impl Recorder {
 
         let maps = &mut self.skel.maps;
         let targets = &maps.targets;
-        let mut bss = maps.bss_data.as_deref_mut();
+        let bss = maps.bss_data.as_deref_mut();
         let spawned = launch::spawn_held(&path, argv, options.run_as, |pid| {
-            count_tracked_slot(bss.as_deref_mut(), pid, 1);
-            match targets.update(&pid.to_ne_bytes(), &tracked, MapFlags::ANY) {
-                Ok(()) => {
-                    bump_generation(bss);
-                    Ok(())
-                }
-                Err(source) => {
-                    count_tracked_slot(bss, pid, -1);
-                    Err(RecordError::Map {
-                        operation: "tracking the command's pid",
-                        source,
-                    })
-                }
-            }
+            insert_tracked(targets, bss, pid, &tracked, MapFlags::ANY).map_err(|source| RecordError::Map {
+                operation: "tracking the command's pid",
+                source,
+            })
         });
         let started = Instant::now();
         let waited = spawned.and_then(|mut child| {
@@ -312,23 +302,19 @@ impl Recorder {
     /// Tracks `pid` unless it is tracked already.
     fn track_existing(&mut self, pid: u32, tracked: &[u8; 8]) -> Result<(), RecordError> {
         let maps = &mut self.skel.maps;
-        count_tracked_slot(maps.bss_data.as_deref_mut(), pid, 1);
-        match maps.targets.update(&pid.to_ne_bytes(), tracked, MapFlags::NO_EXIST) {
-            Ok(()) => {
-                bump_generation(maps.bss_data.as_deref_mut());
-                Ok(())
-            }
-            Err(e) => {
-                count_tracked_slot(maps.bss_data.as_deref_mut(), pid, -1);
-                if e.kind() == libbpf_rs::ErrorKind::AlreadyExists {
-                    Ok(())
-                } else {
-                    Err(RecordError::Map {
-                        operation: "tracking a selected process",
-                        source: e,
-                    })
-                }
-            }
+        match insert_tracked(
+            &maps.targets,
+            maps.bss_data.as_deref_mut(),
+            pid,
+            tracked,
+            MapFlags::NO_EXIST,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::AlreadyExists => Ok(()),
+            Err(source) => Err(RecordError::Map {
+                operation: "tracking a selected process",
+                source,
+            }),
         }
     }
 
@@ -486,6 +472,29 @@ impl Recorder {
 
 /// Slots of the counting filter in front of `targets` (`TRACKED_SLOTS` in recorder.bpf.c).
 const TRACKED_SLOTS: usize = 4096;
+
+/// Adds `pid` to `targets` the one way user space does: its counting-filter slot first (taken
+/// back when the insert fails), then the entry, then a generation bump, so a CPU whose slot
+/// says the (running) process is untracked looks again.
+fn insert_tracked(
+    targets: &impl MapCore,
+    mut bss: Option<&mut skel::types::bss>,
+    pid: u32,
+    tracked: &[u8; 8],
+    flags: MapFlags,
+) -> Result<(), libbpf_rs::Error> {
+    count_tracked_slot(bss.as_deref_mut(), pid, 1);
+    match targets.update(&pid.to_ne_bytes(), tracked, flags) {
+        Ok(()) => {
+            bump_generation(bss);
+            Ok(())
+        }
+        Err(e) => {
+            count_tracked_slot(bss, pid, -1);
+            Err(e)
+        }
+    }
+}
 
 /// Moves the hot path's generation on (`generation` in recorder.bpf.c) after user space changed
 /// `targets`: every CPU's cached view of its running task is then looked up again.

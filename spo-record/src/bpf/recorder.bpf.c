@@ -190,9 +190,10 @@ struct {
 	__type(value, struct cpu_current);
 } cpu_current SEC(".maps");
 
-// Bumped (atomically, so no two bumps ever land as one) after every change to `targets` a running task could notice. Kept in sync
-// with `bump_generation` in src/loader.rs, which also bumps it before a recording is enabled, so it
-// is never 0 (the value of fresh slots) while anything reads it.
+// Bumped (atomically, so no two bumps ever land as one) after every change to `targets` a running
+// task could notice. Kept in sync with `bump_generation` in src/loader.rs, which also bumps it
+// before a recording is enabled, so it is never 0 (the value of fresh slots) while anything reads
+// it.
 volatile __u32 generation = 0;
 
 static __always_inline void bump_generation(void)
@@ -543,43 +544,53 @@ static __always_inline void record_mapping(__u32 target, __s32 fd, struct target
 	submit_path(event, seen);
 }
 
+// Syscall `id` of the ABI `compat` says, as the x86-64 number of the same call: every native
+// call is itself; of the ia32 ones only those record_resources reads are named, any other is -1.
+// ia32's older socketcall(2) passes its arguments in a user array and is not read (its syscall
+// is recorded; the socket bits are not).
+static __always_inline long native_call(long id, int compat)
+{
+	if (!compat)
+		return id;
+	switch (id) {
+	case 5: // open
+		return 2;
+	case 8: // creat
+		return 85;
+	case 295: // openat
+		return 257;
+	case 437: // openat2 (the same number)
+		return 437;
+	case 359: // socket
+		return 41;
+	case 192: // mmap2 (the offset counts pages; only prot, flags and fd matter here)
+		return 9;
+	default:
+		return -1;
+	}
+}
+
+// Whether syscall `id` (of the ABI `compat` says) is one record_resources arms an open for.
+static __always_inline int is_open_call(long id, int compat)
+{
+	long nr = native_call(id, compat);
+	return nr == 2 || nr == 85 || nr == 257 || nr == 437;
+}
+
 // The file, mapping and socket side of syscall `id` of a recording process, in either ABI.
 static __always_inline void record_resources(struct pt_regs *regs, long id, __u32 target,
 					     struct target_syscalls *seen, int compat)
 {
 #if defined(__TARGET_ARCH_x86)
-	// The arguments the calls below use, from the ABI's registers, and the call as its native
-	// number. ia32's older socketcall(2) passes its arguments in a user array and is not read
-	// (its syscall is recorded; the socket bits are not).
+	// The arguments the calls below use, from the ABI's registers.
 	__u64 a0, a1, a2, a3, a4;
-	long nr = id;
+	long nr = native_call(id, compat);
 	if (compat) {
 		a0 = (__u32)regs->bx;
 		a1 = (__u32)regs->cx;
 		a2 = (__u32)regs->dx;
 		a3 = (__u32)regs->si;
 		a4 = (__u32)regs->di;
-		switch (id) {
-		case 5: // open
-			nr = 2;
-			break;
-		case 8: // creat
-			nr = 85;
-			break;
-		case 295: // openat
-			nr = 257;
-			break;
-		case 437: // openat2 (the same number)
-			break;
-		case 359: // socket
-			nr = 41;
-			break;
-		case 192: // mmap2 (the offset counts pages; only prot, flags and fd matter here)
-			nr = 9;
-			break;
-		default:
-			return;
-		}
 	} else {
 		a0 = regs->di;
 		a1 = regs->si;
@@ -691,12 +702,31 @@ static __always_inline __u32 describe_task(struct cpu_current *cur, struct task_
 
 static __u32 zero = 0;
 
+// This CPU's slot.
+static __always_inline struct cpu_current *this_cpu_slot(void)
+{
+	return bpf_map_lookup_elem(&cpu_current, &zero);
+}
+
+// What this CPU's slot says of the running task, when its generation is `gen` (the current
+// one): returns 1 with `*bits` (`target << 1 | 1` while its process records, 0 when it is not
+// tracked) and, while recording, `*compat` read through the slot's task pointer. Returns 0 when
+// the slot is stale and the caller must ask `targets`.
+static __always_inline int read_slot(struct cpu_current *cur, __u32 gen, __u32 *bits, int *compat)
+{
+	if (cur->generation != gen)
+		return 0;
+	*bits = cur->target;
+	*compat = (*bits & 1) ? in_compat_syscall(bpf_core_cast((void *)cur->task, struct task_struct)) : 0;
+	return 1;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(follow_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	if (!enabled)
 		return 0;
-	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
+	struct cpu_current *cur = this_cpu_slot();
 	if (!cur)
 		return 0;
 	describe_task(cur, next, generation);
@@ -710,22 +740,21 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 
 	// The hot path: a per-CPU array lookup (inlined by the verifier) and three loads.
-	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
+	struct cpu_current *cur = this_cpu_slot();
 	if (!cur)
 		return 0;
 	__u32 gen = generation;
-	if (cur->generation == gen) {
-		__u32 bits = cur->target;
-		if (!(bits & 1))
-			return 0;
-		struct task_struct *task = bpf_core_cast((void *)cur->task, struct task_struct);
-		record_syscall(id, bits >> 1, in_compat_syscall(task));
+	__u32 bits;
+	int compat;
+	if (read_slot(cur, gen, &bits, &compat)) {
+		if (bits & 1)
+			record_syscall(id, bits >> 1, compat);
 		return 0;
 	}
 
 	// The slot is stale (or the task waits for its filter): ask `targets`.
 	struct task_struct *task = bpf_get_current_task_btf();
-	int compat = in_compat_syscall(task);
+	compat = in_compat_syscall(task);
 	__u32 tgid = task->tgid;
 	if (maybe_tracked(tgid)) {
 		struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
@@ -746,7 +775,7 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 			return 0;
 		}
 	}
-	__u32 bits = describe_task(cur, task, gen);
+	bits = describe_task(cur, task, gen);
 	if (bits & 1)
 		record_syscall(id, bits >> 1, compat);
 	return 0;
@@ -835,14 +864,6 @@ int BPF_PROG(select_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	return 0;
 }
 
-// Whether syscall `id` (of the ABI `compat` says) is one record_resources arms an open for.
-static __always_inline int is_open_call(long id, int compat)
-{
-	if (compat)
-		return id == 5 || id == 8 || id == 295 || id == 437;
-	return id == 2 || id == 85 || id == 257 || id == 437;
-}
-
 // Attached only while resources are recorded: reports the opens that succeeded. Every syscall
 // exit of the machine passes here, so all but the open calls of recording processes leave
 // after loads only (the CPU slot, the syscall number); only those look up the pending open.
@@ -852,21 +873,21 @@ int BPF_PROG(record_sys_exit, struct pt_regs *regs, long ret)
 #if defined(__TARGET_ARCH_x86)
 	if (!enabled)
 		return 0;
-	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
+	struct cpu_current *cur = this_cpu_slot();
 	if (!cur)
 		return 0;
+	__u32 bits;
 	int compat;
-	if (cur->generation == generation) {
-		if (!(cur->target & 1))
+	if (read_slot(cur, generation, &bits, &compat)) {
+		if (!(bits & 1))
 			return 0;
-		compat = in_compat_syscall(bpf_core_cast((void *)cur->task, struct task_struct));
 	} else {
-		compat = in_compat_syscall(bpf_get_current_task_btf());
+		struct task_struct *task = bpf_get_current_task_btf();
+		if (!maybe_tracked(task->tgid))
+			return 0;
+		compat = in_compat_syscall(task);
 	}
 	if (!is_open_call(regs->orig_ax, compat))
-		return 0;
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!maybe_tracked(tgid))
 		return 0;
 	struct pending_open *pending = bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0, 0);
 	if (!pending || !pending->armed)
@@ -903,17 +924,15 @@ int BPF_PROG(record_sys_enter_resources, struct pt_regs *regs, long id)
 {
 	if (!enabled || !collect_resources || id < 0)
 		return 0;
-	struct cpu_current *cur = bpf_map_lookup_elem(&cpu_current, &zero);
+	struct cpu_current *cur = this_cpu_slot();
 	if (!cur)
 		return 0;
-	__u32 target;
+	__u32 bits, target;
 	int compat;
-	if (cur->generation == generation) {
-		__u32 bits = cur->target;
+	if (read_slot(cur, generation, &bits, &compat)) {
 		if (!(bits & 1))
 			return 0;
 		target = bits >> 1;
-		compat = in_compat_syscall(bpf_core_cast((void *)cur->task, struct task_struct));
 	} else {
 		struct task_struct *task = bpf_get_current_task_btf();
 		struct tracked *tracked = recording_target(task->tgid);
