@@ -390,16 +390,7 @@ struct Samples {
 
 impl Samples {
     fn print(&self, with_strace: bool) {
-        let base = median(&self.baseline);
         println!();
-        let floor = median(&self.floor);
-        println!(
-            "getppid loop, {CALLS} calls (strace: {STRACE_CALLS}), median of {} rounds",
-            self.baseline.len()
-        );
-        println!("| case | ns/call | ratio | over the floor (ns/call) | ratio to the floor | rounds (ns/call) |");
-        println!("| --- | ---: | ---: | ---: | ---: | --- |");
-        // (name, samples, whether it runs with a sys_enter program attached)
         let mut cases = vec![
             ("no recorder", &self.baseline, false),
             ("recorder loaded, idle", &self.idle, false),
@@ -415,45 +406,32 @@ impl Samples {
         if with_strace {
             cases.push(("strace -f", &self.strace, false));
         }
-        for (name, values, attached) in cases {
-            let m = median(values);
-            let rounds: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
-            let (over, to_floor) = if attached {
-                (format!("{:+.1}", m - floor), format!("{:.3}x", m / floor))
-            } else {
-                (String::new(), String::new())
-            };
-            println!(
-                "| {name} | {m:.1} | {:.3}x | {over} | {to_floor} | {} |",
-                m / base,
-                rounds.join(", ")
-            );
-        }
+        print_table(
+            &format!(
+                "getppid loop, {CALLS} calls (strace: {STRACE_CALLS}), median of {} rounds",
+                self.baseline.len()
+            ),
+            &cases,
+            &self.baseline,
+            &self.floor,
+        );
         if !with_strace {
             println!("(strace not found: case skipped)");
         }
         println!();
-        let read_base = median(&self.read_baseline);
-        let read_floor = median(&self.read_floor);
-        println!(
-            "read(2) of 4 KiB from /dev/zero, {READ_CALLS} calls, median of {} rounds",
-            self.read_baseline.len()
+        print_table(
+            &format!(
+                "read(2) of 4 KiB from /dev/zero, {READ_CALLS} calls, median of {} rounds",
+                self.read_baseline.len()
+            ),
+            &[
+                ("no recorder", &self.read_baseline, false),
+                ("floor: an empty sys_enter program attached", &self.read_floor, true),
+                ("recording this process", &self.read_this, true),
+            ],
+            &self.read_baseline,
+            &self.read_floor,
         );
-        println!("| case | ns/call | ratio | over the floor (ns/call) | ratio to the floor |");
-        println!("| --- | ---: | ---: | ---: | ---: |");
-        for (name, values, attached) in [
-            ("no recorder", &self.read_baseline, false),
-            ("floor: an empty sys_enter program attached", &self.read_floor, true),
-            ("recording this process", &self.read_this, true),
-        ] {
-            let m = median(values);
-            let (over, to_floor) = if attached {
-                (format!("{:+.1}", m - read_floor), format!("{:.3}x", m / read_floor))
-            } else {
-                (String::new(), String::new())
-            };
-            println!("| {name} | {m:.1} | {:.3}x | {over} | {to_floor} |", m / read_base);
-        }
         let ms = |d: &Duration| d.as_secs_f64() * 1e3;
         let load: Vec<f64> = self.load.iter().map(ms).collect();
         let attach: Vec<f64> = self.attach.iter().map(ms).collect();
@@ -471,6 +449,35 @@ impl Samples {
             rss_before.first().copied().unwrap_or_default(),
             median(&rss_after),
             max(&rss_after)
+        );
+        // With it on, every BPF program run (the floor's included) also reads the clock twice.
+        match fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled") {
+            Ok(v) => println!("kernel.bpf_stats_enabled = {}", v.trim()),
+            Err(e) => println!("kernel.bpf_stats_enabled: unreadable ({e})"),
+        }
+    }
+}
+
+/// One markdown table: each case (name, samples, whether it runs with a sys_enter program
+/// attached) as its median, its ratio to `baseline` and, when attached, its distance and ratio
+/// to `floor`, then every round.
+fn print_table(title: &str, cases: &[(&str, &Vec<f64>, bool)], baseline: &[f64], floor: &[f64]) {
+    let (base, floor) = (median(baseline), median(floor));
+    println!("{title}");
+    println!("| case | ns/call | ratio | over the floor (ns/call) | ratio to the floor | rounds (ns/call) |");
+    println!("| --- | ---: | ---: | ---: | ---: | --- |");
+    for (name, values, attached) in cases {
+        let m = median(values);
+        let rounds: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
+        let (over, to_floor) = if *attached {
+            (format!("{:+.1}", m - floor), format!("{:.3}x", m / floor))
+        } else {
+            (String::new(), String::new())
+        };
+        println!(
+            "| {name} | {m:.1} | {:.3}x | {over} | {to_floor} | {} |",
+            m / base,
+            rounds.join(", ")
         );
     }
 }

@@ -457,6 +457,26 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// Starts `program args` in a new mount namespace (`unshare --mount`) and returns it with the
+/// namespace's inode, once the process is in it.
+fn in_new_mount_namespace(program: &Path, args: &[&std::ffi::OsStr]) -> (std::process::Child, u64) {
+    let child = Command::new("unshare")
+        .args(["--mount", "--"])
+        .arg(program)
+        .args(args)
+        .spawn()
+        .expect("unshare --mount (util-linux)");
+    let ours = spo_record::mount_namespace_of(std::process::id()).expect("our mount namespace");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match spo_record::mount_namespace_of(child.id()) {
+            Some(inode) if inode != ours => return (child, inode),
+            _ if std::time::Instant::now() > deadline => panic!("unshare never entered a new mount namespace"),
+            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+}
+
 /// A container-like target: the processes of a mount namespace, already running when the
 /// recording starts, plus a process that enters the namespace later (`nsenter`, as `runc exec`
 /// does). A process of the same program outside the namespace is not recorded.
@@ -468,23 +488,8 @@ fn records_a_mount_namespace() {
         return;
     };
     let go = dir.path().join("go");
-    let mut inside = Command::new("unshare")
-        .args(["--mount", "--"])
-        .arg(&binary)
-        .arg(&go)
-        .arg("inside")
-        .spawn()
-        .expect("unshare --mount (util-linux)");
+    let (mut inside, inode) = in_new_mount_namespace(&binary, &[go.as_os_str(), "inside".as_ref()]);
     let mut outside = Command::new(&binary).arg(&go).arg("outside").spawn().expect("outside");
-    let ours = spo_record::mount_namespace_of(std::process::id()).expect("our mount namespace");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let inode = loop {
-        match spo_record::mount_namespace_of(inside.id()) {
-            Some(inode) if inode != ours => break inode,
-            _ if std::time::Instant::now() > deadline => panic!("unshare never entered a new mount namespace"),
-            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
-        }
-    };
 
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut released = false;
@@ -554,21 +559,7 @@ fn records_a_busy_process_from_the_moment_it_is_added() {
         return;
     };
     let go = dir.path().join("go");
-    let mut spinner = Command::new("unshare")
-        .args(["--mount", "--"])
-        .arg(&binary)
-        .arg(&go)
-        .spawn()
-        .expect("unshare --mount (util-linux)");
-    let ours = spo_record::mount_namespace_of(std::process::id()).expect("our mount namespace");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let inode = loop {
-        match spo_record::mount_namespace_of(spinner.id()) {
-            Some(inode) if inode != ours => break inode,
-            _ if std::time::Instant::now() > deadline => panic!("unshare never entered a new mount namespace"),
-            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
-        }
-    };
+    let (mut spinner, inode) = in_new_mount_namespace(&binary, &[go.as_os_str()]);
     // Let it spin for a while before the recording starts.
     std::thread::sleep(std::time::Duration::from_millis(100));
 
