@@ -312,10 +312,9 @@ type credentials struct {
 	caPEM, adminCertPEM, adminKeyPEM                                   []byte
 }
 
-// writePKI makes a new CA, a serving cert for 127.0.0.1/localhost/kubernetes.default,
-// an admin client cert (O=system:masters) and an RSA service-account key pair.
-func writePKI(dir string) (*credentials, error) {
-	c := &credentials{
+// credentialPaths names the credential files in dir (writePKI writes them, readPKI reads them).
+func credentialPaths(dir string) *credentials {
+	return &credentials{
 		caCert:      filepath.Join(dir, "ca.crt"),
 		servingCert: filepath.Join(dir, "apiserver.crt"),
 		servingKey:  filepath.Join(dir, "apiserver.key"),
@@ -324,6 +323,12 @@ func writePKI(dir string) (*credentials, error) {
 		saKey:       filepath.Join(dir, "sa.key"),
 		saPub:       filepath.Join(dir, "sa.pub"),
 	}
+}
+
+// writePKI makes a new CA, a serving cert for 127.0.0.1/localhost/kubernetes.default,
+// an admin client cert (O=system:masters) and an RSA service-account key pair.
+func writePKI(dir string) (*credentials, error) {
+	c := credentialPaths(dir)
 	now := time.Now().Add(-time.Hour)
 	notAfter := now.Add(10 * 365 * 24 * time.Hour)
 
@@ -418,15 +423,7 @@ func writePKI(dir string) (*credentials, error) {
 
 // readPKI loads the credentials writePKI left in dir; an error when any file is missing.
 func readPKI(dir string) (*credentials, error) {
-	c := &credentials{
-		caCert:      filepath.Join(dir, "ca.crt"),
-		servingCert: filepath.Join(dir, "apiserver.crt"),
-		servingKey:  filepath.Join(dir, "apiserver.key"),
-		adminCert:   filepath.Join(dir, "admin.crt"),
-		adminKey:    filepath.Join(dir, "admin.key"),
-		saKey:       filepath.Join(dir, "sa.key"),
-		saPub:       filepath.Join(dir, "sa.pub"),
-	}
+	c := credentialPaths(dir)
 	for _, f := range []string{c.servingCert, c.servingKey, c.saKey, c.saPub} {
 		if _, err := os.Stat(f); err != nil {
 			return nil, err

@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use spo_e2e::{Kubectl, Proc, operator_binary, repo_root};
+use spo_e2e::{Kubectl, Proc, daemon_args, operator_binary, operator_command, repo_root};
 use spo_model::{ProfileState, SeccompProfile, SecurityProfileNodeStatus};
 
 const NS: &str = "spo-bench";
@@ -246,34 +245,14 @@ async fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("seccomp/operator");
     let bin = operator_binary();
-    let mut daemon = Command::new(&bin);
-    daemon
-        .env("KUBECONFIG", &kc)
-        .env("RUST_LOG", "warn")
-        .args([
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "daemon",
-            "--namespace",
-            NS,
-            "--node-name",
-            NODE,
-        ])
-        .args(
-            std::env::var("SPO_BENCH_DAEMON_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
-        .arg("--kubelet-dir")
-        .arg(tmp.path());
-    let mut manager = Command::new(&bin);
-    manager.env("KUBECONFIG", &kc).env("RUST_LOG", "warn").args([
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "manager",
-        "--namespace",
-        NS,
-    ]);
+    let mut daemon = operator_command(&bin, &kc, "warn", "127.0.0.1:0");
+    daemon.args(daemon_args(NS, NODE, tmp.path())).args(
+        std::env::var("SPO_BENCH_DAEMON_ARGS")
+            .unwrap_or_default()
+            .split_whitespace(),
+    );
+    let mut manager = operator_command(&bin, &kc, "warn", "127.0.0.1:0");
+    manager.args(["manager", "--namespace", NS]);
     let start = Instant::now();
     let d = Proc::spawn("daemon", daemon, &tmp.path().join("daemon.log"));
     let m = Proc::spawn("manager", manager, &tmp.path().join("manager.log"));

@@ -129,6 +129,32 @@ pub fn operator_binary() -> PathBuf {
     bin
 }
 
+/// The operator binary `bin` run against the apiserver of `kubeconfig`, logging at `rust_log`,
+/// serving its endpoints on `metrics_addr` (`127.0.0.1:0` for any free port); the caller adds
+/// the subcommand and its flags (see [`daemon_args`]).
+pub fn operator_command(
+    bin: &std::path::Path,
+    kubeconfig: impl AsRef<std::ffi::OsStr>,
+    rust_log: &str,
+    metrics_addr: &str,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.env("KUBECONFIG", kubeconfig.as_ref())
+        .env("RUST_LOG", rust_log)
+        .args(["--metrics-addr", metrics_addr]);
+    cmd
+}
+
+/// `daemon` for `node` in `namespace`, installing under `kubelet_dir`.
+pub fn daemon_args(namespace: &str, node: &str, kubelet_dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["daemon", "--namespace", namespace, "--node-name", node, "--kubelet-dir"]
+        .into_iter()
+        .map(Into::into)
+        .collect();
+    args.push(kubelet_dir.into());
+    args
+}
+
 /// A child process that is killed (SIGKILL) and reaped when dropped, so a failing test
 /// leaves nothing running.
 #[derive(Debug)]

@@ -11,13 +11,14 @@
 //! processes in a fixed order.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use spo_e2e::{Kubectl, Proc, eventually, kubeconfig, operator_binary, repo_root};
+use spo_e2e::{Kubectl, Proc, daemon_args, eventually, kubeconfig, operator_binary, operator_command, repo_root};
 
 const NS: &str = "spo-e2e-operator";
+/// What the operator processes log.
+const LOG: &str = "info,spo_operator=debug,kube=warn";
 const NODE_A: &str = "e2e-node-a";
 const NODE_B: &str = "e2e-node-b";
 const T: Duration = Duration::from_secs(30);
@@ -31,20 +32,8 @@ struct Cluster {
 
 impl Cluster {
     fn daemon(&self, node: &str) -> Proc {
-        let mut cmd = Command::new(&self.bin);
-        cmd.env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", "info,spo_operator=debug,kube=warn")
-            .args([
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "daemon",
-                "--namespace",
-                NS,
-                "--node-name",
-                node,
-            ])
-            .arg("--kubelet-dir")
-            .arg(self.kubelet_dir(node));
+        let mut cmd = operator_command(&self.bin, &self.kubeconfig, LOG, "127.0.0.1:0");
+        cmd.args(daemon_args(NS, node, &self.kubelet_dir(node)));
         Proc::spawn(
             &format!("daemon {node}"),
             cmd,
@@ -53,11 +42,8 @@ impl Cluster {
     }
 
     fn manager(&self) -> Proc {
-        let mut cmd = Command::new(&self.bin);
-        cmd.env("KUBECONFIG", &self.kubeconfig)
-            .env("RUST_LOG", "info,spo_operator=debug,kube=warn")
-            .args(["--metrics-addr", "127.0.0.1:0", "manager", "--namespace", NS])
-            .args(spo_e2e::FAST_LEASE);
+        let mut cmd = operator_command(&self.bin, &self.kubeconfig, LOG, "127.0.0.1:0");
+        cmd.args(["manager", "--namespace", NS]).args(spo_e2e::FAST_LEASE);
         Proc::spawn("manager", cmd, &self.dir.join("manager.log"))
     }
 

@@ -3,11 +3,10 @@
 //! manager and a daemon run with their ServiceAccounts' tokens (not as admin) and install,
 //! report and delete a profile.
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use spo_e2e::{Kubectl, Proc, eventually, kubeconfig, operator_binary, repo_root};
+use spo_e2e::{Kubectl, Proc, eventually, kubeconfig, operator_binary, operator_command, repo_root};
 
 const NS: &str = "security-profiles-operator";
 const NODE: &str = "e2e-node-rbac";
@@ -110,11 +109,8 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         let token = k.ok(&["-n", NS, "create", "token", sa, "--duration=1h"], None);
         let path = tmp.path().join(format!("{sa}.kubeconfig"));
         std::fs::write(&path, token_kubeconfig(&k, token.trim())).expect("kubeconfig");
-        let mut cmd = Command::new(&bin);
-        cmd.env("KUBECONFIG", &path)
-            .env("RUST_LOG", "info,kube=warn")
-            .args(["--metrics-addr", "127.0.0.1:0"])
-            .args(&args);
+        let mut cmd = operator_command(&bin, &path, "info,kube=warn", "127.0.0.1:0");
+        cmd.args(&args);
         procs.push(Proc::spawn(sa, cmd, &tmp.path().join(format!("{sa}.log"))));
     }
     k.ok(

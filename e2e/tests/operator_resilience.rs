@@ -10,16 +10,17 @@
 //!   that shuts down cleanly hands over at once.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spo_e2e::{
-    FAST_LEASE, Kubectl, OwnApiserver, Proc, eventually, free_port, http_get, kubeconfig, metric, operator_binary,
-    repo_root,
+    FAST_LEASE, Kubectl, OwnApiserver, Proc, daemon_args, eventually, free_port, http_get, kubeconfig, metric,
+    operator_binary, operator_command, repo_root,
 };
 
 const T: Duration = Duration::from_secs(60);
+/// What the operator processes log.
+const LOG: &str = "info,kube=warn";
 
 fn profile(name: &str) -> String {
     format!(
@@ -122,21 +123,11 @@ fn apiserver_crash_and_hang() {
     let files = kubelet.join("seccomp/operator");
     let bin = operator_binary();
     let (daemon_port, manager_port) = (free_port(), free_port());
-    let mut daemon = Command::new(&bin);
-    daemon
-        .env("KUBECONFIG", api.kubeconfig())
-        .env("RUST_LOG", "info,kube=warn")
-        .args(["--metrics-addr", &format!("127.0.0.1:{daemon_port}")])
-        .args(["daemon", "--namespace", NS, "--node-name", NODE, "--kubelet-dir"])
-        .arg(&kubelet);
+    let mut daemon = operator_command(&bin, api.kubeconfig(), LOG, &format!("127.0.0.1:{daemon_port}"));
+    daemon.args(daemon_args(NS, NODE, &kubelet));
     let mut daemon = Proc::spawn("daemon", daemon, &tmp.path().join("daemon.log"));
-    let mut manager = Command::new(&bin);
-    manager
-        .env("KUBECONFIG", api.kubeconfig())
-        .env("RUST_LOG", "info,kube=warn")
-        .args(["--metrics-addr", &format!("127.0.0.1:{manager_port}")])
-        .args(["manager", "--namespace", NS])
-        .args(FAST_LEASE);
+    let mut manager = operator_command(&bin, api.kubeconfig(), LOG, &format!("127.0.0.1:{manager_port}"));
+    manager.args(["manager", "--namespace", NS]).args(FAST_LEASE);
     let mut manager = Proc::spawn("manager", manager, &tmp.path().join("manager.log"));
     eventually("daemon ready", T, || match http_get(daemon_port, "/readyz") {
         Some((200, _)) => Ok(()),
@@ -265,19 +256,16 @@ fn leader_election() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let bin = operator_binary();
     let start = |id: &str, port: u16| {
-        let mut cmd = Command::new(&bin);
-        cmd.env("KUBECONFIG", &kc)
-            .env("RUST_LOG", "info,kube=warn")
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .args([
-                "manager",
-                "--namespace",
-                NS,
-                "--no-default-spod",
-                "--leader-identity",
-                id,
-            ])
-            .args(FAST_LEASE);
+        let mut cmd = operator_command(&bin, &kc, LOG, &format!("127.0.0.1:{port}"));
+        cmd.args([
+            "manager",
+            "--namespace",
+            NS,
+            "--no-default-spod",
+            "--leader-identity",
+            id,
+        ])
+        .args(FAST_LEASE);
         Proc::spawn(id, cmd, &tmp.path().join(format!("{id}.log")))
     };
     let holder = || -> Option<String> {
