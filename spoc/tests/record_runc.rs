@@ -70,6 +70,11 @@ fn record_from_filter(bundle: &Bundle, args: &[&str], options: &[&str]) -> (Stri
         .args(runc.get_args());
     let out = run_with_deadline(record, &format!("spoc record runc run {}", container.id));
     assert!(out.status.success(), "recording the container failed: {out:?}");
+    // A process the recorder could not track is a hole in the profile.
+    assert!(
+        !out.stderr.contains("could not be tracked"),
+        "the recording lost processes: {out:?}"
+    );
     let written = std::fs::read_to_string(&out_file).expect("recorded profile written");
     (written, out)
 }
@@ -119,7 +124,8 @@ fn recorded_profile_starts(bundle: &Bundle, workload: &[&str], expected: &str) -
         let confined = bundle.run(Some(profile.clone()), workload);
         assert!(
             confined.status.success() && confined.stdout.contains(expected),
-            "start {start}: the container did not start or its workload failed under its recorded profile {names:?}: {confined:?}"
+            "start {start}: the container did not start or its workload failed under its recorded profile {names:?}: {confined:?}; the recording said {:?}",
+            recorded.stderr
         );
     }
     profile
