@@ -52,6 +52,11 @@ pub struct RawRecording {
     pub capabilities: BTreeMap<u32, bool>,
     /// File and program events lost because the ring buffer was full.
     pub lost_events: u64,
+    /// Runs of the recorder's programs the kernel skipped during the recording because a run
+    /// of the same program was already in progress on that CPU (its per-program recursion
+    /// guard, `recursion_misses` in `bpf_prog_info`). Counted machine-wide, so a skip may have
+    /// concerned an unrelated process; when not 0 the recording may be incomplete.
+    pub skipped_runs: u64,
     /// How long attaching the programs took when the recording started.
     pub attach_time: Duration,
 }
@@ -201,6 +206,15 @@ pub enum RecordError {
         #[source]
         source: libbpf_rs::Error,
     },
+    /// The kernel did not say how often it skipped a program.
+    #[error("reading the run counters of eBPF program {program}")]
+    ProgramInfo {
+        /// The program's name in `recorder.bpf.c`.
+        program: &'static str,
+        /// The kernel's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A map operation failed.
     #[error("{operation} in a BPF map")]
     Map {
@@ -339,6 +353,7 @@ mod tests {
             sockets: BTreeSet::from([(2, 1), (10, 2)]),
             capabilities: BTreeMap::from([(10, true), (12, false)]),
             lost_events: 0,
+            skipped_runs: 0,
             attach_time: Duration::ZERO,
         };
         let names = |arch, nr| match (arch, nr) {

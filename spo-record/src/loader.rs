@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -40,6 +41,7 @@ const MAX_TARGETS: u32 = 1024;
 pub struct Recorder {
     skel: skel::RecorderSkel<'static>,
     resources_loaded: bool,
+    blind_to_switches: bool,
     next_target: u32,
     load_time: Duration,
 }
@@ -95,6 +97,7 @@ impl Recorder {
         Ok(Recorder {
             skel,
             resources_loaded: options.resources,
+            blind_to_switches: options.blind_to_switches,
             next_target: 0,
             load_time: started.elapsed(),
         })
@@ -138,6 +141,7 @@ impl Recorder {
         let links = self.attach()?;
         let mut collector = Collector::start(self, target, options.resources)?;
         let attach_time = attach_started.elapsed();
+        let skipped_before = self.skipped_runs()?;
         self.set_enabled(true);
 
         let maps = &mut self.skel.maps;
@@ -179,10 +183,12 @@ impl Recorder {
 
         self.set_enabled(false);
         collector.drain();
+        let skipped = self.skipped_runs().map(|now| now.saturating_sub(skipped_before));
         drop(links);
         let forgotten = self.forget_target(target);
         let exit_status: ExitStatus = waited?;
         forgotten?;
+        let skipped = skipped?;
 
         let seen = self.read_target(&target_key)?;
         Ok(raw_recording(
@@ -192,7 +198,7 @@ impl Recorder {
             },
             seen,
             collector.finish(),
-            attach_time,
+            Observed { attach_time, skipped },
         ))
     }
 
@@ -228,6 +234,7 @@ impl Recorder {
             })?;
         let mut collector = Collector::start(self, target, resources)?;
         let attach_time = attach_started.elapsed();
+        let skipped_before = self.skipped_runs()?;
         self.set_enabled(true);
         let selected = self
             .skel
@@ -247,17 +254,19 @@ impl Recorder {
         let _ = self.skel.maps.selectors.delete(&key);
         self.set_enabled(false);
         collector.drain();
+        let skipped = self.skipped_runs().map(|now| now.saturating_sub(skipped_before));
         drop((links, exec_link));
         let forgotten = self.forget_target(target);
         result?;
         forgotten?;
+        let skipped = skipped?;
 
         let seen = self.read_target(&target_key)?;
         Ok(raw_recording(
             Subject::Selected(selector.clone()),
             seen,
             collector.finish(),
-            attach_time,
+            Observed { attach_time, skipped },
         ))
     }
 
@@ -387,20 +396,51 @@ impl Recorder {
         self.skel.maps.targets.keys().count()
     }
 
+    /// How many runs of the recording programs the kernel has skipped since they were loaded,
+    /// over the whole machine: a program's run is skipped when a run of the same program is
+    /// already in progress on that CPU (`recursion_misses` in `bpf_prog_info`, kept by the
+    /// kernel since Linux 5.12). The programs of resource recording count only when loaded.
+    fn skipped_runs(&self) -> Result<u64, RecordError> {
+        let progs = &self.skel.progs;
+        let mut programs = vec![
+            ("forget_exit", &progs.forget_exit),
+            ("track_fork", &progs.track_fork),
+            ("follow_switch", &progs.follow_switch),
+            ("record_sys_enter", &progs.record_sys_enter),
+            ("select_exec", &progs.select_exec),
+        ];
+        if self.resources_loaded {
+            programs.extend([
+                ("record_sys_enter_resources", &progs.record_sys_enter_resources),
+                ("record_sys_exit", &progs.record_sys_exit),
+                ("record_exec", &progs.record_exec),
+                ("record_capable", &progs.record_capable),
+            ]);
+        }
+        programs.into_iter().try_fold(0, |sum, (program, prog)| {
+            let misses =
+                recursion_misses(prog.as_fd()).map_err(|source| RecordError::ProgramInfo { program, source })?;
+            Ok(sum + misses)
+        })
+    }
+
     /// Attaches every program; the links detach them when dropped. The exit and fork programs
-    /// go first so no tracked process can exit or fork unseen, and the switch program before
-    /// the syscall program, which trusts what it leaves per CPU.
-    fn attach(&self) -> Result<[Link; 4], RecordError> {
+    /// go first so no tracked process can exit or fork unseen; the switch program only fills
+    /// the per-CPU cache ahead of the syscall program, which checks every entry it uses.
+    fn attach(&self) -> Result<Vec<Link>, RecordError> {
         let progs = &self.skel.progs;
         let attach = |program: &'static str, prog: &libbpf_rs::ProgramMut<'_>| {
             prog.attach().map_err(|source| RecordError::Attach { program, source })
         };
-        Ok([
+        let mut links = vec![
             attach("forget_exit", &progs.forget_exit)?,
             attach("track_fork", &progs.track_fork)?,
-            attach("follow_switch", &progs.follow_switch)?,
-            attach("record_sys_enter", &progs.record_sys_enter)?,
-        ])
+        ];
+        if !self.blind_to_switches {
+            links.push(attach("follow_switch", &progs.follow_switch)?);
+        }
+        links.push(attach("record_sys_enter", &progs.record_sys_enter)?);
+        Ok(links)
     }
 
     /// Turns recording on or off; turning it on also moves the generation on, so nothing the
@@ -467,6 +507,20 @@ impl Recorder {
         }
         bump_generation(maps.bss_data.as_deref_mut());
         Ok(())
+    }
+}
+
+/// The kernel's count of skipped runs of the loaded program `fd`.
+fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
+    let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
+    let mut len = u32::try_from(std::mem::size_of_val(&info)).unwrap_or(u32::MAX);
+    // SAFETY: `info` is a writable `bpf_prog_info` of `len` bytes, and none of its pointer
+    // fields is set, so the kernel writes into `info` only.
+    let ret = unsafe { libbpf_rs::libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &raw mut info, &raw mut len) };
+    if ret == 0 {
+        Ok(info.recursion_misses)
+    } else {
+        Err(std::io::Error::from_raw_os_error(-ret))
     }
 }
 
@@ -583,8 +637,15 @@ impl Collector {
     }
 }
 
+/// What a recording observed of the recorder itself.
+struct Observed {
+    attach_time: Duration,
+    /// Program runs the kernel skipped during the recording.
+    skipped: u64,
+}
+
 /// A finished recording from its target's value and events.
-fn raw_recording(subject: Subject, seen: TargetSyscalls, resources: Resources, attach_time: Duration) -> RawRecording {
+fn raw_recording(subject: Subject, seen: TargetSyscalls, resources: Resources, observed: Observed) -> RawRecording {
     let mut syscalls = BTreeMap::new();
     for (arch, numbers) in [(NATIVE_ARCH, seen.native), (COMPAT_ARCH, seen.compat)] {
         if !numbers.is_empty() {
@@ -604,7 +665,8 @@ fn raw_recording(subject: Subject, seen: TargetSyscalls, resources: Resources, a
         sockets: seen.sockets,
         capabilities: seen.capabilities,
         lost_events: seen.lost_events,
-        attach_time,
+        skipped_runs: observed.skipped,
+        attach_time: observed.attach_time,
     }
 }
 
@@ -617,6 +679,11 @@ pub struct LoadOptions {
     /// The empty `sys_enter` program benchmarks attach to measure the floor.
     #[doc(hidden)]
     pub floor_probe: bool,
+    /// Leaves the context-switch program unattached, for tests: the per-CPU cache of what each
+    /// CPU runs is then filled by the syscall program alone, which shows the cache proves itself
+    /// rather than trusting that every switch is seen.
+    #[doc(hidden)]
+    pub blind_to_switches: bool,
 }
 
 /// `TRACK_WAIT_FOR_FILTER` in `recorder.bpf.c`.

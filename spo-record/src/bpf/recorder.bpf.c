@@ -168,15 +168,26 @@ volatile __u32 enabled = 0;
 // What the task running on each CPU is to the recorder, so the sys_enter hot path decides with
 // loads only: no helper call (each costs about 20 ns on this project's build VM, whose returns go
 // through the SRSO return thunk) and no hash lookup. `follow_switch` fills the slot for the task a
-// CPU switches to; every task reaches a CPU through that tracepoint, so while the slot's
-// `generation` is the current one it describes the running task. Whoever changes what a running
-// task is (user space adding or removing `targets` entries, or a process joining by exec) bumps
-// `generation` afterwards, which sends every CPU once down the slow path, where the slot is filled
-// again. A task waiting for its seccomp filter is never cached (its slot gets a generation already
-// past), so its switch to recording needs no bump.
+// CPU switches to, and the slow path for the task it finds running.
+//
+// The slot is a cache that proves itself on every use; it is trusted only when both hold:
+// - `regs` is the `pt_regs` the syscall tracepoint passes. That block sits at the top of the
+//   calling task's own kernel stack, so it names the running task without a helper call. Seeing
+//   every context switch is not enough: on this project's build VM about 1 in 300 switches (from
+//   idle, mostly) reaches no sched_switch probe, and a slot trusted on that ground alone described
+//   the previous task for a few syscalls, which a recording then lacked (the runc test failed about
+//   1 run in 30-100 until this check; docs/decisions.md).
+// - `generation` is the current one. Whoever changes what a running task is (user space adding or
+//   removing `targets` entries, a process joining by exec) bumps it afterwards, which sends every
+//   CPU once down the slow path, where the slot is filled again; so does every thread exit, so a
+//   kernel stack freed and given to a new task can never be mistaken for its old owner's. A task
+//   waiting for its seccomp filter is never cached (its slot gets a generation already past), so
+//   its switch to recording needs no bump.
 struct cpu_current {
 	// The task (a `struct task_struct *` kept as a number: only read through bpf_core_cast).
 	__u64 task;
+	// The task's user register block (`task_pt_regs`), as a number: compared, never read.
+	__u64 regs;
 	// `generation` as read before the slot was computed; an older one when it is not to be used.
 	__u32 generation;
 	// `target << 1 | 1` while the task's process records, 0 when it is not tracked.
@@ -679,9 +690,11 @@ static __always_inline int in_compat_syscall(struct task_struct *task)
 #endif
 }
 
-// Fills this CPU's slot for `task`, looked up in `targets`, and returns the slot's target bits.
-// `gen` must have been read before the lookup, so a change made after it is never hidden.
-static __always_inline __u32 describe_task(struct cpu_current *cur, struct task_struct *task, __u32 gen)
+// Fills this CPU's slot for `task`, whose user register block is `regs`, looked up in `targets`,
+// and returns the slot's target bits. `gen` must have been read before the lookup, so a change
+// made after it is never hidden.
+static __always_inline __u32 describe_task(struct cpu_current *cur, struct task_struct *task, __u64 regs,
+					   __u32 gen)
 {
 	__u32 tgid = task->tgid;
 	__u32 bits = 0;
@@ -695,6 +708,7 @@ static __always_inline __u32 describe_task(struct cpu_current *cur, struct task_
 		}
 	}
 	cur->task = (__u64)task;
+	cur->regs = regs;
 	cur->target = bits;
 	cur->generation = gen;
 	return bits;
@@ -708,13 +722,15 @@ static __always_inline struct cpu_current *this_cpu_slot(void)
 	return bpf_map_lookup_elem(&cpu_current, &zero);
 }
 
-// What this CPU's slot says of the running task, when its generation is `gen` (the current
-// one): returns 1 with `*bits` (`target << 1 | 1` while its process records, 0 when it is not
-// tracked) and, while recording, `*compat` read through the slot's task pointer. Returns 0 when
-// the slot is stale and the caller must ask `targets`.
-static __always_inline int read_slot(struct cpu_current *cur, __u32 gen, __u32 *bits, int *compat)
+// What this CPU's slot says of the running task, whose syscall passed `regs`, when the slot
+// describes that task and its generation is `gen` (the current one): returns 1 with `*bits`
+// (`target << 1 | 1` while its process records, 0 when it is not tracked) and, while recording,
+// `*compat` read through the slot's task pointer. Returns 0 when the slot describes another task
+// or is stale, and the caller must ask `targets`.
+static __always_inline int read_slot(struct cpu_current *cur, __u32 gen, struct pt_regs *regs, __u32 *bits,
+				     int *compat)
 {
-	if (cur->generation != gen)
+	if (cur->generation != gen || cur->regs != (__u64)regs)
 		return 0;
 	*bits = cur->target;
 	*compat = (*bits & 1) ? in_compat_syscall(bpf_core_cast((void *)cur->task, struct task_struct)) : 0;
@@ -729,7 +745,7 @@ int BPF_PROG(follow_switch, bool preempt, struct task_struct *prev, struct task_
 	struct cpu_current *cur = this_cpu_slot();
 	if (!cur)
 		return 0;
-	describe_task(cur, next, generation);
+	describe_task(cur, next, (__u64)bpf_task_pt_regs(next), generation);
 	return 0;
 }
 
@@ -746,7 +762,7 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 	__u32 gen = generation;
 	__u32 bits;
 	int compat;
-	if (read_slot(cur, gen, &bits, &compat)) {
+	if (read_slot(cur, gen, regs, &bits, &compat)) {
 		if (bits & 1)
 			record_syscall(id, bits >> 1, compat);
 		return 0;
@@ -775,7 +791,7 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 			return 0;
 		}
 	}
-	bits = describe_task(cur, task, gen);
+	bits = describe_task(cur, task, (__u64)regs, gen);
 	if (bits & 1)
 		record_syscall(id, bits >> 1, compat);
 	return 0;
@@ -878,7 +894,7 @@ int BPF_PROG(record_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 	__u32 bits;
 	int compat;
-	if (read_slot(cur, generation, &bits, &compat)) {
+	if (read_slot(cur, generation, regs, &bits, &compat)) {
 		if (!(bits & 1))
 			return 0;
 	} else {
@@ -929,7 +945,7 @@ int BPF_PROG(record_sys_enter_resources, struct pt_regs *regs, long id)
 		return 0;
 	__u32 bits, target;
 	int compat;
-	if (read_slot(cur, generation, &bits, &compat)) {
+	if (read_slot(cur, generation, regs, &bits, &compat)) {
 		if (!(bits & 1))
 			return 0;
 		target = bits >> 1;
@@ -1055,6 +1071,10 @@ int BPF_PROG(record_capable, const struct cred *cred, struct user_namespace *tar
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(forget_exit, struct task_struct *task)
 {
+	// The thread's kernel stack, which CPU slots name it by, is freed soon and may go to a new
+	// task: no slot filled before this may be trusted again (see `struct cpu_current`).
+	if (enabled)
+		bump_generation();
 	if (task->signal->live.counter != 0)
 		return 0;
 

@@ -298,6 +298,13 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
             raw.untracked_processes
         );
     }
+    if raw.skipped_runs > 0 {
+        eprintln!(
+            "spoc: warning: the kernel skipped {} runs of the recorder's programs while recording (a run of the same \
+             program was in progress on that CPU); the profile may miss syscalls: record again",
+            raw.skipped_runs
+        );
+    }
     let mut named = into_recording(&raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
     if args.from_seccomp && !args.no_runtime_allowance {
         // The runtime runs natively, whatever ABI the workload uses.
