@@ -9,11 +9,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use spo_model::SpecState;
-use spo_model::contract::SecurityProfile;
 use spo_model::selinux::{PolicyRef, PolicyRefKind, SelinuxMode, SelinuxProfile, SelinuxProfileSpec};
 
 use crate::error::SelinuxError;
-use crate::render::{MAX_INHERIT_DEPTH, ProfileLookup};
+use crate::render::{BrokenLink, MAX_INHERIT_DEPTH, ProfileLookup, next_link};
 
 /// A SelinuxProfile with its inherited SelinuxProfiles written in: the System templates it
 /// ends up inheriting (in order), its allow rules, and whether anything on the way is
@@ -113,30 +112,24 @@ pub fn flatten(
                 ..FlatProfile::default()
             }),
             PolicyRefKind::SelinuxProfile => {
-                let path = || format!("{} -> {}", chain.join(" -> "), r.name);
-                if chain.contains(&r.name) {
-                    return Err(format!("inherit cycle: {}", path()));
-                }
-                if chain.len() > MAX_INHERIT_DEPTH {
-                    return Err(format!(
-                        "inherit chain {} is deeper than {MAX_INHERIT_DEPTH} profiles",
-                        path()
-                    ));
-                }
-                let Some(parent) = lookup.selinux_profile(&r.name)? else {
-                    return Err(format!(
-                        "inherited SelinuxProfile {:?} (chain {}) is not among the profiles given",
-                        r.name,
-                        path()
-                    ));
-                };
-                if !parent.should_install() {
-                    return Err(format!(
-                        "inherited SelinuxProfile {:?} (chain {}) is disabled or partial, so it is not in the policy",
-                        r.name,
-                        path()
-                    ));
-                }
+                let parent = next_link(lookup, chain, &r.name).map_err(|e| {
+                    let (name, path) = (&r.name, &e.path);
+                    match e.broken {
+                        BrokenLink::Cycle => format!("inherit cycle: {path}"),
+                        BrokenLink::TooDeep => {
+                            format!("inherit chain {path} is deeper than {MAX_INHERIT_DEPTH} profiles")
+                        }
+                        BrokenLink::LookupFailed(message) => {
+                            format!("looking up inherited SelinuxProfile {name:?} (chain {path}): {message}")
+                        }
+                        BrokenLink::Missing => {
+                            format!("inherited SelinuxProfile {name:?} (chain {path}) is not among the profiles given")
+                        }
+                        BrokenLink::NotInstalled => format!(
+                            "inherited SelinuxProfile {name:?} (chain {path}) is disabled or partial, so it is not in the policy"
+                        ),
+                    }
+                })?;
                 chain.push(r.name.clone());
                 let inherited = flatten(&parent.spec, lookup, chain)?;
                 chain.pop();
@@ -252,6 +245,25 @@ mod tests {
         let user = profile("  inherit: [{kind: SelinuxProfile, name: off}]\n", "user");
         let e = flatten(&user.spec, &lookup(&[off]), &mut vec!["user".into()]).expect_err("disabled");
         assert!(e.contains("is disabled or partial"), "{e}");
+    }
+
+    /// A lookup whose store cannot be read.
+    struct Broken;
+
+    impl ProfileLookup for Broken {
+        fn selinux_profile(&self, _: &str) -> Result<Option<SelinuxProfile>, String> {
+            Err("the store is unreadable".into())
+        }
+    }
+
+    #[test]
+    fn a_failing_lookup_is_named_with_the_chain() {
+        let user = profile("  inherit: [{kind: SelinuxProfile, name: base}]\n", "user");
+        let e = flatten(&user.spec, &Broken, &mut vec!["user".into()]).expect_err("lookup fails");
+        assert_eq!(
+            e,
+            "looking up inherited SelinuxProfile \"base\" (chain user -> base): the store is unreadable"
+        );
     }
 
     #[test]

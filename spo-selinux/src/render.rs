@@ -292,46 +292,95 @@ pub fn check_selinux_profile(profile: &SelinuxProfile, ctx: &RenderContext) -> (
     (problems, requires)
 }
 
+/// Why a SelinuxProfile cannot be the next link of an inherit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BrokenLink {
+    /// It is on the chain already.
+    Cycle,
+    /// The chain would be longer than [`MAX_INHERIT_DEPTH`].
+    TooDeep,
+    /// The lookup failed (its message).
+    LookupFailed(String),
+    /// The lookup does not have it.
+    Missing,
+    /// It is disabled or partial, so its block is not in the policy.
+    NotInstalled,
+}
+
+/// An inherit chain that cannot go on: why, and the chain written out with the failing link
+/// last (`a -> b -> c`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InheritError {
+    pub(crate) broken: BrokenLink,
+    pub(crate) path: String,
+}
+
+/// The SelinuxProfile `name` as the next link of `chain` (the profiles on the way, the one
+/// inheriting first): the one check of inherit chains, for rendering and merging alike. The
+/// link must not close a cycle nor make the chain deeper than [`MAX_INHERIT_DEPTH`], and the
+/// profile must exist in `lookup` and be installed.
+pub(crate) fn next_link(
+    lookup: &dyn ProfileLookup,
+    chain: &[String],
+    name: &str,
+) -> Result<SelinuxProfile, InheritError> {
+    let fail = |broken| InheritError {
+        broken,
+        path: format!("{} -> {name}", chain.join(" -> ")),
+    };
+    if chain.iter().any(|c| c == name) {
+        return Err(fail(BrokenLink::Cycle));
+    }
+    if chain.len() > MAX_INHERIT_DEPTH {
+        return Err(fail(BrokenLink::TooDeep));
+    }
+    let profile = lookup
+        .selinux_profile(name)
+        .map_err(|e| fail(BrokenLink::LookupFailed(e)))?
+        .ok_or_else(|| fail(BrokenLink::Missing))?;
+    if !profile.should_install() {
+        return Err(fail(BrokenLink::NotInstalled));
+    }
+    Ok(profile)
+}
+
+impl InheritError {
+    /// The message for rendering in a cluster (or a store): `target` is the failing link, and
+    /// `through` whether the chain is worth naming (more than the profile and its parent).
+    fn rendering_message(&self, target: &str, through: bool) -> String {
+        let via = if through {
+            format!(" (through {})", self.path)
+        } else {
+            String::new()
+        };
+        match &self.broken {
+            BrokenLink::Cycle => format!("inherit cycle: {}", self.path),
+            BrokenLink::TooDeep => format!(
+                "inherit chain {} is deeper than {MAX_INHERIT_DEPTH} profiles",
+                self.path
+            ),
+            BrokenLink::LookupFailed(e) => format!("looking up SelinuxProfile {target}{via}: {e}"),
+            BrokenLink::Missing => format!("SelinuxProfile {target} does not exist{via}"),
+            BrokenLink::NotInstalled => {
+                format!("SelinuxProfile {target}{via} is disabled or partial, so its block is not in the policy")
+            }
+        }
+    }
+}
+
 /// Follows the SelinuxProfiles that `target` inherits, depth first, failing on a missing,
-/// uninstalled or cyclic link. `chain` holds the profiles on the way to `target`.
+/// uninstalled or cyclic link ([`next_link`]). `chain` holds the profiles on the way to
+/// `target`; `done` those checked already.
 fn walk_inherits(
     lookup: &dyn ProfileLookup,
     target: &str,
     chain: &mut Vec<String>,
     done: &mut BTreeSet<String>,
 ) -> Result<(), String> {
-    let path = |chain: &[String], last: &str| {
-        let mut p = chain.join(" -> ");
-        p.push_str(" -> ");
-        p.push_str(last);
-        p
-    };
-    if chain.iter().any(|c| c == target) {
-        return Err(format!("inherit cycle: {}", path(chain, target)));
-    }
     if done.contains(target) {
         return Ok(());
     }
-    if chain.len() > MAX_INHERIT_DEPTH {
-        return Err(format!(
-            "inherit chain {} is deeper than {MAX_INHERIT_DEPTH} profiles",
-            path(chain, target)
-        ));
-    }
-    let via = if chain.len() > 1 {
-        format!(" (through {})", path(chain, target))
-    } else {
-        String::new()
-    };
-    let profile = lookup
-        .selinux_profile(target)
-        .map_err(|e| format!("looking up SelinuxProfile {target}{via}: {e}"))?
-        .ok_or_else(|| format!("SelinuxProfile {target} does not exist{via}"))?;
-    if !profile.should_install() {
-        return Err(format!(
-            "SelinuxProfile {target}{via} is disabled or partial, so its block is not in the policy"
-        ));
-    }
+    let profile = next_link(lookup, chain, target).map_err(|e| e.rendering_message(target, chain.len() > 1))?;
     chain.push(target.to_owned());
     for r in &profile.spec.inherit {
         if r.kind == PolicyRefKind::SelinuxProfile {
