@@ -223,11 +223,13 @@ fn tells_32_bit_syscalls_apart() {
     assert!(names(&raw, Arch::X86_64).contains("execve"));
 }
 
-/// open, mmap2 (executable), openat (relative) and socket through the i386 ABI, no libc.
+/// open, mmap2 (executable), openat (relative), socket and socketcall(SYS_SOCKET) through the
+/// i386 ABI, no libc.
 const RESOURCES_32: &str = "
 .data
 etc: .asciz \"/etc/hostname\"
 rel: .asciz \"Cargo.toml\"
+sockargs: .long 1, 1, 0
 .text
 .globl _start
 _start:
@@ -252,6 +254,10 @@ _start:
  movl $2, %ebx
  movl $2, %ecx
  xorl %edx, %edx
+ int $0x80
+ movl $102, %eax
+ movl $1, %ebx
+ movl $sockargs, %ecx
  int $0x80
  movl $1, %eax
  xorl %ebx, %ebx
@@ -292,7 +298,7 @@ fn records_32_bit_files_mappings_and_sockets() {
     assert!(raw.succeeded(), "{:?}", raw.subject);
     assert_eq!(
         names(&raw, Arch::X86),
-        BTreeSet::from(["open", "mmap2", "openat", "socket", "exit"].map(String::from))
+        BTreeSet::from(["open", "mmap2", "openat", "socket", "socketcall", "exit"].map(String::from))
     );
     assert!(raw.files["/etc/hostname"].read, "{:?}", raw.files);
     let manifest = format!("{manifest_dir}/Cargo.toml");
@@ -302,7 +308,9 @@ fn records_32_bit_files_mappings_and_sockets() {
         raw.files
     );
     assert!(raw.mapped.contains("/etc/hostname"), "{:?}", raw.mapped);
+    // socket(AF_INET, SOCK_DGRAM) directly, socket(AF_UNIX, SOCK_STREAM) through socketcall.
     assert!(raw.sockets.contains(&(2, 2)), "{:?}", raw.sockets);
+    assert!(raw.sockets.contains(&(1, 1)), "{:?}", raw.sockets);
 }
 
 /// The main thread exits first; the process lives on in a second thread, which then makes a

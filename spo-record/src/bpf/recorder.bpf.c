@@ -557,8 +557,7 @@ static __always_inline void record_mapping(__u32 target, __s32 fd, struct target
 
 // Syscall `id` of the ABI `compat` says, as the x86-64 number of the same call: every native
 // call is itself; of the ia32 ones only those record_resources reads are named, any other is -1.
-// ia32's older socketcall(2) passes its arguments in a user array and is not read (its syscall
-// is recorded; the socket bits are not).
+// ia32's older socketcall(2) is not a native call; record_resources reads it apart.
 static __always_inline long native_call(long id, int compat)
 {
 	if (!compat)
@@ -588,6 +587,16 @@ static __always_inline int is_open_call(long id, int compat)
 	return nr == 2 || nr == 85 || nr == 257 || nr == 437;
 }
 
+// A socket of `domain` and `type` (its low 4 bits; the rest are flags) created by a recording
+// process: one bit of the target's socket set, domains below 64.
+static __always_inline void record_socket(struct target_syscalls *seen, __u64 domain, __u64 type)
+{
+	if (domain < 64) {
+		__u32 bit = domain << 4 | (type & 15);
+		__sync_fetch_and_or(&seen->sockets[(bit >> 6) & (SOCKET_WORDS - 1)], 1ULL << (bit & 63));
+	}
+}
+
 // The file, mapping and socket side of syscall `id` of a recording process, in either ABI.
 static __always_inline void record_resources(struct pt_regs *regs, long id, __u32 target,
 					     struct target_syscalls *seen, int compat)
@@ -608,6 +617,15 @@ static __always_inline void record_resources(struct pt_regs *regs, long id, __u3
 		a2 = regs->dx;
 		a3 = regs->r10;
 		a4 = regs->r8;
+	}
+	// ia32 socketcall(SYS_SOCKET, args): domain and type are the first two words of the user
+	// array `args` (read here at entry, where the caller's array, on its stack as a rule, is
+	// in memory; a read that fails loses the socket kind, never the syscall).
+	if (compat && id == 102) {
+		__u32 args[2];
+		if (a0 == 1 && bpf_probe_read_user(args, sizeof(args), (void *)a1) == 0)
+			record_socket(seen, args[0], args[1]);
+		return;
 	}
 	const char *path;
 	__u32 flags;
@@ -634,14 +652,9 @@ static __always_inline void record_resources(struct pt_regs *regs, long id, __u3
 		flags = how.flags;
 		break;
 	}
-	case 41: { // socket(domain, type, protocol)
-		__u64 domain = a0, type = a1 & 15;
-		if (domain < 64) {
-			__u32 bit = domain << 4 | type;
-			__sync_fetch_and_or(&seen->sockets[(bit >> 6) & (SOCKET_WORDS - 1)], 1ULL << (bit & 63));
-		}
+	case 41: // socket(domain, type, protocol)
+		record_socket(seen, a0, a1);
 		return;
-	}
 	case 9: // mmap(addr, length, prot, flags, fd, offset)
 		if ((a2 & PROT_EXEC) && !(a3 & MAP_ANONYMOUS))
 			record_mapping(target, (__s32)a4, seen);
