@@ -697,10 +697,11 @@ fn ping_pong_beside_an_untracked_pair(recorder: &mut Recorder) {
 }
 
 /// Files through every kind of path (relative to the working directory, relative to a
-/// directory fd with `..`, absolute, written, through a symlink), sockets, a capability check
-/// and an exec.
+/// directory fd with `..`, absolute, written, through a symlink), a file mapped readable and
+/// then made executable, sockets, a capability check and an exec.
 const RESOURCES: &str = r#"
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -723,6 +724,13 @@ int main(int argc, char **argv) {
     /* Through a symlink: recorded as the file it names (what AppArmor checks). */
     if (symlink("written.txt", "link.txt") != 0 || open("link.txt", O_RDONLY) < 0)
         return 8;
+    /* Mapped without exec, made executable afterwards (as some loaders and JITs do). */
+    int code = open("code.bin", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (code < 0 || ftruncate(code, 4096) != 0)
+        return 9;
+    void *page = mmap(0, 4096, PROT_READ, MAP_PRIVATE, code, 0);
+    if (page == MAP_FAILED || mprotect(page, 4096, PROT_READ | PROT_EXEC) != 0)
+        return 10;
     socket(AF_INET, SOCK_STREAM, 0);
     socket(AF_UNIX, SOCK_DGRAM, 0);
     if (setpriority(PRIO_PROCESS, 0, -1) != 0) /* raising priority: a CAP_SYS_NICE check */
@@ -813,6 +821,9 @@ fn records_files_programs_sockets_and_capabilities() {
         "the kernel maps the program itself, not mmap(2): {:?}",
         raw.mapped
     );
+    // A file mapped readable, then made executable by mprotect(2).
+    let code = work.join("code.bin").display().to_string();
+    assert!(raw.mapped.contains(&code), "{code} missing: {:?}", raw.mapped);
     // The ELF interpreter, which the kernel maps at exec (no mmap(2) shows it).
     let ld_so = std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").expect("ld.so");
     assert!(

@@ -536,13 +536,12 @@ static __always_inline void record_open(__u32 target, const char *user_path, __u
 #define PROT_EXEC 4
 #define MAP_ANONYMOUS 0x20
 
-// A file mapped executable by mmap(2) from `fd` (a library, or code loaded by hand): report its
-// path as the task's root sees it. Files no path names (memfd, a detached mount) are skipped.
-static __always_inline void record_mapping(__u32 target, __s32 fd, struct target_syscalls *seen)
+// Reports `file`, mapped executable by the current task (a library, or code loaded by hand), by
+// its path as the task's root sees it. Files no path names (memfd, a detached mount) are
+// skipped. `fd` is the descriptor it was mapped from, or -1.
+static __always_inline void report_mapped_file(__u32 target, struct file *file, __s32 fd,
+					       struct target_syscalls *seen)
 {
-	struct file *file = file_of_fd(fd);
-	if (!file)
-		return;
 	struct path_event *event = reserve_path_event(seen);
 	if (!event)
 		return;
@@ -553,6 +552,34 @@ static __always_inline void record_mapping(__u32 target, __s32 fd, struct target
 	}
 	fill_event(event, target, EVENT_MAP, 0, fd, len);
 	submit_path(event, seen);
+}
+
+// A file mapped executable by mmap(2) from `fd`.
+static __always_inline void record_mapping(__u32 target, __s32 fd, struct target_syscalls *seen)
+{
+	struct file *file = file_of_fd(fd);
+	if (file)
+		report_mapped_file(target, file, fd, seen);
+}
+
+struct vma_file {
+	__u64 file;
+};
+
+static long vma_file_of(struct task_struct *task, struct vm_area_struct *vma, struct vma_file *found)
+{
+	found->file = (__u64)vma->vm_file;
+	return 0;
+}
+
+// The file mapped at `addr` in the current task, or NULL (no mapping there, an anonymous one, or
+// the task's memory map busy: bpf_find_vma only tries its lock).
+static __always_inline struct file *file_mapped_at(__u64 addr)
+{
+	struct vma_file found = {};
+	if (bpf_find_vma(bpf_get_current_task_btf(), addr, vma_file_of, &found, 0) != 0)
+		return 0;
+	return bpf_core_cast((void *)found.file, struct file);
 }
 
 // Syscall `id` of the ABI `compat` says, as the x86-64 number of the same call: every native
@@ -575,6 +602,8 @@ static __always_inline long native_call(long id, int compat)
 		return 41;
 	case 192: // mmap2 (the offset counts pages; only prot, flags and fd matter here)
 		return 9;
+	case 125: // mprotect
+		return 10;
 	default:
 		return -1;
 	}
@@ -659,6 +688,14 @@ static __always_inline void record_resources(struct pt_regs *regs, long id, __u3
 		if ((a2 & PROT_EXEC) && !(a3 & MAP_ANONYMOUS))
 			record_mapping(target, (__s32)a4, seen);
 		return;
+	case 10: { // mprotect(addr, length, prot): a file mapping made executable is a library too
+		if (!(a2 & PROT_EXEC))
+			return;
+		struct file *file = file_mapped_at(a0);
+		if (file)
+			report_mapped_file(target, file, -1, seen);
+		return;
+	}
 	default:
 		return;
 	}
@@ -976,25 +1013,13 @@ int BPF_PROG(record_sys_enter_resources, struct pt_regs *regs, long id)
 	return 0;
 }
 
-struct vma_file {
-	__u64 file;
-};
-
-static long vma_file_of(struct task_struct *task, struct vm_area_struct *vma, struct vma_file *found)
-{
-	found->file = (__u64)vma->vm_file;
-	return 0;
-}
-
 // The ELF interpreter (ld.so) of a dynamic program, which the kernel maps itself (no mmap(2) shows
 // it) and AppArmor checks for `m`: found as the file mapped where the new program starts (the
 // exec left the instruction pointer at the interpreter's entry). For a static program that is
 // the program itself, and nothing is reported.
 static __always_inline void record_elf_interpreter(__u32 target, struct file *binary, struct target_syscalls *seen)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	struct vma_file found = {};
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 #if defined(__TARGET_ARCH_x86)
 	__u64 ip = regs->ip;
 #elif defined(__TARGET_ARCH_arm64)
@@ -1002,18 +1027,9 @@ static __always_inline void record_elf_interpreter(__u32 target, struct file *bi
 #else
 	__u64 ip = 0;
 #endif
-	if (bpf_find_vma(task, ip, vma_file_of, &found, 0) != 0 || !found.file || found.file == (__u64)binary)
-		return;
-	struct path_event *event = reserve_path_event(seen);
-	if (!event)
-		return;
-	__u32 len = take_file_path(event, bpf_core_cast((void *)found.file, struct file));
-	if (!len) {
-		bpf_ringbuf_discard(event, 0);
-		return;
-	}
-	fill_event(event, target, EVENT_MAP, 0, -1, len);
-	submit_path(event, seen);
+	struct file *interpreter = file_mapped_at(ip);
+	if (interpreter && interpreter != binary)
+		report_mapped_file(target, interpreter, -1, seen);
 }
 
 SEC("tp_btf/sched_process_exec")
