@@ -17,6 +17,7 @@
 //! ```
 //!
 //! Refused: control characters (newline, tab, NUL...), `"` and `\` (quoting and escapes),
+//! backward class ranges such as `[z-a]` (apparmor_parser takes them and they match nothing),
 //! `,` outside an alternation, unbalanced `{ } [ ]`, a single-alternative `{a}`, an
 //! alternation that matches the empty string in more than one way (`{,,,}` makes
 //! apparmor_parser 3.0 loop forever), unknown
@@ -350,6 +351,14 @@ fn check_class(path: &str, start: usize) -> Result<usize, PathError> {
                                 "write ranges as a-z, and a literal '-' first in the class",
                             ));
                         }
+                        Some((_, end)) if c.is_ascii_alphanumeric() && end.is_ascii_alphanumeric() && end < c => {
+                            // apparmor_parser takes it and it matches nothing.
+                            return Err(refuse(
+                                dash,
+                                format!("range {c}-{end} in a character class runs backwards and matches nothing"),
+                                "write the lower end of a range first, as in a-z",
+                            ));
+                        }
                         Some((end_at, end)) if c.is_ascii_alphanumeric() && end.is_ascii_alphanumeric() => {
                             member(end_at, end)?
                         }
@@ -483,6 +492,7 @@ mod tests {
             ("/a[a-]", 4, "range in a character class has no end"),
             ("/a[a-b-c]", 6, "does not make a range"),
             ("/a[#--]", 4, "not letters or digits"),
+            ("/a[z-a]", 4, "range z-a in a character class runs backwards"),
             ("/a[^^]", 4, "inside a character class"),
             ("/@{nope}/x", 1, "unknown variable @{nope}"),
             ("/@{PID}/x", 1, "did you mean @{pid}?"),

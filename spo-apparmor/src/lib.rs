@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod error;
+pub mod glob;
 pub mod grammar;
 pub mod loader;
 pub mod merge;

@@ -6,9 +6,9 @@
 //!   allows raw sockets;
 //! - capabilities are the sorted union;
 //! - the mode is `Complain` when either is (deprecated flags folded in first);
-//! - a `deniedPaths` entry survives only when the other profile denies it as well or does
-//!   not allow that exact path, so a path one side allows is not taken away by the other
-//!   side's deny (overlaps through globs are not detected);
+//! - a `deniedPaths` entry survives only when the other profile denies it as well or allows
+//!   nothing it could match, so a path one side allows is not taken away by the other side's
+//!   deny, globs on either side included ([`crate::glob::may_overlap`]);
 //! - metadata and state are the first profile's; status is dropped.
 //!
 //! Profiles with a raw `policy` cannot be merged: that is text, not a set of rules.
@@ -21,6 +21,7 @@ use spo_model::apparmor::{
 };
 
 use crate::error::AppArmorError;
+use crate::glob::may_overlap;
 
 /// The union of two profiles (see the module documentation).
 pub fn merge_profiles(base: &AppArmorProfile, other: &AppArmorProfile) -> Result<AppArmorProfile, AppArmorError> {
@@ -102,10 +103,10 @@ pub fn merge_profiles(base: &AppArmorProfile, other: &AppArmorProfile) -> Result
     Ok(merged)
 }
 
-/// Whether a profile keeps denying `path`: it denies it, or does not allow exactly it.
+/// Whether a profile keeps denying `path`: it denies it too, or allows nothing the deny could
+/// take away (no allowed path or glob that may match a path `path` matches: [`may_overlap`]).
 fn still_denied(path: &String, e: &AppArmorExecutable, f: &AppArmorFilesystem) -> bool {
-    let has = |l: &Option<Vec<String>>| l.as_ref().is_some_and(|v| v.contains(path));
-    if has(&f.denied_paths) {
+    if f.denied_paths.as_ref().is_some_and(|v| v.contains(path)) {
         return true;
     }
     ![
@@ -116,7 +117,9 @@ fn still_denied(path: &String, e: &AppArmorExecutable, f: &AppArmorFilesystem) -
         &f.read_write_paths,
     ]
     .into_iter()
-    .any(has)
+    .flatten()
+    .flatten()
+    .any(|allowed| may_overlap(path, allowed))
 }
 
 fn union(a: &Option<Vec<String>>, b: &Option<Vec<String>>) -> Option<Vec<String>> {

@@ -163,6 +163,47 @@ proptest! {
 }
 
 #[test]
+fn merge_drops_a_deny_whose_glob_meets_a_path_the_other_side_allows() {
+    let mut a = fixture("web-enforce");
+    let mut b = fixture("report-complain");
+    b.metadata.name = Some("other".into());
+    let fs = |p: &mut spo_model::apparmor::AppArmorProfile| {
+        p.spec
+            .abstract_
+            .as_mut()
+            .and_then(|x| x.filesystem.as_mut())
+            .expect("fs")
+            .clone()
+    };
+    let mut fs_a = fs(&mut a);
+    fs_a.denied_paths = Some(vec![
+        "/var/secrets/**".into(),
+        "/etc/passwd".into(),
+        "/srv/data/private.db".into(),
+    ]);
+    let mut fs_b = fs(&mut b);
+    fs_b.read_only_paths = Some(vec![
+        "/var/secrets/app.key".into(),
+        "/etc/h*".into(),
+        "/srv/data/*.db".into(),
+    ]);
+    fs_b.denied_paths = None;
+    for (p, f) in [(&mut a, fs_a), (&mut b, fs_b)] {
+        p.spec.abstract_.as_mut().expect("abstract").filesystem = Some(f);
+    }
+    let merged = merge_profiles(&a, &b).expect("merge");
+    let denied = merged
+        .spec
+        .abstract_
+        .as_ref()
+        .and_then(|x| x.filesystem.as_ref())
+        .and_then(|f| f.denied_paths.clone());
+    // a's glob deny would take b's app.key away, and b's glob allow covers a's private.db:
+    // both denies go. /etc/passwd is not among /etc/h*, so it stays denied.
+    assert_eq!(denied, Some(vec!["/etc/passwd".to_owned()]));
+}
+
+#[test]
 fn merge_keeps_a_deny_only_where_no_side_allows_the_path() {
     let mut a = fixture("web-enforce");
     let mut b = fixture("report-complain");
