@@ -143,3 +143,54 @@ fn recorded_apparmor_profile_names_real_paths_and_compiles() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `spoc record --verify` runs the command again under the recorded profile: a command that
+/// takes the same paths passes; one that takes a new path on its second run (here: an external
+/// mkdir the recorded run skipped) fails, with the blocked calls listed from the audit records.
+#[test]
+fn record_verify_reruns_the_command_confined() {
+    if !can_record("record_verify_reruns_the_command_confined") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("verified.yaml");
+    let p = profile.to_str().expect("utf-8");
+    let o = spoc(
+        &["record", "--verify", "-o", p, "--", "/bin/sh", "-c", "echo same"],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "same\nsame\n",
+        "the command ran twice"
+    );
+    assert!(
+        stderr.contains("spoc: verify: the profile blocked nothing and it ended exit status: 0, as recorded"),
+        "{stderr}"
+    );
+
+    // First run: the marker is missing, so it is made (no mkdir). Second run, confined: the
+    // marker is there, so the script makes a directory, which the profile never saw.
+    let marker = dir.path().join("marker");
+    let made = dir.path().join("made");
+    let script = format!(
+        "if [ -e '{0}' ]; then mkdir '{1}'; else : > '{0}'; fi",
+        marker.display(),
+        made.display()
+    );
+    let o = spoc(&["record", "--verify", "-o", p, "--", "/bin/sh", "-c", &script], None);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(!made.exists(), "mkdir ran under a profile recorded without it");
+    // The new path is blocked where it starts: dash forks for the external mkdir, which the
+    // recorded run never did; each blocked call is listed from the audit records.
+    assert!(stderr.contains("[SCMP_ARCH_X86_64] SCMP_ACT_ERRNO by "), "{stderr}");
+    assert!(stderr.contains("spoc: verify: the profile blocked "), "{stderr}");
+    assert!(!stderr.contains("blocked nothing"), "{stderr}");
+    assert!(
+        stderr.contains("where the recorded run ended exit status: 0"),
+        "mkdir failed, so the script's status changed too: {stderr}"
+    );
+}

@@ -84,6 +84,11 @@ pub struct RecordArgs {
     /// Keep root for the command when spoc was started through sudo.
     #[arg(long)]
     as_root: bool,
+    /// After writing the profile, run the command again confined by it (as `spoc run` does)
+    /// and fail, listing them, if the profile blocked any call or the command's exit status
+    /// changed. The command runs twice: only for commands that can.
+    #[arg(long, conflicts_with_all = ["from_seccomp", "container", "mntns", "cgroup"])]
+    verify: bool,
     /// Record the running container with this id (found in /proc/*/cgroup, or runc's state in
     /// /run/runc) instead of a command: its mount namespace is recorded.
     #[arg(long, value_name = "ID", conflicts_with_all = ["command", "from_seccomp", "mntns", "cgroup"])]
@@ -398,7 +403,61 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
             .map(|p| format!("; profile written to {}", p.display()))
             .unwrap_or_default()
     );
+    if args.verify {
+        return verify(&profile.spec, &args.command, raw.exit_status(), options.run_as);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--verify`: runs `command` again confined by the recorded `spec` and judges the run
+/// ([`verdict`]).
+fn verify(
+    spec: &spo_model::seccomp::SeccompProfileSpec,
+    command: &[String],
+    recorded: Option<std::process::ExitStatus>,
+    run_as: Option<(u32, u32)>,
+) -> Result<ExitCode> {
+    eprintln!(
+        "spoc: verify: running `{}` again under the recorded profile",
+        command.join(" ")
+    );
+    let confined = super::run::run_confined(spec, "the recorded profile", command, true, run_as)?;
+    let (ok, message) = verdict(recorded, confined.status, confined.blocked);
+    eprintln!("spoc: verify: {message}");
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Whether a confined rerun confirms a recorded profile, and what to tell the user: it must
+/// block nothing and end as the recorded run ended.
+fn verdict(
+    recorded: Option<std::process::ExitStatus>,
+    confined: std::process::ExitStatus,
+    blocked: Option<usize>,
+) -> (bool, String) {
+    let same_end = recorded.is_none_or(|r| r == confined);
+    let ended = match recorded {
+        Some(r) if !same_end => format!("it ended {confined} where the recorded run ended {r}"),
+        _ => format!("it ended {confined}, as recorded"),
+    };
+    match blocked {
+        Some(0) if same_end => (true, format!("the profile blocked nothing and {ended}")),
+        Some(0) => (
+            false,
+            format!("the profile blocked nothing, but {ended}: the command behaves differently from run to run"),
+        ),
+        Some(n) => (
+            false,
+            format!(
+                "the profile blocked {n} calls (listed above) and {ended}: the recorded run did not take the paths \
+                 that make them; record again so that it does, or merge several recordings (spoc merge)"
+            ),
+        ),
+        None if same_end => (
+            true,
+            format!("{ended}; the audit records could not be read, so blocked calls are not known"),
+        ),
+        None => (false, format!("{ended}; the audit records could not be read")),
+    }
 }
 
 /// How the recording ended, for the summary.
@@ -412,7 +471,47 @@ fn ended(raw: &RawRecording) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
     use super::*;
+
+    #[test]
+    fn verification_needs_nothing_blocked_and_the_same_end() {
+        let ok = std::process::ExitStatus::from_raw(0);
+        let failed = std::process::ExitStatus::from_raw(256);
+        let cases = [
+            (
+                Some(ok),
+                ok,
+                Some(0),
+                true,
+                "blocked nothing and it ended exit status: 0, as recorded",
+            ),
+            (Some(ok), failed, Some(0), false, "behaves differently"),
+            (Some(ok), failed, Some(2), false, "blocked 2 calls"),
+            (Some(failed), failed, Some(1), false, "blocked 1 calls"),
+            (
+                Some(ok),
+                ok,
+                None,
+                true,
+                "could not be read, so blocked calls are not known",
+            ),
+            (
+                Some(ok),
+                failed,
+                None,
+                false,
+                "where the recorded run ended exit status: 0",
+            ),
+            (None, ok, Some(0), true, "blocked nothing"),
+        ];
+        for (recorded, confined, blocked, want_ok, says) in cases {
+            let (ok, message) = verdict(recorded, confined, blocked);
+            assert_eq!(ok, want_ok, "{message}");
+            assert!(message.contains(says), "{message:?} lacks {says:?}");
+        }
+    }
 
     #[test]
     fn finds_a_container_by_cgroup_then_by_runc_state() {

@@ -4,14 +4,15 @@
 //! profile blocked is listed from the kernel's audit records (see `violations`).
 
 use std::collections::BTreeSet;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::{Command, ExitCode, ExitStatus};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use spo_model::document::decode_source;
+use spo_model::seccomp::SeccompProfileSpec;
 use spo_model::{AnyObject, Outcome, parse_source};
 use spo_seccomp::apply::{FLAG_LOG, confine_command, flags_of};
 
@@ -73,12 +74,36 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     if profile.spec.base_profile_name.is_some() {
         bail!("{display}: the profile has a baseProfileName; merge it first (spoc merge) and run the result");
     }
-    let program = compile(&profile.spec, &CompileOptions::default()).with_context(|| format!("compiling {display}"))?;
-    let (prog, rest) = args.command.split_first().context("no command given")?;
+    let confined = run_confined(&profile.spec, &display, &args.command, !args.no_violations, None)?;
+    Ok(exit_code(confined.status, &args.command[0]))
+}
+
+/// How a confined run went.
+pub struct Confined {
+    /// The command's exit status.
+    pub status: ExitStatus,
+    /// How many calls the profile blocked, when the audit records could be read.
+    pub blocked: Option<usize>,
+}
+
+/// Runs `command` confined by `spec` (called `display` in errors), as `run_as` (uid, gid) when
+/// given; with `report`, lists the calls the profile blocked when it exits.
+pub fn run_confined(
+    spec: &SeccompProfileSpec,
+    display: &str,
+    command: &[String],
+    report: bool,
+    run_as: Option<(u32, u32)>,
+) -> Result<Confined> {
+    let program = compile(spec, &CompileOptions::default()).with_context(|| format!("compiling {display}"))?;
+    let (prog, rest) = command.split_first().context("no command given")?;
     let mut cmd = Command::new(prog);
     cmd.args(rest);
-    let report = !args.no_violations;
-    let flags = flags_of(&profile.spec) | if report { FLAG_LOG } else { 0 };
+    if let Some((uid, gid)) = run_as {
+        // std drops the supplementary groups too (setgroups(0)) when it changes the uid as root.
+        cmd.uid(uid).gid(gid);
+    }
+    let flags = flags_of(spec) | if report { FLAG_LOG } else { 0 };
     confine_command(&mut cmd, program, flags).context("preparing the seccomp filter")?;
     let mut audit = report.then(AuditTail::open);
     // Our own fresh audit session, inherited by the command and all it starts.
@@ -103,6 +128,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(5));
     };
+    let mut blocked = None;
     if let Some(audit) = &mut audit {
         // auditd gets records through a kernel thread: give the last ones a moment.
         std::thread::sleep(Duration::from_millis(50));
@@ -111,9 +137,14 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             Some(s) => Attribution::Session(s),
             None => Attribution::Pids(ours),
         };
-        report_violations(audit, &attribution, prog);
+        blocked = report_violations(audit, &attribution, prog);
     }
-    Ok(match (status.code(), status.signal()) {
+    Ok(Confined { status, blocked })
+}
+
+/// The exit code spoc passes on for a command that ended with `status`.
+fn exit_code(status: ExitStatus, prog: &str) -> ExitCode {
+    match (status.code(), status.signal()) {
         (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         (None, Some(sig)) => {
             if sig == 31 {
@@ -122,17 +153,18 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             ExitCode::from(u8::try_from(128 + sig).unwrap_or(255))
         }
         _ => ExitCode::from(1),
-    })
+    }
 }
 
-/// Prints the calls the profile blocked, or why they cannot be shown.
-fn report_violations(audit: &AuditTail, ours: &Attribution, prog: &str) {
+/// Prints the calls the profile blocked, or why they cannot be shown; returns how many it
+/// blocked (`None` when the audit records cannot be read).
+fn report_violations(audit: &AuditTail, ours: &Attribution, prog: &str) -> Option<usize> {
     if !audit.readable() {
         eprintln!(
             "spoc: cannot list blocked calls: {} (run as root, or pass --no-violations)",
             audit.unavailable.join("; ")
         );
-        return;
+        return None;
     }
     let (records, malformed) = audit.seccomp_records();
     let (found, others) = violations(&records, ours, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
@@ -157,6 +189,7 @@ fn report_violations(audit: &AuditTail, ours: &Attribution, prog: &str) {
     if malformed > 0 {
         eprintln!("spoc: {malformed} malformed audit records were skipped");
     }
+    let blocked = found.values().sum::<usize>();
     if audit.kernel_log_only() {
         let burst = std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit_burst").unwrap_or_default();
         let total: usize = found.values().sum::<usize>() + others;
@@ -171,6 +204,7 @@ fn report_violations(audit: &AuditTail, ours: &Attribution, prog: &str) {
             );
         }
     }
+    Some(blocked)
 }
 
 fn libc_eperm() -> i32 {
