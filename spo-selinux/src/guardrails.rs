@@ -2,7 +2,7 @@
 //! and permissions it may allow, from the built-in lists adjusted by the SPOD's
 //! `selinux.options`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use spo_model::selinux::{PolicyRefKind, SELF_LABEL, SelinuxProfileSpec};
 use spo_model::spod::SelinuxOptions;
@@ -127,11 +127,44 @@ impl Guardrails {
     }
 }
 
+impl Guardrails {
+    /// Adds a problem for every type attribute in `spec.allow` that holds a denied type:
+    /// allowing the attribute allows its types, so `file_type` would grant what `shadow_t` may
+    /// not. `members` are the policy's attributes with their types
+    /// ([`crate::validate::Secilc::attribute_members`]); a label that is not among them is a
+    /// type, which [`Guardrails::check`] judges.
+    pub fn check_attributes(
+        &self,
+        spec: &SelinuxProfileSpec,
+        members: &BTreeMap<String, BTreeSet<String>>,
+        problems: &mut Problems,
+    ) {
+        let root = FieldPath::root().field("spec").field("allow");
+        for label in spec.allow.iter().flatten().map(|(label, _)| label) {
+            let Some(types) = members.get(label) else { continue };
+            let denied: Vec<&str> = types
+                .iter()
+                .filter(|t| self.denied_types.contains(*t))
+                .map(String::as_str)
+                .collect();
+            if !denied.is_empty() {
+                problems.error_hint(
+                    root.key(label),
+                    format!(
+                        "type attribute {label} holds denied types ({}), so allowing it allows them",
+                        denied.join(", ")
+                    ),
+                    "allow the specific types the workload needs instead of the attribute",
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use spo_model::selinux::PolicyRef;
-    use std::collections::BTreeMap;
 
     fn spec(allow: &[(&str, &str, &[&str])], inherit: &[&str]) -> SelinuxProfileSpec {
         let mut map: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
@@ -160,6 +193,45 @@ mod tests {
         let mut p = Problems::new();
         g.check(s, &mut p);
         p.errors().map(|p| p.path.as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn attributes_holding_denied_types_are_refused() {
+        let s = spec(
+            &[
+                ("file_type", "file", &["read"]),
+                ("etc_files", "file", &["read"]),
+                ("bin_t", "file", &["execute"]),
+            ],
+            &[],
+        );
+        let members: BTreeMap<String, BTreeSet<String>> = [
+            ("file_type", &["etc_t", "shadow_t", "security_t"][..]),
+            ("etc_files", &["etc_t"][..]),
+        ]
+        .into_iter()
+        .map(|(a, ts)| (a.to_owned(), ts.iter().map(|t| (*t).to_owned()).collect()))
+        .collect();
+        let mut p = Problems::new();
+        Guardrails::default().check_attributes(&s, &members, &mut p);
+        let found: Vec<String> = p
+            .errors()
+            .map(|e| format!("{}: {}", e.path.as_str(), e.message))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "spec.allow[file_type]: type attribute file_type holds denied types (security_t, shadow_t), so allowing it allows them"
+            ]
+        );
+        // Exempted by the SPOD: nothing left to say.
+        let exempt = Guardrails::from_options(Some(&SelinuxOptions {
+            allowed_types: Some(vec!["shadow_t".into(), "security_t".into()]),
+            ..SelinuxOptions::default()
+        }));
+        let mut p = Problems::new();
+        exempt.check_attributes(&s, &members, &mut p);
+        assert!(!p.has_errors());
     }
 
     #[test]

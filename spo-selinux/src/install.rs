@@ -145,14 +145,7 @@ impl ModuleStore for Semodule {
     }
 
     fn install(&self, modules: &[RenderedModule]) -> Result<(), SelinuxError> {
-        let dir = tempfile::Builder::new()
-            .prefix("spo-semodule-")
-            .tempdir()
-            .map_err(|source| SelinuxError::Io {
-                operation: "creating a directory for semodule input in",
-                path: std::env::temp_dir(),
-                source,
-            })?;
+        let dir = crate::validate::scratch_dir("spo-semodule-", "creating a directory for semodule input in")?;
         let mut args = self.base_args();
         if !self.reload {
             args.push("-n".into());

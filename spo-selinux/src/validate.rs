@@ -12,6 +12,7 @@
 //! `container` module and the two-attribute shim) and prints its path; [`Secilc::from_env`]
 //! reads it from `SPO_SELINUX_BASE`.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,19 +117,52 @@ impl Secilc {
 
 impl PolicyValidator for Secilc {
     fn validate(&self, modules: &[RenderedModule]) -> Result<(), SelinuxError> {
-        let dir = tempfile::Builder::new()
-            .prefix("spo-secilc-")
-            .tempdir()
-            .map_err(|source| SelinuxError::Io {
-                operation: "creating a directory for secilc input in",
-                path: std::env::temp_dir(),
+        self.compile(modules, Path::new("/dev/null"))
+    }
+}
+
+/// Type attribute -> the types it holds, in a compiled policy.
+pub type AttributeMembers = BTreeMap<String, BTreeSet<String>>;
+
+impl Secilc {
+    /// The type attributes of the base policy compiled with our templates and `modules`, each
+    /// with the types it holds, as setools' `seinfo -x -a` reads them from the binary policy
+    /// (the attributes the policy keeps: those its rules, `modules`' included, use).
+    pub fn attribute_members(&self, modules: &[RenderedModule]) -> Result<AttributeMembers, SelinuxError> {
+        let seinfo = find_program("seinfo").ok_or_else(|| SelinuxError::Toolchain {
+            what: "seinfo".to_owned(),
+            hint: "install the setools package".to_owned(),
+        })?;
+        let dir = scratch_dir("spo-policy-", "creating a directory for a compiled policy in")?;
+        let policy = dir.path().join("policy");
+        self.compile(modules, &policy)?;
+        let output = Command::new(&seinfo)
+            .arg(&policy)
+            .args(["-x", "-a"])
+            .output()
+            .map_err(|source| SelinuxError::Spawn {
+                program: seinfo.clone(),
                 source,
             })?;
+        if !output.status.success() {
+            return Err(SelinuxError::Toolchain {
+                what: "seinfo".to_owned(),
+                hint: format!(
+                    "it failed on the compiled policy ({}): {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            });
+        }
+        Ok(parse_attribute_listing(&String::from_utf8_lossy(&output.stdout)))
+    }
+
+    /// Compiles the base policy, our templates and `modules` with secilc into `output`.
+    fn compile(&self, modules: &[RenderedModule], output: &Path) -> Result<(), SelinuxError> {
+        let dir = scratch_dir("spo-secilc-", "creating a directory for secilc input in")?;
         let mut all = vec![templates_module()];
         all.extend(modules.iter().cloned());
-        let mut args: Vec<OsString> = ["-N", "-o", "/dev/null", "-f", "/dev/null"]
-            .map(OsString::from)
-            .to_vec();
+        let mut args: Vec<OsString> = vec!["-N".into(), "-o".into(), output.into(), "-f".into(), "/dev/null".into()];
         args.extend(self.base.files.iter().map(|f| f.clone().into_os_string()));
         for m in &all {
             let path = dir.path().join(format!("{}.cil", m.name));
@@ -162,6 +196,38 @@ impl PolicyValidator for Secilc {
         let message = message.replace(&format!("{}/", dir.path().display()), "");
         Err(rejection("secilc", &all, message))
     }
+}
+
+/// A fresh private directory under the system's temporary directory, named from `prefix`,
+/// removed when dropped; `operation` names the attempt in the error.
+pub(crate) fn scratch_dir(prefix: &str, operation: &'static str) -> Result<tempfile::TempDir, SelinuxError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|source| SelinuxError::Io {
+            operation,
+            path: std::env::temp_dir(),
+            source,
+        })
+}
+
+/// Reads `seinfo -x -a` output: a line `   attribute NAME;` opens an attribute, and each
+/// following indented line is one of its types.
+pub fn parse_attribute_listing(text: &str) -> AttributeMembers {
+    let mut members = AttributeMembers::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(name) = trimmed.strip_prefix("attribute ").and_then(|r| r.strip_suffix(';')) {
+            members.entry(name.to_owned()).or_default();
+            current = Some(name.to_owned());
+        } else if trimmed.is_empty() || !line.starts_with(char::is_whitespace) {
+            current = None;
+        } else if let Some(name) = &current {
+            members.entry(name.clone()).or_default().insert(trimmed.to_owned());
+        }
+    }
+    members
 }
 
 /// Builds the error for a tool's failure, pointing at the first module line it names.
@@ -227,6 +293,19 @@ pub fn first_location(message: &str) -> Option<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_seinfo_attribute_listings() {
+        let text = "\nType Attributes: 2\n   attribute file_type;\n\tetc_t\n\tshadow_t\n   attribute empty_attr;\n   attribute domain;\n\tinit_t\n\n";
+        let members = parse_attribute_listing(text);
+        assert_eq!(members.len(), 3);
+        assert_eq!(
+            members["file_type"].iter().map(String::as_str).collect::<Vec<_>>(),
+            ["etc_t", "shadow_t"]
+        );
+        assert!(members["empty_attr"].is_empty());
+        assert_eq!(members["domain"].len(), 1);
+    }
 
     #[test]
     fn locations_in_secilc_messages() {

@@ -344,18 +344,22 @@ fn validate_runs_the_backend_checks_without_deep() {
     assert!(o.status.success(), "{}", stdout(&o));
 }
 
-/// A directory holding fake `secilc` and `apparmor_parser` that record each run in `ran` and
-/// succeed, and a fake base policy.
+/// A directory holding fake `secilc`, `seinfo` (an empty attribute listing) and
+/// `apparmor_parser` that record each run in `ran` and succeed, and a fake base policy.
 fn fake_tools(dir: &Path) -> (String, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     let bin = dir.join("bin");
     std::fs::create_dir(&bin).expect("mkdir");
     let ran = dir.join("ran");
-    for tool in ["secilc", "apparmor_parser"] {
+    for (tool, prints) in [
+        ("secilc", ""),
+        ("seinfo", "echo 'Type Attributes: 0'\n"),
+        ("apparmor_parser", ""),
+    ] {
         let script = bin.join(tool);
         std::fs::write(
             &script,
-            format!("#!/bin/sh\necho {tool} >> {}\nexit 0\n", ran.display()),
+            format!("#!/bin/sh\necho {tool} >> {}\n{prints}exit 0\n", ran.display()),
         )
         .expect("write");
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -365,6 +369,40 @@ fn fake_tools(dir: &Path) -> (String, PathBuf) {
     std::fs::write(base.join("base.cil"), "; fake\n").expect("write");
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     (path, ran)
+}
+
+/// An allowed type attribute is judged by the types it holds in the real compiled policy:
+/// `file_type` holds `shadow_t`, a denied type, so allowing it is refused at its field.
+#[test]
+fn deep_refuses_attributes_holding_denied_types() {
+    let Some(base) = selinux_base() else { return };
+    if spo_selinux::validate::find_program("seinfo").is_none() {
+        skip_or_fail("seinfo is not installed (setools)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("wide.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SelinuxProfile\nmetadata: {name: wide}\n\
+         spec:\n  inherit: [{name: container}]\n  allow:\n    file_type: {file: [read]}\n    etc_t: {file: [read]}\n",
+    )
+    .expect("write");
+    let o = spoc_env(
+        &["validate", "--deep", file.to_str().expect("utf-8")],
+        &[("SPO_SELINUX_BASE", base.to_str())],
+    );
+    let text = stdout(&o);
+    assert!(!o.status.success(), "{text}");
+    assert!(
+        text.contains("spec.allow[file_type]: type attribute file_type holds denied types (")
+            && text.contains("shadow_t"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("spec.allow[etc_t]"),
+        "etc_t is a type, and allowed: {text}"
+    );
 }
 
 #[test]
@@ -384,8 +422,10 @@ fn nothing_external_runs_without_deep() {
     let o = spoc_env(&args, &env);
     assert!(o.status.success(), "{}", stdout(&o));
     let runs = std::fs::read_to_string(&ran).expect("the tools ran with --deep");
-    // One secilc run for the three SelinuxProfiles; apparmor_parser per profile.
-    assert_eq!(runs.lines().filter(|l| *l == "secilc").count(), 1, "{runs}");
+    // One secilc run checks the three SelinuxProfiles, one more compiles them with the base for
+    // seinfo's attribute listing; apparmor_parser per profile.
+    assert_eq!(runs.lines().filter(|l| *l == "secilc").count(), 2, "{runs}");
+    assert_eq!(runs.lines().filter(|l| *l == "seinfo").count(), 1, "{runs}");
     assert!(runs.lines().any(|l| l == "apparmor_parser"), "{runs}");
     let text = stdout(&o);
     assert!(

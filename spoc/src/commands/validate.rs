@@ -48,7 +48,9 @@ guardrails from its spec.selinux.options, as the operator does.
 --deep compiles SelinuxProfiles and RawSelinuxProfiles with secilc against the base policy in
 --selinux-base DIR or $SPO_SELINUX_BASE (build it with scripts/selinux-base), and
 AppArmorProfiles with `apparmor_parser -Q -K --features-file /usr/share/apparmor-features/features`.
-Their complaints are mapped back to the field the line came from. When a tool or the base
+Their complaints are mapped back to the field the line came from. It also compiles the base with
+the SelinuxProfiles once more and reads its type attributes with setools' seinfo: an allowed
+attribute that holds a denied type (file_type holds shadow_t) is refused at its field. When a tool or the base
 policy is missing, each affected document says `skipped deep check: <why>`; that is not an error.
 
 Exit status: 0 when every document is valid (warnings allowed), 1 when any document has an
@@ -399,9 +401,20 @@ fn deep_checks(
                 }
             }
             Ok(secilc) => {
+                let modules_of: BTreeMap<DocKey, Vec<RenderedModule>> = candidates
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.key,
+                            c.deps.iter().chain(std::iter::once(&c.module)).cloned().collect(),
+                        )
+                    })
+                    .collect();
+                let mut passed = Vec::new();
                 for (key, outcome) in compile_selinux(&secilc, candidates) {
                     match outcome {
                         SelinuxOutcome::Passed => {
+                            passed.push(key);
                             results.insert(key, DeepCheck::passed(SECILC));
                         }
                         SelinuxOutcome::Failed(problem) => {
@@ -415,6 +428,7 @@ fn deep_checks(
                         }
                     }
                 }
+                check_attribute_guardrails(files, ctx, &secilc, &passed, &modules_of);
             }
         }
     }
@@ -470,6 +484,52 @@ enum SelinuxOutcome {
 /// modules and dependencies, each name once); when secilc names a candidate's module, that
 /// candidate fails, the ones inheriting it are skipped, and the rest are compiled again. A
 /// failure that names no candidate, and candidates whose names collide, are compiled one by one.
+/// The guardrails on type attributes, for the SelinuxProfiles among `passed` (compiled): an
+/// allowed attribute must hold no denied type. The attributes and their types come from one
+/// compile of the base policy with every passed module (setools' seinfo reads them).
+fn check_attribute_guardrails(
+    files: &mut [(String, Vec<Document>)],
+    ctx: &RenderContext,
+    secilc: &Secilc,
+    passed: &[DocKey],
+    modules_of: &BTreeMap<DocKey, Vec<RenderedModule>>,
+) {
+    let profiles: Vec<DocKey> = passed
+        .iter()
+        .copied()
+        .filter(|k| matches!(files[k.0].1[k.1].outcome, Outcome::Valid(AnyObject::SelinuxProfile(_))))
+        .collect();
+    if profiles.is_empty() {
+        return;
+    }
+    let mut modules: Vec<RenderedModule> = Vec::new();
+    let mut names = BTreeSet::new();
+    for m in profiles.iter().filter_map(|k| modules_of.get(k)).flatten() {
+        if names.insert(m.name.clone()) {
+            modules.push(m.clone());
+        }
+    }
+    let members = secilc.attribute_members(&modules);
+    for key in profiles {
+        let doc = &mut files[key.0].1[key.1];
+        let Outcome::Valid(AnyObject::SelinuxProfile(p)) = &doc.outcome else {
+            continue;
+        };
+        let mut problems = Problems::new();
+        match &members {
+            Ok(members) => ctx.guardrails.check_attributes(&p.spec, members, &mut problems),
+            Err(e) => problems.warning(
+                FieldPath::root().field("spec").field("allow"),
+                format!(
+                    "type attributes were not checked against the guardrails: {}",
+                    error_chain(e)
+                ),
+            ),
+        }
+        add_problems(doc, problems);
+    }
+}
+
 fn compile_selinux(
     validator: &dyn PolicyValidator,
     candidates: Vec<SelinuxCandidate>,
