@@ -410,12 +410,7 @@ impl Recorder {
             ("select_exec", &progs.select_exec),
         ];
         if self.resources_loaded {
-            programs.extend([
-                ("record_sys_enter_resources", &progs.record_sys_enter_resources),
-                ("record_sys_exit", &progs.record_sys_exit),
-                ("record_exec", &progs.record_exec),
-                ("record_capable", &progs.record_capable),
-            ]);
+            programs.extend(resource_programs(progs));
         }
         programs.into_iter().try_fold(0, |sum, (program, prog)| {
             let misses =
@@ -510,6 +505,18 @@ impl Recorder {
     }
 }
 
+/// The programs of resource recording (loaded with [`LoadOptions::resources`]), by name.
+fn resource_programs<'p, 'obj>(
+    progs: &'p skel::RecorderProgs<'obj>,
+) -> [(&'static str, &'p libbpf_rs::ProgramMut<'obj>); 4] {
+    [
+        ("record_sys_enter_resources", &progs.record_sys_enter_resources),
+        ("record_sys_exit", &progs.record_sys_exit),
+        ("record_exec", &progs.record_exec),
+        ("record_capable", &progs.record_capable),
+    ]
+}
+
 /// The kernel's count of skipped runs of the loaded program `fd`.
 fn recursion_misses(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
     let mut info = libbpf_rs::libbpf_sys::bpf_prog_info::default();
@@ -592,13 +599,7 @@ impl Collector {
                 what: "file, program, socket and capability recording (load with LoadOptions::resources)",
             });
         }
-        let progs = &recorder.skel.progs;
-        for (program, prog) in [
-            ("record_sys_enter_resources", &progs.record_sys_enter_resources),
-            ("record_sys_exit", &progs.record_sys_exit),
-            ("record_exec", &progs.record_exec),
-            ("record_capable", &progs.record_capable),
-        ] {
+        for (program, prog) in resource_programs(&recorder.skel.progs) {
             collector._links.push(
                 prog.attach()
                     .map_err(|source| RecordError::Attach { program, source })?,

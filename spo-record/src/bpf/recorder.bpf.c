@@ -805,7 +805,7 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 	if (!enabled)
 		return 0;
 
-	// The hot path: a per-CPU array lookup (inlined by the verifier) and three loads.
+	// The hot path: a per-CPU array lookup (inlined by the verifier) and a few loads.
 	struct cpu_current *cur = this_cpu_slot();
 	if (!cur)
 		return 0;
@@ -930,46 +930,6 @@ int BPF_PROG(select_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	return 0;
 }
 
-// Attached only while resources are recorded: reports the opens that succeeded. Every syscall
-// exit of the machine passes here, so all but the open calls of recording processes leave
-// after loads only (the CPU slot, the syscall number); only those look up the pending open.
-SEC("tp_btf/sys_exit")
-int BPF_PROG(record_sys_exit, struct pt_regs *regs, long ret)
-{
-#if defined(__TARGET_ARCH_x86)
-	if (!enabled)
-		return 0;
-	struct cpu_current *cur = this_cpu_slot();
-	if (!cur)
-		return 0;
-	__u32 bits;
-	int compat;
-	if (read_slot(cur, generation, regs, &bits, &compat)) {
-		if (!(bits & 1))
-			return 0;
-	} else {
-		struct task_struct *task = bpf_get_current_task_btf();
-		if (!maybe_tracked(task->tgid))
-			return 0;
-		compat = in_compat_syscall(task);
-	}
-	if (!is_open_call(regs->orig_ax, compat))
-		return 0;
-	struct pending_open *pending = bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0, 0);
-	if (!pending || !pending->armed)
-		return 0;
-	pending->armed = 0;
-	if (ret < 0)
-		return 0;
-	__u32 target = pending->target;
-	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
-	if (seen)
-		record_open(target, (const char *)pending->path, pending->flags, pending->dirfd,
-			    file_of_fd((__s32)ret), seen);
-#endif
-	return 0;
-}
-
 // The target a recording (not waiting) process `tgid` belongs to, or NULL.
 static __always_inline struct tracked *recording_target(__u32 tgid)
 {
@@ -981,6 +941,55 @@ static __always_inline struct tracked *recording_target(__u32 tgid)
 	return tracked;
 }
 
+// Whether the task whose syscall passed `regs` belongs to a recording process, with its target
+// and ABI: from this CPU's slot when it describes the task, else from `targets`.
+static __always_inline int caller_records(struct pt_regs *regs, __u32 *target, int *compat)
+{
+	struct cpu_current *cur = this_cpu_slot();
+	if (!cur)
+		return 0;
+	__u32 bits;
+	if (read_slot(cur, generation, regs, &bits, compat)) {
+		*target = bits >> 1;
+		return bits & 1;
+	}
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct tracked *tracked = recording_target(task->tgid);
+	if (!tracked)
+		return 0;
+	*target = tracked->target;
+	*compat = in_compat_syscall(task);
+	return 1;
+}
+
+// Attached only while resources are recorded: reports the opens that succeeded. Every syscall
+// exit of the machine passes here, so all but the open calls of recording processes leave
+// after loads only (the CPU slot, the syscall number); only those look up the pending open.
+SEC("tp_btf/sys_exit")
+int BPF_PROG(record_sys_exit, struct pt_regs *regs, long ret)
+{
+#if defined(__TARGET_ARCH_x86)
+	if (!enabled)
+		return 0;
+	__u32 target;
+	int compat;
+	if (!caller_records(regs, &target, &compat) || !is_open_call(regs->orig_ax, compat))
+		return 0;
+	struct pending_open *pending = bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0, 0);
+	if (!pending || !pending->armed)
+		return 0;
+	pending->armed = 0;
+	if (ret < 0)
+		return 0;
+	target = pending->target;
+	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
+	if (seen)
+		record_open(target, (const char *)pending->path, pending->flags, pending->dirfd,
+			    file_of_fd((__s32)ret), seen);
+#endif
+	return 0;
+}
+
 // The file, mapping and socket side of every syscall of a recording process. A program of its
 // own, loaded (`LoadOptions::resources`) and attached only for recordings that want resources,
 // so the syscall program stays small: quick to verify, and seccomp-only recordings never run
@@ -990,23 +999,10 @@ int BPF_PROG(record_sys_enter_resources, struct pt_regs *regs, long id)
 {
 	if (!enabled || !collect_resources || id < 0)
 		return 0;
-	struct cpu_current *cur = this_cpu_slot();
-	if (!cur)
-		return 0;
-	__u32 bits, target;
+	__u32 target;
 	int compat;
-	if (read_slot(cur, generation, regs, &bits, &compat)) {
-		if (!(bits & 1))
-			return 0;
-		target = bits >> 1;
-	} else {
-		struct task_struct *task = bpf_get_current_task_btf();
-		struct tracked *tracked = recording_target(task->tgid);
-		if (!tracked)
-			return 0;
-		target = tracked->target;
-		compat = in_compat_syscall(task);
-	}
+	if (!caller_records(regs, &target, &compat))
+		return 0;
 	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
 	if (seen)
 		record_resources(regs, id, target, seen, compat);
