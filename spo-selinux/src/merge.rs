@@ -12,7 +12,7 @@ use spo_model::SpecState;
 use spo_model::selinux::{PolicyRef, PolicyRefKind, SelinuxMode, SelinuxProfile, SelinuxProfileSpec};
 
 use crate::error::SelinuxError;
-use crate::render::{BrokenLink, MAX_INHERIT_DEPTH, ProfileLookup, next_link};
+use crate::render::{ProfileFault, ProfileLookup, next_link};
 
 /// A SelinuxProfile with its inherited SelinuxProfiles written in: the System templates it
 /// ends up inheriting (in order), its allow rules, and whether anything on the way is
@@ -114,21 +114,17 @@ pub fn flatten(
             PolicyRefKind::SelinuxProfile => {
                 let parent = next_link(lookup, chain, &r.name).map_err(|e| {
                     let (name, path) = (&r.name, &e.path);
-                    match e.broken {
-                        BrokenLink::Cycle => format!("inherit cycle: {path}"),
-                        BrokenLink::TooDeep => {
-                            format!("inherit chain {path} is deeper than {MAX_INHERIT_DEPTH} profiles")
-                        }
-                        BrokenLink::LookupFailed(message) => {
+                    e.message(|fault| match fault {
+                        ProfileFault::LookupFailed(message) => {
                             format!("looking up inherited SelinuxProfile {name:?} (chain {path}): {message}")
                         }
-                        BrokenLink::Missing => {
+                        ProfileFault::Missing => {
                             format!("inherited SelinuxProfile {name:?} (chain {path}) is not among the profiles given")
                         }
-                        BrokenLink::NotInstalled => format!(
+                        ProfileFault::NotInstalled => format!(
                             "inherited SelinuxProfile {name:?} (chain {path}) is disabled or partial, so it is not in the policy"
                         ),
-                    }
+                    })
                 })?;
                 chain.push(r.name.clone());
                 let inherited = flatten(&parent.spec, lookup, chain)?;

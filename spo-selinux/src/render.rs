@@ -299,6 +299,13 @@ pub(crate) enum BrokenLink {
     Cycle,
     /// The chain would be longer than [`MAX_INHERIT_DEPTH`].
     TooDeep,
+    /// The profile itself, which each caller words after where its profiles come from.
+    Profile(ProfileFault),
+}
+
+/// What is wrong with the profile at the end of an inherit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ProfileFault {
     /// The lookup failed (its message).
     LookupFailed(String),
     /// The lookup does not have it.
@@ -336,15 +343,28 @@ pub(crate) fn next_link(
     }
     let profile = lookup
         .selinux_profile(name)
-        .map_err(|e| fail(BrokenLink::LookupFailed(e)))?
-        .ok_or_else(|| fail(BrokenLink::Missing))?;
+        .map_err(|e| fail(BrokenLink::Profile(ProfileFault::LookupFailed(e))))?
+        .ok_or_else(|| fail(BrokenLink::Profile(ProfileFault::Missing)))?;
     if !profile.should_install() {
-        return Err(fail(BrokenLink::NotInstalled));
+        return Err(fail(BrokenLink::Profile(ProfileFault::NotInstalled)));
     }
     Ok(profile)
 }
 
 impl InheritError {
+    /// The message: a wrong chain (a cycle, too deep) reads the same everywhere; what is wrong
+    /// with the profile itself is worded by `profile`.
+    pub(crate) fn message(&self, profile: impl FnOnce(&ProfileFault) -> String) -> String {
+        match &self.broken {
+            BrokenLink::Cycle => format!("inherit cycle: {}", self.path),
+            BrokenLink::TooDeep => format!(
+                "inherit chain {} is deeper than {MAX_INHERIT_DEPTH} profiles",
+                self.path
+            ),
+            BrokenLink::Profile(fault) => profile(fault),
+        }
+    }
+
     /// The message for rendering in a cluster (or a store): `target` is the failing link, and
     /// `through` whether the chain is worth naming (more than the profile and its parent).
     fn rendering_message(&self, target: &str, through: bool) -> String {
@@ -353,18 +373,13 @@ impl InheritError {
         } else {
             String::new()
         };
-        match &self.broken {
-            BrokenLink::Cycle => format!("inherit cycle: {}", self.path),
-            BrokenLink::TooDeep => format!(
-                "inherit chain {} is deeper than {MAX_INHERIT_DEPTH} profiles",
-                self.path
-            ),
-            BrokenLink::LookupFailed(e) => format!("looking up SelinuxProfile {target}{via}: {e}"),
-            BrokenLink::Missing => format!("SelinuxProfile {target} does not exist{via}"),
-            BrokenLink::NotInstalled => {
+        self.message(|fault| match fault {
+            ProfileFault::LookupFailed(e) => format!("looking up SelinuxProfile {target}{via}: {e}"),
+            ProfileFault::Missing => format!("SelinuxProfile {target} does not exist{via}"),
+            ProfileFault::NotInstalled => {
                 format!("SelinuxProfile {target}{via} is disabled or partial, so its block is not in the policy")
             }
-        }
+        })
     }
 }
 

@@ -192,7 +192,7 @@ fn report_violations(audit: &AuditTail, ours: &Attribution, prog: &str) -> Optio
     let blocked = found.values().sum::<usize>();
     if audit.kernel_log_only() {
         let burst = std::fs::read_to_string("/proc/sys/kernel/printk_ratelimit_burst").unwrap_or_default();
-        let total: usize = found.values().sum::<usize>() + others;
+        let total = blocked + others;
         if burst.trim().parse::<usize>().is_ok_and(|b| total + 1 >= b) {
             eprintln!(
                 "spoc: without auditd the kernel log keeps only {} audit records per {} s \

@@ -401,17 +401,8 @@ fn deep_checks(
                 }
             }
             Ok(secilc) => {
-                let modules_of: BTreeMap<DocKey, Vec<RenderedModule>> = candidates
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.key,
-                            c.deps.iter().chain(std::iter::once(&c.module)).cloned().collect(),
-                        )
-                    })
-                    .collect();
                 let mut passed = Vec::new();
-                for (key, outcome) in compile_selinux(&secilc, candidates) {
+                for (key, outcome) in compile_selinux(&secilc, &candidates) {
                     match outcome {
                         SelinuxOutcome::Passed => {
                             passed.push(key);
@@ -428,7 +419,7 @@ fn deep_checks(
                         }
                     }
                 }
-                check_attribute_guardrails(files, ctx, &secilc, &passed, &modules_of);
+                check_attribute_guardrails(files, ctx, &secilc, &passed, &candidates);
             }
         }
     }
@@ -480,10 +471,6 @@ enum SelinuxOutcome {
     Skipped(String),
 }
 
-/// Compiles the candidates, as few secilc runs as possible: all of them together first (their
-/// modules and dependencies, each name once); when secilc names a candidate's module, that
-/// candidate fails, the ones inheriting it are skipped, and the rest are compiled again. A
-/// failure that names no candidate, and candidates whose names collide, are compiled one by one.
 /// The guardrails on type attributes, for the SelinuxProfiles among `passed` (compiled): an
 /// allowed attribute must hold no denied type. The attributes and their types come from one
 /// compile of the base policy with every passed module (setools' seinfo reads them).
@@ -492,25 +479,23 @@ fn check_attribute_guardrails(
     ctx: &RenderContext,
     secilc: &Secilc,
     passed: &[DocKey],
-    modules_of: &BTreeMap<DocKey, Vec<RenderedModule>>,
+    candidates: &[SelinuxCandidate],
 ) {
-    let profiles: Vec<DocKey> = passed
+    let profiles: Vec<&SelinuxCandidate> = candidates
         .iter()
-        .copied()
-        .filter(|k| matches!(files[k.0].1[k.1].outcome, Outcome::Valid(AnyObject::SelinuxProfile(_))))
+        .filter(|c| passed.contains(&c.key))
+        .filter(|c| {
+            matches!(
+                files[c.key.0].1[c.key.1].outcome,
+                Outcome::Valid(AnyObject::SelinuxProfile(_))
+            )
+        })
         .collect();
     if profiles.is_empty() {
         return;
     }
-    let mut modules: Vec<RenderedModule> = Vec::new();
-    let mut names = BTreeSet::new();
-    for m in profiles.iter().filter_map(|k| modules_of.get(k)).flatten() {
-        if names.insert(m.name.clone()) {
-            modules.push(m.clone());
-        }
-    }
-    let members = secilc.attribute_members(&modules);
-    for key in profiles {
+    let members = secilc.attribute_members(&distinct_modules(&profiles));
+    for key in profiles.iter().map(|c| c.key) {
         let doc = &mut files[key.0].1[key.1];
         let Outcome::Valid(AnyObject::SelinuxProfile(p)) = &doc.outcome else {
             continue;
@@ -530,13 +515,32 @@ fn check_attribute_guardrails(
     }
 }
 
-fn compile_selinux(
+/// The modules of `candidates`, each inherited one before the profile's own, every name once
+/// (the first text of it).
+fn distinct_modules(candidates: &[&SelinuxCandidate]) -> Vec<RenderedModule> {
+    let mut modules: Vec<RenderedModule> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in candidates {
+        for m in c.deps.iter().chain(std::iter::once(&c.module)) {
+            if seen.insert(m.name.clone()) {
+                modules.push(m.clone());
+            }
+        }
+    }
+    modules
+}
+
+/// Compiles the candidates, as few secilc runs as possible: all of them together first (their
+/// modules and dependencies, each name once); when secilc names a candidate's module, that
+/// candidate fails, the ones inheriting it are skipped, and the rest are compiled again. A
+/// failure that names no candidate, and candidates whose names collide, are compiled one by one.
+fn compile_selinux<'a>(
     validator: &dyn PolicyValidator,
-    candidates: Vec<SelinuxCandidate>,
+    candidates: &'a [SelinuxCandidate],
 ) -> Vec<(DocKey, SelinuxOutcome)> {
     let mut out = Vec::new();
-    let mut batch: Vec<SelinuxCandidate> = Vec::new();
-    let mut solo: Vec<SelinuxCandidate> = Vec::new();
+    let mut batch: Vec<&'a SelinuxCandidate> = Vec::new();
+    let mut solo: Vec<&'a SelinuxCandidate> = Vec::new();
     let mut texts: BTreeMap<String, String> = BTreeMap::new();
     for c in candidates {
         let fits = std::iter::once(&c.module)
@@ -554,15 +558,7 @@ fn compile_selinux(
     }
 
     while !batch.is_empty() {
-        let mut modules: Vec<RenderedModule> = Vec::new();
-        let mut seen = BTreeSet::new();
-        for c in &batch {
-            for m in c.deps.iter().chain(std::iter::once(&c.module)) {
-                if seen.insert(m.name.clone()) {
-                    modules.push(m.clone());
-                }
-            }
-        }
+        let modules = distinct_modules(&batch);
         let error = match validator.validate(&modules) {
             Ok(()) => {
                 out.extend(batch.drain(..).map(|c| (c.key, SelinuxOutcome::Passed)));
@@ -887,7 +883,7 @@ mod tests {
         let base = module("base", "ok");
         let out = compile_selinux(
             &fake,
-            vec![
+            &[
                 candidate(0, "base", "ok", &[]),
                 candidate(1, "child", "ok", std::slice::from_ref(&base)),
                 candidate(2, "other", "ok", &[]),
@@ -906,7 +902,7 @@ mod tests {
         let bad = module("bad", "BAD");
         let out: BTreeMap<DocKey, SelinuxOutcome> = compile_selinux(
             &fake,
-            vec![
+            &[
                 candidate(0, "bad", "BAD", &[]),
                 candidate(1, "child", "ok", std::slice::from_ref(&bad)),
                 candidate(2, "fine", "ok", &[]),
@@ -934,7 +930,7 @@ mod tests {
         let fake = FakeSecilc::default();
         let out: BTreeMap<DocKey, SelinuxOutcome> = compile_selinux(
             &fake,
-            vec![
+            &[
                 candidate(0, "a", "ok", &[]),
                 candidate(1, "a", "ok, but another document of the same name", &[]),
                 candidate(2, "broken", "UNLOCATED", &[]),
