@@ -37,8 +37,12 @@ impl ByteSet {
         self.0[usize::from(b >> 6)] |= 1u64 << (b & 63);
     }
 
+    fn intersection(&self, other: &ByteSet) -> ByteSet {
+        ByteSet(std::array::from_fn(|i| self.0[i] & other.0[i]))
+    }
+
     fn intersects(&self, other: &ByteSet) -> bool {
-        self.0.iter().zip(other.0.iter()).any(|(a, b)| a & b != 0)
+        self.intersection(other) != ByteSet::EMPTY
     }
 
     fn complement(&self) -> ByteSet {
@@ -191,9 +195,7 @@ fn read_class(p: &[u8], at: &mut usize) -> Option<ByteSet> {
     }
     // A class never matches `/` (AppArmor matches path components).
     let set = if negated { set.complement() } else { set };
-    let mut not_slash = ByteSet::not_slash();
-    not_slash.0.iter_mut().zip(set.0.iter()).for_each(|(n, s)| *n &= s);
-    Some(not_slash)
+    Some(set.intersection(&ByteSet::not_slash()))
 }
 
 /// Whether the languages of two atom sequences meet: a search over (position in `a`, position
