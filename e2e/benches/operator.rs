@@ -316,7 +316,7 @@ async fn main() {
                 .and_then(|n| n.strip_suffix(&format!("-{NODE}")))
                 .map(str::to_owned)
         },
-        |s| s.status == Some(ProfileState::Installed),
+        |s| s.state() == Some(ProfileState::Installed),
         burst_n,
     );
     let (aggregated, aggregated_task) = watch_burst(

@@ -150,10 +150,34 @@ fn crds_on_a_real_apiserver() {
         r.stderr
     );
 
-    // 5. Status subresource and printer columns, on the kind whose status is a bare string.
+    // 5. Status subresource and printer columns of SecurityProfileNodeStatus, in SPO v1.0's
+    //    shape: `spec.nodeName` (required, non-empty) and `status.status`.
+    for (bad, field) in [
+        ("nodeName: node-1\n", "spec"),
+        ("spec: {nodeName: \"\"}\n", "spec.nodeName"),
+    ] {
+        let doc = format!(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SecurityProfileNodeStatus\nmetadata: {{name: e2e-bad-spns}}\n{bad}"
+        );
+        let r = k.run(&["create", "--dry-run=server", "-f", "-"], Some(&doc));
+        assert!(
+            !r.ok,
+            "apiserver accepted a node status without a valid {field}:\n{doc}"
+        );
+        assert!(
+            r.stderr.contains(field),
+            "rejection does not name {field}:\n{}",
+            r.stderr
+        );
+    }
     k.ok(
         &["apply", "-f", "-"],
-        Some("apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SecurityProfileNodeStatus\nmetadata: {name: e2e-defaults-node-1}\nnodeName: node-1\n"),
+        Some("apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SecurityProfileNodeStatus\nmetadata: {name: e2e-defaults-node-1}\nspec: {nodeName: node-1}\nstatus: {status: Error}\n"),
+    );
+    let spns = k.json(&["get", "spns", "e2e-defaults-node-1", "-o", "json"]);
+    assert!(
+        spns.get("status").is_none_or(|s| s.get("status").is_none()),
+        "status written through the main resource: {spns}"
     );
     k.ok(
         &[
@@ -163,18 +187,20 @@ fn crds_on_a_real_apiserver() {
             "--subresource=status",
             "--type=merge",
             "-p",
-            r#"{"status":"Installed"}"#,
+            r#"{"status":{"status":"Installed"}}"#,
         ],
         None,
     );
     let spns = k.json(&["get", "spns", "e2e-defaults-node-1", "-o", "json"]);
-    assert_eq!(spns["status"], "Installed", "{spns}");
-    assert_eq!(spns["nodeName"], "node-1", "{spns}");
+    assert_eq!(spns["status"]["status"], "Installed", "{spns}");
+    assert_eq!(spns["spec"]["nodeName"], "node-1", "{spns}");
     let table = k.ok(&["get", "spns", "e2e-defaults-node-1"], None);
     assert!(
-        table.contains("NODE") && table.contains("STATUS") && table.contains("Installed"),
-        "{table}"
+        table.contains("STATUS") && table.contains("Installed") && !table.contains("NODE"),
+        "Node is a wide column (priority 10): {table}"
     );
+    let wide = k.ok(&["get", "spns", "e2e-defaults-node-1", "-o", "wide"], None);
+    assert!(wide.contains("NODE") && wide.contains("node-1"), "{wide}");
     k.ok(
         &[
             "patch",

@@ -207,6 +207,10 @@ fn operator_on_a_real_apiserver() {
         (Some("Ready"), Some("True")),
         "{app}"
     );
+    assert_eq!(
+        ready["observedGeneration"], app["metadata"]["generation"],
+        "the condition names the generation it observed: {app}"
+    );
     let finalizers = app["metadata"]["finalizers"].to_string();
     assert!(
         finalizers.contains("e2e-node-a-deleted") && finalizers.contains("e2e-node-b-deleted"),
@@ -214,8 +218,8 @@ fn operator_on_a_real_apiserver() {
     );
     for n in [NODE_A, NODE_B] {
         let s = c.node_status("e2e-app", n).expect("node status");
-        assert_eq!(s["status"], "Installed", "{s}");
-        assert_eq!(s["nodeName"], n);
+        assert_eq!(s["status"]["status"], "Installed", "{s}");
+        assert_eq!(s["spec"]["nodeName"], n);
         let labels = &s["metadata"]["labels"];
         assert_eq!(labels["spo.x-k8s.io/node-name"], n);
         assert_eq!(labels["spo.x-k8s.io/profile-state"], "Installed");
@@ -357,7 +361,7 @@ fn operator_on_a_real_apiserver() {
         assert!(c.file(n, "e2e-app").exists(), "file removed while a pod uses it");
         eventually("node status Terminating", T, || {
             let s = c.node_status("e2e-app", n).ok_or("missing")?;
-            if s["status"] == "Terminating" {
+            if s["status"]["status"] == "Terminating" {
                 Ok(())
             } else {
                 Err(s["status"].to_string())

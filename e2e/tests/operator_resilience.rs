@@ -79,7 +79,7 @@ fn converge(k: &Kubectl, files: &Path, node: &str, live: &[String], gone: &[Stri
             let text =
                 std::fs::read_to_string(files.join(format!("{name}.json"))).map_err(|e| format!("{name}: {e}"))?;
             serde_json::from_str::<Value>(&text).map_err(|e| format!("{name}: half-written file? {e}"))?;
-            let node_state = state_of(&spns, &format!("{name}-{node}"), &["status"]);
+            let node_state = state_of(&spns, &format!("{name}-{node}"), &["status", "status"]);
             if node_state.as_deref() != Some("Installed") {
                 return Err(format!("node status of {name}: {node_state:?}"));
             }

@@ -83,6 +83,9 @@ pub enum AppArmorError {
         /// What the list shows, such as `has no profile web`.
         state: String,
     },
+    /// Writing a file failed (the one writer, spo-hostio).
+    #[error(transparent)]
+    Write(#[from] spo_hostio::HostIoError),
     /// A file operation failed.
     #[error("{operation} {}", path.display())]
     Io {

@@ -13,8 +13,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -320,42 +319,21 @@ fn file_holds(path: &Path, bytes: &[u8]) -> Result<bool, AppArmorError> {
     }
 }
 
-/// Replaces `path` with `bytes` so readers see the old or the new file, never a mix: a
-/// temporary file in the same directory, synced, renamed over `path` (a symbolic link there
-/// is replaced, not followed), then the directory synced.
+/// Replaces `path` with `bytes` so readers see the old or the new file, never a mix, creating
+/// its directory first; a symbolic link or special file there is replaced, not followed or
+/// opened (the one writer, `spo_hostio::write_file`, with its owned-directory policy).
 pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), AppArmorError> {
-    let io = |operation: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| AppArmorError::Io {
-            operation,
-            path,
-            source,
-        }
-    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    fs::create_dir_all(dir).map_err(io("creating directory", dir))?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".spo-")
-        .tempfile_in(dir)
-        .map_err(io("creating a temporary file in", dir))?;
-    temp.write_all(bytes).map_err(io("writing temporary file for", path))?;
-    temp.as_file()
-        .set_permissions(fs::Permissions::from_mode(PROFILE_MODE))
-        .map_err(io("setting the mode of the temporary file for", path))?;
-    temp.as_file()
-        .sync_all()
-        .map_err(io("syncing temporary file for", path))?;
-    temp.persist(path).map_err(|e| AppArmorError::Io {
-        operation: "replacing",
-        path: path.to_path_buf(),
-        source: e.error,
+    fs::create_dir_all(dir).map_err(|source| AppArmorError::Io {
+        operation: "creating directory",
+        path: dir.to_path_buf(),
+        source,
     })?;
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing directory", dir))
+    spo_hostio::write_file(path, bytes, &spo_hostio::WritePolicy::owned_dir(PROFILE_MODE))?;
+    Ok(())
 }
 
 /// An in-memory [`ProfileLoader`] for tests and dry runs: remembers texts, counts loads.

@@ -137,9 +137,11 @@ pub struct AppArmorAbstract {
 pub struct AppArmorExecutable {
     /// Executables (rendered `ixr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_executables: Option<Vec<String>>,
     /// Libraries (rendered `mr`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_libraries: Option<Vec<String>>,
 }
 
@@ -149,17 +151,21 @@ pub struct AppArmorExecutable {
 pub struct AppArmorFilesystem {
     /// Read only (`r`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub read_only_paths: Option<Vec<String>>,
     /// Write only (`wlk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub write_only_paths: Option<Vec<String>>,
     /// Read and write (`rwlk`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub read_write_paths: Option<Vec<String>>,
     /// Paths the workload may not touch at all, even where another rule (or an included
     /// abstraction) allows them: rendered `deny <path> rwmlkx,` in both modes. An addition of
     /// this project; upstream has no explicit deny list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub denied_paths: Option<Vec<String>>,
 }
 
@@ -193,6 +199,7 @@ pub struct AppArmorProtocols {
 pub struct AppArmorCapability {
     /// Capability names, lower case without `cap_` (such as `net_bind_service`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_capabilities: Option<Vec<String>>,
 }
 
@@ -205,9 +212,11 @@ pub struct AppArmorProfileStatus {
     pub status: Option<ProfileState>,
     /// The `Ready` condition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Pods using this profile, as `namespace/pod`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub active_workloads: Option<Vec<String>>,
 }
 

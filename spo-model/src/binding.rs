@@ -68,6 +68,7 @@ wire_enum!(
 pub struct ProfileBindingStatus {
     /// Pods the binding applied to, as `namespace/pod`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub active_workloads: Option<Vec<String>>,
 }
 

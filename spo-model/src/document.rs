@@ -9,8 +9,10 @@ use serde_json::Value;
 
 use crate::common::{API_VERSION, GROUP, VERSION};
 use crate::error::ModelError;
-use crate::strict::check_against_schema;
+pub use crate::lines::FieldLines;
+use crate::strict::{check_against_schema, fill_placeholders};
 use crate::validate::{FieldPath, Problem, Problems, suggestion};
+pub use crate::yaml::MAX_NESTING_DEPTH;
 use crate::{
     AppArmorProfile, ProfileBinding, ProfileRecording, RawSelinuxProfile, SeccompProfile, SecurityProfileNodeStatus,
     SecurityProfilesOperatorDaemon, SelinuxProfile,
@@ -113,15 +115,24 @@ pub enum AnyObject {
 impl AnyObject {
     /// Deserializes `value` as `kind`, naming the failing field on error.
     pub fn from_value(kind: Kind, value: Value) -> Result<AnyObject, Problem> {
-        fn typed<T: serde::de::DeserializeOwned>(v: Value) -> Result<Box<T>, Problem> {
+        AnyObject::from_ref(kind, &value).map_err(|e| e.problem)
+    }
+
+    /// Deserializes `value` as `kind` without consuming it.
+    fn from_ref(kind: Kind, value: &Value) -> Result<AnyObject, TypedError> {
+        fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> Result<Box<T>, TypedError> {
             serde_path_to_error::deserialize::<_, T>(v).map(Box::new).map_err(|e| {
+                let steps = e.path().iter().cloned().collect();
                 let path = e.path().to_string();
                 let path = if path == "." {
                     FieldPath::root()
                 } else {
                     FieldPath::root().field(&path)
                 };
-                Problem::error(path, e.into_inner().to_string())
+                TypedError {
+                    problem: Problem::error(path, e.into_inner().to_string()),
+                    steps,
+                }
             })
         }
         Ok(match kind {
@@ -179,6 +190,12 @@ impl AnyObject {
     }
 }
 
+/// Why a typed parse failed: the problem, and the path to the failing value as steps.
+struct TypedError {
+    problem: Problem,
+    steps: Vec<serde_path_to_error::Segment>,
+}
+
 /// What became of one document.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -207,6 +224,20 @@ pub struct Document {
     pub outcome: Outcome,
     /// Every problem (errors and warnings).
     pub problems: Problems,
+    /// For further checks only, never `Valid`: when the outcome is `Invalid` but the kind is
+    /// known, the typed object as far as it could be read, so that checks needing a typed
+    /// object (a backend's syscall names, say) still run and the user sees every problem in one
+    /// pass. Fields that were missing or did not fit hold placeholders; their paths are in
+    /// [`Document::placeholders`], and a finding at or under one of them is about the
+    /// placeholder, not the manifest. `None` for a valid document (its object is in
+    /// [`Outcome::Valid`]; see [`Document::object_for_checks`]) or when nothing typed could be
+    /// made of it.
+    pub best_effort: Option<AnyObject>,
+    /// Paths whose values in [`Document::best_effort`] are placeholders (filled in for a
+    /// missing field, put in place of a value of the wrong type, or removed).
+    pub placeholders: Vec<FieldPath>,
+    /// The source line of each field (see [`Document::line_of`]).
+    pub lines: FieldLines,
 }
 
 impl Document {
@@ -214,6 +245,35 @@ impl Document {
     pub fn has_errors(&self) -> bool {
         self.problems.has_errors()
     }
+
+    /// The 1-based source line of the field at `path`: its key's line, else the line of the
+    /// nearest parent written in the source, else the document's first line.
+    pub fn line_of(&self, path: &FieldPath) -> usize {
+        self.lines.line_of(path).unwrap_or(self.line)
+    }
+
+    /// The typed object to run further checks on: the valid object, or the best-effort one of
+    /// an invalid document (never a reason to call the document valid).
+    pub fn object_for_checks(&self) -> Option<&AnyObject> {
+        match &self.outcome {
+            Outcome::Valid(obj) => Some(obj),
+            _ => self.best_effort.as_ref(),
+        }
+    }
+
+    /// Whether `path` is at or under a placeholder of [`Document::best_effort`].
+    pub fn is_placeholder(&self, path: &FieldPath) -> bool {
+        self.placeholders.iter().any(|p| is_at_or_under(path, p))
+    }
+}
+
+/// Whether `path` is `parent` or a field, index or key under it.
+fn is_at_or_under(path: &FieldPath, parent: &FieldPath) -> bool {
+    let (path, parent) = (path.as_str(), parent.as_str());
+    parent.is_empty()
+        || path
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// Checks size and encoding of raw input.
@@ -259,8 +319,11 @@ pub fn parse_source(source_name: &str, text: &str) -> Result<Vec<Document>, Mode
                     p.push(problem);
                     p
                 },
+                best_effort: None,
+                placeholders: Vec::new(),
+                lines: FieldLines::none(),
             }),
-            Ok(value) => expand(value, line, &mut docs),
+            Ok((value, lines)) => expand(value, line, lines, &mut docs),
         }
     }
     Ok(docs)
@@ -282,32 +345,55 @@ fn looks_like_json(text: &str) -> bool {
     t.starts_with('{') || t.starts_with('[')
 }
 
-type RawDoc = (usize, Result<Value, Problem>);
+type RawDoc = (usize, Result<(Value, FieldLines), Problem>);
 
 fn split_json(text: &str) -> Vec<RawDoc> {
     // A stream of JSON values (one object, an array, or several objects in a row).
     let mut out = Vec::new();
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<UniqueKeys>();
+    // Lines counted so far, up to `counted`: each byte is looked at once, however many values.
+    let (mut counted, mut newlines) = (0, 0);
     loop {
         let offset = stream.byte_offset();
-        let line = 1 + text[..offset].matches('\n').count() + leading_newlines(&text[offset..]);
+        newlines += text[counted..offset].matches('\n').count();
+        counted = offset;
+        let start_line = 1 + newlines;
+        let line = start_line + leading_newlines(&text[offset..]);
         match stream.next() {
             None => break,
-            Some(Ok(UniqueKeys(Value::Array(items)))) => out.extend(items.into_iter().map(|v| (line, Ok(v)))),
-            Some(Ok(UniqueKeys(v))) => out.push((line, Ok(v))),
+            Some(Ok(UniqueKeys(value))) => {
+                // serde_json has no positions; the YAML reader (JSON is YAML) gives the lines.
+                let end = stream.byte_offset();
+                let lines = crate::yaml::load_document(&text[offset..end], start_line)
+                    .map(|(_, lines)| lines)
+                    .unwrap_or_default();
+                match value {
+                    Value::Array(items) => out.extend(
+                        items
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| (line, Ok((v, lines.item(None, i))))),
+                    ),
+                    v => out.push((line, Ok((v, lines)))),
+                }
+            }
             Some(Err(e)) => {
-                out.push((
-                    e.line(),
-                    Err(Problem::error(
-                        FieldPath::root(),
-                        format!(
-                            "JSON syntax error at line {}, column {}: {}",
-                            e.line(),
-                            e.column(),
-                            strip_location(&e.to_string())
-                        ),
-                    )),
-                ));
+                let msg = e.to_string();
+                let message = if msg.starts_with("recursion limit exceeded") {
+                    format!(
+                        "mappings and lists nested more than {MAX_NESTING_DEPTH} levels deep at line {}, column {}",
+                        e.line(),
+                        e.column()
+                    )
+                } else {
+                    format!(
+                        "JSON syntax error at line {}, column {}: {}",
+                        e.line(),
+                        e.column(),
+                        strip_location(&msg)
+                    )
+                };
+                out.push((e.line(), Err(Problem::error(FieldPath::root(), message))));
                 break;
             }
         }
@@ -325,6 +411,8 @@ fn leading_newlines(s: &str) -> usize {
     ws.matches('\n').count()
 }
 
+/// Splits YAML into documents at `---` and `...` lines, as kubectl does, and reads each (so a
+/// broken document does not hide the others).
 fn split_yaml(text: &str) -> Vec<RawDoc> {
     let mut chunks: Vec<(usize, String)> = Vec::new();
     let mut current = String::new();
@@ -360,34 +448,37 @@ fn split_yaml(text: &str) -> Vec<RawDoc> {
         }
         let Some(offset) = first_content else { continue };
         let line = start + offset;
-        let parsed = serde_norway::from_str::<UniqueKeys>(&chunk).map(|u| u.0).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(" at line {}, column {}", start + l.line() - 1, l.column()))
-                .unwrap_or_default();
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-            Problem::error(FieldPath::root(), format!("YAML syntax error{at}: {msg}"))
+        let parsed = crate::yaml::load_document(&chunk, start).map_err(|e| {
+            let at = match e.column {
+                Some(c) => format!("line {}, column {c}", e.line),
+                None => format!("line {}", e.line),
+            };
+            let message = if e.syntax {
+                format!("YAML syntax error at {at}: {}", e.message)
+            } else {
+                format!("{} at {at}", e.message)
+            };
+            Problem::error(FieldPath::root(), message)
         });
         out.push((line, parsed));
     }
     out
 }
 
-fn expand(value: Value, line: usize, docs: &mut Vec<Document>) {
-    if value
+fn expand(mut value: Value, line: usize, lines: FieldLines, docs: &mut Vec<Document>) {
+    let is_list = value
         .get("kind")
         .and_then(Value::as_str)
         .is_some_and(|k| k == "List" || k.ends_with("List"))
-        && value.get("items").is_some_and(Value::is_array)
-        && let Some(Value::Array(items)) = value.get("items").cloned()
-    {
-        for item in items {
-            expand(item, line, docs);
+        && value.get("items").is_some_and(Value::is_array);
+    if is_list && let Some(Value::Array(items)) = value.as_object_mut().and_then(|m| m.remove("items")) {
+        for (i, item) in items.into_iter().enumerate() {
+            expand(item, line, lines.item(Some("items"), i), docs);
         }
         return;
     }
-    let doc = check_document(docs.len(), line, value);
+    let mut doc = check_document(docs.len(), line, value);
+    doc.lines = lines;
     docs.push(doc);
 }
 
@@ -410,6 +501,9 @@ pub fn check_document(index: usize, line: usize, mut value: Value) -> Document {
         name,
         outcome: Outcome::Invalid,
         problems: Problems::new(),
+        best_effort: None,
+        placeholders: Vec::new(),
+        lines: FieldLines::none(),
     };
 
     if !value.is_object() {
@@ -528,34 +622,90 @@ pub fn check_document(index: usize, line: usize, mut value: Value) -> Document {
             .with_hint("remove status from the manifest"),
         );
     }
-    check_against_schema(&mut value, crate::crd::schema_of(kind), &mut problems);
+    let schema = crate::crd::schema_of(kind);
+    check_against_schema(&mut value, schema, &mut problems);
     let schema_failed = problems.has_errors();
-    match AnyObject::from_value(kind, value) {
+    match AnyObject::from_ref(kind, &value) {
         Ok(obj) => {
-            // Value errors of the schema pass (ranges, patterns) still leave a typed object, so
-            // the kind's own rules run too and the user sees everything at once; a rule that
-            // repeats a schema finding at the same path is left out.
-            let reported: Vec<FieldPath> = problems.errors().map(|p| p.path.clone()).collect();
-            for p in obj.validate() {
-                if !reported.contains(&p.path) {
-                    problems.push(p);
-                }
-            }
-            doc.outcome = if problems.has_errors() {
-                Outcome::Invalid
+            add_rule_problems(&obj, &[], &mut problems);
+            if problems.has_errors() {
+                doc.best_effort = Some(obj);
             } else {
-                Outcome::Valid(obj)
-            };
+                doc.outcome = Outcome::Valid(obj);
+            }
         }
-        Err(p) => {
+        Err(e) => {
             // Type and enum errors were already reported by the schema pass with better words.
             if !schema_failed {
-                problems.push(p);
+                problems.push(e.problem);
+            }
+            if let Some((obj, placeholders)) = best_effort(kind, value, schema) {
+                add_rule_problems(&obj, &placeholders, &mut problems);
+                doc.best_effort = Some(obj);
+                doc.placeholders = placeholders;
             }
         }
     }
     doc.problems = problems;
     doc
+}
+
+/// Adds the kind's own rules' findings to `problems`. Value errors of the schema pass (ranges,
+/// patterns) still leave a typed object, so the user sees everything at once; a rule that
+/// repeats a schema finding at the same path is left out, and so is one about a placeholder.
+fn add_rule_problems(obj: &AnyObject, placeholders: &[FieldPath], problems: &mut Problems) {
+    let reported: std::collections::HashSet<FieldPath> = problems.errors().map(|p| p.path.clone()).collect();
+    for p in obj.validate() {
+        if !reported.contains(&p.path) && !placeholders.iter().any(|ph| is_at_or_under(&p.path, ph)) {
+            problems.push(p);
+        }
+    }
+}
+
+/// The typed object of a document that does not fit its schema, with placeholders for what is
+/// missing or does not fit, and the paths of those placeholders.
+fn best_effort(kind: Kind, mut value: Value, schema: &Value) -> Option<(AnyObject, Vec<FieldPath>)> {
+    let mut placeholders = fill_placeholders(&mut value, schema);
+    // What the schema does not say (a timestamp's format, say) is found by the typed parse
+    // itself; drop each failing value and try again, a few times.
+    for _ in 0..8 {
+        match AnyObject::from_ref(kind, &value) {
+            Ok(obj) => return Some((obj, placeholders)),
+            Err(e) => {
+                if !remove_at(&mut value, &e.steps) {
+                    return None;
+                }
+                placeholders.push(e.problem.path);
+            }
+        }
+    }
+    None
+}
+
+/// Removes the value at `steps` (a list item or a mapping entry); false when there is none.
+fn remove_at(value: &mut Value, steps: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((last, parents)) = steps.split_last() else {
+        return false;
+    };
+    let mut at = value;
+    for step in parents {
+        let next = match (step, at) {
+            (Segment::Seq { index }, Value::Array(items)) => items.get_mut(*index),
+            (Segment::Map { key }, Value::Object(map)) => map.get_mut(key),
+            _ => None,
+        };
+        let Some(next) = next else { return false };
+        at = next;
+    }
+    match (last, at) {
+        (Segment::Seq { index }, Value::Array(items)) if *index < items.len() => {
+            items.remove(*index);
+            true
+        }
+        (Segment::Map { key }, Value::Object(map)) => map.remove(key).is_some(),
+        _ => false,
+    }
 }
 
 /// A JSON value deserialized from YAML or JSON that refuses duplicate mapping keys, as

@@ -27,6 +27,13 @@ pub enum ModelError {
         /// File name or `-`.
         source_name: String,
     },
+    /// A value could not be written as YAML (it does not serialize to JSON).
+    #[error("writing YAML")]
+    WriteYaml {
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A CRD could not be rendered as YAML.
     #[error("rendering CRD {name} as YAML")]
     RenderCrd {

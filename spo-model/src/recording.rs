@@ -38,9 +38,11 @@ pub struct ProfileRecordingSpec {
     pub pod_selector: LabelSelector,
     /// Only these containers of the selected pods (all when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub containers: Option<Vec<String>>,
     /// Create the recorded profiles with `state: Disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub disable_profile_after_recording: Option<bool>,
 }
 
@@ -100,6 +102,7 @@ pub fn supported_pair(kind: RecordingKind, recorder: Recorder) -> bool {
 pub struct ProfileRecordingStatus {
     /// Pods being recorded, as `namespace/pod`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub active_workloads: Option<Vec<String>>,
 }
 

@@ -46,6 +46,7 @@ pub struct SeccompProfileSpec {
     pub default_action: SeccompAction,
     /// The architectures the filter accepts; others get the default action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub architectures: Option<Vec<Arch>>,
     /// UNIX socket of the seccomp agent that receives `SCMP_ACT_NOTIFY` events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,9 +57,11 @@ pub struct SeccompProfileSpec {
     pub listener_metadata: Option<String>,
     /// The rules, matched in order of specificity by the compiler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub syscalls: Option<Vec<SeccompSyscall>>,
     /// Flags passed to seccomp(2) when the filter is installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub flags: Option<Vec<SeccompFlag>>,
     /// Another SeccompProfile (or an `oci://` artifact) unioned into this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,16 +74,18 @@ pub struct SeccompProfileSpec {
 pub struct SeccompSyscall {
     /// Syscall names, such as `openat`.
     #[schemars(length(min = 1))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub names: Vec<String>,
     /// What happens when the rule matches.
     pub action: SeccompAction,
     /// The errno returned by `SCMP_ACT_ERRNO` (or the message of `SCMP_ACT_TRACE`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 2147483647))]
+    #[schemars(range(min = 0, max = 2147483647), extend("format" = "int32"))]
     pub errno_ret: Option<i64>,
     /// Argument comparisons, all of which must hold.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 6))]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub args: Option<Vec<SeccompArg>>,
 }
 
@@ -89,13 +94,15 @@ pub struct SeccompSyscall {
 #[serde(rename_all = "camelCase")]
 pub struct SeccompArg {
     /// Which argument, 0 to 5.
-    #[schemars(range(max = 5))]
+    #[schemars(range(max = 5), extend("format" = "int32"))]
     pub index: u32,
     /// The value compared with (the mask for `SCMP_CMP_MASKED_EQ`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int64"))]
     pub value: Option<u64>,
     /// The second value (the expected masked value for `SCMP_CMP_MASKED_EQ`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int64"))]
     pub value_two: Option<u64>,
     /// The comparison.
     pub op: SeccompOperator,
@@ -110,6 +117,7 @@ pub struct SeccompProfileStatus {
     pub status: Option<ProfileState>,
     /// The `Ready` condition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The path of the profile on the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,6 +127,7 @@ pub struct SeccompProfileStatus {
     pub localhost_profile: Option<String>,
     /// Pods using this profile, as `namespace/pod`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub active_workloads: Option<Vec<String>>,
 }
 

@@ -40,6 +40,7 @@ pub struct SelinuxProfileSpec {
     pub disabled: Option<bool>,
     /// Templates and profiles whose rules this profile builds on.
     #[serde(default = "default_inherit")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub inherit: Vec<PolicyRef>,
     /// `Enforcing` denies what is not allowed; `Permissive` only logs it.
     #[serde(default)]
@@ -67,6 +68,7 @@ pub struct PolicyRef {
     #[serde(default)]
     pub kind: PolicyRefKind,
     /// The template or profile name.
+    #[schemars(length(min = 1))]
     pub name: String,
 }
 
@@ -113,12 +115,14 @@ pub struct SelinuxProfileStatus {
     pub status: Option<ProfileState>,
     /// The `Ready` condition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The SELinux type pods use: `<name>.process`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<String>,
     /// Pods using this profile, as `namespace/pod`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub active_workloads: Option<Vec<String>>,
 }
 

@@ -1,7 +1,5 @@
 //! `SecurityProfilesOperatorDaemon` (SPOD): the configuration of the node agent.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{Affinity, LocalObjectReference, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube_derive::CustomResource;
@@ -34,27 +32,33 @@ use crate::validate::{
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SpodSpec {
-    /// Log verbosity: 0 normal, 1 debug.
+    /// Log verbosity: 0 normal, 1 (or more) debug.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 1))]
-    pub verbosity: Option<u32>,
+    #[schemars(range(min = 0))]
+    pub verbosity: Option<i32>,
     /// Serve pprof-style profiling endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub enable_profiling: Option<bool>,
     /// Watch only the pods the agent needs (always on in this operator; kept for compatibility).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub enable_memory_optimization: Option<bool>,
     /// Serve metrics without authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub enable_insecure_metrics_access: Option<bool>,
     /// Manage AppArmor profiles on nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub enable_app_armor: Option<bool>,
     /// Where the host's /proc is mounted in the agent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^/proc(/.*)?$"))]
     pub host_proc_volume_path: Option<String>,
     /// Pull secrets for the agent's images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
     /// Resources of the agent's containers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,12 +92,18 @@ pub struct SpodSelinux {
     pub enable_raw_selinux_profiles: Option<bool>,
     /// The SELinux type the agent runs as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "spc_t"))]
     pub type_tag: Option<String>,
     /// Guardrails for SelinuxProfiles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = {}))]
     pub options: Option<SelinuxOptions>,
-    /// A ConfigMap of extra templates (`namespace/name`).
+    /// A ConfigMap of SELinux templates, in the operator's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub custom_templates_config_map: Option<String>,
 }
 
@@ -104,24 +114,31 @@ pub struct SpodSelinux {
 pub struct SelinuxOptions {
     /// System templates profiles may inherit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_system_profiles: Option<Vec<String>>,
     /// Types no profile may allow (added to the built-in list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub denied_types: Option<Vec<String>>,
     /// Classes no profile may allow (added to the built-in list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub denied_classes: Option<Vec<String>>,
     /// Permissions no profile may allow (added to the built-in list).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub denied_permissions: Option<Vec<String>>,
     /// Types exempted from the built-in deny list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_types: Option<Vec<String>>,
     /// Classes exempted from the built-in deny list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_classes: Option<Vec<String>>,
     /// Permissions exempted from the built-in deny list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_permissions: Option<Vec<String>>,
 }
 
@@ -131,6 +148,7 @@ pub struct SelinuxOptions {
 pub struct SpodEnricher {
     /// Enrich audit lines with pod and container names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub enable_log_enricher: Option<bool>,
     /// JSON list of filters for the log enricher.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,17 +158,69 @@ pub struct SpodEnricher {
     pub log_enricher_source: Option<LogEnricherSource>,
     /// Write enriched events as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub enable_json_enricher: Option<bool>,
     /// JSON list of filters for the JSON enricher.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_enricher_filters: Option<String>,
-    /// Options of the JSON enricher (audit log path, rotation, flush interval), kept as given.
+    /// Options of the JSON enricher: where it writes, how it rotates, how often it flushes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true))]
-    pub json_enricher_options: Option<BTreeMap<String, serde_json::Value>>,
+    pub json_enricher_options: Option<JsonEnricherOptions>,
     /// Run the eBPF recorder on nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub enable_bpf_recorder: Option<bool>,
+}
+
+/// Options of the JSON enricher, as SPO v1.0 types them. Every field is optional; the
+/// accessors give the value the enricher uses when one is not set.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct JsonEnricherOptions {
+    /// Seconds over which each process's syscalls are grouped before one JSON line is
+    /// written (default 60); a longer interval writes less often.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub audit_log_interval_seconds: Option<i32>,
+    /// File the JSON lines are written to; standard output when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log_path: Option<String>,
+    /// Size in megabytes at which the file is rotated (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub audit_log_max_size: Option<i32>,
+    /// Rotated files to keep; all of them when not set (`auditLogMaxAge` may still remove
+    /// old ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub audit_log_max_backups: Option<i32>,
+    /// Days to keep rotated files; they are not removed by age when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub audit_log_max_age: Option<i32>,
+}
+
+impl JsonEnricherOptions {
+    /// `auditLogIntervalSeconds` when not set.
+    pub const DEFAULT_INTERVAL_SECONDS: i32 = 60;
+    /// `auditLogMaxSize` (megabytes) when not set.
+    pub const DEFAULT_MAX_SIZE_MB: i32 = 100;
+
+    /// The grouping interval in seconds.
+    pub fn interval_seconds(&self) -> i32 {
+        self.audit_log_interval_seconds
+            .unwrap_or(Self::DEFAULT_INTERVAL_SECONDS)
+    }
+
+    /// The rotation size in megabytes.
+    pub fn max_size_mb(&self) -> i32 {
+        self.audit_log_max_size.unwrap_or(Self::DEFAULT_MAX_SIZE_MB)
+    }
+
+    /// The file to write, `None` for standard output.
+    pub fn path(&self) -> Option<&str> {
+        self.audit_log_path.as_deref().filter(|p| !p.is_empty())
+    }
 }
 
 wire_enum!(
@@ -169,9 +239,11 @@ wire_enum!(
 pub struct SpodWebhook {
     /// Do not let the operator rewrite the webhook configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub static_config: Option<bool>,
     /// Per-webhook overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub options: Option<Vec<WebhookOption>>,
 }
 
@@ -209,12 +281,14 @@ wire_enum!(
 pub struct SpodScheduling {
     /// Tolerations of the agent's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub tolerations: Option<Vec<Toleration>>,
     /// Affinity of the agent's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
     /// Priority class of the agent's pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "system-node-critical"))]
     pub priority_class_name: Option<String>,
 }
 
@@ -224,18 +298,23 @@ pub struct SpodScheduling {
 pub struct SpodSecurity {
     /// When set, seccomp profiles may let only these syscalls run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_syscalls: Option<Vec<String>>,
     /// Actions that count as letting a syscall run (default ALLOW, LOG, TRACE, NOTIFY).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub allowed_seccomp_actions: Option<Vec<SeccompAction>>,
     /// Accept unsigned OCI profile artifacts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = false))]
     pub disable_oci_artifact_signature_verification: Option<bool>,
     /// Signer identities accepted for OCI artifacts (regular expression).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = ".*"))]
     pub allowed_identity_regexp: Option<String>,
     /// OIDC issuers accepted for OCI artifacts (regular expression).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = ".*"))]
     pub allowed_oidc_issuer_regexp: Option<String>,
 }
 
@@ -248,6 +327,7 @@ pub struct SpodStatus {
     pub state: Option<SpodState>,
     /// The `Ready` condition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 
@@ -275,14 +355,20 @@ impl SecurityProfilesOperatorDaemon {
         let spec = &self.spec;
         let root = FieldPath::root().field("spec");
 
-        if let Some(v) = spec.verbosity
-            && v > 1
-        {
-            problems.error_hint(
-                root.field("verbosity"),
-                format!("{v} is out of range 0..=1"),
-                "0 logs normally, 1 adds debug logs",
-            );
+        if let Some(v) = spec.verbosity {
+            if v < 0 {
+                problems.error_hint(
+                    root.field("verbosity"),
+                    format!("{v} is negative"),
+                    "0 logs normally, 1 adds debug logs",
+                );
+            } else if v > 1 {
+                problems.warning_hint(
+                    root.field("verbosity"),
+                    format!("{v} logs like 1"),
+                    "0 logs normally, 1 adds debug logs; nothing more is logged above 1",
+                );
+            }
         }
         if let Some(p) = &spec.host_proc_volume_path
             && (!p.starts_with('/') || p.split('/').any(|c| c == "..") || p.chars().any(char::is_control))
@@ -336,18 +422,14 @@ impl SecurityProfilesOperatorDaemon {
             {
                 problems.error(sp.field("typeTag"), format!("{t:?} is not a SELinux type"));
             }
-            if let Some(cm) = &se.custom_templates_config_map {
-                let ok = match cm.split_once('/') {
-                    Some((ns, name)) => is_dns_subdomain(ns) && is_dns_subdomain(name),
-                    None => is_dns_subdomain(cm),
-                };
-                if !ok {
-                    problems.error_hint(
-                        sp.field("customTemplatesConfigMap"),
-                        format!("{cm:?} is not a ConfigMap name"),
-                        "write name or namespace/name",
-                    );
-                }
+            if let Some(cm) = &se.custom_templates_config_map
+                && !is_dns_subdomain(cm)
+            {
+                problems.error_hint(
+                    sp.field("customTemplatesConfigMap"),
+                    format!("{cm:?} is not a ConfigMap name"),
+                    "name a ConfigMap in the operator's namespace (no namespace/ prefix), such as selinux-templates",
+                );
             }
             if se.enable_raw_selinux_profiles == Some(true) && se.enable == Some(false) {
                 problems.warning_hint(
@@ -417,6 +499,16 @@ impl SecurityProfilesOperatorDaemon {
                     }
                 }
             }
+            if let Some(o) = &en.json_enricher_options {
+                check_json_enricher_options(&ep.field("jsonEnricherOptions"), o, &mut problems);
+                if en.enable_json_enricher != Some(true) {
+                    problems.warning_hint(
+                        ep.field("jsonEnricherOptions"),
+                        "has no effect while enableJsonEnricher is not true",
+                        "set enableJsonEnricher: true",
+                    );
+                }
+            }
             if en.log_enricher_source.is_some() && en.enable_log_enricher != Some(true) {
                 problems.warning_hint(
                     ep.field("logEnricherSource"),
@@ -478,5 +570,132 @@ impl SecurityProfilesOperatorDaemon {
             }
         }
         problems
+    }
+}
+
+/// The ranges of SPO v1.0's CRD (for typed objects that did not come through the schema)
+/// and the path rule the daemon needs.
+fn check_json_enricher_options(path: &FieldPath, o: &JsonEnricherOptions, problems: &mut Problems) {
+    for (field, value, min) in [
+        ("auditLogIntervalSeconds", o.audit_log_interval_seconds, 1),
+        ("auditLogMaxSize", o.audit_log_max_size, 1),
+        ("auditLogMaxBackups", o.audit_log_max_backups, 0),
+        ("auditLogMaxAge", o.audit_log_max_age, 0),
+    ] {
+        if let Some(v) = value
+            && v < min
+        {
+            problems.error(path.field(field), format!("{v} is less than the minimum {min}"));
+        }
+    }
+    if let Some(p) = &o.audit_log_path
+        && (!p.starts_with('/') || p.split('/').any(|c| c == "..") || p.chars().any(char::is_control))
+    {
+        problems.warning_hint(
+            path.field("auditLogPath"),
+            format!("{p:?} is not a clean absolute path"),
+            "the daemon resolves it in its own container; write an absolute path without '..', such as /var/log/spo/audit.json",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spod_with(options: serde_json::Value) -> Result<SecurityProfilesOperatorDaemon, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1",
+            "kind": "SecurityProfilesOperatorDaemon",
+            "metadata": {"name": "spod", "namespace": "security-profiles-operator"},
+            "spec": {"enricher": {"enableJsonEnricher": true, "jsonEnricherOptions": options}},
+        }))
+    }
+
+    #[test]
+    fn json_enricher_options_are_typed_with_upstream_defaults() {
+        let spod = spod_with(serde_json::json!({
+            "auditLogPath": "/var/log/spo/audit.json",
+            "auditLogMaxSize": 20,
+            "auditLogMaxBackups": 3,
+            "auditLogMaxAge": 7,
+            "auditLogIntervalSeconds": 30,
+        }))
+        .expect("parse");
+        let o = spod
+            .spec
+            .enricher
+            .as_ref()
+            .and_then(|e| e.json_enricher_options.clone())
+            .expect("options");
+        assert_eq!(
+            (
+                o.path(),
+                o.max_size_mb(),
+                o.audit_log_max_backups,
+                o.audit_log_max_age,
+                o.interval_seconds()
+            ),
+            (Some("/var/log/spo/audit.json"), 20, Some(3), Some(7), 30)
+        );
+        assert!(spod.validate().is_empty(), "{}", spod.validate());
+        let unset = JsonEnricherOptions::default();
+        assert_eq!(
+            (unset.path(), unset.max_size_mb(), unset.interval_seconds()),
+            (None, 100, 60)
+        );
+        assert!(spod_with(serde_json::json!({"auditLogMaxSize": "big"})).is_err());
+    }
+
+    #[test]
+    fn json_enricher_options_are_checked() {
+        let spod = spod_with(serde_json::json!({
+            "auditLogIntervalSeconds": 0,
+            "auditLogMaxSize": 0,
+            "auditLogMaxBackups": -1,
+            "auditLogMaxAge": -1,
+            "auditLogPath": "audit.json",
+        }))
+        .expect("parse");
+        let problems = spod.validate();
+        let base = "spec.enricher.jsonEnricherOptions";
+        for field in [
+            "auditLogIntervalSeconds",
+            "auditLogMaxSize",
+            "auditLogMaxBackups",
+            "auditLogMaxAge",
+        ] {
+            let at = format!("{base}.{field}");
+            assert!(
+                problems.errors().any(|p| p.path.as_str() == at),
+                "no error at {at}: {problems}"
+            );
+        }
+        let at = format!("{base}.auditLogPath");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.path.as_str() == at && p.severity == Severity::Warning),
+            "{problems}"
+        );
+    }
+
+    #[test]
+    fn json_enricher_options_schema_matches_upstream() {
+        let schema = crate::crd::schema_of(crate::document::Kind::SecurityProfilesOperatorDaemon);
+        let o = &schema["properties"]["spec"]["properties"]["enricher"]["properties"]["jsonEnricherOptions"];
+        assert!(o.get("x-kubernetes-preserve-unknown-fields").is_none(), "{o}");
+        let props = &o["properties"];
+        for (field, min) in [
+            ("auditLogIntervalSeconds", 1),
+            ("auditLogMaxSize", 1),
+            ("auditLogMaxBackups", 0),
+            ("auditLogMaxAge", 0),
+        ] {
+            assert_eq!(props[field]["type"], "integer", "{field}");
+            assert_eq!(props[field]["format"], "int32", "{field}");
+            assert_eq!(props[field]["minimum"].as_f64(), Some(f64::from(min)), "{field}");
+        }
+        assert_eq!(props["auditLogPath"]["type"], "string");
     }
 }

@@ -299,6 +299,153 @@ fn check_number(n: &serde_json::Number, schema: &Map<String, Value>, path: &Fiel
     }
 }
 
+/// Makes `value` fit `schema` as far as a typed parse needs, for a best-effort object (see
+/// [`crate::Document::best_effort`]): a missing required field gets a placeholder, a value of
+/// the wrong type or outside its enum is replaced by one, and unknown fields are dropped.
+/// A placeholder is the first enum value, else the minimum or zero, `""`, `false`, an empty
+/// list, or an object with its own required fields filled. Returns the paths of the values
+/// filled in or replaced.
+pub fn fill_placeholders(value: &mut Value, schema: &Value) -> Vec<FieldPath> {
+    let mut filled = Vec::new();
+    conform(value, schema, &FieldPath::root(), &mut filled);
+    filled
+}
+
+fn conform(value: &mut Value, schema: &Value, path: &FieldPath, filled: &mut Vec<FieldPath>) {
+    let Some(schema_map) = schema.as_object() else { return };
+    if schema_map.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+        if !(value.is_string() || value.is_i64() || value.is_u64()) {
+            *value = placeholder(schema);
+            filled.push(path.clone());
+        }
+        return;
+    }
+    let Some(ty) = schema_map.get("type").and_then(Value::as_str) else {
+        return;
+    };
+    let type_ok = match (ty, &*value) {
+        ("object", Value::Object(_)) | ("array", Value::Array(_)) | ("string", Value::String(_)) => true,
+        ("boolean", Value::Bool(_)) | ("number", Value::Number(_)) => true,
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
+        _ => false,
+    };
+    if !type_ok {
+        *value = placeholder(schema);
+        filled.push(path.clone());
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let preserve = schema_map
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                == Some(true);
+            let props = schema_map.get("properties").and_then(Value::as_object);
+            let additional = schema_map.get("additionalProperties").filter(|a| a.is_object());
+            let at_root = path.as_str().is_empty();
+            map.retain(|key, child| {
+                if at_root && (key == "apiVersion" || key == "kind") {
+                    return true;
+                }
+                if at_root && key == "metadata" {
+                    conform_metadata(child);
+                    return true;
+                }
+                if let Some(child_schema) = props.and_then(|p| p.get(key)) {
+                    conform(child, child_schema, &path.field(key), filled);
+                    true
+                } else if let Some(a) = additional {
+                    conform(child, a, &path.key(key), filled);
+                    true
+                } else {
+                    preserve
+                }
+            });
+            for req in schema_map
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(r) = req.as_str()
+                    && !map.contains_key(r)
+                {
+                    let child_schema = props.and_then(|p| p.get(r)).unwrap_or(&Value::Null);
+                    map.insert(r.to_owned(), placeholder(child_schema));
+                    filled.push(path.field(r));
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema_map.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    conform(item, item_schema, &path.index(i), filled);
+                }
+            }
+        }
+        Value::String(s) => {
+            if let Some(options) = schema_map.get("enum").and_then(Value::as_array)
+                && !options.iter().any(|o| o.as_str() == Some(s.as_str()))
+            {
+                *value = placeholder(schema);
+                filled.push(path.clone());
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Keeps the metadata fields a typed parse can read.
+fn conform_metadata(meta: &mut Value) {
+    let Some(map) = meta.as_object_mut() else {
+        *meta = Value::Object(Map::new());
+        return;
+    };
+    map.retain(|key, v| match key.as_str() {
+        "name" | "generateName" | "namespace" => v.is_string(),
+        "labels" | "annotations" => match v.as_object_mut() {
+            Some(m) => {
+                m.retain(|_, val| val.is_string());
+                true
+            }
+            None => false,
+        },
+        "finalizers" => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        k => OBJECT_META_FIELDS.contains(&k),
+    });
+}
+
+/// A value that fits `schema` (see [`fill_placeholders`]).
+fn placeholder(schema: &Value) -> Value {
+    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+        return first.clone();
+    }
+    if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+        return Value::from(0);
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") => Value::String(String::new()),
+        Some("integer") => schema
+            .get("minimum")
+            .and_then(Value::as_i64)
+            .map_or_else(|| Value::from(0), Value::from),
+        Some("number") => schema
+            .get("minimum")
+            .cloned()
+            .filter(Value::is_number)
+            .unwrap_or_else(|| Value::from(0)),
+        Some("boolean") => Value::Bool(false),
+        Some("array") => Value::Array(Vec::new()),
+        Some("object") => {
+            let mut obj = Value::Object(Map::new());
+            let mut ignored = Vec::new();
+            conform(&mut obj, schema, &FieldPath::root().field("placeholder"), &mut ignored);
+            obj
+        }
+        _ => Value::Null,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +490,21 @@ mod tests {
             vec!["a: expected integer, found string (remove the quotes around \"1\")"]
         );
         assert_eq!(check(json!({}), schema), vec!["a: required field is missing"]);
+    }
+
+    #[test]
+    fn placeholders_fill_what_is_missing_or_wrong() {
+        let schema = json!({"type": "object", "required": ["a", "o"], "properties": {
+            "a": {"type": "string", "enum": ["X", "Y"]},
+            "n": {"type": "integer", "minimum": 3},
+            "o": {"type": "object", "required": ["b"], "properties": {"b": {"type": "boolean"}}},
+            "keep": {"type": "array", "items": {"type": "string"}}
+        }});
+        let mut v = json!({"n": "many", "keep": ["x", 1], "unknown": 1});
+        let filled = fill_placeholders(&mut v, &schema);
+        assert_eq!(v, json!({"a": "X", "n": 3, "o": {"b": false}, "keep": ["x", ""]}));
+        let filled: Vec<&str> = filled.iter().map(FieldPath::as_str).collect();
+        assert_eq!(filled, ["keep[1]", "n", "a", "o"]);
     }
 
     #[test]

@@ -524,7 +524,7 @@ fn schema_accepts<T: Serialize>(kind: Kind, x: &T) -> Result<(), TestCaseError> 
 /// Written as JSON and read back by `parse_source`: a valid document equal to the original.
 fn parses_back<T: Serialize + Clone>(x: &T, wrap: impl Fn(Box<T>) -> AnyObject) -> Result<(), TestCaseError> {
     let json = serde_json::to_string_pretty(x).map_err(|e| TestCaseError::fail(format!("to JSON: {e}")))?;
-    let yaml = serde_norway::to_string(x).map_err(|e| TestCaseError::fail(format!("to YAML: {e}")))?;
+    let yaml = spo_model::yaml::to_string(x).map_err(|e| TestCaseError::fail(format!("to YAML: {e}")))?;
     let expected = wrap(Box::new(x.clone()));
     for (name, text) in [("generated.json", &json), ("generated.yaml", &yaml)] {
         let docs = parse_source(name, text).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;

@@ -125,8 +125,8 @@ where
     .await
 }
 
-/// Writes a node status: the object (labels, message annotation, owner, nodeName), then
-/// its `status` through the status subresource. Both are applies by the daemon's field
+/// Writes a node status: the object (labels, message annotation, owner, `spec.nodeName`),
+/// then its `status.status` through the status subresource. Both are applies by the daemon's field
 /// manager, so repeating them is harmless.
 pub async fn apply_node_status(
     client: &Client,
@@ -149,7 +149,7 @@ pub async fn apply_node_status(
         "apiVersion": spo_model::API_VERSION,
         "kind": "SecurityProfileNodeStatus",
         "metadata": { "name": name },
-        "status": desired.status.map(ProfileState::as_str),
+        "status": { "status": desired.state().map(ProfileState::as_str) },
     });
     timed("applying the status of", "SecurityProfileNodeStatus", &name, async {
         api.patch_status(&name, &apply(field_manager), &Patch::Apply(&status))

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use spo_model::names::{
     LABEL_NODE_NAME, LABEL_PROFILE_ID, LABEL_PROFILE_KIND, LABEL_PROFILE_STATE, node_status_name, profile_id,
 };
-use spo_model::nodestatus::NodeStatusFields;
+use spo_model::nodestatus::{SecurityProfileNodeStatusSpec, SecurityProfileNodeStatusStatus};
 use spo_model::{API_VERSION, ProfileState, SecurityProfileNodeStatus};
 
 /// Annotation of a node status holding the reason of an `Error` (absent otherwise).
@@ -89,10 +89,10 @@ pub fn desired_node_status(
             }]),
             ..ObjectMeta::default()
         },
-        spec: NodeStatusFields {
+        spec: SecurityProfileNodeStatusSpec {
             node_name: node.to_owned(),
         },
-        status: Some(state),
+        status: Some(SecurityProfileNodeStatusStatus { status: Some(state) }),
     }
 }
 
@@ -105,7 +105,7 @@ pub fn read_report(status: &SecurityProfileNodeStatus) -> Option<NodeReport> {
     };
     Some(NodeReport {
         node,
-        state: status.status,
+        state: status.state(),
         message: status
             .metadata
             .annotations
@@ -163,7 +163,7 @@ pub fn node_status_is_current(current: &SecurityProfileNodeStatus, desired: &Sec
     labels_ok
         && owner_ok
         && message(current) == message(desired)
-        && current.status == desired.status
+        && current.state() == desired.state()
         && current.spec == desired.spec
 }
 
@@ -184,8 +184,9 @@ mod tests {
         let s = desired_node_status(&profile(), "node-1", ProfileState::Installed, None);
         let v = serde_json::to_value(&s).expect("json");
         assert_eq!(v["metadata"]["name"], "nginx-node-1");
-        assert_eq!(v["nodeName"], "node-1");
-        assert_eq!(v["status"], "Installed");
+        assert_eq!(v["spec"]["nodeName"], "node-1");
+        assert_eq!(v["status"]["status"], "Installed");
+        assert!(v.get("nodeName").is_none(), "SPO v1.0 moved nodeName into spec: {v}");
         let labels = &v["metadata"]["labels"];
         assert_eq!(labels["spo.x-k8s.io/node-name"], "node-1");
         assert_eq!(labels["spo.x-k8s.io/profile-state"], "Installed");
@@ -223,7 +224,9 @@ mod tests {
         let want = desired_node_status(&profile(), "n", ProfileState::Installed, None);
         assert!(node_status_is_current(&want, &want));
         let mut other_state = want.clone();
-        other_state.status = Some(ProfileState::Error);
+        other_state.status = Some(SecurityProfileNodeStatusStatus {
+            status: Some(ProfileState::Error),
+        });
         assert!(!node_status_is_current(&other_state, &want));
         let with_msg = desired_node_status(&profile(), "n", ProfileState::Installed, Some("x"));
         assert!(!node_status_is_current(&with_msg, &want));
@@ -237,6 +240,9 @@ mod tests {
             node_status_is_current(&extra_label, &want),
             "foreign labels are left alone"
         );
+        let mut not_written = want.clone();
+        not_written.status = None;
+        assert!(!node_status_is_current(&not_written, &want), "status not written yet");
         let mut other_owner = want.clone();
         other_owner.metadata.owner_references = None;
         assert!(!node_status_is_current(&other_owner, &want));

@@ -148,7 +148,11 @@ async fn node_status_is_applied_then_its_status_subresource() {
         body1.get("status").is_none(),
         "status goes through the subresource: {body1}"
     );
-    assert_eq!(body1["nodeName"], "n1");
+    assert_eq!(body1["spec"]["nodeName"], "n1");
+    assert!(
+        body1.get("nodeName").is_none(),
+        "SPO v1.0 keeps nodeName in spec: {body1}"
+    );
     assert_eq!(body1["metadata"]["labels"]["spo.x-k8s.io/profile-state"], "Error");
     assert_eq!(
         body1["metadata"]["annotations"]["spo.x-k8s.io/status-message"],
@@ -165,7 +169,7 @@ async fn node_status_is_applied_then_its_status_subresource() {
             "apiVersion": "security-profiles-operator.x-k8s.io/v1",
             "kind": "SecurityProfileNodeStatus",
             "metadata": {"name": "app-n1"},
-            "status": "Error"
+            "status": {"status": "Error"}
         })
     );
 }
@@ -177,6 +181,7 @@ async fn profile_status_is_a_server_side_apply_on_the_status_subresource() {
         status: Some(ProfileState::Installed),
         conditions: vec![spo_model::Condition::ready(
             ProfileState::Installed,
+            Some(4),
             "2026-01-01T00:00:00Z",
             None,
         )],
@@ -199,6 +204,8 @@ async fn profile_status_is_a_server_side_apply_on_the_status_subresource() {
     assert_eq!(body["status"]["localhostProfile"], "operator/app.json");
     assert_eq!(body["status"]["activeWorkloads"], json!(["ns/pod"]));
     assert_eq!(body["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(body["status"]["conditions"][0]["observedGeneration"], 4);
+    assert_eq!(body["status"]["conditions"][0]["message"], "");
     assert!(body.get("spec").is_none(), "{body}");
 }
 

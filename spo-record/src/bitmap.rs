@@ -10,7 +10,7 @@ const WORDS: usize = (MAX_SYSCALL_NR / 64) as usize;
 /// decoder cannot drift apart silently.
 /// `SOCKET_WORDS` in `recorder.bpf.c`.
 const SOCKET_WORDS: usize = 16;
-pub(crate) const VALUE_SIZE: usize = (2 * WORDS + 3 + 2 + SOCKET_WORDS + 1) * 8;
+pub(crate) const VALUE_SIZE: usize = (2 * WORDS + 3 + 2 + SOCKET_WORDS + 3) * 8;
 
 /// What one target did, as `struct target_syscalls` in `recorder.bpf.c` lays it out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -25,8 +25,12 @@ pub(crate) struct TargetSyscalls {
     pub untracked_processes: u64,
     /// Waiting processes that installed a seccomp filter and so started being recorded.
     pub filter_starts: u64,
-    /// Capabilities checked (CAP_* numbers), with whether a check allowed it.
+    /// Capabilities checked with auditing (CAP_* numbers), with whether a check allowed it.
     pub capabilities: BTreeMap<u32, bool>,
+    /// Checks left out because the kernel made them without auditing them.
+    pub caps_unaudited: u64,
+    /// Checks counted although the program could not tell whether they were audited.
+    pub caps_unclassified: u64,
     /// Sockets created, as (domain, type) numbers.
     pub sockets: BTreeSet<(u32, u32)>,
     /// File and program events the ring buffer had no room for.
@@ -58,6 +62,8 @@ impl TargetSyscalls {
                 .map(|bit| (bit >> 4, bit & 15))
                 .collect(),
             lost_events: words[2 * WORDS + 5 + SOCKET_WORDS],
+            caps_unaudited: words[2 * WORDS + 6 + SOCKET_WORDS],
+            caps_unclassified: words[2 * WORDS + 7 + SOCKET_WORDS],
         })
     }
 }

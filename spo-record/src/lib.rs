@@ -2,6 +2,7 @@
 
 mod bitmap;
 mod events;
+mod kernel_text;
 mod launch;
 mod loader;
 mod names;
@@ -48,8 +49,20 @@ pub struct RawRecording {
     pub unresolved_paths: u64,
     /// Sockets created, as (domain, type) numbers.
     pub sockets: BTreeSet<(u32, u32)>,
-    /// Capabilities checked (CAP_* numbers), with whether a check allowed it.
+    /// Capabilities the kernel checked with auditing (CAP_* numbers), with whether a check
+    /// allowed it: what AppArmor asks a profile about. Checks the kernel makes without auditing
+    /// them (`CAP_OPT_NOAUDIT`: the memory overcommit heuristic asks for CAP_SYS_ADMIN on every
+    /// writable mapping) are left out, as they are by AppArmor.
     pub capabilities: BTreeMap<u32, bool>,
+    /// Capability checks left out of [`RawRecording::capabilities`] because the kernel made
+    /// them without auditing them. Checks of a capability already recorded are not looked at,
+    /// so this counts only some of them.
+    pub unaudited_capability_checks: u64,
+    /// Capability checks counted in [`RawRecording::capabilities`] although the recorder could
+    /// not tell whether the kernel audited them (the kernel's symbols were unreadable, as with
+    /// `kernel.kptr_restrict=2`, or the check came through an unknown path): when not 0,
+    /// `capabilities` may hold more than the program needed.
+    pub unclassified_capability_checks: u64,
     /// File and program events lost because the ring buffer was full.
     pub lost_events: u64,
     /// Runs of the recorder's programs the kernel skipped during the recording because a run
@@ -352,6 +365,8 @@ mod tests {
             unresolved_paths: 0,
             sockets: BTreeSet::from([(2, 1), (10, 2)]),
             capabilities: BTreeMap::from([(10, true), (12, false)]),
+            unaudited_capability_checks: 0,
+            unclassified_capability_checks: 0,
             lost_events: 0,
             skipped_runs: 0,
             attach_time: Duration::ZERO,

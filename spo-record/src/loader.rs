@@ -17,6 +17,7 @@ use std::rc::Rc;
 
 use crate::bitmap::{TargetSyscalls, VALUE_SIZE};
 use crate::events::{PathEvent, Resources, proc_base};
+use crate::kernel_text::CapabilityCallers;
 use crate::{RawRecording, RecordError, Subject, launch, preflight};
 
 #[allow(
@@ -67,6 +68,9 @@ impl Recorder {
     pub fn load_with(options: &LoadOptions) -> Result<Recorder, RecordError> {
         let started = Instant::now();
         preflight::check()?;
+        // Reading kallsyms (tens of milliseconds, the kernel formats every symbol) overlaps
+        // verifying the programs.
+        let capability_callers = options.resources.then(|| std::thread::spawn(CapabilityCallers::read));
 
         // The skeleton borrows the storage of the libbpf object for as long as it lives; the
         // storage is leaked (one pointer-sized box per recorder) so the recorder owns its
@@ -93,6 +97,11 @@ impl Recorder {
                 expected: VALUE_SIZE,
                 actual: value_size,
             });
+        }
+        let mut skel = skel;
+        if let Some(reading) = capability_callers {
+            // A panic while reading leaves the table empty: every check then counts.
+            set_capability_callers(&mut skel, &reading.join().unwrap_or_default());
         }
         Ok(Recorder {
             skel,
@@ -638,6 +647,20 @@ impl Collector {
     }
 }
 
+/// Hands the capability program the address ranges it tells audited checks from unaudited ones
+/// by; before anything is attached, so no program reads them while they change.
+fn set_capability_callers(skel: &mut skel::RecorderSkel<'static>, callers: &CapabilityCallers) {
+    let Some(bss) = skel.maps.bss_data.as_deref_mut() else {
+        return;
+    };
+    for (slot, (range, kind)) in bss.cap_ranges.iter_mut().zip(callers.table()) {
+        slot.start = range.start;
+        slot.end = range.end;
+        slot.kind = kind;
+    }
+    bss.cap_ranges_known = u32::from(callers.known());
+}
+
 /// What a recording observed of the recorder itself.
 struct Observed {
     attach_time: Duration,
@@ -665,6 +688,8 @@ fn raw_recording(subject: Subject, seen: TargetSyscalls, resources: Resources, o
         unresolved_paths: resources.unresolved,
         sockets: seen.sockets,
         capabilities: seen.capabilities,
+        unaudited_capability_checks: seen.caps_unaudited,
+        unclassified_capability_checks: seen.caps_unclassified,
         lost_events: seen.lost_events,
         skipped_runs: observed.skipped,
         attach_time: observed.attach_time,

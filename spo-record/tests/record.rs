@@ -845,3 +845,69 @@ fn records_files_programs_sockets_and_capabilities() {
             .any(|s| s.domain == "AF_INET" && s.type_ == "SOCK_STREAM")
     );
 }
+
+/// Records `args` with resources.
+fn record_resources(recorder: &mut Recorder, args: &[&str]) -> RawRecording {
+    let options = RecordOptions {
+        resources: true,
+        ..RecordOptions::default()
+    };
+    let raw = recorder
+        .record_command_with(&argv(args), &options, |_| {})
+        .unwrap_or_else(|e| panic!("recording {args:?}: {e}: {:?}", e.source()));
+    assert!(raw.succeeded(), "{args:?}: {:?}", raw.subject);
+    assert_eq!(
+        raw.skipped_runs, 0,
+        "the kernel skipped recorder runs while recording {args:?}"
+    );
+    // Every check was told apart by its caller: none counted for want of knowing.
+    assert_eq!(raw.unclassified_capability_checks, 0, "{args:?}");
+    raw
+}
+
+/// Programs that need no privilege record no capability, even run as root: the checks the
+/// kernel makes without auditing them (CAP_SYS_ADMIN for the overcommit heuristic on every
+/// writable private mapping, brk and stack growth) are not needs, and AppArmor never asks a
+/// profile about them.
+#[test]
+fn unprivileged_programs_record_no_capability() {
+    let Some(mut recorder) = load_with(&LoadOptions {
+        resources: true,
+        ..LoadOptions::default()
+    }) else {
+        return;
+    };
+    for args in [&["/bin/true"][..], &["ls", "/"], &["date"]] {
+        let raw = record_resources(&mut recorder, args);
+        assert!(
+            raw.capabilities.is_empty(),
+            "{args:?} recorded capabilities {:?}",
+            raw.capabilities
+        );
+        // They were checked (mmap, brk), and left out as unaudited.
+        assert!(raw.unaudited_capability_checks > 0, "{args:?}: {raw:?}");
+    }
+}
+
+/// Chowning a file to another user needs CAP_CHOWN and nothing else.
+#[test]
+fn chown_to_another_user_records_exactly_chown() {
+    let Some(mut recorder) = load_with(&LoadOptions {
+        resources: true,
+        ..LoadOptions::default()
+    }) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("owned");
+    std::fs::write(&file, "x").expect("temp file");
+    let raw = record_resources(&mut recorder, &["chown", "65534", file.to_str().expect("utf-8")]);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(&file).expect("stat").uid(),
+        65534,
+        "chown did not happen"
+    );
+    // CAP_CHOWN is 0.
+    assert_eq!(raw.capabilities, std::collections::BTreeMap::from([(0, true)]));
+}

@@ -4,7 +4,11 @@
 //! loader): two raw kernel calls, `prctl(PR_SET_NO_NEW_PRIVS)` and
 //! `seccomp(SECCOMP_SET_MODE_FILTER)`. A filter, once installed, cannot be removed; it is
 //! inherited by children and survives `execve`, which is how `spoc run` confines a command.
+//! The supervisor of a confined command also catches the signals it passes on to the command
+//! (`sigaction` and `kill`, the same kind of raw call).
 #![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use spo_model::seccomp::{SeccompFlag, SeccompProfileSpec};
 
@@ -142,6 +146,116 @@ fn install_raw(insns: &[crate::compile::bpf::Insn], flags: u32) -> Result<(), Se
             source: std::io::Error::last_os_error(),
         }),
     }
+}
+
+/// The signals a supervisor of a confined command (`spoc run`, `spoc record`) catches and
+/// passes on to the command instead of dying of them and leaving the command behind.
+pub const RELAYED_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// How many of each relayed signal arrived, by sender: index 0 for signals a process sent
+/// (`kill`), 1 for those the kernel sent (a terminal's Ctrl-C, which the kernel already
+/// delivered to the whole foreground process group, the command included).
+static RECEIVED: [[AtomicU32; 2]; 3] = [
+    [AtomicU32::new(0), AtomicU32::new(0)],
+    [AtomicU32::new(0), AtomicU32::new(0)],
+    [AtomicU32::new(0), AtomicU32::new(0)],
+];
+
+/// A relayed signal that arrived.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceivedSignal {
+    /// The signal number.
+    pub signal: i32,
+    /// Whether the kernel sent it to the whole process group (a terminal's Ctrl-C or hangup):
+    /// the command got it already and must not get it twice.
+    pub from_terminal: bool,
+}
+
+extern "C" fn note_signal(signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+    // Only atomics are touched: async-signal-safe.
+    let from_kernel = !info.is_null() && {
+        // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler; it is only read.
+        unsafe { (*info).si_code == libc::SI_KERNEL }
+    };
+    if let Some(i) = RELAYED_SIGNALS.iter().position(|s| *s == signal) {
+        RECEIVED[i][usize::from(from_kernel)].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Catches [`RELAYED_SIGNALS`] for the rest of the process's life: they are counted for
+/// [`take_received_signals`] instead of ending it. A command started afterwards gets the
+/// default dispositions back at `execve`.
+pub fn catch_relayed_signals() -> Result<(), SeccompError> {
+    for signal in RELAYED_SIGNALS {
+        // SAFETY: a zeroed sigaction is a valid value (empty mask, no flags); the handler
+        // is an `extern "C"` function with the SA_SIGINFO signature that only touches atomics,
+        // and `sigaction` reads the struct before returning.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = note_signal as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(SeccompError::Kernel {
+                operation: "installing a signal handler",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The relayed signals that arrived since the last call, in the order of [`RELAYED_SIGNALS`].
+pub fn take_received_signals() -> Vec<ReceivedSignal> {
+    let mut out = Vec::new();
+    for (i, signal) in RELAYED_SIGNALS.iter().enumerate() {
+        for (from_terminal, counter) in [(false, &RECEIVED[i][0]), (true, &RECEIVED[i][1])] {
+            for _ in 0..counter.swap(0, Ordering::SeqCst) {
+                out.push(ReceivedSignal {
+                    signal: *signal,
+                    from_terminal,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Sends `signal` to process `pid`.
+pub fn send_signal(pid: u32, signal: i32) -> Result<(), SeccompError> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| SeccompError::Invalid(format!("pid {pid} is out of range")))?;
+    // SAFETY: kill takes integers only.
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc != 0 {
+        return Err(SeccompError::Kernel {
+            operation: "passing a signal on to the command",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+/// The name of a signal for messages (`SIGTERM`), or its number.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSYS => "SIGSYS",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_owned()
 }
 
 #[cfg(test)]

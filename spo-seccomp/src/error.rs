@@ -47,6 +47,9 @@ pub enum SeccompError {
         #[source]
         source: std::io::Error,
     },
+    /// Writing a file failed (the node's one writer, spo-hostio).
+    #[error(transparent)]
+    Write(#[from] spo_hostio::HostIoError),
     /// A path the node installer would write through is not a plain directory or file.
     #[error("refusing to use {}: {reason}", path.display())]
     UnsafePath {

@@ -15,15 +15,12 @@
 //!   `/`, no `..`, no NUL), the `operator` directory is refused when it is a symbolic link, and
 //!   a symbolic link at a profile's path is replaced, never written or read through.
 
-use std::collections::hash_map::RandomState;
-use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::hash::{BuildHasher, Hasher};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use spo_hostio::{TEMP_MARKER, WritePolicy};
 use spo_model::contract::{InstallName, InstallOutcome, RemoveOutcome};
 
 use crate::SeccompError;
@@ -39,9 +36,6 @@ pub const PROFILE_MODE: u32 = 0o644;
 
 /// Mode of the `operator` directory when the installer creates it.
 pub const DIR_MODE: u32 = 0o755;
-
-/// What temporary file names contain after the target's name: `.<name>.json.tmp-<random>`.
-const TEMP_MARKER: &str = ".tmp-";
 
 /// The value pods put in `securityContext.seccompProfile.localhostProfile`: `operator/<name>.json`.
 pub fn localhost_profile(name: &InstallName) -> String {
@@ -218,99 +212,12 @@ impl ProfileStore for DirStore {
 }
 
 /// Replaces `path` with a file holding `bytes` so that readers see the old or the new content,
-/// never a mix: a temporary file in the same directory (created exclusively with `mode`),
-/// written, synced, renamed over `path`, then the directory synced. A symbolic link at `path`
-/// is replaced, not followed. The temporary file is removed on every error.
+/// never a mix, with exactly `mode`. Whatever else is at `path` (a symbolic link, a FIFO) is
+/// replaced without being followed or opened: the node's one writer, `spo_hostio::write_file`
+/// with its owned-directory policy.
 pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SeccompError> {
-    let invalid = || {
-        io_error(
-            "writing",
-            path,
-            std::io::Error::new(ErrorKind::InvalidInput, "the path does not name a file"),
-        )
-    };
-    let file_name = path.file_name().ok_or_else(invalid)?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-
-    let (temp, mut file) = create_temp_file(dir, file_name, mode)?;
-    let guard = RemoveOnDrop(Some(temp));
-    let temp = guard.path();
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|source| io_error("setting the mode of temporary file", temp, source))?;
-    file.write_all(bytes)
-        .map_err(|source| io_error("writing temporary file", temp, source))?;
-    file.sync_all()
-        .map_err(|source| io_error("syncing temporary file", temp, source))?;
-    drop(file);
-    fs::rename(temp, path).map_err(|source| io_error("replacing", path, source))?;
-    guard.disarm();
-    sync_dir(dir)
-}
-
-/// Creates `.<file_name>.tmp-<random>` in `dir` exclusively.
-fn create_temp_file(dir: &Path, file_name: &std::ffi::OsStr, mode: u32) -> Result<(PathBuf, File), SeccompError> {
-    const ATTEMPTS: usize = 16;
-    let mut last = None;
-    for _ in 0..ATTEMPTS {
-        let mut temp_name = OsString::from(".");
-        temp_name.push(file_name);
-        temp_name.push(TEMP_MARKER);
-        temp_name.push(random_suffix());
-        let temp = dir.join(temp_name);
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&temp)
-        {
-            Ok(file) => return Ok((temp, file)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => last = Some((temp, e)),
-            Err(source) => return Err(io_error("creating temporary file", &temp, source)),
-        }
-    }
-    let (temp, source) = last.unwrap_or_else(|| (dir.to_path_buf(), std::io::Error::from(ErrorKind::AlreadyExists)));
-    Err(io_error("creating temporary file", &temp, source))
-}
-
-/// 64 random bits as hex: the standard library's per-process random hash keys over a counter,
-/// the pid and the time. `O_EXCL` is what guarantees uniqueness; this only makes retries rare.
-fn random_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    h.write_u128(nanos);
-    format!("{:016x}", h.finish())
-}
-
-/// Removes a temporary file when dropped, unless disarmed.
-struct RemoveOnDrop(Option<PathBuf>);
-
-impl RemoveOnDrop {
-    fn path(&self) -> &Path {
-        self.0.as_deref().unwrap_or(Path::new(""))
-    }
-
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(path) = self.0.take() {
-            // Best effort: the error that brought us here is the one worth reporting.
-            let _ = fs::remove_file(path);
-        }
-    }
+    spo_hostio::write_file(path, bytes, &WritePolicy::owned_dir(mode))?;
+    Ok(())
 }
 
 /// Whether `path` is a regular file holding exactly `bytes`. Anything else there (nothing, a
@@ -369,6 +276,7 @@ fn io_error(operation: &'static str, path: &Path, source: std::io::Error) -> Sec
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
     use std::os::unix::fs::{MetadataExt, symlink};
     use std::time::{Duration, SystemTime};
 
@@ -503,7 +411,7 @@ mod tests {
     fn leftover_temp_file_is_ignored_and_does_not_block_install() {
         let (_tmp, store) = store();
         fs::create_dir_all(store.operator_dir()).expect("mkdir");
-        let leftover = store.operator_dir().join(".demo.json.tmp-0123456789abcdef");
+        let leftover = store.operator_dir().join(".demo.json.spo-tmp-0123456789abcdef");
         fs::write(&leftover, b"{\"half").expect("write leftover");
         assert_eq!(store.list().expect("list"), Vec::<InstallName>::new());
 
@@ -567,12 +475,11 @@ mod tests {
     #[test]
     fn failed_install_leaves_no_temp_file() {
         let (_tmp, store) = store();
-        // A directory where the profile should be makes the final rename fail.
+        // A directory where the profile should be is refused (by the writer, before any
+        // temporary file exists).
         fs::create_dir_all(store.profile_path(&name("demo"))).expect("mkdir");
-        let err = store
-            .install(&name("demo"), b"{}")
-            .expect_err("rename over a directory");
-        assert!(err.to_string().contains("replacing"), "{err}");
+        let err = store.install(&name("demo"), b"{}").expect_err("a directory in the way");
+        assert!(err.to_string().contains("it is a directory"), "{err}");
         let leftovers: Vec<_> = fs::read_dir(store.operator_dir())
             .expect("read_dir")
             .map(|e| e.expect("entry").file_name())

@@ -30,7 +30,10 @@ pub fn target_arches(spec: &SeccompProfileSpec, native: Arch) -> Vec<Arch> {
 }
 
 /// Every problem with a spec that the syscall tables and the compiler can see:
-/// - a syscall name unknown on every target architecture (an error, with a suggestion);
+/// - a syscall name unknown on every architecture we know (an error, with a suggestion);
+/// - a name unknown on every target architecture but known on another (`vm86` in an x86-64
+///   profile): a warning, because libseccomp and runc skip such names and profiles copied
+///   from container engines list them;
 /// - a name unknown on some target architectures (a warning: the rule does nothing there);
 /// - an architecture without a syscall table (an error: we cannot compile for it);
 /// - a compiled program longer than the kernel's 4096 instructions.
@@ -67,19 +70,34 @@ pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
                 .filter(|a| syscalls::table(*a).is_some_and(|t| t.number(name).is_none()))
                 .collect();
             if missing.len() == usable.len() && !usable.is_empty() {
-                let hint = if syscalls::known_anywhere(name) {
-                    "it exists on other architectures only; add them to spec.architectures or remove it".to_owned()
-                } else {
-                    usable
+                let list: Vec<&str> = usable.iter().map(|a| a.as_str()).collect();
+                let elsewhere = arches_with(name);
+                if elsewhere.is_empty() {
+                    let hint = usable
                         .iter()
                         .find_map(|a| syscalls::suggest(*a, name))
                         .map(|s| format!("did you mean {s}?"))
-                        .unwrap_or_else(|| "not a Linux syscall name (see syscalls(2))".to_owned())
-                };
-                let list: Vec<&str> = usable.iter().map(|a| a.as_str()).collect();
-                problems.push(
-                    Problem::error(path, format!("unknown syscall {name:?} on {}", list.join(", "))).with_hint(hint),
-                );
+                        .unwrap_or_else(|| "not a Linux syscall name (see syscalls(2))".to_owned());
+                    problems.push(
+                        Problem::error(path, format!("unknown syscall {name:?} on {}", list.join(", ")))
+                            .with_hint(hint),
+                    );
+                } else {
+                    // Profiles copied from container engines list calls of every architecture;
+                    // libseccomp and runc skip the ones the filter's architectures lack.
+                    let other: Vec<&str> = elsewhere.iter().map(|a| a.as_str()).collect();
+                    problems.push(
+                        Problem::warning(
+                            path,
+                            format!(
+                                "{name:?} does not exist on {} (only on {}); runtimes skip it",
+                                list.join(", "),
+                                other.join(", ")
+                            ),
+                        )
+                        .with_hint("remove it, or add one of those architectures to spec.architectures"),
+                    );
+                }
             } else if !missing.is_empty() && spec.architectures.is_some() {
                 let list: Vec<&str> = missing.iter().map(|a| a.as_str()).collect();
                 problems.push(
@@ -142,6 +160,15 @@ pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
         }
     }
     problems
+}
+
+/// The architectures (with a syscall table) on which `name` is a syscall, in API order.
+fn arches_with(name: &str) -> Vec<Arch> {
+    Arch::ALL
+        .iter()
+        .copied()
+        .filter(|a| syscalls::table(*a).is_some_and(|t| t.number(name).is_some()))
+        .collect()
 }
 
 /// The first kernel version that supports a flag.
@@ -291,7 +318,7 @@ mod tests {
         );
         let p = check_spec(&s, Arch::X86_64);
         let errs: Vec<String> = p.errors().map(ToString::to_string).collect();
-        assert_eq!(errs.len(), 3, "{errs:#?}");
+        assert_eq!(errs.len(), 2, "{errs:#?}");
         assert!(
             errs[0].starts_with(
                 "spec.syscalls[0].names[1]: unknown syscall \"opne\" on SCMP_ARCH_X86_64 (did you mean open?)"
@@ -299,8 +326,50 @@ mod tests {
             "{}",
             errs[0]
         );
-        assert!(errs[1].contains("exists on other architectures only"), "{}", errs[1]);
-        assert!(errs[2].contains("not a Linux syscall name"), "{}", errs[2]);
+        assert!(
+            errs[1].starts_with("spec.syscalls[0].names[3]: unknown syscall \"frobnicate_widget\""),
+            "{}",
+            errs[1]
+        );
+        assert!(errs[1].contains("not a Linux syscall name"), "{}", errs[1]);
+        // socketcall exists on other architectures: a warning, not an error.
+        let warnings: Vec<&str> = p.iter().filter(|p| !p.is_error()).map(|p| p.path.as_str()).collect();
+        assert_eq!(warnings, vec!["spec.syscalls[0].names[2]"], "{p}");
+    }
+
+    #[test]
+    fn names_of_other_architectures_only_warn() {
+        // What profiles copied from container engines look like on x86-64.
+        for architectures in ["", "architectures: [SCMP_ARCH_X86_64]\n"] {
+            let s = spec(&format!(
+                "defaultAction: SCMP_ACT_ERRNO\n{architectures}syscalls:\n- names: [read, stime, umount, vm86, vm86old, arm_fadvise64_64]\n  action: SCMP_ACT_ALLOW\n"
+            ));
+            let p = check_spec(&s, Arch::X86_64);
+            assert!(!p.has_errors(), "runtimes skip these names, so must we: {p}");
+            let lines: Vec<String> = p.iter().map(ToString::to_string).collect();
+            assert_eq!(lines.len(), 5, "{p}");
+            assert!(
+                lines[2].starts_with(
+                    "warning: spec.syscalls[0].names[3]: \"vm86\" does not exist on SCMP_ARCH_X86_64 (only on SCMP_ARCH_X86, SCMP_ARCH_MIPS,"
+                ),
+                "{}",
+                lines[2]
+            );
+            assert!(
+                lines[3].starts_with(
+                    "warning: spec.syscalls[0].names[4]: \"vm86old\" does not exist on SCMP_ARCH_X86_64 (only on SCMP_ARCH_X86); runtimes skip it"
+                ),
+                "{}",
+                lines[3]
+            );
+            assert!(lines[4].contains("(only on SCMP_ARCH_ARM)"), "{}", lines[4]);
+            assert!(lines[0].contains("\"stime\""), "{}", lines[0]);
+            assert!(lines[1].contains("\"umount\""), "{}", lines[1]);
+        }
+        // A typo still fails, on every architecture.
+        let s = spec("defaultAction: SCMP_ACT_ERRNO\nsyscalls:\n- {names: [vm68], action: SCMP_ACT_ALLOW}\n");
+        let p = check_spec(&s, Arch::X86_64);
+        assert!(p.has_errors(), "{p}");
     }
 
     #[test]

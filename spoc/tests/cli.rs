@@ -70,13 +70,13 @@ fn errors_name_file_document_and_field() {
     let p = path.display();
     assert!(
         text.contains(&format!(
-            "{p}:1 [doc 0] SeccompProfile/demo: error: spec.defautAction: unknown field, did you mean defaultAction?"
+            "{p}:5 [doc 0] SeccompProfile/demo: error: spec.defautAction: unknown field, did you mean defaultAction?"
         )),
         "{text}"
     );
     assert!(
         text.contains(&format!(
-            "{p}:1 [doc 0] SeccompProfile/demo: error: spec.syscalls[0].args[0].index: 7 is out of range 0..=5"
+            "{p}:9 [doc 0] SeccompProfile/demo: error: spec.syscalls[0].args[0].index: 7 is out of range 0..=5"
         )),
         "{text}"
     );
@@ -89,7 +89,7 @@ fn errors_name_file_document_and_field() {
 
 #[test]
 fn stdin_and_json_output() {
-    let o = spoc(&["validate", "--output", "json", "-"], Some(BAD.as_bytes()));
+    let o = spoc(&["validate", "--format", "json", "-"], Some(BAD.as_bytes()));
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json report");
     assert_eq!(v["invalid"], 1);
@@ -109,7 +109,7 @@ fn stdin_and_json_output() {
 }
 
 #[test]
-fn unreadable_inputs_exit_2_with_a_clear_message() {
+fn unreadable_inputs_exit_125_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let empty = dir.path().join("empty.yaml");
     std::fs::write(&empty, "# only a comment\n").expect("write");
@@ -122,7 +122,7 @@ fn unreadable_inputs_exit_2_with_a_clear_message() {
         (&missing, "opening"),
     ] {
         let o = spoc(&["validate", path.to_str().expect("utf-8")], None);
-        assert_eq!(o.status.code(), Some(2), "{}", path.display());
+        assert_eq!(o.status.code(), Some(125), "{}", path.display());
         let text = stdout(&o);
         assert!(text.contains(want), "{want:?} not in {text}");
     }
@@ -132,7 +132,7 @@ fn unreadable_inputs_exit_2_with_a_clear_message() {
 fn huge_input_is_refused_without_reading_it_all() {
     let big = vec![b'#'; spo_model::document::MAX_SOURCE_BYTES + 10];
     let o = spoc(&["validate", "-"], Some(&big));
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(stdout(&o).contains("limit for one file"), "{}", stdout(&o));
 }
 

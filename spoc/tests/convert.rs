@@ -110,20 +110,20 @@ fn to_crd_with_name() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains("name: from-stdin"));
     let o = spoc(&["convert", "--to-crd", "-"], Some(RUNTIME.as_bytes()));
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(text(&o.stderr).contains("--name"), "{}", text(&o.stderr));
     let o = spoc(
         &["convert", "--to-crd", "--name", "Bad/Name", "-"],
         Some(RUNTIME.as_bytes()),
     );
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
 }
 
 #[test]
-fn invalid_manifest_prints_problems_and_exits_1() {
+fn invalid_manifest_prints_problems_and_exits_125() {
     let bad = PROFILE.replace("defaultAction", "defautAction");
     let o = spoc(&["convert", "-"], Some(bad.as_bytes()));
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(o.stdout.is_empty());
     let err = text(&o.stderr);
     assert!(
@@ -138,7 +138,7 @@ fn malformed_runtime_json_names_the_field() {
         &["convert", "--to-crd", "--name", "x", "-"],
         Some(br#"{"defaultActon":"SCMP_ACT_ERRNO"}"#),
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     let err = text(&o.stderr);
     assert!(err.contains("defaultActon"), "{err}");
 }
@@ -149,7 +149,7 @@ fn default_errno_ret_other_than_eperm_is_refused() {
         &["convert", "--to-crd", "--name", "x", "-"],
         Some(br#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":38}"#),
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(text(&o.stderr).contains("defaultErrnoRet: 38"), "{}", text(&o.stderr));
 }
 
@@ -157,7 +157,7 @@ fn default_errno_ret_other_than_eperm_is_refused() {
 fn several_profiles_need_a_name() {
     let two = format!("{PROFILE}---\n{}", PROFILE.replace("name: demo", "name: other"));
     let o = spoc(&["convert", "-"], Some(two.as_bytes()));
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     let err = text(&o.stderr);
     assert!(
         err.contains("holds 2 profiles (SeccompProfile/demo at line 1, SeccompProfile/other at line 17)"),

@@ -112,7 +112,7 @@ fn selinux_profile_converts_to_its_cil_module() {
 fn inherited_profiles_come_from_with_files() {
     let child = fixture("selinux-child.yaml");
     let o = spoc(&["convert", &child], None);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(125), "{}", stderr(&o));
     assert!(o.stdout.is_empty());
     assert!(
         stderr(&o)
@@ -151,7 +151,7 @@ fn raw_selinux_profile_is_wrapped_in_its_block() {
 fn raw_selinux_escapes_are_refused_with_the_policy_line() {
     let file = fixture("selinux-raw-escape.yaml");
     let o = spoc(&["convert", &file, "--name", "raw-close"], None);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
     assert!(
         stderr(&o).contains("RawSelinuxProfile/raw-close: error: spec.policy: line 2: ')' closes more than was opened"),
@@ -160,7 +160,7 @@ fn raw_selinux_escapes_are_refused_with_the_policy_line() {
     );
 
     let o = spoc(&["convert", &file, "--name", "raw-global"], None);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
     let err = stderr(&o);
     assert!(
@@ -177,7 +177,7 @@ fn raw_selinux_escapes_are_refused_with_the_policy_line() {
 fn hostile_selinux_names_get_field_errors_and_no_output() {
     let file = fixture("selinux-hostile.yaml");
     let o = spoc(&["convert", &file, "--name", "hostile"], None);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
     let err = stderr(&o);
     for field in [
@@ -190,7 +190,7 @@ fn hostile_selinux_names_get_field_errors_and_no_output() {
 
     // An unknown template and a denied type, with a suggestion and the SPOD option to use.
     let o = spoc(&["convert", &file, "--name", "against-the-rules"], None);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
     let err = stderr(&o);
     assert!(
@@ -213,7 +213,7 @@ fn a_spod_among_the_inputs_sets_the_guardrails() {
         .replace("contaner", "container");
     let file = write(dir.path(), "kernel.yaml", &text);
     let o = spoc(&["convert", &file, "--name", "against-the-rules"], None);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("denied type"), "{}", stderr(&o));
 
     let o = spoc(
@@ -246,7 +246,7 @@ fn apparmor_profile_converts_to_profile_text() {
 fn hostile_apparmor_paths_get_field_errors_and_no_output() {
     let file = fixture("apparmor-hostile.yaml");
     let o = spoc(&["convert", &file, "--name", "hostile"], None);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
     let err = stderr(&o);
     assert!(
@@ -259,7 +259,7 @@ fn hostile_apparmor_paths_get_field_errors_and_no_output() {
     );
 
     let o = spoc(&["convert", &file, "--name", "bad-paths"], None);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(o.stdout.is_empty(), "{}", stdout(&o));
     let err = stderr(&o);
     for want in [
@@ -274,7 +274,7 @@ fn hostile_apparmor_paths_get_field_errors_and_no_output() {
 #[test]
 fn several_profiles_need_a_name_and_the_name_must_exist() {
     let o = spoc(&["convert", &example("selinux.yaml")], None);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     let err = stderr(&o);
     assert!(
         err.contains("holds 3 profiles (SelinuxProfile/nginx-secure at line 6"),
@@ -283,12 +283,12 @@ fn several_profiles_need_a_name_and_the_name_must_exist() {
     assert!(err.contains("choose one with --name"), "{err}");
 
     let o = spoc(&["convert", &example("selinux.yaml"), "--name", "nope"], None);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("holds no profile named \"nope\""), "{}", stderr(&o));
 
     // Documents that are not profiles are not candidates.
     let o = spoc(&["convert", &example("spod.yaml")], None);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(stderr(&o).contains("holds no profile to convert"), "{}", stderr(&o));
 }
 
@@ -300,7 +300,7 @@ fn malformed_yaml_names_the_line() {
             b"apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SelinuxProfile\nmetadata: {name: x\nspec: [\n",
         ),
     );
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(o.stdout.is_empty());
     assert!(stderr(&o).contains("YAML syntax error at line 4"), "{}", stderr(&o));
 }
@@ -467,7 +467,7 @@ fn deep_says_when_the_selinux_base_is_missing() {
             "--deep",
             "--selinux-base",
             empty.path().to_str().expect("utf-8"),
-            "--output",
+            "--format",
             "json",
             &example("selinux-raw.yaml"),
         ],
@@ -648,7 +648,7 @@ spec:
 
     // The inherited profile must be among the inputs.
     let o = spoc(&["merge", &child, &recorded], None);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(
         stderr(&o).contains(
             "spec.inherit: inherited SelinuxProfile \"web-base\" (chain web-app -> web-base) is not among the profiles given; give the file that holds it too"
@@ -712,7 +712,7 @@ fn apparmor_merge_unions_and_checks() {
 #[test]
 fn merge_refuses_mixed_kinds_raw_profiles_and_intersect() {
     let o = spoc(&["merge", &example("selinux.yaml"), &example("apparmor.yaml")], None);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     let err = stderr(&o);
     assert!(err.contains("cannot merge profiles of different kinds"), "{err}");
     assert!(
@@ -724,7 +724,7 @@ fn merge_refuses_mixed_kinds_raw_profiles_and_intersect() {
         &["merge", &example("seccomp-nginx.yaml"), &example("selinux.yaml")],
         None,
     );
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(
         stderr(&o).contains("cannot merge profiles of different kinds"),
         "{}",
@@ -732,7 +732,7 @@ fn merge_refuses_mixed_kinds_raw_profiles_and_intersect() {
     );
 
     let o = spoc(&["merge", &example("selinux-raw.yaml")], None);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(
         stderr(&o).contains("RawSelinuxProfile \"log-shipper\" is CIL text, which cannot be merged"),
         "{}",
@@ -740,7 +740,7 @@ fn merge_refuses_mixed_kinds_raw_profiles_and_intersect() {
     );
 
     let o = spoc(&["merge", "--intersect", &example("selinux.yaml")], None);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(
         stderr(&o).contains("--intersect merges SeccompProfiles only"),
         "{}",
@@ -748,7 +748,7 @@ fn merge_refuses_mixed_kinds_raw_profiles_and_intersect() {
     );
 
     let o = spoc(&["merge", &fixture("apparmor-raw.yaml")], None);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(125));
     assert!(
         stderr(&o).contains("has a raw policy, which cannot be merged"),
         "{}",
@@ -783,7 +783,7 @@ spec:
 ",
     );
     let o = spoc(&["merge", &a, &bad, "-o", out.to_str().expect("utf-8")], None);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(
         stderr(&o)
             .contains("merged SelinuxProfile \"a\": error: spec.allow[shadow_t]: type shadow_t may not be allowed"),

@@ -17,6 +17,9 @@ use crate::nodestatus::{NodeReport, clip_message};
 pub struct ProfileView<'a> {
     /// `metadata.name`.
     pub name: &'a str,
+    /// `metadata.generation`: the spec version this decision observed, written into the
+    /// Ready condition's `observedGeneration`.
+    pub generation: Option<i64>,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
     /// `metadata.finalizers`.
@@ -56,7 +59,8 @@ pub fn finalizer_node(finalizer: &str) -> Option<&str> {
 ///   node statuses of existing nodes (`Pending` when no node reported yet). The Ready
 ///   condition follows upstream's mapping and, for errors, carries each failing node's
 ///   message (`node-1: spec.syscalls[0].names[1]: ...`). Its `lastTransitionTime` only moves
-///   when the condition's status changes.
+///   when the condition's status changes; its `observedGeneration` is the profile's
+///   `metadata.generation`, so a spec change rewrites the condition.
 /// - `localhostProfile`: `operator/<name>.json`; `activeWorkloads`: the pods, sorted.
 /// - `in-use-by-active-pods` is held while pods use the profile (never added once it is
 ///   being deleted: the apiserver forbids new finalizers then).
@@ -94,7 +98,7 @@ pub fn plan_profile(
     } else {
         None
     };
-    let mut ready = Condition::ready(state, now, message);
+    let mut ready = Condition::ready(state, view.generation, now, message);
     if let Some(previous) = view
         .status
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY))
@@ -177,6 +181,7 @@ mod tests {
     fn view<'a>(fins: &'a [String], status: Option<&'a SeccompProfileStatus>) -> ProfileView<'a> {
         ProfileView {
             name: "p",
+            generation: Some(1),
             deleting: false,
             finalizers: fins,
             status,
@@ -201,10 +206,8 @@ mod tests {
             (ready.type_.as_str(), ready.status.as_str(), ready.reason.as_str()),
             ("Ready", "False", "Unavailable")
         );
-        assert_eq!(
-            ready.message.as_deref(),
-            Some("n2: spec.syscalls[0].names[0]: unknown syscall")
-        );
+        assert_eq!(ready.message, "n2: spec.syscalls[0].names[0]: unknown syscall");
+        assert_eq!(ready.observed_generation, Some(1));
         assert_eq!(st.localhost_profile.as_deref(), Some("operator/p.json"));
         assert!(plan.drop_finalizers.is_empty() && plan.delete_node_statuses.is_empty());
     }
@@ -326,5 +329,25 @@ mod tests {
         assert_eq!(finalizer_node("node-1-deleted"), Some("node-1"));
         assert_eq!(finalizer_node("-deleted"), None);
         assert_eq!(finalizer_node(FINALIZER_IN_USE), None);
+    }
+
+    #[test]
+    fn the_ready_condition_records_the_generation_it_observed() {
+        let r = reports(&[("n1", ProfileState::Installed, None)]);
+        let nodes = set(&["n1"]);
+        let first = plan_profile(&view(&[], None), Some(&r), &nodes, true, &set(&[]), NOW)
+            .status
+            .expect("status");
+        assert_eq!(first.conditions[0].observed_generation, Some(1));
+        let mut edited = view(&[], Some(&first));
+        edited.generation = Some(2);
+        let second = plan_profile(&edited, Some(&r), &nodes, true, &set(&[]), "T2")
+            .status
+            .expect("a spec change rewrites the condition");
+        assert_eq!(second.conditions[0].observed_generation, Some(2));
+        assert_eq!(
+            second.conditions[0].last_transition_time, NOW,
+            "the status did not change, so neither does the transition time"
+        );
     }
 }

@@ -322,6 +322,7 @@ async fn reconcile(profile: Arc<SeccompProfile>, ctx: Arc<Ctx>) -> Result<Action
         let st = lock(&ctx.state);
         let view = ProfileView {
             name: &name,
+            generation: profile.meta().generation,
             deleting: profile.meta().deletion_timestamp.is_some(),
             finalizers: &finalizers,
             status: profile.status.as_ref(),

@@ -91,13 +91,19 @@ struct target_syscalls {
 	__u64 untracked_processes;
 	// Times a waiting process installed a seccomp filter and so started being recorded.
 	__u64 filter_starts;
-	// Capabilities checked (bit = CAP_* number), and those of them the check allowed.
+	// Capabilities checked with auditing, the checks a profile is asked about (bit = CAP_*
+	// number), and those of them the check allowed.
 	__u64 caps_checked;
 	__u64 caps_allowed;
 	// Sockets created: bit (domain << 4 | type & 15), domains below 64.
 	__u64 sockets[SOCKET_WORDS];
 	// File and exec events that did not fit in the ring buffer.
 	__u64 lost_events;
+	// Capability checks left out because the kernel made them without auditing them
+	// (CAP_OPT_NOAUDIT), and checks counted although their caller could not be told (see
+	// `record_capable`).
+	__u64 caps_unaudited;
+	__u64 caps_unclassified;
 };
 
 // A tracked process waits (records nothing) until it installs a seccomp filter; its children
@@ -1069,6 +1075,107 @@ int BPF_PROG(record_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	return 0;
 }
 
+// Which capability checks a profile needs. AppArmor asks its profile only about checks the
+// kernel audits: a caller that merely wants to know (the memory overcommit heuristic asks for
+// CAP_SYS_ADMIN on every writable private mapping, brk and stack growth; /proc and ptrace access
+// modes, seccomp's no_new_privs test, kallsyms) passes CAP_OPT_NOAUDIT and goes on either way.
+// The cap_capable tracepoint does not pass `opts` (Linux 6.14 to at least 6.18), and no kprobe
+// or fentry program can read it here, so the caller is told apart by where the check was made:
+// the kernel stack of the tracepoint holds the tracing code, then the check itself (cap_capable,
+// the LSM dispatcher security_capable, ns_capable_common when not inlined), then the function
+// that asked. User space fills the table from /proc/kallsyms (src/kernel_text.rs): the
+// check's functions, and the few functions that pass CAP_OPT_NOAUDIT (every other no-audit
+// check goes through one of them: ns_capable_noaudit, has_[ns_]capability_noaudit, ...).
+// Each range is [start, end] of a function's text; a return address lies after a call, so
+// past `start`, and at most at `end` (a call that is the function's last instruction).
+// Functions of the check come first in the table, so one of them is never taken for an asker.
+#define CAP_RANGES 16 // a power of two, for the verifier's bounds
+#define RANGE_CHECK 1	  // a function of the check itself
+#define RANGE_UNAUDITED 2 // a function that asks with CAP_OPT_NOAUDIT
+// The tracing code takes 2 frames here (3 when other programs share the tracepoint), the check
+// 2 (3 with ns_capable_common out of line), then comes the asking function. A power of two.
+#define CAP_STACK_FRAMES 8
+
+// Filled by `set_capability_callers` in src/loader.rs (`CapabilityCallers::table`).
+struct text_range {
+	__u64 start;
+	__u64 end;
+	__u64 kind; // RANGE_*; 0 ends the table
+};
+
+// Set by user space before a recording with resources starts; while `cap_ranges_known` is 0
+// (kernel symbols unreadable) every check counts, as `caps_unclassified`.
+volatile struct text_range cap_ranges[CAP_RANGES];
+volatile __u32 cap_ranges_known = 0;
+
+#define CHECK_AUDITED 0
+#define CHECK_UNAUDITED 1
+#define CHECK_UNKNOWN 2
+
+// The walk over a check's kernel stack, one frame per bpf_loop step: the verifier checks the
+// step once: nested loops over the frames and the table took it 13,000 instructions and 14 ms,
+// these two bpf_loop callbacks 1,500 instructions and 3 ms.
+struct classify_ctx {
+	__u64 frames[CAP_STACK_FRAMES];
+	__u32 n;
+	__u32 in_check;
+	__u32 kind;
+};
+
+// Looking `ip` up in the table, one range per bpf_loop step (verified once, as the frames).
+struct range_lookup {
+	__u64 ip;
+	__u64 kind;
+};
+
+static long match_range(__u32 r, struct range_lookup *l)
+{
+	volatile struct text_range *range = &cap_ranges[r & (CAP_RANGES - 1)];
+	if (r >= CAP_RANGES || range->kind == 0)
+		return 1;
+	if (l->ip > range->start && l->ip <= range->end) {
+		l->kind = range->kind;
+		return 1;
+	}
+	return 0;
+}
+
+// The RANGE_* kind of the function the return address `ip` lies in, 0 for any other.
+static __always_inline __u64 range_kind(__u64 ip)
+{
+	struct range_lookup l = {.ip = ip};
+	bpf_loop(CAP_RANGES, match_range, &l, 0);
+	return l.kind;
+}
+
+static long classify_frame(__u32 i, struct classify_ctx *c)
+{
+	if (i >= c->n)
+		return 1;
+	__u64 kind = range_kind(c->frames[i & (CAP_STACK_FRAMES - 1)]);
+	if (kind == RANGE_CHECK) {
+		c->in_check = 1;
+		return 0;
+	}
+	if (!c->in_check)
+		return 0; // the tracing code that runs this program
+	c->kind = kind == RANGE_UNAUDITED ? CHECK_UNAUDITED : CHECK_AUDITED;
+	return 1;
+}
+
+// Whether the capability check this tracepoint reports was asked for without auditing: the first
+// frame past the check's own functions is the function that asked.
+static __always_inline __u32 classify_check(void *ctx)
+{
+	struct classify_ctx c = {.kind = CHECK_UNKNOWN};
+	long len = bpf_get_stack(ctx, c.frames, sizeof(c.frames), 0);
+	if (len <= 0)
+		return CHECK_UNKNOWN;
+	c.n = len / sizeof(__u64);
+	bpf_loop(CAP_STACK_FRAMES, classify_frame, &c, 0);
+	return c.kind;
+}
+
 SEC("tp_btf/cap_capable")
 int BPF_PROG(record_capable, const struct cred *cred, struct user_namespace *target_ns,
 	     const struct user_namespace *capable_ns, int cap, int ret)
@@ -1082,6 +1189,19 @@ int BPF_PROG(record_capable, const struct cred *cred, struct user_namespace *tar
 	if (!seen)
 		return 0;
 	__u64 bit = 1ULL << cap;
+	// A check that would add nothing is not looked at: the stack walk (about a microsecond) is
+	// paid only until a capability is recorded, and by checks of capabilities never recorded
+	// (the no-audit ones, mostly).
+	if ((seen->caps_checked & bit) && (ret != 0 || (seen->caps_allowed & bit)))
+		return 0;
+	__u32 kind = cap_ranges_known ? classify_check(ctx) : CHECK_UNKNOWN;
+	if (kind == CHECK_UNAUDITED) {
+		__sync_fetch_and_add(&seen->caps_unaudited, 1);
+		return 0;
+	}
+	// Unknown callers count: a profile then holds more than needed rather than less.
+	if (kind == CHECK_UNKNOWN)
+		__sync_fetch_and_add(&seen->caps_unclassified, 1);
 	if (!(seen->caps_checked & bit))
 		__sync_fetch_and_or(&seen->caps_checked, bit);
 	if (ret == 0 && !(seen->caps_allowed & bit))

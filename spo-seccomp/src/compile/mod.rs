@@ -236,6 +236,12 @@ pub fn compile(spec: &SeccompProfileSpec, opts: &CompileOptions) -> Result<Progr
             .collect(),
         _ => vec![opts.native],
     };
+    // libseccomp (so runc, crun, containerd) always keeps the native architecture in a filter,
+    // listed or not: a profile naming only SCMP_ARCH_X86 still lets x86-64 programs run under
+    // its rules rather than killing them at their first call. Do the same.
+    if !arches.contains(&opts.native) {
+        arches.insert(0, opts.native);
+    }
     let mut seen = Vec::new();
     arches.retain(|a| {
         let new = !seen.contains(a);
@@ -1195,6 +1201,59 @@ mod tests {
             assert_eq!(ret(&p, nr, [0, 7, 0, 0, 0, 0]), RET_ALLOW, "{n}");
             assert_eq!(ret(&p, nr, [0, 8, 0, 0, 0, 0]), RET_ERRNO | 1, "{n}");
         }
+    }
+
+    #[test]
+    fn the_native_architecture_is_kept_when_the_profile_leaves_it_out() {
+        let mut s = spec(SeccompAction::Errno, vec![rule(&["read"], SeccompAction::Allow)]);
+        s.architectures = Some(vec![Arch::X86]);
+        let opts = CompileOptions {
+            native: Arch::X86_64,
+            ..CompileOptions::default()
+        };
+        let p = compile(&s, &opts).expect("compile");
+        assert_eq!(ret(&p, 0, [0; 6]), RET_ALLOW, "x86-64 read: the profile's rules apply");
+        assert_eq!(ret(&p, 1, [0; 6]), RET_ERRNO | 1, "x86-64 write: the default action");
+        let x86 = |nr| {
+            run(
+                &p.insns,
+                &SeccompData {
+                    nr,
+                    arch: 0x4000_0003,
+                    ..Default::default()
+                },
+            )
+            .expect("run")
+            .ret
+        };
+        assert_eq!(x86(3), RET_ALLOW, "x86 read");
+        let arm = run(
+            &p.insns,
+            &SeccompData {
+                nr: 63,
+                arch: 0xC000_00B7,
+                ..Default::default()
+            },
+        )
+        .expect("run");
+        assert_eq!(arm.ret, RET_KILL_THREAD, "an architecture neither listed nor native");
+    }
+
+    #[test]
+    fn names_of_other_architectures_are_skipped_and_typos_refused() {
+        // What Docker's and containerd's default profiles list for every architecture.
+        let names = ["read", "stime", "umount", "vm86", "vm86old"];
+        let mut s = spec(SeccompAction::Errno, vec![rule(&names, SeccompAction::Allow)]);
+        s.architectures = Some(vec![Arch::X86_64]);
+        let opts = CompileOptions {
+            native: Arch::X86_64,
+            ..CompileOptions::default()
+        };
+        let p = compile(&s, &opts).expect("names of other architectures are skipped");
+        assert_eq!(ret(&p, 0, [0; 6]), RET_ALLOW);
+        s.syscalls = Some(vec![rule(&["read", "nosuchcall"], SeccompAction::Allow)]);
+        let err = compile(&s, &opts).expect_err("unknown everywhere");
+        assert!(err.to_string().contains("nosuchcall"), "{err}");
     }
 
     #[test]

@@ -2,11 +2,11 @@
 //! runtime JSON a container runtime reads (`--to-crd`: the other way round); SelinuxProfile
 //! and RawSelinuxProfile -> the CIL policy module; AppArmorProfile -> the profile text.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::input::read_input;
+use super::input::{is_runtime_json, print_document_problems, read_input};
+use super::output::{Warnings, clean, emit};
 use super::validate::{SelinuxInputs, selinux_inputs};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -14,7 +14,6 @@ use spo_model::contract::error_chain;
 use spo_model::document::decode_source;
 use spo_model::validate::is_dns_subdomain;
 use spo_model::{AnyObject, Document, Outcome, Problems, SeccompProfile, parse_source};
-use spo_seccomp::node::write_file_atomic;
 use spo_seccomp::oci::{from_runtime, parse_runtime_json, try_to_runtime};
 use spo_selinux::{SelinuxError, render_raw_selinux_profile, render_selinux_profile};
 
@@ -47,12 +46,9 @@ the profile's own rules (spoc merge resolves them). The runtime field defaultErr
 SeccompProfile equivalent, so --to-crd accepts it only when it is 1 (EPERM, what runtimes use
 without it).
 
-Exit status: 0 on success, 1 when the profile is invalid or cannot be converted (every problem
-is printed with its field path), 2 when a file cannot be read or written, or PROFILE holds no
-profile or several without --name.";
-
-/// Mode of the written file: profiles are not secret, and the runtime reads them as root.
-const OUTPUT_MODE: u32 = 0o644;
+OCI runtime seccomp JSON (Docker's, podman's and containerd's profiles, a node file, a runc
+config.json) is recognised by content and becomes a SeccompProfile manifest, as --to-crd asks
+explicitly. Every problem is printed with its field path before spoc gives up.";
 
 /// The kinds convert turns into node artifacts.
 const CONVERTIBLE: &[&str] = &[
@@ -90,26 +86,25 @@ pub fn run(args: &ConvertArgs) -> Result<ExitCode> {
     let display = args.profile.display().to_string();
     let bytes = read_input(&args.profile)?;
     let text = decode_source(&display, &bytes)?;
-    let converted = if args.to_crd {
+    // Runtime JSON is told from a manifest by content; --to-crd only insists on it.
+    let converted = if args.to_crd || is_runtime_json(text) {
+        if !args.with.is_empty() {
+            bail!(
+                "--with applies to SELinux profiles; {} holds OCI runtime seccomp JSON",
+                clean(&display)
+            );
+        }
         runtime_to_manifest(args, &display, text)?
     } else {
         convert_manifest(args, &display, text)?
     };
     let Some(out) = converted else {
-        return Ok(ExitCode::from(1));
+        bail!(
+            "{}: nothing was converted (the problems are listed above)",
+            clean(&display)
+        );
     };
-    match &args.output {
-        Some(path) => write_file_atomic(path, out.as_bytes(), OUTPUT_MODE)
-            .map_err(|e| anyhow::anyhow!(error_chain(&e)))
-            .with_context(|| format!("writing {}", path.display()))?,
-        None => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            lock.write_all(out.as_bytes())
-                .and_then(|()| lock.flush())
-                .context("writing standard output")?;
-        }
-    }
+    emit(args.output.as_deref(), out.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -273,13 +268,11 @@ fn print_selinux_error(at: &str, doc: &Document, e: &SelinuxError) {
 }
 
 fn print_new_problems(at: &str, doc: &Document, problems: &Problems) {
-    let mut fresh = Problems::new();
-    for p in problems.iter() {
-        if !doc.problems.iter().any(|q| q == p) {
-            fresh.push(p.clone());
-        }
-    }
-    print_problem_list(at, &fresh);
+    let known: std::collections::HashSet<String> = doc.problems.iter().map(super::output::problem_key).collect();
+    let fresh = problems
+        .iter()
+        .filter(|p| !known.contains(&super::output::problem_key(p)));
+    super::output::print_problems(fresh, Warnings::Show, |_| at.to_owned());
 }
 
 /// The runtime JSON (pretty, with a trailing newline), or `None` after printing why the
@@ -315,7 +308,7 @@ fn runtime_to_manifest(args: &ConvertArgs, display: &str, text: &str) -> Result<
             "--name {name:?} is not a valid object name: use lower-case letters, digits, '-' and '.', \
              starting and ending with a letter or digit"
         ),
-        None => match name_from_path(&args.profile) {
+        None => match super::input::name_from_path(&args.profile) {
             Some(name) => name,
             None => bail!("cannot derive a profile name from {display:?}; pass --name NAME"),
         },
@@ -333,77 +326,15 @@ fn runtime_to_manifest(args: &ConvertArgs, display: &str, text: &str) -> Result<
     if problems.has_errors() {
         return Ok(None);
     }
-    let yaml = serde_norway::to_string(&profile).context("rendering the SeccompProfile as YAML")?;
+    let yaml = spo_model::yaml::to_string(&profile).context("rendering the SeccompProfile as YAML")?;
     Ok(Some(yaml))
 }
 
-/// The file name without its extension, lower-cased, with every character a DNS name cannot
-/// hold replaced by `-` (`My_Profile.json` -> `my-profile`).
-fn name_from_path(path: &Path) -> Option<String> {
-    let stem = path.file_stem()?.to_str()?;
-    if stem == "-" {
-        return None;
-    }
-    let mapped: String = stem
-        .chars()
-        .map(|c| match c.to_ascii_lowercase() {
-            c @ ('a'..='z' | '0'..='9' | '.') => c,
-            _ => '-',
-        })
-        .collect();
-    let labels: Vec<String> = mapped
-        .split('.')
-        .map(|label| {
-            let mut collapsed = String::new();
-            for c in label.chars() {
-                if !(c == '-' && collapsed.ends_with('-')) {
-                    collapsed.push(c);
-                }
-            }
-            let trimmed: String = collapsed.trim_matches('-').chars().take(63).collect();
-            trimmed.trim_end_matches('-').to_owned()
-        })
-        .filter(|label| !label.is_empty())
-        .collect();
-    let mut name = labels.join(".");
-    if name.len() > 253 {
-        name.truncate(253);
-        name = name.trim_end_matches(['-', '.']).to_owned();
-    }
-    is_dns_subdomain(&name).then_some(name)
-}
-
-/// Prints a document's problems to standard error, in `spoc validate`'s format.
+/// Prints a document's problems to standard error, each at its field's line.
 fn print_problems(display: &str, doc: &Document) {
-    print_problem_list(
-        &format!("{display}:{} [doc {}] {}", doc.line, doc.index, what(doc)),
-        &doc.problems,
-    );
+    print_document_problems(display, doc, doc.problems.iter(), Warnings::Show);
 }
 
 fn print_problem_list(at: &str, problems: &Problems) {
-    for p in problems.iter() {
-        let severity = if p.is_error() { "error" } else { "warning" };
-        match &p.hint {
-            Some(h) => eprintln!("{at}: {severity}: {}: {} ({h})", p.path, p.message),
-            None => eprintln!("{at}: {severity}: {}: {}", p.path, p.message),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_from_file_names() {
-        let name = |p: &str| name_from_path(Path::new(p));
-        assert_eq!(name("profiles/nginx.json").as_deref(), Some("nginx"));
-        assert_eq!(name("My_Profile.json").as_deref(), Some("my-profile"));
-        assert_eq!(name("docker default (v2).json").as_deref(), Some("docker-default-v2"));
-        assert_eq!(name("runc.v1.2.json").as_deref(), Some("runc.v1.2"));
-        assert_eq!(name("-"), None);
-        assert_eq!(name("___.json"), None);
-        assert_eq!(name("ünïcode.json").as_deref(), Some("n-code"));
-    }
+    super::output::print_problems(problems.iter(), Warnings::Show, |_| at.to_owned());
 }

@@ -2,13 +2,14 @@
 //! as one profile: SeccompProfiles, SelinuxProfiles or AppArmorProfiles.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::input::read_input;
+use super::input::{print_document_problems, read_input};
+use super::output::{Format, Warnings, clean, emit, exit};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use serde::Serialize;
 use spo_model::apparmor::{AppArmorMode, AppArmorProfile};
 use spo_model::contract::error_chain;
 use spo_model::document::decode_source;
@@ -50,12 +51,14 @@ AppArmorProfiles: the union of every path list, network flag and capability; Com
 input is; a deniedPaths entry stays only when no other input allows that path. Profiles with a
 raw policy cannot be merged.
 
-Exit status: 0 when merged (with --check: the result behaves exactly like the first input),
-1 when an input document or the result is invalid, or --check finds changes (listed on standard
-output, as `openat: SCMP_ACT_ERRNO -> SCMP_ACT_ALLOW` for seccomp and `+ allow bin_t file read`
-for the other kinds), 2 when a file cannot be read or the profiles cannot be merged (different
-kinds, missing or cyclic base or inherited profiles, architectures with nothing in common,
---intersect with other kinds than SeccompProfile).";
+OCI runtime seccomp JSON (Docker's, podman's and containerd's profiles, a node file) is an
+input like a SeccompProfile named after its file.
+
+--check lists the changes on standard output, as `openat: SCMP_ACT_ERRNO -> SCMP_ACT_ALLOW` for
+seccomp and `+ allow bin_t file read` for the other kinds, and exits 1 when there are any;
+--check --format json prints {\"kind\", \"name\", \"unchanged\": bool, \"changes\": [...]}.
+Invalid inputs, profiles that cannot be merged (different kinds, missing or cyclic base or
+inherited profiles, architectures with nothing in common) are spoc's failures (125).";
 
 #[derive(Debug, Args)]
 pub struct MergeArgs {
@@ -74,6 +77,9 @@ pub struct MergeArgs {
     /// add and remove nothing), else list what changes and exit 1.
     #[arg(long)]
     check: bool,
+    /// Output format of --check's answer (text: one change a line).
+    #[arg(long, value_enum, default_value_t = Format::Text, requires = "check")]
+    format: Format,
     /// metadata.name of the result (default: the first input's name).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
@@ -96,8 +102,7 @@ enum Inputs {
 
 pub fn run(args: &MergeArgs) -> Result<ExitCode> {
     let Some(inputs) = read_profiles(&args.files)? else {
-        eprintln!("spoc merge: nothing merged; correct the invalid documents above");
-        return Ok(ExitCode::from(1));
+        bail!("nothing merged; correct the invalid documents above");
     };
     if args.intersect && !matches!(inputs, Inputs::Seccomp(_)) {
         bail!("--intersect merges SeccompProfiles only; SELinux and AppArmor profiles are merged by union");
@@ -159,16 +164,16 @@ fn merge_seccomp(args: &MergeArgs, inputs: Vec<Input<SeccompProfileSpec>>) -> Re
             .iter()
             .map(ToString::to_string)
             .collect();
-        return report_check(&first.at, "SeccompProfile", &first.name, &changes);
+        return report_check(args, &first.at, "SeccompProfile", &first.name, &changes);
     }
 
     let name = args.name.clone().unwrap_or_else(|| first.name.clone());
     let profile = SeccompProfile::new(&name, merged);
     let problems = profile.validate();
     if problems.has_errors() {
-        return Ok(invalid_result("SeccompProfile", &name, &problems));
+        return invalid_result("SeccompProfile", &name, &problems);
     }
-    let yaml = serde_norway::to_string(&profile).context("rendering the merged profile as YAML")?;
+    let yaml = spo_model::yaml::to_string(&profile).context("rendering the merged profile as YAML")?;
     write_result(args, &yaml)
 }
 
@@ -213,7 +218,7 @@ fn merge_selinux(args: &MergeArgs, inputs: Vec<Input<SelinuxProfile>>) -> Result
         let after = merged.facts();
         let mut changes: Vec<String> = after.difference(&before).map(|f| format!("+ {f}")).collect();
         changes.extend(before.difference(&after).map(|f| format!("- {f}")));
-        return report_check(&first.at, "SelinuxProfile", &first.name, &changes);
+        return report_check(args, &first.at, "SelinuxProfile", &first.name, &changes);
     }
 
     let name = args.name.clone().unwrap_or_else(|| first.name.clone());
@@ -226,9 +231,9 @@ fn merge_selinux(args: &MergeArgs, inputs: Vec<Input<SelinuxProfile>>) -> Result
     };
     let (problems, _) = check_selinux_profile(&profile, &ctx);
     if problems.has_errors() {
-        return Ok(invalid_result("SelinuxProfile", &name, &problems));
+        return invalid_result("SelinuxProfile", &name, &problems);
     }
-    let yaml = serde_norway::to_string(&profile).context("rendering the merged profile as YAML")?;
+    let yaml = spo_model::yaml::to_string(&profile).context("rendering the merged profile as YAML")?;
     write_result(args, &yaml)
 }
 
@@ -289,56 +294,70 @@ fn merge_apparmor(args: &MergeArgs, inputs: Vec<Input<AppArmorProfile>>) -> Resu
         let after = apparmor_facts(&merged);
         let mut changes: Vec<String> = after.difference(&before).map(|f| format!("+ {f}")).collect();
         changes.extend(before.difference(&after).map(|f| format!("- {f}")));
-        return report_check(&first.at, "AppArmorProfile", &first.name, &changes);
+        return report_check(args, &first.at, "AppArmorProfile", &first.name, &changes);
     }
 
     let name = args.name.clone().unwrap_or_else(|| first.name.clone());
     let profile = AppArmorProfile::new(&name, merged.spec);
     let problems = spo_apparmor::check_profile(&profile);
     if problems.has_errors() {
-        return Ok(invalid_result("AppArmorProfile", &name, &problems));
+        return invalid_result("AppArmorProfile", &name, &problems);
     }
-    let yaml = serde_norway::to_string(&profile).context("rendering the merged profile as YAML")?;
+    let yaml = spo_model::yaml::to_string(&profile).context("rendering the merged profile as YAML")?;
     write_result(args, &yaml)
 }
 
-/// --check's answer: exit 0 when nothing changes, else the changes on standard output and 1.
-fn report_check(at: &str, kind: &str, name: &str, changes: &[String]) -> Result<ExitCode> {
-    if changes.is_empty() {
-        eprintln!("{at}: {kind} {name:?} behaves the same after the merge");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for change in changes {
-        writeln!(out, "{change}").context("writing to standard output")?;
-    }
-    eprintln!(
-        "{at}: merging changes {} of {kind} {name:?}",
-        plural(changes.len(), "behaviour", "behaviours")
-    );
-    Ok(ExitCode::from(1))
+/// What `--check --format json` prints.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CheckReport<'a> {
+    kind: &'a str,
+    name: &'a str,
+    /// Whether the result behaves exactly like the first input.
+    unchanged: bool,
+    /// The changes, as the text form prints them (`openat: SCMP_ACT_ERRNO -> SCMP_ACT_ALLOW`,
+    /// `+ allow bin_t file read`).
+    changes: &'a [String],
 }
 
-fn invalid_result(kind: &str, name: &str, problems: &Problems) -> ExitCode {
-    for p in problems.errors() {
-        eprintln!("merged {kind} {name:?}: error: {p}");
+/// --check's answer: exit 0 when nothing changes, else the changes and exit 1.
+fn report_check(args: &MergeArgs, at: &str, kind: &str, name: &str, changes: &[String]) -> Result<ExitCode> {
+    let report = CheckReport {
+        kind,
+        name,
+        unchanged: changes.is_empty(),
+        changes,
+    };
+    match args.format.serialize(&report)? {
+        Some(text) => emit(None, text.as_bytes())?,
+        None if changes.is_empty() => {
+            eprintln!("{at}: {kind} {:?} behaves the same after the merge", clean(name));
+        }
+        None => {
+            let mut text = String::new();
+            for change in changes {
+                text.push_str(&clean(change));
+                text.push('\n');
+            }
+            emit(None, text.as_bytes())?;
+            eprintln!(
+                "{at}: merging changes {} of {kind} {:?}",
+                plural(changes.len(), "behaviour", "behaviours"),
+                clean(name)
+            );
+        }
     }
-    eprintln!("spoc merge: the merged profile is invalid; nothing written");
-    ExitCode::from(1)
+    Ok(ExitCode::from(if changes.is_empty() { exit::OK } else { exit::FOUND }))
+}
+
+fn invalid_result(kind: &str, name: &str, problems: &Problems) -> Result<ExitCode> {
+    let at = format!("merged {kind} {:?}", clean(name));
+    super::output::print_problems(problems.errors(), Warnings::Show, |_| at.clone());
+    bail!("the merged profile is invalid; nothing written")
 }
 
 fn write_result(args: &MergeArgs, yaml: &str) -> Result<ExitCode> {
-    match &args.output {
-        None => {
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            out.write_all(yaml.as_bytes())
-                .and_then(|()| out.flush())
-                .context("writing to standard output")?;
-        }
-        Some(path) => super::input::write_output(path, yaml.as_bytes())?,
-    }
+    emit(args.output.as_deref(), yaml.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -351,8 +370,13 @@ fn read_profiles(files: &[PathBuf]) -> Result<Option<Inputs>> {
         let display = path.display().to_string();
         let bytes = read_input(path)?;
         let text = decode_source(&display, &bytes)?;
-        for doc in parse_source(&display, text)? {
-            let at = format!("{display}:{} [doc {}]", doc.line, doc.index);
+        // OCI runtime seccomp JSON is a SeccompProfile named after its file.
+        let docs = match super::input::runtime_json_document(path, &display, text) {
+            Some(doc) => vec![doc?],
+            None => parse_source(&display, text)?,
+        };
+        for doc in docs {
+            let at = format!("{}:{} [doc {}]", clean(&display), doc.line, doc.index);
             match doc.outcome {
                 Outcome::Valid(
                     obj @ (AnyObject::SeccompProfile(_)
@@ -366,13 +390,7 @@ fn read_profiles(files: &[PathBuf]) -> Result<Option<Inputs>> {
                 Outcome::Skipped(why) => eprintln!("{at}: skipped: {why}"),
                 Outcome::Invalid => {
                     invalid = true;
-                    for p in doc.problems.iter() {
-                        if p.is_error() {
-                            eprintln!("{at}: error: {p}");
-                        } else {
-                            eprintln!("{at}: {p}");
-                        }
-                    }
+                    print_document_problems(&display, &doc, doc.problems.iter(), Warnings::Show);
                 }
             }
         }

@@ -8,6 +8,7 @@ pub mod compile;
 pub mod convert;
 pub mod input;
 pub mod merge;
+pub mod output;
 pub mod record;
 pub mod run;
 pub mod validate;
@@ -62,6 +63,22 @@ enum Command {
     /// AppArmorProfile; -t all: both).
     #[command(after_help = record::EXAMPLES)]
     Record(record::RecordArgs),
+}
+
+/// The command line, with the exit-code table after every command's help (one table, so the
+/// commands cannot drift apart).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let with_codes = |help: Option<&clap::builder::StyledStr>| match help {
+        Some(h) => format!("{h}\n\n{}", output::EXIT_CODES_HELP),
+        None => output::EXIT_CODES_HELP.to_owned(),
+    };
+    let cmd = Cli::command().mut_subcommands(|sub| {
+        let help = with_codes(sub.get_after_help());
+        sub.after_help(help)
+    });
+    let help = with_codes(cmd.get_after_help());
+    cmd.after_help(help)
 }
 
 /// Runs the chosen subcommand and returns the process exit code.

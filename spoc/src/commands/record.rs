@@ -1,12 +1,14 @@
 //! `spoc record [-o FILE] [--from-seccomp] -- CMD...`: run a command, record every syscall of
 //! its process tree with the eBPF recorder, and write an allow-list SeccompProfile.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
+use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use spo_record::{
@@ -15,6 +17,11 @@ use spo_record::{
 };
 use spo_seccomp::backend::{GO_RUNTIME_SYSCALLS, recording_filter, spec_from_recording};
 
+use spo_model::validate::is_dns_subdomain;
+use spo_seccomp::apply::{catch_relayed_signals, send_signal, signal_name, take_received_signals};
+
+use super::output::{self, Format, clean, exit};
+use super::run::{Ended, check_output_writable, find_program};
 use super::violations::{UidField, own_uid};
 
 pub const EXAMPLES: &str = "\
@@ -31,10 +38,20 @@ Examples:
   spoc record --mntns 4026532513 -o web.yaml      # by mount namespace (ls -l /proc/PID/ns/mnt)
   spoc record --cgroup /sys/fs/cgroup/system.slice/web.service -o web.yaml
 
+  # Both kinds: -o web.yaml writes web.seccomp.yaml and web.apparmor.yaml, each a profile
+  # named web that spoc convert and spoc merge take as it is:
+  spoc record -t all -o web.yaml -- ./web-server
+
+  # The summary as JSON on standard output (the profile then needs -o):
+  spoc record --format json -o ls.yaml -- ls /
+
 Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF (/sys/kernel/btf/vmlinux).
 Started through sudo, the command runs as the invoking user (SUDO_UID/SUDO_GID) unless
---as-root is given. Ctrl-C reaches the command; the profile of what it did until then is
-still written.";
+--as-root is given. Ctrl-C reaches the command, and SIGINT, SIGTERM or SIGHUP sent to spoc
+are passed on to it; spoc waits for it to exit and still writes the profile of what it did
+until then. A recording of running processes ends at the first of them.
+When the recorded command fails, the profile is written all the same and spoc exits 1
+(--allow-failure: 0); --verify exits 2 when the confined rerun differs, 130 when interrupted.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ProfileType {
@@ -44,7 +61,8 @@ enum ProfileType {
     RawSeccomp,
     /// An AppArmorProfile manifest (files, programs, libraries, sockets, capabilities).
     Apparmor,
-    /// Both manifests, SeccompProfile then AppArmorProfile, in one YAML stream.
+    /// Both manifests, each in a file of its own named after -o (needed): `-o web.yaml` writes
+    /// `web.seccomp.yaml` and `web.apparmor.yaml`.
     All,
 }
 
@@ -57,9 +75,17 @@ impl ProfileType {
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Write the profile to FILE (replaced atomically) instead of standard output.
+    /// Write the profile to FILE instead of standard output (`-`: standard output; a regular
+    /// file is replaced atomically, a FIFO or device written into).
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// How to print the summary: text on standard error, or one JSON or YAML document on
+    /// standard output (the profile then needs -o FILE). The schema is in spoc's README.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Exit 0 even when the recorded command failed (the profile is written either way).
+    #[arg(long)]
+    allow_failure: bool,
     /// What to write.
     #[arg(short = 't', long = "type", value_enum, default_value_t = ProfileType::Seccomp)]
     profile_type: ProfileType,
@@ -108,8 +134,65 @@ pub struct RecordArgs {
     command: Vec<String>,
 }
 
-/// Set by Ctrl-C: a recording of running processes ends and is written.
+/// Set when SIGINT, SIGTERM or SIGHUP arrives: a recording of running processes ends and is
+/// written.
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// The signals received while recording: each is passed on to the recorded command (unless
+/// the terminal sent it to the command already) and ends a recording of running processes.
+fn relay_signals(received: &mut Vec<i32>) {
+    for r in take_received_signals() {
+        received.push(r.signal);
+        STOP.store(true, Ordering::SeqCst);
+        if !r.from_terminal {
+            for pid in own_children() {
+                // A child gone meanwhile needs no signal.
+                let _ = send_signal(pid, r.signal);
+            }
+        }
+    }
+}
+
+/// The pids of this process's children (the recorded command), from
+/// `/proc/self/task/*/children`.
+fn own_children() -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        out.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+    }
+    out
+}
+
+/// The two files `-t all -o base.yaml` writes: `base.seccomp.yaml`, `base.apparmor.yaml`.
+pub fn split_outputs(output: &Path) -> (PathBuf, PathBuf) {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = output
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_else(|| ".yaml".to_owned());
+    (
+        output.with_file_name(format!("{stem}.seccomp{ext}")),
+        output.with_file_name(format!("{stem}.apparmor{ext}")),
+    )
+}
+
+/// Whether some process lives in mount namespace `inode`.
+fn mount_namespace_exists(inode: u64) -> bool {
+    std::fs::read_dir("/proc").is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok())
+                && std::fs::metadata(e.path().join("ns/mnt"))
+                    .is_ok_and(|m| std::os::unix::fs::MetadataExt::ino(&m) == inode)
+        })
+    })
+}
 
 /// The pid of a process of container `id`: one whose `/proc/<pid>/cgroup` names the id (how
 /// Kubernetes runtimes and systemd-managed runc place containers), else the init pid in runc's
@@ -163,6 +246,48 @@ pub fn sudo_user(euid: u32, as_root: bool, env: impl Fn(&str) -> Option<String>)
     Ok((uid != 0).then_some((uid, gid)))
 }
 
+/// What `spoc record --format json|yaml` prints (the text summary says the same).
+#[derive(Debug, Serialize)]
+pub struct RecordSummary {
+    /// What was recorded: the command line, or `container ID`, `mount namespace N`, `cgroup DIR`.
+    pub recorded: String,
+    /// The profiles' metadata.name.
+    pub name: String,
+    /// The files written (empty: standard output).
+    pub written: Vec<String>,
+    /// Distinct syscalls in all.
+    pub syscalls: usize,
+    /// Distinct syscalls per `SCMP_ARCH_*`.
+    pub syscalls_per_arch: BTreeMap<String, usize>,
+    /// Resources seen (with -t apparmor or all).
+    pub resources: Option<Resources>,
+    /// How the recording ended (`exit status: 0`, `signal: 15 (SIGTERM)`, `stopped by SIGINT`).
+    pub ended: String,
+    /// The command's exit code, when it exited.
+    pub exit_status: Option<i32>,
+    /// The signal that ended the command, when one did.
+    pub signal: Option<i32>,
+    /// Signals spoc received and passed on.
+    pub signals_received: Vec<String>,
+    /// Warnings (possibly missed syscalls or files, unnamed numbers).
+    pub warnings: Vec<String>,
+}
+
+/// Counts of what an AppArmor profile is made of.
+#[derive(Debug, Serialize)]
+pub struct Resources {
+    /// Files opened.
+    pub files: usize,
+    /// Programs executed.
+    pub programs: usize,
+    /// Libraries mapped.
+    pub libraries: usize,
+    /// Socket kinds created.
+    pub socket_kinds: usize,
+    /// Capabilities the AppArmor profile allows (audited checks that succeeded).
+    pub capabilities: usize,
+}
+
 /// A one-line live status on a terminal; silent otherwise.
 struct Spinner {
     live: bool,
@@ -174,6 +299,7 @@ impl Spinner {
     const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
 
     fn new(full: &str) -> Spinner {
+        let full = clean(full);
         let mut command: String = full.chars().take(40).collect();
         if command.len() < full.len() {
             command.push_str("...");
@@ -227,8 +353,73 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
         let mut json = String::from_utf8(spo_seccomp::oci::render_node_json(&recording_filter())?)
             .context("runtime JSON is UTF-8")?;
         json.push('\n');
-        print!("{json}");
-        return Ok(ExitCode::SUCCESS);
+        output::emit(args.output.as_deref(), json.as_bytes())?;
+        return Ok(output::code(exit::OK));
+    }
+    // Everything that can be checked is checked before anything runs.
+    if let Some(name) = &args.name
+        && !is_dns_subdomain(name)
+    {
+        bail!(
+            "--name {:?} is not a valid object name: use at most 253 lower-case letters, digits, '-' and '.', \
+             starting and ending with a letter or digit",
+            clean(name)
+        );
+    }
+    let to_stdout = args.output.as_ref().is_none_or(|o| o.as_os_str() == "-");
+    if args.profile_type == ProfileType::All && to_stdout {
+        bail!("-t all writes two files named after -o FILE (FILE.seccomp.yaml, FILE.apparmor.yaml): give -o");
+    }
+    if args.format != Format::Text && to_stdout {
+        bail!(
+            "--format {:?} prints the summary on standard output: write the profile with -o FILE",
+            args.format
+        );
+    }
+    let outputs: Vec<PathBuf> = match (&args.output, args.profile_type) {
+        (Some(o), ProfileType::All) => {
+            let (a, b) = split_outputs(o);
+            vec![a, b]
+        }
+        (Some(o), _) => vec![o.clone()],
+        (None, _) => Vec::new(),
+    };
+    for o in &outputs {
+        check_output_writable(o)?;
+    }
+    let selector = match (&args.container, args.mntns, &args.cgroup) {
+        (Some(id), _, _) => {
+            let pid = find_container_pid(id, Path::new("/proc"), &[Path::new("/run/runc")])?;
+            let inode = mount_namespace_of(pid)
+                .with_context(|| format!("reading the mount namespace of container {} (pid {pid})", clean(id)))?;
+            Some(Selector::MountNamespace(inode))
+        }
+        (None, Some(inode), _) => {
+            if !mount_namespace_exists(inode) {
+                bail!("--mntns {inode}: no process is in that mount namespace (see ls -l /proc/PID/ns/mnt)");
+            }
+            Some(Selector::MountNamespace(inode))
+        }
+        (None, None, Some(dir)) => {
+            if !dir.join("cgroup.procs").is_file() {
+                bail!(
+                    "--cgroup {}: not a cgroup v2 directory (it has no cgroup.procs)",
+                    clean(&dir.display().to_string())
+                );
+            }
+            Some(Selector::Cgroup(dir.clone()))
+        }
+        (None, None, None) => None,
+    };
+    if selector.is_none() {
+        let prog = args.command.first().map_or("", String::as_str);
+        if find_program(prog).is_none() {
+            eprintln!(
+                "spoc: command not found: {} (not a file, nor an executable in PATH)",
+                clean(prog)
+            );
+            return Ok(output::code(exit::NOT_FOUND));
+        }
     }
     let run_as = sudo_user(own_uid(UidField::Effective).unwrap_or(u32::MAX), args.as_root, |k| {
         std::env::var(k).ok()
@@ -245,32 +436,25 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
         run_as,
         resources: args.profile_type.needs_resources(),
     };
-    let selector = match (&args.container, args.mntns, &args.cgroup) {
-        (Some(id), _, _) => {
-            let pid = find_container_pid(id, Path::new("/proc"), &[Path::new("/run/runc")])?;
-            let inode = mount_namespace_of(pid)
-                .with_context(|| format!("reading the mount namespace of container {id} (pid {pid})"))?;
-            Some(Selector::MountNamespace(inode))
-        }
-        (None, Some(inode), _) => Some(Selector::MountNamespace(inode)),
-        (None, None, Some(dir)) => Some(Selector::Cgroup(dir.clone())),
-        (None, None, None) => None,
-    };
     let what = match (&selector, &args.container) {
         (_, Some(id)) => format!("container {id}"),
         (Some(Selector::MountNamespace(inode)), None) => format!("mount namespace {inode}"),
         (Some(Selector::Cgroup(dir)), None) => format!("cgroup {}", dir.display()),
         (None, None) => args.command.join(" "),
     };
+    let shown = clean(&what).into_owned();
     let mut recorder = Recorder::load_with(&LoadOptions {
         resources: options.resources,
         ..LoadOptions::default()
     })
     .context("loading the eBPF recorder")?;
-    // Ctrl-C goes to the whole foreground process group: a recorded command decides what to do
-    // with it (the handler is reset to the default in it by execve) and spoc waits for it to
-    // exit; a recording of running processes stops. Either way the profile is written.
-    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    // A terminal's Ctrl-C goes to the whole foreground process group: a recorded command
+    // decides what to do with it (the handler is reset to the default in it by execve) and
+    // spoc waits for it to exit. SIGINT, SIGTERM and SIGHUP sent to spoc alone are passed on
+    // to the command. A recording of running processes stops. Either way the profile is
+    // written.
+    catch_relayed_signals().context("catching SIGINT, SIGTERM and SIGHUP")?;
+    let mut received = Vec::new();
     let mut spinner = Spinner::new(&what);
     let recorded = match &selector {
         Some(selector) => {
@@ -278,36 +462,59 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
             // are tracked: said earlier, it would promise a recording that has not begun.
             let mut announced = false;
             recorder.record_selected(selector, options.resources, &STOP, |p| {
+                relay_signals(&mut received);
                 if !announced {
                     announced = true;
-                    eprintln!("spoc: recording {what} until its last process exits or Ctrl-C");
+                    eprintln!("spoc: recording {shown} until its last process exits or Ctrl-C");
                 }
                 spinner.show(p)
             })
         }
-        None => recorder.record_command_with(&args.command, &options, |p| spinner.show(p)),
+        None => recorder.record_command_with(&args.command, &options, |p| {
+            relay_signals(&mut received);
+            spinner.show(p)
+        }),
     };
     spinner.clear();
-    let raw = recorded.with_context(|| format!("recording {what}"))?;
+    relay_signals(&mut received);
+    let raw = match recorded {
+        Ok(raw) => raw,
+        Err(spo_record::RecordError::CommandNotFound { .. }) => {
+            eprintln!("spoc: command not found: {}", clean(&args.command.join(" ")));
+            return Ok(output::code(exit::NOT_FOUND));
+        }
+        Err(spo_record::RecordError::Spawn { source, .. }) => {
+            eprintln!("spoc: cannot execute `{shown}`: {source}");
+            return Ok(output::code(exit::CANNOT_EXECUTE));
+        }
+        Err(e) => return Err(e).with_context(|| format!("recording {shown}")),
+    };
     if args.from_seccomp && raw.filter_starts == 0 {
         bail!(
-            "`{}` installed no seccomp filter, so nothing was recorded (--from-seccomp records from the filter on): \
-             give the container the filter `spoc record --recording-filter` prints",
-            args.command.join(" ")
+            "`{shown}` installed no seccomp filter, so nothing was recorded (--from-seccomp records from the filter on): \
+             give the container the filter `spoc record --recording-filter` prints"
         );
     }
+    let mut warnings = Vec::new();
     if raw.untracked_processes > 0 {
-        eprintln!(
-            "spoc: warning: {} processes of the tree could not be tracked (the recorder's process table was full); \
+        warnings.push(format!(
+            "{} processes of the tree could not be tracked (the recorder's process table was full); \
              the profile may miss syscalls",
             raw.untracked_processes
-        );
+        ));
     }
     if raw.skipped_runs > 0 {
-        eprintln!(
-            "spoc: warning: the kernel skipped {} runs of the recorder's programs while recording (a run of the same \
+        warnings.push(format!(
+            "the kernel skipped {} runs of the recorder's programs while recording (a run of the same \
              program was in progress on that CPU); the profile may miss syscalls: record again",
             raw.skipped_runs
+        ));
+    }
+    let seen: usize = raw.syscalls.values().map(|s| s.len()).sum();
+    if seen == 0 {
+        bail!(
+            "no syscall of `{shown}` was seen, so no profile was written (an empty allow-list would deny \
+             everything): check that the command, container, mount namespace or cgroup ran anything while recorded"
         );
     }
     let mut named = into_recording(&raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
@@ -318,10 +525,10 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
         names.extend(GO_RUNTIME_SYSCALLS.iter().map(|s| (*s).to_owned()));
     }
     if !named.unnamed.is_empty() {
-        eprintln!(
-            "spoc: warning: syscall numbers without a name were seen and will be blocked: {:?}",
+        warnings.push(format!(
+            "syscall numbers without a name were seen and will be blocked: {:?}",
             named.unnamed
-        );
+        ));
     }
     let spec = spec_from_recording(&named.recording);
     let name = args
@@ -340,77 +547,141 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
     let apparmor = || -> Result<String> {
         let made = spo_apparmor::profile_from_recording(&name, &named.recording);
         for dropped in &made.dropped {
-            eprintln!("spoc: note: not in the AppArmor profile: {dropped}");
+            eprintln!(
+                "spoc: note: not in the AppArmor profile: {}",
+                clean(&dropped.to_string())
+            );
         }
         let problems = spo_model::SecurityProfile::validate(&made.profile);
         if problems.has_errors() {
             bail!("the recorded AppArmor profile is invalid (a bug; please report it):\n{problems}");
         }
-        serde_norway::to_string(&made.profile).context("writing the AppArmor profile as YAML")
+        spo_model::yaml::to_string(&made.profile).context("writing the AppArmor profile as YAML")
     };
-    let text = match args.profile_type {
-        ProfileType::Seccomp => serde_norway::to_string(&profile).context("writing the profile as YAML")?,
+    let seccomp_yaml = || spo_model::yaml::to_string(&profile).context("writing the profile as YAML");
+    let texts: Vec<String> = match args.profile_type {
+        ProfileType::Seccomp => vec![seccomp_yaml()?],
         ProfileType::RawSeccomp => {
             let mut json = String::from_utf8(spo_seccomp::oci::render_node_json(&profile.spec)?)
                 .context("runtime JSON is UTF-8")?;
             json.push('\n');
-            json
+            vec![json]
         }
-        ProfileType::Apparmor => apparmor()?,
-        ProfileType::All => format!(
-            "{}---\n{}",
-            serde_norway::to_string(&profile).context("writing the profile as YAML")?,
-            apparmor()?
-        ),
+        ProfileType::Apparmor => vec![apparmor()?],
+        ProfileType::All => vec![seccomp_yaml()?, apparmor()?],
     };
     if options.resources && (raw.unresolved_paths > 0 || raw.lost_events > 0) {
-        eprintln!(
-            "spoc: warning: {} relative paths could not be resolved (their process was gone) and {} file events were lost; \
+        warnings.push(format!(
+            "{} relative paths could not be resolved (their process was gone) and {} file events were lost; \
              the AppArmor profile may miss files",
             raw.unresolved_paths, raw.lost_events
+        ));
+    }
+    if outputs.is_empty() {
+        output::emit(None, texts.concat().as_bytes())?;
+    } else {
+        for (path, text) in outputs.iter().zip(&texts) {
+            output::emit(Some(path), text.as_bytes())?;
+        }
+    }
+    let summary = RecordSummary {
+        recorded: what.clone(),
+        name: name.clone(),
+        written: outputs
+            .iter()
+            .filter(|p| p.as_os_str() != "-")
+            .map(|p| p.display().to_string())
+            .collect(),
+        syscalls: named.recording.syscalls.values().map(|s| s.len()).sum(),
+        syscalls_per_arch: named
+            .recording
+            .syscalls
+            .iter()
+            .map(|(a, s)| (a.to_string(), s.len()))
+            .collect(),
+        resources: options.resources.then_some(Resources {
+            files: named.recording.files.len(),
+            programs: named.recording.executables.len(),
+            libraries: named.recording.libraries.len(),
+            socket_kinds: named.recording.sockets.len(),
+            capabilities: spo_apparmor::profile_from_recording(&name, &named.recording)
+                .profile
+                .spec
+                .abstract_
+                .as_ref()
+                .and_then(|a| a.capability.as_ref())
+                .and_then(|c| c.allowed_capabilities.as_ref())
+                .map_or(0, Vec::len),
+        }),
+        ended: ended(&raw, &received),
+        exit_status: raw.exit_status().and_then(|s| s.code()),
+        signal: raw
+            .exit_status()
+            .and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
+        signals_received: received.iter().map(|s| signal_name(*s)).collect(),
+        warnings,
+    };
+    match args.format.serialize(&summary)? {
+        Some(doc) => output::emit(None, doc.as_bytes())?,
+        None => eprint!("{}", text_summary(&summary)),
+    }
+    let failed = raw.exit_status().is_some_and(|s| !s.success());
+    let interrupted = !received.is_empty();
+    if failed && !interrupted {
+        eprintln!(
+            "spoc: `{shown}` failed ({}); the profile holds what it did until then{}",
+            summary.ended,
+            if args.allow_failure {
+                ""
+            } else {
+                " (exit 1; --allow-failure: 0)"
+            }
         );
     }
-    match &args.output {
-        Some(path) => spo_seccomp::node::write_file_atomic(path, text.as_bytes(), 0o644)
-            .with_context(|| format!("writing {}", path.display()))?,
-        None => print!("{text}"),
-    }
-    let total: usize = named.recording.syscalls.values().map(|s| s.len()).sum();
-    let per_arch: Vec<String> = named
-        .recording
-        .syscalls
-        .iter()
-        .map(|(a, s)| format!("{a}: {}", s.len()))
-        .collect();
-    let resources = if options.resources {
-        format!(
-            ", {} files, {} programs, {} libraries, {} socket kinds, {} capabilities",
-            named.recording.files.len(),
-            named.recording.executables.len(),
-            named.recording.libraries.len(),
-            named.recording.sockets.len(),
-            named.recording.capabilities.len()
-        )
-    } else {
-        String::new()
-    };
-    eprintln!(
-        "spoc: recorded {total} distinct syscalls ({}){resources} from `{what}` ({}){}",
-        per_arch.join(", "),
-        ended(&raw),
-        args.output
-            .as_ref()
-            .map(|p| format!("; profile written to {}", p.display()))
-            .unwrap_or_default()
-    );
     if args.verify {
+        if interrupted {
+            eprintln!("spoc: verify: skipped: the recording was interrupted");
+            return Ok(output::code(exit::INTERRUPTED));
+        }
         return verify(&profile.spec, &args.command, raw.exit_status(), options.run_as);
     }
-    Ok(ExitCode::SUCCESS)
+    if failed && !interrupted && !args.allow_failure {
+        return Ok(output::code(exit::FOUND));
+    }
+    Ok(output::code(exit::OK))
+}
+
+/// The text summary, names escaped.
+fn text_summary(s: &RecordSummary) -> String {
+    let mut out = String::new();
+    for w in &s.warnings {
+        out.push_str(&format!("spoc: warning: {}\n", clean(w)));
+    }
+    let per_arch: Vec<String> = s.syscalls_per_arch.iter().map(|(a, n)| format!("{a}: {n}")).collect();
+    let resources = s.resources.as_ref().map_or_else(String::new, |r| {
+        format!(
+            ", {} files, {} programs, {} libraries, {} socket kinds, {} capabilities",
+            r.files, r.programs, r.libraries, r.socket_kinds, r.capabilities
+        )
+    });
+    let written = if s.written.is_empty() {
+        String::new()
+    } else {
+        let files: Vec<String> = s.written.iter().map(|w| clean(w).into_owned()).collect();
+        format!("; profile written to {}", files.join(" and "))
+    };
+    out.push_str(&format!(
+        "spoc: recorded {} distinct syscalls ({}){resources} from `{}` ({}){written}\n",
+        s.syscalls,
+        per_arch.join(", "),
+        clean(&s.recorded),
+        s.ended,
+    ));
+    out
 }
 
 /// `--verify`: runs `command` again confined by the recorded `spec` and judges the run
-/// ([`verdict`]).
+/// ([`verdict`]): 0 when it confirms the profile, 2 when not, 130 when interrupted.
 fn verify(
     spec: &spo_model::seccomp::SeccompProfileSpec,
     command: &[String],
@@ -419,12 +690,29 @@ fn verify(
 ) -> Result<ExitCode> {
     eprintln!(
         "spoc: verify: running `{}` again under the recorded profile",
-        command.join(" ")
+        clean(&command.join(" "))
     );
     let confined = super::run::run_confined(spec, "the recorded profile", command, true, run_as)?;
-    let (ok, message) = verdict(recorded, confined.status, confined.blocked);
+    let report = super::run::RunReport::new(command, "", &confined);
+    eprint!("{}", super::run::text_report(&report));
+    if !confined.signals.is_empty() {
+        let names: Vec<String> = confined.signals.iter().map(|s| signal_name(*s)).collect();
+        eprintln!(
+            "spoc: verify: interrupted by {}: the confined run was cut short, nothing was verified",
+            names.join(", ")
+        );
+        return Ok(output::code(exit::INTERRUPTED));
+    }
+    let status = match &confined.ended {
+        Ended::Exited(s) => *s,
+        Ended::NotStarted(_, why) => {
+            eprintln!("spoc: verify: {why}");
+            return Ok(output::code(exit::VERIFY_FAILED));
+        }
+    };
+    let (ok, message) = verdict(recorded, status, confined.blocked());
     eprintln!("spoc: verify: {message}");
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(output::code(if ok { exit::OK } else { exit::VERIFY_FAILED }))
 }
 
 /// Whether a confined rerun confirms a recorded profile, and what to tell the user: it must
@@ -461,10 +749,18 @@ fn verdict(
 }
 
 /// How the recording ended, for the summary.
-fn ended(raw: &RawRecording) -> String {
+fn ended(raw: &RawRecording, received: &[i32]) -> String {
+    let by = |r: &[i32]| {
+        let names: Vec<String> = r.iter().map(|s| signal_name(*s)).collect();
+        names.join(", ")
+    };
     match raw.exit_status() {
-        Some(status) => status.to_string(),
-        None if STOP.load(Ordering::SeqCst) => "stopped by Ctrl-C".to_owned(),
+        Some(status) => match std::os::unix::process::ExitStatusExt::signal(&status) {
+            Some(sig) => format!("killed by {}", signal_name(sig)),
+            None => status.to_string(),
+        },
+        None if !received.is_empty() => format!("stopped by {}", by(received)),
+        None if STOP.load(Ordering::SeqCst) => "stopped".to_owned(),
         None => "its last process exited".to_owned(),
     }
 }

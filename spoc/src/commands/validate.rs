@@ -16,8 +16,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::input::read_input;
+use super::output::{FoldedProblem, Format, clean, emit, exit, fold, problem_key, problem_line};
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use spo_apparmor::validate::check_rendered;
 use spo_apparmor::{ParserValidator, render_profile};
@@ -38,7 +39,8 @@ pub const EXAMPLES: &str = "\
 Examples:
   spoc validate examples/manifests/
   spoc validate - < profile.yaml
-  spoc validate --output json profile.yaml
+  spoc validate --format json profile.yaml    machine-readable results
+  spoc validate -q -o report.txt dir/         only problems (errors; -q hides warnings), to a file
   spoc validate --deep examples/manifests/     also compile with secilc and apparmor_parser
 
 SelinuxProfiles inherited with `kind: SelinuxProfile` are looked up among all the documents
@@ -53,21 +55,25 @@ the SelinuxProfiles once more and reads its type attributes with setools' seinfo
 attribute that holds a denied type (file_type holds shadow_t) is refused at its field. When a tool or the base
 policy is missing, each affected document says `skipped deep check: <why>`; that is not an error.
 
-Exit status: 0 when every document is valid (warnings allowed), 1 when any document has an
-error, 2 when a file cannot be read.";
+A problem repeated at many fields (500 duplicate syscall names) is one line with a count.
+Validating no document at all (an empty directory, an empty file) is an error: a check that
+checked nothing must not pass.";
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// Files or directories (searched for *.yaml, *.yml, *.json); `-` reads standard input.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// Output format.
-    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
-    output: OutputFormat,
+    /// Output format of the report.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Write the report to FILE instead of standard output (`-`: standard output).
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// Treat warnings as errors.
     #[arg(long)]
     strict_warnings: bool,
-    /// Print only documents with problems, and the summary.
+    /// Print only errors, the documents that have them, and the summary (no warnings).
     #[arg(long, short)]
     quiet: bool,
     /// Also compile SELinux profiles with secilc and AppArmor profiles with apparmor_parser.
@@ -76,12 +82,6 @@ pub struct ValidateArgs {
     /// The SELinux base policy directory (*.cil files) for --deep [default: $SPO_SELINUX_BASE].
     #[arg(long, value_name = "DIR", requires = "deep")]
     selinux_base: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OutputFormat {
-    Text,
-    Json,
 }
 
 /// One document's result, as printed with `--output json`.
@@ -101,10 +101,19 @@ struct DocumentReport {
     result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
-    problems: Vec<Problem>,
+    problems: Vec<ReportedProblem>,
     /// What `--deep` did with the document, when it applies to its kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     deep_check: Option<DeepCheck>,
+}
+
+/// A problem with the line of its field.
+#[derive(Debug, Serialize)]
+struct ReportedProblem {
+    #[serde(flatten)]
+    problem: Problem,
+    /// 1-based line of the field at fault (the document's first line when the field is absent).
+    line: usize,
 }
 
 /// The outcome of compiling one document with a real tool.
@@ -180,13 +189,23 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
                 file: display,
                 error: format!("{e:#}"),
             }),
-            Ok(bytes) => match decode_source(&display, &bytes).and_then(|text| parse_source(&display, text)) {
-                Err(e) => report.file_errors.push(FileError {
-                    file: display,
-                    error: e.to_string(),
-                }),
-                Ok(docs) => files.push((display, docs)),
-            },
+            Ok(bytes) => {
+                let parsed = decode_source(&display, &bytes)
+                    .map_err(anyhow::Error::from)
+                    .and_then(
+                        |text| match super::input::runtime_json_document(&input, &display, text) {
+                            Some(doc) => doc.map(|d| vec![d]),
+                            None => parse_source(&display, text).map_err(anyhow::Error::from),
+                        },
+                    );
+                match parsed {
+                    Err(e) => report.file_errors.push(FileError {
+                        file: display,
+                        error: format!("{e:#}"),
+                    }),
+                    Ok(docs) => files.push((display, docs)),
+                }
+            }
         }
     }
 
@@ -225,19 +244,25 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
         }
     }
 
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match args.output {
-        OutputFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &report).context("writing the JSON report")?;
-            writeln!(out)?;
+    let text = match args.format.serialize(&report)? {
+        Some(text) => text.into_bytes(),
+        None => {
+            let mut out = Vec::new();
+            print_text(&mut out, &report, args.quiet, args.deep)?;
+            out
         }
-        OutputFormat::Text => print_text(&mut out, &report, args.quiet, args.deep)?,
-    }
+    };
+    emit(args.output.as_deref(), &text)?;
     Ok(if !report.file_errors.is_empty() {
-        ExitCode::from(2)
+        ExitCode::from(exit::SPOC_FAILED)
+    } else if report.documents.is_empty() {
+        eprintln!(
+            "spoc: error: no document to validate in {}",
+            describe_inputs(&args.files)
+        );
+        ExitCode::from(exit::SPOC_FAILED)
     } else if report.invalid > 0 {
-        ExitCode::from(1)
+        ExitCode::from(exit::FOUND)
     } else {
         ExitCode::SUCCESS
     })
@@ -307,8 +332,10 @@ fn duplicate_warning(doc: &Document, inputs: &SelinuxInputs) -> Option<Problem> 
 /// Adds `found` to the document's problems (skipping ones it already has: the backends repeat
 /// the model's checks) and marks it invalid when there is an error.
 pub(crate) fn add_problems(doc: &mut Document, found: Problems) {
+    // Keyed by content, so 500,000 problems cost a hash each, not a scan of the others.
+    let known: std::collections::HashSet<String> = doc.problems.iter().map(problem_key).collect();
     for p in found.into_vec() {
-        if !doc.problems.iter().any(|q| *q == p) {
+        if !known.contains(&problem_key(&p)) {
             doc.problems.push(p);
         }
     }
@@ -320,17 +347,33 @@ pub(crate) fn add_problems(doc: &mut Document, found: Problems) {
 /// Checks that need a backend but no external tool: syscall names per architecture for
 /// SeccompProfiles; identifiers, guardrails and inherit chains for SelinuxProfiles; the CIL
 /// reader for RawSelinuxProfiles; the path grammar and raw-policy includes for AppArmorProfiles.
+///
+/// An invalid document is checked too, through its best-effort object (missing fields filled
+/// with placeholders), so a missing required field does not hide a misspelled syscall; what
+/// the backends say about the placeholders themselves is dropped.
 fn backend_checks(doc: &mut Document, ctx: &RenderContext) {
-    let found = match &doc.outcome {
-        Outcome::Valid(AnyObject::SeccompProfile(p)) => {
+    let found = match doc.object_for_checks() {
+        Some(AnyObject::SeccompProfile(p)) => {
             spo_seccomp::validate::check_spec(&p.spec, spo_seccomp::syscalls::native_arch())
         }
-        Outcome::Valid(AnyObject::SelinuxProfile(p)) => check_selinux_profile(p, ctx).0,
-        Outcome::Valid(AnyObject::RawSelinuxProfile(p)) => check_raw_selinux_profile(p).0,
-        Outcome::Valid(AnyObject::AppArmorProfile(p)) => spo_apparmor::check_profile(p),
+        Some(AnyObject::SelinuxProfile(p)) => check_selinux_profile(p, ctx).0,
+        Some(AnyObject::RawSelinuxProfile(p)) => check_raw_selinux_profile(p).0,
+        Some(AnyObject::AppArmorProfile(p)) => spo_apparmor::check_profile(p),
         _ => return,
     };
-    add_problems(doc, found);
+    // On a broken document a finding about the whole spec ("does not compile") only repeats
+    // the errors already listed at their fields.
+    let broken = !matches!(doc.outcome, Outcome::Valid(_));
+    let whole_spec = FieldPath::root().field("spec");
+    let mut kept = Problems::new();
+    for p in found.into_vec() {
+        let about_placeholder = doc.is_placeholder(&p.path);
+        let repeats_fields = broken && p.path == whole_spec;
+        if !about_placeholder && !repeats_fields {
+            kept.push(p);
+        }
+    }
+    add_problems(doc, kept);
 }
 
 const SECILC: &str = "secilc";
@@ -401,6 +444,10 @@ fn deep_checks(
                 }
             }
             Ok(secilc) => {
+                progress(&format!(
+                    "compiling {} SELinux profile(s) with secilc against the base policy (seconds per run)",
+                    candidates.len()
+                ));
                 let mut passed = Vec::new();
                 for (key, outcome) in compile_selinux(&secilc, &candidates) {
                     match outcome {
@@ -419,6 +466,7 @@ fn deep_checks(
                         }
                     }
                 }
+                progress("checking type attributes against the guardrails (secilc and seinfo)");
                 check_attribute_guardrails(files, ctx, &secilc, &passed, &candidates);
             }
         }
@@ -427,7 +475,12 @@ fn deep_checks(
     if !apparmor.is_empty() {
         let validator = ParserValidator::default();
         let available = validator.available();
-        for key in apparmor {
+        let total = apparmor.len();
+        for (done, key) in apparmor.into_iter().enumerate() {
+            progress(&format!(
+                "compiling AppArmor profile {}/{total} with apparmor_parser",
+                done + 1
+            ));
             let doc = &mut files[key.0].1[key.1];
             let Outcome::Valid(AnyObject::AppArmorProfile(p)) = &doc.outcome else {
                 continue;
@@ -650,6 +703,14 @@ fn document_report(file: &str, doc: Document, strict_warnings: bool) -> Document
         _ if failed => ("error", None),
         _ => ("ok", None),
     };
+    let problems = doc
+        .problems
+        .iter()
+        .map(|p| ReportedProblem {
+            line: super::input::line_of(&doc, &p.path),
+            problem: p.clone(),
+        })
+        .collect();
     DocumentReport {
         file: file.to_owned(),
         document: doc.index,
@@ -659,7 +720,7 @@ fn document_report(file: &str, doc: Document, strict_warnings: bool) -> Document
         name: doc.name,
         result,
         reason,
-        problems: doc.problems.into_vec(),
+        problems,
         deep_check: None,
     }
 }
@@ -669,12 +730,7 @@ fn print_text(out: &mut impl Write, report: &Report, quiet: bool, deep: bool) ->
         writeln!(out, "{}: error: {}", e.file, e.error)?;
     }
     for d in &report.documents {
-        let what = format!(
-            "{}/{}",
-            d.kind.as_deref().unwrap_or("<no kind>"),
-            d.name.as_deref().unwrap_or("<no name>")
-        );
-        let at = format!("{}:{} [doc {}] {what}", d.file, d.line, d.document);
+        let at = format!("{}:{} [doc {}] {}", clean(&d.file), d.line, d.document, doc_what(d));
         match d.result {
             "skipped" => {
                 if !quiet {
@@ -705,13 +761,11 @@ fn print_text(out: &mut impl Write, report: &Report, quiet: bool, deep: bool) ->
                 {
                     writeln!(out, "{at}: skipped deep check: {why}")?;
                 }
-                for p in &d.problems {
-                    let severity = if p.is_error() { "error" } else { "warning" };
-                    write!(out, "{at}: {severity}: {}: {}", p.path, p.message)?;
-                    match &p.hint {
-                        Some(h) => writeln!(out, " ({h})")?,
-                        None => writeln!(out)?,
+                for f in fold(d.problems.iter().map(|r| &r.problem)) {
+                    if quiet && !f.first.is_error() {
+                        continue;
                     }
+                    writeln!(out, "{}", problem_line(&at_line(d, &f), &f))?;
                 }
             }
         }
@@ -749,6 +803,29 @@ fn print_text(out: &mut impl Write, report: &Report, quiet: bool, deep: bool) ->
     Ok(())
 }
 
+/// Says what a long step is doing, on a terminal only (a pipe or a file gets nothing).
+fn progress(what: &str) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprintln!("spoc: {what}...");
+    }
+}
+
+/// `Kind/name` of a report, escaped for the terminal.
+fn doc_what(d: &DocumentReport) -> String {
+    format!(
+        "{}/{}",
+        clean(d.kind.as_deref().unwrap_or("<no kind>")),
+        clean(d.name.as_deref().unwrap_or("<no name>"))
+    )
+}
+
+/// The location of a problem: its field's line.
+fn at_line(d: &DocumentReport, f: &FoldedProblem<'_>) -> String {
+    let line = d.problems.get(f.first_index).map_or(d.line, |r| r.line);
+    format!("{}:{line} [doc {}] {}", clean(&d.file), d.document, doc_what(d))
+}
+
 /// ` (compiled by secilc)` or ` (skipped deep check: <why>)` after `ok`.
 fn deep_note(check: Option<&DeepCheck>) -> String {
     match check {
@@ -765,6 +842,15 @@ fn deep_note(check: Option<&DeepCheck>) -> String {
         ),
         _ => String::new(),
     }
+}
+
+/// The inputs, for a message.
+fn describe_inputs(files: &[PathBuf]) -> String {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| clean(&f.display().to_string()).into_owned())
+        .collect();
+    names.join(", ")
 }
 
 /// Files to read: `-`, files as given, directories searched (sorted) for manifests.

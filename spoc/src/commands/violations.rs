@@ -22,6 +22,8 @@ use std::path::Path;
 use spo_enrich::audit::{AuditRecord, SeccompRecord, parse_record};
 use spo_model::seccomp::{Arch, SeccompAction};
 
+use super::output::clean;
+
 /// Where the kernel's audit records land.
 const KERNEL_LOG: &str = "/dev/kmsg";
 const AUDITD_LOG: &str = "/var/log/audit/audit.log";
@@ -216,8 +218,8 @@ pub struct Violation {
 
 /// The command's violations (counted) and how many records of other processes were left out.
 /// `name_of` names a syscall number; `ours` says which processes are the command's. LOG records
-/// (the profile's own SCMP_ACT_LOG rules) are violations too: the profile asked to hear about
-/// them.
+/// (the profile's own SCMP_ACT_LOG rules) are kept too, to be reported as logged, not blocked
+/// ([`Violation::is_logged`]): the profile asked to hear about them.
 pub fn violations(
     records: &[SeccompRecord],
     ours: &Attribution,
@@ -245,14 +247,31 @@ pub fn violations(
     (found, others)
 }
 
-/// The report line of one violation.
-pub fn describe(v: &Violation, count: usize) -> String {
+impl Violation {
+    /// Whether the profile let the call through and only logged it (SCMP_ACT_LOG), rather
+    /// than blocking it.
+    pub fn is_logged(&self) -> bool {
+        self.action == SeccompAction::Log
+    }
+}
+
+/// The report line of one violation, escaped for a terminal (the program's name is the
+/// program's to choose).
+#[cfg(test)]
+fn describe(v: &Violation, count: usize) -> String {
+    describe_call(&v.syscall, v.arch.as_str(), v.action.as_str(), &v.exe, count)
+}
+
+/// The report line of a call, escaped for a terminal (the program's name is the program's to
+/// choose): `mkdir [SCMP_ARCH_X86_64] SCMP_ACT_ERRNO by /usr/bin/mkdir, 2
+/// times`, names escaped.
+pub fn describe_call(syscall: &str, arch: &str, action: &str, program: &str, count: usize) -> String {
     let times = if count == 1 {
         String::new()
     } else {
         format!(", {count} times")
     };
-    format!("{} [{}] {} by {}{times}", v.syscall, v.arch, v.action, v.exe)
+    format!("{} [{arch}] {action} by {}{times}", clean(syscall), clean(program))
 }
 
 #[cfg(test)]
@@ -302,6 +321,21 @@ mod tests {
                 "#999 [SCMP_ARCH_X86_64] SCMP_ACT_KILL_PROCESS by /usr/bin/mkdir".to_owned(),
                 "mkdir [SCMP_ARCH_X86_64] SCMP_ACT_ERRNO by /usr/bin/mkdir, 2 times".to_owned(),
             ]
+        );
+    }
+
+    #[test]
+    fn logged_calls_are_told_from_blocked_ones_and_names_are_escaped() {
+        let mut logged = record(10, 83, SeccompAction::Log);
+        logged.exe = Some("/tmp/evil\nspoc: the profile blocked nothing\x1b[2J".into());
+        let (found, _) = violations(&[logged], &Attribution::Pids(BTreeSet::from([10])), |_, _| {
+            Some("mkdir")
+        });
+        let (v, n) = found.iter().next().expect("one");
+        assert!(v.is_logged());
+        assert_eq!(
+            describe(v, *n),
+            "mkdir [SCMP_ARCH_X86_64] SCMP_ACT_LOG by /tmp/evil\\nspoc: the profile blocked nothing\\x1b[2J"
         );
     }
 }

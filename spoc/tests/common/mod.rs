@@ -5,6 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs the `spoc` binary built for this test with `args`, feeding `stdin` when given (the
 /// pipe is closed either way, so a command reading input sees end of file).
+#[allow(dead_code)] // record_caps runs spoc with its own environment
 pub fn spoc(args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_spoc"))
         .args(args)
