@@ -268,6 +268,37 @@ fn operator_on_a_real_apiserver() {
     // A name that would escape the node directory is refused by the apiserver already
     // (metadata.name is a DNS subdomain), and the daemon checks it again before writing.
 
+    // 3b. A name that exists only on another architecture (as profiles copied from container
+    // engines list vm86old): Installed, the file written, and a Warning Event naming the field.
+    c.apply(&profile("e2e-copied", None, &["read", "vm86old"]));
+    let copied = c.wait_state("e2e-copied", "Installed");
+    assert_eq!(copied["status"]["conditions"][0]["reason"], "Available", "{copied}");
+    c.wait_file(NODE_A, "e2e-copied", &["read"]);
+    eventually("warning event for e2e-copied", T, || {
+        let evs = c.k.json(&["get", "events.events.k8s.io", "-A", "-o", "json"]);
+        let found = evs["items"].as_array().into_iter().flatten().any(|e| {
+            e["regarding"]["name"] == "e2e-copied"
+                && e["type"] == "Warning"
+                && e["reason"] == "ProfileInstalledWithWarnings"
+                && e["note"].to_string().contains("vm86old")
+                && e["note"].to_string().contains("spec.syscalls[0].names[1]")
+        });
+        if found {
+            Ok(())
+        } else {
+            let mine: Vec<String> = evs["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["regarding"]["name"] == "e2e-copied")
+                .map(|e| format!("{} {} {}", e["type"], e["reason"], e["note"]))
+                .collect();
+            Err(format!("no warning event; events of e2e-copied: {mine:?}"))
+        }
+    });
+    c.k.ok(&["delete", "sp", "e2e-copied", "--wait=false"], None);
+    c.wait_no_file(NODE_A, "e2e-copied");
+
     // 4. Disable removes the files and reports Disabled; enabling again installs.
     c.k.ok(
         &[

@@ -329,6 +329,12 @@ pub trait ProfileBackend {
 
     /// Builds a profile named `name` from what a workload was seen doing (pure).
     fn profile_from_recording(&self, name: &str, recording: &Recording) -> Result<Self::Profile, Self::Error>;
+
+    /// What is worth telling about a profile that installs fine (pure): a syscall name that
+    /// exists only on other architectures, say. None by default.
+    fn warnings(&self, _profile: &Self::Profile, _ctx: &Self::Context) -> Problems {
+        Problems::new()
+    }
 }
 
 /// The result of [`sync_profile`]: the node state to report and why.
@@ -340,6 +346,9 @@ pub struct SyncOutcome {
     pub message: Option<String>,
     /// Whether anything on the node changed.
     pub changed: bool,
+    /// For an installed profile: its warnings (the model's and the backend's), as
+    /// `field: message`, for a Warning Event.
+    pub warnings: Vec<String>,
 }
 
 /// Brings one node in line with one profile: removes it when it is disabled or partial,
@@ -355,6 +364,7 @@ pub fn sync_profile<B: ProfileBackend>(
         state: ProfileState::Error,
         message: Some(message),
         changed: false,
+        warnings: Vec::new(),
     };
     let name = match profile.install_name() {
         Ok(n) => n,
@@ -371,6 +381,7 @@ pub fn sync_profile<B: ProfileBackend>(
                 state,
                 message: None,
                 changed: outcome == RemoveOutcome::Removed,
+                warnings: Vec::new(),
             },
             Err(e) => error(format!("removing {} {name}: {}", B::Profile::KIND, error_chain(&e))),
         };
@@ -392,6 +403,12 @@ pub fn sync_profile<B: ProfileBackend>(
             state: ProfileState::Installed,
             message: None,
             changed: outcome == InstallOutcome::Written,
+            warnings: problems
+                .iter()
+                .chain(backend.warnings(profile, ctx).iter())
+                .filter(|p| !p.is_error())
+                .map(|p| format!("{}: {}", p.path, p.message))
+                .collect(),
         },
         Err(e) => error(format!("installing {} {name}: {}", B::Profile::KIND, error_chain(&e))),
     }

@@ -143,6 +143,16 @@ impl ProfileBackend for SeccompBackend {
     fn profile_from_recording(&self, name: &str, recording: &Recording) -> Result<SeccompProfile, SeccompError> {
         Ok(SeccompProfile::new(name, spec_from_recording(recording)))
     }
+
+    /// The spec's own warnings for this node (syscall names of other architectures, which the
+    /// runtime skips, among them).
+    fn warnings(&self, profile: &SeccompProfile, ctx: &RenderContext) -> Problems {
+        let mut out = Problems::new();
+        for p in check_spec(&profile.spec, ctx.native).iter().filter(|p| !p.is_error()) {
+            out.push(p.clone());
+        }
+        out
+    }
 }
 
 fn problems_text(problems: &Problems) -> String {
@@ -305,6 +315,39 @@ mod tests {
     }
     use spo_model::ProfileState;
     use spo_model::contract::sync_profile;
+
+    #[test]
+    fn names_of_other_architectures_install_with_a_warning() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = DirStore::new(dir.path());
+        let backend = SeccompBackend::default();
+        let mut rec = Recording::default();
+        rec.syscalls.entry(Arch::X86_64).or_default().extend([
+            "read".to_owned(),
+            "exit_group".to_owned(),
+            "vm86old".to_owned(),
+        ]);
+        let profile = backend.profile_from_recording("copied", &rec).expect("from recording");
+        let ctx = RenderContext {
+            native: Arch::X86_64,
+            ..RenderContext::new(Arc::new(MemoryResolver::new()))
+        };
+        let outcome = sync_profile(&backend, &store, &profile, &ctx);
+        assert_eq!(outcome.state, ProfileState::Installed, "{outcome:?}");
+        assert_eq!(outcome.warnings.len(), 1, "{outcome:?}");
+        assert!(
+            outcome.warnings[0].starts_with("spec.syscalls[0].names[") && outcome.warnings[0].contains("vm86old"),
+            "{outcome:?}"
+        );
+        let clean = backend
+            .profile_from_recording("clean", &{
+                let mut r = Recording::default();
+                r.syscalls.entry(Arch::X86_64).or_default().insert("read".to_owned());
+                r
+            })
+            .expect("from recording");
+        assert!(sync_profile(&backend, &store, &clean, &ctx).warnings.is_empty());
+    }
 
     #[test]
     fn the_contract_end_to_end_with_a_temp_node_dir() {

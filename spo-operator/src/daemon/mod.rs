@@ -522,6 +522,11 @@ async fn reconcile_node<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>
                 };
                 metrics.operation(kind_id, op);
                 info!(profile = %name, state = %outcome.state, "node updated");
+                // Once per written artifact: an unchanged file on a resync or a restart says
+                // nothing new.
+                if outcome.state == ProfileState::Installed && !outcome.warnings.is_empty() {
+                    emit_warnings(&ctx, &profile, &outcome.warnings).await;
+                }
             }
             let reason = (outcome.state == ProfileState::Error)
                 .then(|| error_reason(outcome.message.as_deref().unwrap_or_default()));
@@ -672,6 +677,24 @@ async fn emit_error<K: NodeKind>(ctx: &Ctx<K>, profile: &ProfileOf<K>, result: O
         type_: EventType::Warning,
         reason: "ProfileNotInstalled".into(),
         note: Some(crate::nodestatus::clip_message(message).chars().take(1000).collect()),
+        action: "Install".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &profile.object_ref(&())).await {
+        warn!(profile = %profile.name_any(), error = %error_chain(&e), "publishing the event failed");
+    }
+}
+
+/// A profile installed on this node with warnings (a syscall name of another architecture,
+/// which the runtime skips): logged and published as a Warning Event; the state stays
+/// Installed.
+async fn emit_warnings<K: NodeKind>(ctx: &Ctx<K>, profile: &ProfileOf<K>, warnings: &[String]) {
+    let text = warnings.join("; ");
+    warn!(profile = %profile.name_any(), warnings = %text, "profile installed with warnings");
+    let ev = KubeEvent {
+        type_: EventType::Warning,
+        reason: "ProfileInstalledWithWarnings".into(),
+        note: Some(crate::nodestatus::clip_message(&text).chars().take(1000).collect()),
         action: "Install".into(),
         secondary: None,
     };
