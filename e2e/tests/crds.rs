@@ -153,7 +153,8 @@ fn crds_on_a_real_apiserver() {
     // 5. Status subresource and printer columns of SecurityProfileNodeStatus, in SPO v1.0's
     //    shape: `spec.nodeName` (required, non-empty) and `status.status`.
     for (bad, field) in [
-        ("nodeName: node-1\n", "spec"),
+        // The pre-v1.0 shape: a top-level nodeName is an unknown field now.
+        ("nodeName: node-1\n", "unknown field \"nodeName\""),
         ("spec: {nodeName: \"\"}\n", "spec.nodeName"),
     ] {
         let doc = format!(
