@@ -127,7 +127,7 @@ fn invalid_manifest_prints_problems_and_exits_125() {
     assert!(o.stdout.is_empty());
     let err = text(&o.stderr);
     assert!(
-        err.contains("-:1 [doc 0] SeccompProfile/demo: error: spec.defautAction: unknown field"),
+        err.contains("-:5 [doc 0] SeccompProfile/demo: error: spec.defautAction: unknown field"),
         "{err}"
     );
 }
