@@ -2,36 +2,10 @@
 //! `spoc run` it confined by the recorded profile. Needs root and BTF.
 
 mod common;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{can_record, spoc};
-
-/// Starts `spoc args` in the background; sends `signal` to spoc alone once `ready` holds.
-fn signal_spoc(args: &[&str], signal: &str, ready: impl Fn() -> bool) -> std::process::Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn spoc");
-    let started = Instant::now();
-    while !ready() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the command never got ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let ok = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-    child.wait_with_output().expect("wait spoc")
-}
+use common::{can_record, signal_spoc, spoc};
 
 #[test]
 fn record_then_run_confined() {

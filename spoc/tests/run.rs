@@ -2,10 +2,8 @@
 //! the report (text and JSON) and what it prints of hostile program names.
 
 mod common;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use common::{can_record, spoc};
+use common::{can_record, signal_spoc, spoc};
 
 const HEAD: &str =
     "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {name: t}\nspec:\n";
@@ -14,33 +12,6 @@ fn profile(dir: &std::path::Path, spec: &str) -> String {
     let p = dir.join("p.yaml");
     std::fs::write(&p, format!("{HEAD}{spec}")).expect("write profile");
     p.to_str().expect("utf-8").to_owned()
-}
-
-/// Starts `spoc args` in the background; sends `signal` to spoc (not to the command) once
-/// `ready` holds, and returns its output.
-fn signal_spoc(args: &[&str], signal: &str, ready: impl Fn() -> bool) -> std::process::Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn spoc");
-    let started = Instant::now();
-    while !ready() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the command never got ready"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let ok = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(ok.success());
-    child.wait_with_output().expect("wait spoc")
 }
 
 #[test]

@@ -44,3 +44,33 @@ pub fn can_record(test: &str) -> bool {
     eprintln!("skipped: {test}: {why}");
     false
 }
+
+/// Starts `spoc args` in the background; sends `signal` to spoc alone (not to the command it
+/// runs) once `ready` holds, and returns its output.
+#[allow(dead_code)] // only the run and record tests send signals
+pub fn signal_spoc(args: &[&str], signal: &str, ready: impl Fn() -> bool) -> Output {
+    use std::time::{Duration, Instant};
+    let child = Command::new(env!("CARGO_BIN_EXE_spoc"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn spoc");
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the command never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Give spoc a moment past the command's readiness to have its handlers in place.
+    std::thread::sleep(Duration::from_millis(300));
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(ok.success());
+    child.wait_with_output().expect("wait spoc")
+}
