@@ -94,10 +94,7 @@ pub fn runtime_json_document(path: &Path, display: &str, text: &str) -> Option<R
     let value = runtime_json_value(text)?;
     Some((|| {
         let name = name_from_path(path).unwrap_or_else(|| "profile".to_owned());
-        let json = serde_json::to_string(&value).context("re-reading runtime JSON")?;
-        let converted =
-            spo_seccomp::oci::parse_runtime_profile(&json, &spo_seccomp::oci::EngineContext::this_machine())
-                .map_err(|e| anyhow::anyhow!("{}: {}", clean(display), clean(&spo_model::contract::error_chain(&e))))?;
+        let converted = convert_runtime(display, &value)?;
         let profile = SeccompProfile::new(&name, converted.spec);
         let manifest = serde_json::to_value(&profile).context("writing the converted SeccompProfile")?;
         let mut doc = spo_model::document::check_document(0, 1, manifest);
@@ -151,6 +148,14 @@ pub fn load_seccomp(path: &Path, name: Option<&str>, warnings: Warnings) -> Resu
     }
 }
 
+/// The spec runtime JSON `value` amounts to on this machine (architecture, kernel, a
+/// container's default capabilities), with the conversion's notes.
+fn convert_runtime(display: &str, value: &serde_json::Value) -> Result<spo_seccomp::oci::RuntimeProfile> {
+    let text = serde_json::to_string(value).context("re-reading runtime JSON")?;
+    spo_seccomp::oci::parse_runtime_profile(&text, &spo_seccomp::oci::EngineContext::this_machine())
+        .map_err(|e| anyhow::anyhow!("{}: {}", clean(display), clean(&spo_model::contract::error_chain(&e))))
+}
+
 /// A SeccompProfile from OCI runtime JSON, named `name` or after the file.
 fn runtime_profile(
     path: &Path,
@@ -168,9 +173,7 @@ fn runtime_profile(
         ),
         None => name_from_path(path).unwrap_or_else(|| "profile".to_owned()),
     };
-    let text = serde_json::to_string(value).context("re-reading runtime JSON")?;
-    let converted = spo_seccomp::oci::parse_runtime_profile(&text, &spo_seccomp::oci::EngineContext::this_machine())
-        .map_err(|e| anyhow::anyhow!("{}: {}", clean(display), clean(&spo_model::contract::error_chain(&e))))?;
+    let converted = convert_runtime(display, value)?;
     let at = format!("{}: SeccompProfile/{}", clean(display), clean(&name));
     for note in &converted.notes {
         if warnings == Warnings::Show {
