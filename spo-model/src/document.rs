@@ -436,19 +436,36 @@ fn split_yaml(text: &str) -> Vec<RawDoc> {
     }
     chunks.push((start, current));
 
-    let mut out = Vec::new();
-    for (start, chunk) in chunks {
-        let mut first_content = None;
-        for (i, l) in chunk.lines().enumerate() {
+    let first_content = |chunk: &str| {
+        chunk.lines().position(|l| {
             let t = l.trim();
-            if !t.is_empty() && !t.starts_with('#') {
-                first_content = Some(i);
-                break;
-            }
-        }
-        let Some(offset) = first_content else { continue };
+            !t.is_empty() && !t.starts_with('#')
+        })
+    };
+    let mut out = Vec::new();
+    let mut chunks = chunks.into_iter();
+    while let Some((start, chunk)) = chunks.next() {
+        let Some(offset) = first_content(&chunk) else { continue };
         let line = start + offset;
-        let parsed = crate::yaml::load_document(&chunk, start).map_err(|e| {
+        // Input nested too deep is refused before the parser reads it where a byte scan can
+        // tell (the parser is slow on token-dense input), and by the parser otherwise; either
+        // way the rest of the stream is not read.
+        let parsed = match crate::nesting::too_deep(&chunk, MAX_NESTING_DEPTH) {
+            Some(at) => {
+                let before = &chunk[..at];
+                let column = at - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+                Err(crate::yaml::YamlError {
+                    line: start + before.matches('\n').count(),
+                    column: Some(column),
+                    message: crate::yaml::nesting_message(),
+                    syntax: false,
+                    too_deep: true,
+                })
+            }
+            None => crate::yaml::load_document(&chunk, start),
+        };
+        let stop = parsed.as_ref().is_err_and(|e| e.too_deep);
+        let parsed = parsed.map_err(|e| {
             let at = match e.column {
                 Some(c) => format!("line {}, column {c}", e.line),
                 None => format!("line {}", e.line),
@@ -458,9 +475,17 @@ fn split_yaml(text: &str) -> Vec<RawDoc> {
             } else {
                 format!("{} at {at}", e.message)
             };
-            Problem::error(FieldPath::root(), message)
+            let rest = if stop && chunks.as_slice().iter().any(|(_, c)| first_content(c).is_some()) {
+                "; the documents after it are not read"
+            } else {
+                ""
+            };
+            Problem::error(FieldPath::root(), format!("{message}{rest}"))
         });
         out.push((line, parsed));
+        if stop {
+            break;
+        }
     }
     out
 }

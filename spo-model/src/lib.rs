@@ -12,6 +12,7 @@ pub mod document;
 pub mod error;
 mod lines;
 pub mod names;
+mod nesting;
 pub mod nodestatus;
 pub mod observed;
 pub mod recording;

@@ -54,6 +54,8 @@ pub(crate) struct YamlError {
     pub message: String,
     /// Whether the text is not YAML at all (rather than YAML we refuse to read).
     pub syntax: bool,
+    /// Whether it is nested past [`MAX_NESTING_DEPTH`] (the rest of the stream is not read).
+    pub too_deep: bool,
 }
 
 /// A collection being read. Sequence items and mapping lines wait on the loader's shared
@@ -147,6 +149,7 @@ impl Loader {
             column: Some(e.marker().col() + 1),
             message: if nesting { nesting_message() } else { e.info() },
             syntax: !nesting,
+            too_deep: nesting,
         }
     }
 
@@ -156,6 +159,14 @@ impl Loader {
             column: Some(span.start.col() + 1),
             message: message.into(),
             syntax: false,
+            too_deep: false,
+        }
+    }
+
+    fn too_deep(&self, span: &Span) -> YamlError {
+        YamlError {
+            too_deep: true,
+            ..self.error(span, nesting_message())
         }
     }
 
@@ -190,7 +201,7 @@ impl Loader {
                     return Err(self.error(&span, "alias of an unknown anchor"));
                 };
                 if self.stack.len() + a.depth > MAX_NESTING_DEPTH {
-                    return Err(self.error(&span, nesting_message()));
+                    return Err(self.too_deep(&span));
                 }
                 self.budget = self
                     .budget
@@ -248,7 +259,7 @@ impl Loader {
 
     fn open(&mut self, anchor: usize, line: u32, map: Option<MapFrame>, span: &Span) -> Result<(), YamlError> {
         if self.stack.len() >= MAX_NESTING_DEPTH {
-            return Err(self.error(span, nesting_message()));
+            return Err(self.too_deep(span));
         }
         if self.pending_key() {
             return Err(self.error(span, "a mapping key is a mapping or a list; keys must be scalars"));
@@ -370,12 +381,14 @@ impl Loader {
                     column: None,
                     message: "a merge (<<) takes a mapping or a list of mappings".to_owned(),
                     syntax: false,
+                    too_deep: false,
                 })?;
                 self.budget = self.budget.checked_sub(merged).ok_or_else(|| YamlError {
                     line: line as usize,
                     column: None,
                     message: alias_message(),
                     syntax: false,
+                    too_deep: false,
                 })?;
                 Ok(())
             }
@@ -441,7 +454,7 @@ fn measure(value: &Value) -> (usize, usize) {
     }
 }
 
-fn nesting_message() -> String {
+pub(crate) fn nesting_message() -> String {
     format!("mappings and lists nested more than {MAX_NESTING_DEPTH} levels deep")
 }
 

@@ -77,6 +77,39 @@ fn deep_flow_mappings_block_mappings_and_sequences_are_refused() {
 }
 
 #[test]
+fn a_stream_stops_at_its_first_document_nested_too_deep() {
+    let deep = "[".repeat(MAX_NESTING_DEPTH + 1);
+    let text = format!("a: 1\n---\nb: {deep}\n---\nc: {deep}\n---\nd: 2\n");
+    let docs = parse_source("stream.yaml", &text).expect("parse");
+    assert_eq!(docs.len(), 2, "the documents after the deep one are not read");
+    assert!(!docs[0].problems.iter().any(|p| p.message.contains("nested")));
+    let msg = &docs[1].problems.iter().next().expect("a problem").message;
+    // `b:` is level 1, so the 128th `[` (column 3 + 128) is the 129th level.
+    assert!(
+        msg.contains("nested more than 128 levels deep at line 3, column 131"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("the documents after it are not read"), "{msg}");
+    // The last document says nothing about documents after it.
+    let text = format!("a: 1\n---\nb: {deep}\n---\n# only a comment\n");
+    let docs = parse_source("stream.yaml", &text).expect("parse");
+    let msg = &docs[1].problems.iter().next().expect("a problem").message;
+    assert!(msg.ends_with("column 131"), "{msg}");
+    // Nesting only an alias reveals is refused by the reader, and stops the stream the same way.
+    let inner = MAX_NESTING_DEPTH - 2;
+    let text = format!(
+        "x: &a {}{}\ny: [[*a]]\n---\nz: 1\n",
+        "[".repeat(inner),
+        "]".repeat(inner)
+    );
+    let docs = parse_source("alias.yaml", &text).expect("parse");
+    assert_eq!(docs.len(), 1);
+    let msg = &docs[0].problems.iter().next().expect("a problem").message;
+    assert!(msg.contains("nested more than") && msg.contains("line 2"), "{msg}");
+    assert!(msg.ends_with("the documents after it are not read"), "{msg}");
+}
+
+#[test]
 fn nesting_up_to_the_limit_is_accepted() {
     // A document at depth 1 holding a value nested to the limit in total.
     let inner = MAX_NESTING_DEPTH - 1;
