@@ -1,3 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+pub mod attribution;
 pub mod audit;
+pub mod enriched;
+pub mod rotate;
+pub mod tail;
