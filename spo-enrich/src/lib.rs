@@ -2,6 +2,8 @@
 
 pub mod attribution;
 pub mod audit;
+pub mod command;
 pub mod enriched;
 pub mod rotate;
+pub mod source;
 pub mod tail;

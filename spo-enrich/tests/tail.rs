@@ -8,7 +8,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -75,17 +75,20 @@ fn start_at_end_skips_what_was_there() {
 }
 
 /// A writer writes numbered lines in a burst and rotates every 200 lines, 100 times, keeping
-/// 10 old files (auditd keeps 5 of 8 MB each: a reader has 40 MB of slack; here it has a few
-/// milliseconds per rotation); a reader polls meanwhile. Every line arrives once, in order.
+/// 10 old files; a reader polls meanwhile. The writer runs ahead freely but never more than 5
+/// rotations (auditd keeps 5 files of 8 MB: a reader that far behind has lost data anywhere),
+/// so a line missing here is the follower's fault, not the machine's load. Every line arrives
+/// once, in order.
 #[test]
 fn no_line_lost_or_repeated_across_100_rotations_during_a_burst() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("audit.log");
-    let total = 100 * 200 + 17;
+    let total: usize = 100 * 200 + 17;
     let done = Arc::new(AtomicBool::new(false));
+    let seen_count = Arc::new(AtomicUsize::new(0));
     let started = Arc::new(Barrier::new(2));
     let writer = {
-        let (log, done, started) = (log.clone(), done.clone(), started.clone());
+        let (log, done, started, seen_count) = (log.clone(), done.clone(), started.clone(), seen_count.clone());
         std::thread::spawn(move || {
             let mut f = OpenOptions::new().create(true).append(true).open(&log).expect("create");
             started.wait();
@@ -94,12 +97,11 @@ fn no_line_lost_or_repeated_across_100_rotations_during_a_burst() {
                 write!(f, "type=SECCOMP msg=audit(1.{i}):").expect("write");
                 writeln!(f, " pid={i}").expect("write");
                 if i % 200 == 199 && i / 200 < 100 {
+                    while i.saturating_sub(seen_count.load(Ordering::SeqCst)) > 5 * 200 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
                     rotate(&log, 10);
                     f = OpenOptions::new().create(true).append(true).open(&log).expect("reopen");
-                    std::thread::sleep(Duration::from_millis(3));
-                }
-                if i % 7 == 0 {
-                    std::thread::yield_now();
                 }
             }
             done.store(true, Ordering::SeqCst);
@@ -108,41 +110,28 @@ fn no_line_lost_or_repeated_across_100_rotations_during_a_burst() {
     let mut tail = LogTail::open(&log, Start::Beginning, 4096).expect("open");
     started.wait();
     let mut seen = Vec::new();
+    let pid_of = |line: &Line| -> usize {
+        assert!(!line.cut, "torn line {:?}", line.text);
+        line.text
+            .rsplit("pid=")
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("pid")
+    };
     loop {
         let finished = done.load(Ordering::SeqCst);
-        for line in tail.poll().expect("poll") {
-            assert!(!line.cut, "torn line {:?}", line.text);
-            let pid: usize = line
-                .text
-                .rsplit("pid=")
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("pid");
-            seen.push(pid);
-        }
+        seen.extend(tail.poll().expect("poll").iter().map(pid_of));
+        seen_count.store(seen.len(), Ordering::SeqCst);
         if finished {
             break;
         }
     }
-    for line in tail.poll().expect("last poll") {
-        seen.push(
-            line.text
-                .rsplit("pid=")
-                .next()
-                .and_then(|p| p.parse().ok())
-                .expect("pid"),
-        );
-    }
+    seen.extend(tail.poll().expect("last poll").iter().map(pid_of));
     writer.join().expect("writer");
-    assert_eq!(
-        tail.stats().gaps,
-        0,
-        "the writer outran the reader by more than 10 rotations"
-    );
+    assert_eq!(tail.stats().gaps, 0);
     assert_eq!(seen.len(), total, "lines lost or repeated");
     assert!(seen.iter().enumerate().all(|(i, &p)| i == p), "out of order");
     assert_eq!(tail.stats().rotations, 100);
-    assert_eq!(tail.stats().gaps, 0);
 }
 
 #[test]
@@ -159,6 +148,28 @@ fn two_rotations_between_polls_lose_nothing() {
     append(&log, "d\n");
     assert_eq!(texts(&tail.poll().expect("poll")), ["b", "c", "d"]);
     assert_eq!(tail.stats().rotations, 2);
+}
+
+/// The reader looks while a rotation is half done: the names shift from the top down, so one
+/// of them is missing for a moment. The files behind the gap are still found.
+#[test]
+fn a_rotation_caught_half_done_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("audit.log");
+    append(&log, "a1\n");
+    let mut tail = LogTail::open(&log, Start::Beginning, 4096).expect("open");
+    assert_eq!(texts(&tail.poll().expect("poll")), ["a1"]);
+    append(&log, "a2\n");
+    rotate(&log, 5); // A is .1
+    append(&log, "b\n");
+    rotate(&log, 5); // A is .2, B is .1
+    append(&log, "c\n");
+    // The third rotation, half done: .2 -> .3 and .1 -> .2 renamed, C not yet moved to .1.
+    fs::rename(sibling(&log, 2), sibling(&log, 3)).expect("rename");
+    fs::rename(sibling(&log, 1), sibling(&log, 2)).expect("rename");
+    assert!(!sibling(&log, 1).exists());
+    assert_eq!(texts(&tail.poll().expect("poll")), ["a2", "b", "c"]);
+    assert_eq!(tail.stats().gaps, 0);
 }
 
 #[test]

@@ -23,9 +23,9 @@ use spo_seccomp::compile::interp::{SeccompData, run_with_endianness};
 use spo_seccomp::compile::{CompileOptions, Program, compile, is_big_endian};
 
 use super::output::{self, Format, Warnings, clean, exit};
-use super::violations::{
-    Attribution, AuditTail, Violation, collect_descendants, describe_call, start_audit_session, violations,
-};
+use super::violations::{describe_call, start_audit_session};
+use spo_enrich::command::{CommandScope, Violation, collect_descendants, seccomp_records, violations};
+use spo_enrich::source::AuditSources;
 
 pub const EXAMPLES: &str = "\
 Examples:
@@ -272,7 +272,8 @@ pub fn run_confined(
     let flags = flags_of(spec) | if report { FLAG_LOG } else { 0 };
     confine_command(&mut cmd, program, flags).context("preparing the seccomp filter")?;
     catch_relayed_signals().context("catching SIGINT, SIGTERM and SIGHUP to pass them on")?;
-    let mut audit = report.then(AuditTail::open);
+    // The audit sources, and every line read from them while the command runs.
+    let mut audit = report.then(|| (AuditSources::open_at_end(), Vec::<String>::new()));
     // Our own fresh audit session, inherited by the command and all it starts.
     let session = if report { start_audit_session().ok() } else { None };
     let mut child = match cmd.spawn() {
@@ -315,8 +316,8 @@ pub fn run_confined(
         if report && session.is_none() {
             collect_descendants(child.id(), &mut ours);
         }
-        if let Some(audit) = &mut audit {
-            audit.poll();
+        if let Some((sources, lines)) = &mut audit {
+            lines.extend(sources.poll());
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -327,31 +328,31 @@ pub fn run_confined(
         audit_unavailable: None,
         signals,
     };
-    if let Some(audit) = &mut audit {
+    if let Some((sources, lines)) = &mut audit {
         // auditd gets records through a kernel thread: give the last ones a moment.
         std::thread::sleep(Duration::from_millis(50));
-        audit.poll();
-        let attribution = match session {
-            Some(s) => Attribution::Session(s),
-            None => Attribution::Pids(ours),
+        lines.extend(sources.poll());
+        let scope = match session {
+            Some(s) => CommandScope::Session(s),
+            None => CommandScope::Pids(ours),
         };
-        if audit.readable() {
-            confined.audit = Some(findings(audit, &attribution));
+        if sources.readable() {
+            confined.audit = Some(findings(sources, lines, &scope));
         } else {
-            confined.audit_unavailable = Some(audit.unavailable.join("; "));
+            confined.audit_unavailable = Some(sources.unavailable.join("; "));
         }
     }
     Ok(confined)
 }
 
 /// Sorts the command's seccomp records into blocked and logged calls.
-fn findings(audit: &AuditTail, ours: &Attribution) -> AuditFindings {
-    let (records, malformed) = audit.seccomp_records();
+fn findings(audit: &AuditSources, lines: &[String], ours: &CommandScope) -> AuditFindings {
+    let (records, malformed) = seccomp_records(lines.iter().map(String::as_str));
     let (found, others) = violations(&records, ours, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
     let (logged, blocked): (BTreeMap<_, _>, BTreeMap<_, _>) = found.into_iter().partition(|(v, _)| v.is_logged());
     let others_why = match ours {
-        Attribution::Session(_) => "they are of other audit sessions",
-        Attribution::Pids(_) => {
+        CommandScope::Session(_) => "they are of other audit sessions",
+        CommandScope::Pids(_) => {
             "they are not known to be the command's: without an audit session of its own \
              (root needed) a child living under 5 ms is not seen"
         }
