@@ -1,8 +1,10 @@
 //! Filters compiled by us and installed in the real kernel, each in a child process (a filter
 //! cannot be removed, so the test process itself must stay unconfined).
 //!
-//! Each test re-runs this test binary with `SPO_APPLY_CHILD=<scenario>`; the `child` test
-//! then installs the filter, makes the syscall and reports through its exit status.
+//! Each test re-runs this test binary with `SPO_APPLY_CHILD=<scenario>`: `main` then runs the
+//! child's part instead of the tests (install the filter, make the syscall, report through the
+//! exit status). The binary has its own small harness (`harness = false`) so that the child's
+//! part is not a test of its own that would pass whenever it is run without a scenario.
 
 use std::process::{Command, ExitStatus};
 
@@ -42,10 +44,8 @@ fn scenario(name: &str) -> SeccompProfileSpec {
 
 /// Runs in the child: install the scenario's filter, call getppid, exit with a code that
 /// says what happened (0: returned normally, 77: EBADFD as configured, 1: anything else).
-#[test]
-fn child() {
-    let Ok(name) = std::env::var(CHILD_ENV) else { return };
-    let spec = scenario(&name);
+fn child(name: &str) -> ! {
+    let spec = scenario(name);
     let program = compile(&spec, &CompileOptions::default()).expect("compile");
     install_filter(&program, flags_of(&spec)).expect("install");
     // std's parent_id is getppid(2); a failure comes back as -1 cast to u32, errno set.
@@ -66,29 +66,22 @@ fn child() {
 
 fn run_child(name: &str) -> (ExitStatus, u32) {
     let exe = std::env::current_exe().expect("test binary");
-    let mut child = Command::new(exe)
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .spawn()
-        .expect("spawn child");
+    let mut child = Command::new(exe).env(CHILD_ENV, name).spawn().expect("spawn child");
     let pid = child.id();
     (child.wait().expect("wait child"), pid)
 }
 
-#[test]
 fn denied_syscall_returns_the_configured_errno() {
     let (status, _) = run_child("errno");
     assert_eq!(status.code(), Some(77), "{status:?}");
 }
 
-#[test]
 fn kill_process_dies_with_sigsys() {
     use std::os::unix::process::ExitStatusExt;
     let (status, _) = run_child("kill");
     assert_eq!(status.signal(), Some(libc::SIGSYS), "{status:?}");
 }
 
-#[test]
 fn log_lets_the_syscall_through_and_the_kernel_logs_it() {
     let (status, pid) = run_child("log");
     assert_eq!(status.code(), Some(0), "{status:?}");
@@ -142,4 +135,47 @@ fn read_kmsg() -> String {
         }
     }
     out
+}
+
+/// The tests, run one after the other (each starts a child of its own), reported in libtest's
+/// words so the suite's summary counts them. Arguments that are not flags filter by name.
+fn main() {
+    if let Ok(name) = std::env::var(CHILD_ENV) {
+        child(&name);
+    }
+    let tests: [(&str, fn()); 3] = [
+        (
+            "denied_syscall_returns_the_configured_errno",
+            denied_syscall_returns_the_configured_errno,
+        ),
+        ("kill_process_dies_with_sigsys", kill_process_dies_with_sigsys),
+        (
+            "log_lets_the_syscall_through_and_the_kernel_logs_it",
+            log_lets_the_syscall_through_and_the_kernel_logs_it,
+        ),
+    ];
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let chosen: Vec<_> = tests
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", chosen.len());
+    let mut failed = Vec::new();
+    for (name, test) in &chosen {
+        let ok = std::panic::catch_unwind(test).is_ok();
+        println!("test {name} ... {}", if ok { "ok" } else { "FAILED" });
+        if !ok {
+            failed.push(*name);
+        }
+    }
+    let result = if failed.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {result}. {} passed; {} failed; 0 ignored; 0 measured; {} filtered out\n",
+        chosen.len() - failed.len(),
+        failed.len(),
+        tests.len() - chosen.len()
+    );
+    if !failed.is_empty() {
+        std::process::exit(101);
+    }
 }

@@ -8,6 +8,8 @@
 use libseccomp::{ScmpArch, ScmpSyscall};
 use proptest::prelude::*;
 
+#[path = "support/kernel.rs"]
+mod kernel;
 #[path = "support/runc_libseccomp.rs"]
 mod runc_libseccomp;
 use runc_libseccomp::{libseccomp_program, scmp_arch};
@@ -501,5 +503,154 @@ fn unconditional_and_conditional_rules_on_one_syscall() {
             ],
         );
         assert_same(&s);
+    }
+}
+
+/// The calls of `inputs` the kernel test makes: all that the kernel does not kill (per our
+/// program), up to 1,500, and up to 24 that it kills (each kill costs a new child), picked
+/// evenly; ia32 calls only where the kernel runs them.
+fn kernel_calls(spec: &SeccompProfileSpec, ours: &[spo_seccomp::compile::bpf::Insn], ia32: bool) -> Vec<SeccompData> {
+    let all: Vec<SeccompData> = inputs(spec, &[])
+        .into_iter()
+        .filter(|d| d.arch == 0xC000_003E || (ia32 && d.arch == 0x4000_0003))
+        .filter(|d| kernel::makeable(&call_of(d)))
+        .collect();
+    let (killed, rest): (Vec<SeccompData>, Vec<SeccompData>) = all
+        .into_iter()
+        .partition(|d| kernel::expected(run(ours, d).expect("runs").ret) == kernel::Verdict::Killed);
+    let pick = |v: Vec<SeccompData>, max: usize| -> Vec<SeccompData> {
+        let step = v.len().div_ceil(max).max(1);
+        v.into_iter().step_by(step).collect()
+    };
+    let mut calls = pick(rest, 1500);
+    calls.extend(pick(killed, 24));
+    calls
+}
+
+fn call_of(d: &SeccompData) -> kernel::Call {
+    kernel::Call {
+        nr: d.nr,
+        ia32: d.arch == 0x4000_0003,
+        args: d.args,
+    }
+}
+
+/// How many calls of each verdict the kernel gave, over a run.
+#[derive(Default, Debug)]
+struct KernelTally {
+    profiles: usize,
+    passed: usize,
+    errno: usize,
+    killed: usize,
+    ia32: usize,
+    with_args: usize,
+}
+
+/// The kernel, our program and libseccomp's (where it knows the call) agree on every call.
+fn assert_kernel_agrees(spec: &SeccompProfileSpec, ia32: bool, tally: &mut KernelTally) {
+    let ours = compile(spec, &CompileOptions::default()).expect("compile");
+    let theirs = libseccomp_program(spec, 2);
+    let calls = kernel_calls(spec, &ours.insns, ia32);
+    let got = kernel::verdicts(&ours.insns, &calls.iter().map(call_of).collect::<Vec<_>>());
+    for (d, kernel_says) in calls.iter().zip(&got) {
+        let ours_says = kernel::expected(run(&ours.insns, d).expect("our program runs").ret);
+        assert_eq!(
+            *kernel_says,
+            ours_says,
+            "the kernel and our program differ for nr={} arch={:#x} args={:x?}\n{}\nspec: {spec:#?}",
+            d.nr,
+            d.arch,
+            d.args,
+            ours.disassemble()
+        );
+        if libseccomp_knows(d) {
+            let theirs_says = kernel::expected(run(&theirs, d).expect("libseccomp's program runs").ret);
+            assert_eq!(
+                *kernel_says, theirs_says,
+                "the kernel and libseccomp's program differ for nr={} arch={:#x} args={:x?}",
+                d.nr, d.arch, d.args
+            );
+        }
+        match kernel_says {
+            kernel::Verdict::Passed => tally.passed += 1,
+            kernel::Verdict::Errno(_) => tally.errno += 1,
+            kernel::Verdict::Killed => tally.killed += 1,
+            kernel::Verdict::Ran(r) => panic!("nr={} ran and returned {r}: the sentinel failed", d.nr),
+        }
+        tally.ia32 += usize::from(d.arch == 0x4000_0003);
+        tally.with_args += usize::from(d.args != [0; 6]);
+    }
+    tally.profiles += 1;
+}
+
+fn ia32_or_skip() -> bool {
+    let works = kernel::ia32_works();
+    if !works {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI machines must run ia32 programs (int 0x80)"
+        );
+        eprintln!("skipped: ia32 calls (this kernel does not run ia32 programs)");
+    }
+    works
+}
+
+#[test]
+fn the_kernel_enforces_argument_rules_on_both_abis_as_compiled() {
+    use SeccompOperator::*;
+    let ia32 = ia32_or_skip();
+    let s = spec(
+        SeccompAction::Errno,
+        vec![Arch::X86_64, Arch::X86],
+        vec![
+            rule(&["read", "write", "close"], SeccompAction::Allow, vec![]),
+            rule(&["personality"], SeccompAction::Allow, vec![arg(0, Eq, 0xffff_ffff, 0)]),
+            rule(
+                &["clone"],
+                SeccompAction::Trap,
+                vec![arg(0, MaskedEq, 0x7e02_0000, 0x1000_0000)],
+            ),
+            rule(&["socket"], SeccompAction::KillProcess, vec![arg(0, Gt, 16, 0)]),
+            rule(&["kill"], SeccompAction::Log, vec![arg(1, Ne, 9, 0)]),
+            SeccompSyscall {
+                errno_ret: Some(13),
+                ..rule(&["mkdir", "mkdirat"], SeccompAction::Errno, vec![])
+            },
+        ],
+    );
+    let mut tally = KernelTally::default();
+    assert_kernel_agrees(&s, ia32, &mut tally);
+    assert!(tally.passed > 0 && tally.errno > 0 && tally.killed > 0, "{tally:?}");
+    assert!(tally.with_args > 100, "{tally:?}");
+    if ia32 {
+        assert!(tally.ia32 > 100, "{tally:?}");
+    }
+}
+
+/// Hundreds of generated profiles (argument rules, every action, x86-64, ia32 and x32), each
+/// checked in the real kernel on up to 1,524 calls.
+#[test]
+fn the_kernel_enforces_generated_profiles_as_compiled() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, TestRunner};
+    let ia32 = ia32_or_skip();
+    let mut runner = TestRunner::new(Config::default());
+    let strategy = libseccomp_domain();
+    let mut tally = KernelTally::default();
+    for _ in 0..200 {
+        let s = strategy.new_tree(&mut runner).expect("a profile").current();
+        assert_kernel_agrees(&s, ia32, &mut tally);
+    }
+    eprintln!("kernel oracle: {tally:?}");
+    // Every kind of verdict, argument sweeps and (where the kernel runs them) ia32 calls
+    // were reached, in quantity.
+    assert_eq!(tally.profiles, 200);
+    assert!(
+        tally.passed > 10_000 && tally.errno > 10_000 && tally.killed > 200,
+        "{tally:?}"
+    );
+    assert!(tally.with_args > 10_000, "{tally:?}");
+    if ia32 {
+        assert!(tally.ia32 > 10_000, "{tally:?}");
     }
 }
