@@ -9,7 +9,9 @@
 //!
 //! Within one profile, a name with an unconditional rule is unconditional even if argument rules
 //! also name it: the unconditional rule decides every call (libseccomp ignores the argument rules
-//! of a syscall that has an unconditional one), so those argument rules are dropped. When one
+//! of a syscall that has an unconditional one), so those argument rules are dropped. Except when
+//! the unconditional rule has the profile's own default action: runc never loads such a rule, so
+//! there the argument rules decide, and the unconditional one is dropped instead. When one
 //! profile has several rules for the same name and the same arguments (or several unconditional
 //! ones, which validation rejects), the less restrictive one wins, the earlier one on a tie.
 //!
@@ -141,11 +143,29 @@ fn insert_with(set: &mut RuleSet, name: String, rules: NameRules, combine: fn(Na
 }
 
 fn rule_set(spec: &SeccompProfileSpec) -> RuleSet {
+    // A rule with the profile's own default action is no rule at runtime (runc skips it, and
+    // so does the compiler). Unconditional, it must not silence the name's argument rules;
+    // conditional and restrictive, it must not come alive in a union under another default.
+    // Rules that let a call run are kept: they say what the profile needs.
+    let default = crate::compile::action_value(spec.default_action, None);
+    let conditional: BTreeSet<&str> = spec
+        .rules()
+        .iter()
+        .filter(|r| args_key(r.args.as_deref()).is_some())
+        .flat_map(|r| r.names.iter().map(String::as_str))
+        .collect();
     let mut set = RuleSet::new();
     for rule in spec.rules() {
         let verdict = (rule.action, rule.errno_ret);
         let key = args_key(rule.args.as_deref());
+        let no_op = crate::compile::action_value(rule.action, rule.errno_ret) == default;
+        if no_op && key.is_some() && !rule.action.lets_syscall_run() {
+            continue;
+        }
         for name in &rule.names {
+            if no_op && key.is_none() && conditional.contains(name.as_str()) {
+                continue;
+            }
             let rules = match &key {
                 None => NameRules::Unconditional(verdict),
                 Some(k) => NameRules::Conditional(BTreeMap::from([(k.clone(), verdict)])),
@@ -805,7 +825,7 @@ mod tests {
     #[test]
     fn canonical_drops_argument_rules_under_an_unconditional_rule() {
         let got = canonicalize(&spec(
-            Errno,
+            Allow,
             vec![
                 arg_rule(&["read"], Allow, 0, 0),
                 rule(&["read"], Errno),
@@ -814,6 +834,22 @@ mod tests {
         ));
         assert_eq!(got.syscalls, Some(vec![rule(&["read"], Errno)]));
         assert_eq!(canonicalize(&spec(Errno, vec![])).syscalls, None);
+    }
+
+    #[test]
+    fn an_unconditional_rule_with_the_default_action_does_not_silence_argument_rules() {
+        // runc never loads `read: Errno` under defaultAction Errno, so `read(0, ...)` is
+        // allowed by the argument rule; the canonical form must say the same.
+        let got = canonicalize(&spec(
+            Errno,
+            vec![arg_rule(&["read"], Allow, 0, 0), rule(&["read"], Errno)],
+        ));
+        assert_eq!(got.syscalls, Some(vec![arg_rule(&["read"], Allow, 0, 0)]));
+        // A restrictive argument rule with the default action is no rule either, and does not
+        // come alive in a union under a more permissive default.
+        let parent = spec(KillThread, vec![arg_rule(&["execve"], KillThread, 0, 0)]);
+        let merged = union(&spec(Allow, vec![]), &parent);
+        assert_eq!(merged.syscalls, None);
     }
 
     #[test]
