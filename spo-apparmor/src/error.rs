@@ -34,7 +34,7 @@ pub enum AppArmorError {
         source: std::io::Error,
     },
     /// A tool ran longer than allowed and was killed.
-    #[error("{operation}: {} did not finish within {} s and was killed", tool.display(), after.as_secs())]
+    #[error("{operation}: {} did not finish within {after:?}; its process group was killed", tool.display())]
     ToolTimeout {
         /// What was being done, such as `loading profile web`.
         operation: String,
@@ -83,6 +83,16 @@ pub enum AppArmorError {
         /// What the list shows, such as `has no profile web`.
         state: String,
     },
+    /// A tool could not be run to its end for another reason than those above (killed by a
+    /// signal, its output could not be read).
+    #[error("{operation}")]
+    Tool {
+        /// What was being done, such as `loading profile web`.
+        operation: String,
+        /// What the runner saw.
+        #[source]
+        source: spo_hostio::HostIoError,
+    },
     /// Writing a file failed (the one writer, spo-hostio).
     #[error(transparent)]
     Write(#[from] spo_hostio::HostIoError),
@@ -105,6 +115,15 @@ pub enum AppArmorError {
 fn join(problems: &Problems) -> String {
     let errors: Vec<String> = problems.errors().map(ToString::to_string).collect();
     errors.join("; ")
+}
+
+/// The first `max` characters of `s`, trimmed, with a marker when cut.
+pub(crate) fn bounded(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
 }
 
 impl AppArmorError {

@@ -9,7 +9,6 @@ pub mod merge;
 pub mod reader;
 pub mod recording;
 pub mod render;
-mod tool;
 pub mod validate;
 
 pub use backend::{AppArmorBackend, render_and_check};
@@ -18,5 +17,5 @@ pub use loader::{FakeLoader, KernelLoader, ProfileLoader};
 pub use merge::merge_profiles;
 pub use recording::profile_from_recording;
 pub use render::{RenderedProfile, check_profile, render_profile};
-pub use tool::DEFAULT_TIMEOUT;
+pub use validate::DEFAULT_TIMEOUT;
 pub use validate::{ParserValidator, ProfileValidator};

@@ -21,9 +21,8 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use spo_model::contract::{InstallName, InstallOutcome, RemoveOutcome};
 
-use crate::error::AppArmorError;
-use crate::tool::{DEFAULT_TIMEOUT, bounded, run};
-use crate::validate::DEFAULT_PARSER;
+use crate::error::{AppArmorError, bounded};
+use crate::validate::{DEFAULT_PARSER, DEFAULT_TIMEOUT, run};
 
 /// Where AppArmor's securityfs directory is.
 pub const DEFAULT_SECURITYFS: &str = "/sys/kernel/security/apparmor";

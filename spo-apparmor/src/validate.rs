@@ -10,15 +10,61 @@
 //! spec asks for, and no unconfined or kill-mode profile.
 
 use std::ffi::OsStr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::Duration;
 
+use spo_hostio::{HostIoError, ScratchDir, ToolCommand};
 use spo_model::apparmor::AppArmorMode;
 use spo_model::validate::{FieldPath, Problem, Problems};
 
-use crate::error::AppArmorError;
+use crate::error::{AppArmorError, bounded};
 use crate::render::{ProfileSource, RenderedProfile};
-use crate::tool::{DEFAULT_TIMEOUT, bounded, run};
+
+/// How long one apparmor_parser run may take by default before its process group is killed
+/// (a compile takes about 20 ms here, a load a little more; a minute only stops a hung parser).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a finished parser run printed.
+#[derive(Debug)]
+pub(crate) struct ParserOutput {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `tool args...` through the one runner (`spo_hostio::ToolCommand`: own process group,
+/// killed at `timeout`, bounded output), for `operation` (named in errors).
+pub(crate) fn run(
+    operation: &str,
+    tool: &Path,
+    args: &[&OsStr],
+    timeout: Duration,
+) -> Result<ParserOutput, AppArmorError> {
+    let output = ToolCommand::new(tool, timeout)
+        .args(args.iter().copied())
+        .run()
+        .map_err(|e| match e {
+            HostIoError::Spawn { source, .. } => AppArmorError::ToolUnavailable {
+                tool: tool.to_path_buf(),
+                source,
+            },
+            HostIoError::TimedOut { limit, .. } => AppArmorError::ToolTimeout {
+                operation: operation.to_owned(),
+                tool: tool.to_path_buf(),
+                after: limit,
+            },
+            other => AppArmorError::Tool {
+                operation: operation.to_owned(),
+                source: other,
+            },
+        })?;
+    Ok(ParserOutput {
+        status: output.status,
+        stdout: output.stdout_text(),
+        stderr: output.stderr_text(),
+    })
+}
 
 /// The parser's default location.
 pub const DEFAULT_PARSER: &str = "apparmor_parser";
@@ -118,21 +164,13 @@ impl ParserValidator {
         text: &str,
         args: &[&str],
         output: bool,
-    ) -> Result<(crate::tool::ToolOutput, PathBuf), AppArmorError> {
-        let dir = tempfile::Builder::new()
-            .prefix("spo-apparmor-")
-            .tempdir()
-            .map_err(|source| AppArmorError::Io {
-                operation: "creating a temporary directory in",
-                path: std::env::temp_dir(),
-                source,
-            })?;
-        let input = dir.path().join("profile");
-        std::fs::write(&input, text).map_err(|source| AppArmorError::Io {
-            operation: "writing",
-            path: input.clone(),
+    ) -> Result<(ParserOutput, PathBuf), AppArmorError> {
+        let scratch = |source| AppArmorError::Tool {
+            operation: format!("{operation}: preparing the parser's input"),
             source,
-        })?;
+        };
+        let dir = ScratchDir::new("spo-apparmor-").map_err(scratch)?;
+        let input = dir.write("profile", text.as_bytes()).map_err(scratch)?;
         let out = dir.path().join("compiled");
         let mut argv: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
         argv.extend([OsStr::new("--features-file"), self.features_file.as_os_str()]);
@@ -395,6 +433,47 @@ fn variable_named(message: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A parser that hangs, as one stuck on a pathological profile would.
+    fn hanging_parser(dir: &Path) -> PathBuf {
+        let parser = dir.join("apparmor_parser");
+        std::fs::write(&parser, "#!/bin/sh\nsleep 30 &\nwait\n").expect("script");
+        std::fs::set_permissions(&parser, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        parser
+    }
+
+    #[test]
+    fn a_hung_parser_is_killed_and_the_step_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let validator = ParserValidator {
+            parser: hanging_parser(dir.path()),
+            features_file: dir.path().join("features"),
+            timeout: Duration::from_millis(300),
+        };
+        let started = std::time::Instant::now();
+        let err = validator.compile("profile web {}\n").expect_err("hangs");
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "compiling profile: {} did not finish within 300ms; its process group was killed",
+                validator.parser.display()
+            )
+        );
+        let securityfs = dir.path().join("securityfs");
+        std::fs::create_dir(&securityfs).expect("mkdir");
+        std::fs::write(securityfs.join("profiles"), "").expect("profiles");
+        let mut loader = crate::loader::KernelLoader::new(&securityfs, dir.path().join("d"), &validator.parser);
+        loader.timeout = Duration::from_millis(300);
+        let name = spo_model::contract::InstallName::new("web").expect("name");
+        let err = crate::loader::ProfileLoader::install(&loader, &name, "profile web {}\n").expect_err("hangs");
+        assert!(
+            matches!(&err, AppArmorError::ToolTimeout { operation, .. } if operation == "loading profile web"),
+            "{err}"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -8,6 +8,11 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub mod run;
+
+pub use run::{ScratchDir, ToolCommand, ToolOutput};
 
 /// What went wrong, naming the operation and the path.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +37,52 @@ pub enum HostIoError {
         /// Why, in words (`it is a directory`, `it is a symbolic link`...).
         reason: &'static str,
     },
+    /// An external program could not be started (not installed, not executable...).
+    #[error("starting {}", program.display())]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external program ran past its deadline; its whole process group was killed.
+    #[error("{} did not finish within {limit:?}; its process group was killed", program.display())]
+    TimedOut {
+        /// The program.
+        program: PathBuf,
+        /// The deadline it was given.
+        limit: Duration,
+    },
+    /// An external program was ended by a signal the runner did not send (it crashed, or
+    /// something else killed it).
+    #[error("{} was killed by signal {signal}{}", program.display(), if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
+    Signaled {
+        /// The program.
+        program: PathBuf,
+        /// The signal number.
+        signal: i32,
+        /// What it printed on stderr before (trimmed).
+        stderr: String,
+    },
+    /// Waiting for an external program, or reading its output, failed.
+    #[error("waiting for {}", program.display())]
+    Wait {
+        /// The program.
+        program: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl HostIoError {
+    /// Whether a program ran past its deadline (a hung tool, as opposed to one that refused
+    /// its input or could not start).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, HostIoError::TimedOut { .. })
+    }
+
     fn io(operation: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> HostIoError {
         let path = path.to_path_buf();
         move |source| HostIoError::Io {

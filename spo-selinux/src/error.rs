@@ -38,14 +38,25 @@ pub enum SelinuxError {
         /// What to do about it.
         hint: String,
     },
-    /// A tool could not be started or waited for.
-    #[error("running {}", program.display())]
-    Spawn {
-        /// The program.
-        program: PathBuf,
-        /// The cause.
+    /// A tool could not be run to its end: it could not be started, ran past its deadline
+    /// (its process group was killed), or was killed by a signal. A tool that ran and refused
+    /// its input is [`SelinuxError::Rejected`] instead.
+    #[error("{step}")]
+    Tool {
+        /// Which tool did what, such as `installing policy modules a, b with semodule`.
+        step: String,
+        /// What the runner saw.
         #[source]
-        source: std::io::Error,
+        source: spo_hostio::HostIoError,
+    },
+    /// One batch holds two modules of the same name (two profiles, or a profile named like a
+    /// support module); only the first is installed.
+    #[error(
+        "policy module {name} is named twice in one installation (two profiles, or a profile and a support module such as spo_templates); give each profile a name of its own"
+    )]
+    DuplicateModule {
+        /// The module name.
+        name: String,
     },
     /// A tool's output could not be understood.
     #[error("reading the output of {tool}: {message}")]
@@ -94,6 +105,13 @@ pub enum SelinuxError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl SelinuxError {
+    /// Whether a tool ran past its deadline (and was killed), as opposed to refusing a policy.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SelinuxError::Tool { source, .. } if source.is_timeout())
+    }
 }
 
 /// Where a tool's complaint points.

@@ -9,25 +9,41 @@
 //!
 //! Modules spo-selinux installs live at priority [`MODULE_PRIORITY`], which is how it tells
 //! its own modules from the system's.
+//!
+//! Every semodule run goes through the one runner (`spo_hostio::ToolCommand`) with a deadline:
+//! [`SEMODULE_TIMEOUT`] for a transaction, [`SEMODULE_LIST_TIMEOUT`] for a listing, both
+//! fields of [`Semodule`]. Installing many profiles at once is [`SelinuxNode::install_modules`]
+//! (in `batch`): one transaction for the whole batch, refused modules isolated.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
+use spo_hostio::ToolCommand;
 use spo_model::ProfileState;
 use spo_model::contract::{InstallOutcome, RemoveOutcome};
 
 use crate::error::SelinuxError;
 use crate::render::RenderedModule;
 use crate::templates::{TEMPLATES_MODULE, templates_module};
-use crate::validate::{find_program, rejection};
+use crate::validate::{find_program, module_list, rejection, scratch_dir, tool_message, write_module};
 
 /// The priority of every module spo-selinux installs (semodule's default is 400, Debian's
 /// modules are at 100); a module at another priority is not ours.
 pub const MODULE_PRIORITY: u16 = 420;
+
+/// How long one semodule transaction (install or remove) may take by default before its
+/// process group is killed. A transaction rebuilds the whole policy: about 5 s here for one
+/// module on a quiet machine, 8-13 s for a batch of 20 with other builds running (see
+/// docs/benchmarks.md). Three minutes only ever stops a hung semodule, and bounds how long a
+/// daemon thread can wait on one.
+pub const SEMODULE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long `semodule --list-modules=full --checksum` may take by default (under 1 s here).
+pub const SEMODULE_LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One module in a store listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +77,10 @@ pub struct Semodule {
     pub store: String,
     /// Whether to load the new policy into the kernel after a change (`-n` when false).
     pub reload: bool,
+    /// How long one transaction may take ([`SEMODULE_TIMEOUT`] by default).
+    pub timeout: Duration,
+    /// How long one listing may take ([`SEMODULE_LIST_TIMEOUT`] by default).
+    pub list_timeout: Duration,
 }
 
 impl Semodule {
@@ -75,7 +95,16 @@ impl Semodule {
             root,
             store: store.to_owned(),
             reload,
+            timeout: SEMODULE_TIMEOUT,
+            list_timeout: SEMODULE_LIST_TIMEOUT,
         })
+    }
+
+    /// The same, with these deadlines for transactions and listings.
+    pub fn with_timeouts(mut self, transaction: Duration, list: Duration) -> Self {
+        self.timeout = transaction;
+        self.list_timeout = list;
+        self
     }
 
     fn base_args(&self) -> Vec<OsString> {
@@ -89,21 +118,35 @@ impl Semodule {
         args
     }
 
-    fn run(&self, args: &[OsString], modules: &[RenderedModule], tmp: Option<&Path>) -> Result<String, SelinuxError> {
-        let output = Command::new(&self.program)
+    /// Runs semodule with `args` for `step` (such as `installing policy module a with
+    /// semodule`); a refusal names the module of `modules` semodule's message points at, with
+    /// the scratch directory `tmp` cut from the message.
+    fn run(
+        &self,
+        step: String,
+        args: Vec<OsString>,
+        timeout: Duration,
+        modules: &[RenderedModule],
+        tmp: Option<&Path>,
+    ) -> Result<String, SelinuxError> {
+        let output = ToolCommand::new(&self.program, timeout)
             .args(args)
-            .output()
-            .map_err(|source| SelinuxError::Spawn {
-                program: self.program.clone(),
+            .run()
+            .map_err(|source| SelinuxError::Tool {
+                step: step.clone(),
                 source,
             })?;
-        if output.status.success() {
-            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        if output.success() && output.stdout_truncated {
+            // A cut listing would make modules look absent.
+            return Err(SelinuxError::ToolOutput {
+                tool: "semodule",
+                message: format!("{step}: the output is longer than the runner keeps"),
+            });
         }
-        let mut message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-        if message.is_empty() {
-            message = format!("exit status {}", output.status);
+        if output.success() {
+            return Ok(output.stdout_text());
         }
+        let mut message = tool_message(&output);
         if let Some(tmp) = tmp {
             message = message.replace(&format!("{}/", tmp.display()), "");
         }
@@ -141,11 +184,12 @@ impl ModuleStore for Semodule {
         let mut args = self.base_args();
         args.push("--list-modules=full".into());
         args.push("--checksum".into());
-        parse_listing(&self.run(&args, &[], None)?)
+        let step = "listing policy modules with semodule".to_owned();
+        parse_listing(&self.run(step, args, self.list_timeout, &[], None)?)
     }
 
     fn install(&self, modules: &[RenderedModule]) -> Result<(), SelinuxError> {
-        let dir = crate::validate::scratch_dir("spo-semodule-", "creating a directory for semodule input in")?;
+        let dir = scratch_dir("spo-semodule-")?;
         let mut args = self.base_args();
         if !self.reload {
             args.push("-n".into());
@@ -153,17 +197,11 @@ impl ModuleStore for Semodule {
         args.push("-X".into());
         args.push(MODULE_PRIORITY.to_string().into());
         for m in modules {
-            // semodule names the module after the file.
-            let path = dir.path().join(format!("{}.cil", m.name));
-            std::fs::write(&path, &m.text).map_err(|source| SelinuxError::Io {
-                operation: "writing module",
-                path: path.clone(),
-                source,
-            })?;
             args.push("-i".into());
-            args.push(path.into_os_string());
+            args.push(write_module(&dir, m)?.into_os_string());
         }
-        self.run(&args, modules, Some(dir.path())).map(drop)
+        let step = format!("installing {} with semodule", module_list(modules));
+        self.run(step, args, self.timeout, modules, Some(dir.path())).map(drop)
     }
 
     fn remove(&self, names: &[String]) -> Result<(), SelinuxError> {
@@ -177,7 +215,28 @@ impl ModuleStore for Semodule {
             args.push("-r".into());
             args.push(n.into());
         }
-        self.run(&args, &[], None).map(drop)
+        let what = match names {
+            [one] => format!("policy module {one}"),
+            _ => format!("{} policy modules", names.len()),
+        };
+        let step = format!("removing {what} with semodule");
+        self.run(step, args, self.timeout, &[], None)
+            .map(drop)
+            .map_err(|e| match e {
+                // semodule's message does not say which module it could not remove.
+                SelinuxError::Rejected {
+                    tool,
+                    location,
+                    message,
+                    ..
+                } => SelinuxError::Rejected {
+                    tool,
+                    subject: what,
+                    location,
+                    message,
+                },
+                other => other,
+            })
     }
 }
 
@@ -242,8 +301,8 @@ pub type StatusSink = Arc<dyn Fn(&str, ProfileState) + Send + Sync>;
 /// A node's policy store as the SELinux backends' install target.
 #[derive(Clone)]
 pub struct SelinuxNode {
-    store: Arc<dyn ModuleStore>,
-    extras: Vec<RenderedModule>,
+    pub(crate) store: Arc<dyn ModuleStore>,
+    pub(crate) extras: Vec<RenderedModule>,
     status: Option<StatusSink>,
 }
 
@@ -278,7 +337,7 @@ impl SelinuxNode {
         self
     }
 
-    fn report(&self, name: &str, state: ProfileState) {
+    pub(crate) fn report(&self, name: &str, state: ProfileState) {
         if let Some(sink) = &self.status {
             sink(name, state);
         }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backend;
+pub mod batch;
 pub mod cil;
 pub mod error;
 pub mod guardrails;
@@ -15,6 +16,7 @@ pub mod validate;
 pub mod verify;
 
 pub use backend::{RawSelinuxBackend, SelinuxBackend};
+pub use batch::{BatchReport, ModuleReport};
 pub use error::SelinuxError;
 pub use guardrails::Guardrails;
 pub use install::{ModuleStore, SelinuxNode, Semodule};

@@ -15,7 +15,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Duration;
+
+use spo_hostio::{ScratchDir, ToolCommand, ToolOutput};
 
 use crate::error::{Location, SelinuxError};
 use crate::render::RenderedModule;
@@ -23,6 +25,14 @@ use crate::templates::templates_module;
 
 /// The environment variable naming the base policy directory.
 pub const BASE_ENV: &str = "SPO_SELINUX_BASE";
+
+/// How long one secilc compile may take by default before it is killed: a full compile of
+/// the base policy with a few profiles takes about 5 s here (up to 10 s with two other
+/// builds on the machine), so two minutes only ever stops a hung tool.
+pub const SECILC_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long one `seinfo -x -a` on a compiled policy may take by default (about 1 s here).
+pub const SEINFO_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Compiles modules against a base policy (a port: tests and `spoc` may pass a fake).
 pub trait PolicyValidator: Send + Sync {
@@ -81,6 +91,10 @@ pub struct Secilc {
     pub program: PathBuf,
     /// The base policy.
     pub base: BasePolicy,
+    /// How long one compile may take ([`SECILC_TIMEOUT`] by default).
+    pub timeout: Duration,
+    /// How long one `seinfo` run may take ([`SEINFO_TIMEOUT`] by default).
+    pub seinfo_timeout: Duration,
 }
 
 /// Finds `name` on PATH (and in the sbin directories, which a test's PATH may lack).
@@ -102,7 +116,16 @@ impl Secilc {
         Ok(Secilc {
             program,
             base: BasePolicy::from_dir(dir)?,
+            timeout: SECILC_TIMEOUT,
+            seinfo_timeout: SEINFO_TIMEOUT,
         })
+    }
+
+    /// The same, with these deadlines for secilc and seinfo.
+    pub fn with_timeouts(mut self, secilc: Duration, seinfo: Duration) -> Self {
+        self.timeout = secilc;
+        self.seinfo_timeout = seinfo;
+        self
     }
 
     /// secilc with the base policy named by `SPO_SELINUX_BASE`.
@@ -133,64 +156,62 @@ impl Secilc {
             what: "seinfo".to_owned(),
             hint: "install the setools package".to_owned(),
         })?;
-        let dir = scratch_dir("spo-policy-", "creating a directory for a compiled policy in")?;
+        let dir = scratch_dir("spo-policy-")?;
         let policy = dir.path().join("policy");
         self.compile(modules, &policy)?;
-        let output = Command::new(&seinfo)
+        let step = "listing the attributes of the compiled policy with seinfo";
+        let output = ToolCommand::new(&seinfo, self.seinfo_timeout)
             .arg(&policy)
             .args(["-x", "-a"])
-            .output()
-            .map_err(|source| SelinuxError::Spawn {
-                program: seinfo.clone(),
+            .run()
+            .map_err(|source| SelinuxError::Tool {
+                step: step.to_owned(),
                 source,
             })?;
-        if !output.status.success() {
+        if !output.success() {
             return Err(SelinuxError::Toolchain {
                 what: "seinfo".to_owned(),
                 hint: format!(
                     "it failed on the compiled policy ({}): {}",
                     output.status,
-                    String::from_utf8_lossy(&output.stderr).trim()
+                    tool_message(&output)
                 ),
             });
         }
-        Ok(parse_attribute_listing(&String::from_utf8_lossy(&output.stdout)))
+        if output.stdout_truncated {
+            return Err(SelinuxError::ToolOutput {
+                tool: "seinfo",
+                message: format!("{step}: the listing is longer than the runner keeps"),
+            });
+        }
+        Ok(parse_attribute_listing(&output.stdout_text()))
     }
 
     /// Compiles the base policy, our templates and `modules` with secilc into `output`.
     fn compile(&self, modules: &[RenderedModule], output: &Path) -> Result<(), SelinuxError> {
-        let dir = scratch_dir("spo-secilc-", "creating a directory for secilc input in")?;
+        let dir = scratch_dir("spo-secilc-")?;
         let mut all = vec![templates_module()];
         all.extend(modules.iter().cloned());
         let mut args: Vec<OsString> = vec!["-N".into(), "-o".into(), output.into(), "-f".into(), "/dev/null".into()];
         args.extend(self.base.files.iter().map(|f| f.clone().into_os_string()));
         for m in &all {
-            let path = dir.path().join(format!("{}.cil", m.name));
-            std::fs::write(&path, &m.text).map_err(|source| SelinuxError::Io {
-                operation: "writing module",
-                path: path.clone(),
-                source,
-            })?;
-            args.push(path.into_os_string());
+            args.push(write_module(&dir, m)?.into_os_string());
         }
-        let output = Command::new(&self.program)
-            .args(&args)
+        let output = ToolCommand::new(&self.program, self.timeout)
+            .args(args)
             .current_dir(dir.path())
-            .output()
-            .map_err(|source| SelinuxError::Spawn {
-                program: self.program.clone(),
+            .run()
+            .map_err(|source| SelinuxError::Tool {
+                step: format!("compiling {} with secilc", module_list(&all)),
                 source,
             })?;
-        if output.status.success() {
+        if output.success() {
             return Ok(());
         }
-        let mut message = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-        let stdout = String::from_utf8_lossy(&output.stdout);
+        let mut message = tool_message(&output);
+        let stdout = output.stdout_text();
         if !stdout.trim().is_empty() {
             message = format!("{message}\n{}", stdout.trim());
-        }
-        if message.is_empty() {
-            message = format!("exit status {}", output.status);
         }
         // The temporary directory means nothing to the reader; the module name does.
         let message = message.replace(&format!("{}/", dir.path().display()), "");
@@ -199,16 +220,44 @@ impl Secilc {
 }
 
 /// A fresh private directory under the system's temporary directory, named from `prefix`,
-/// removed when dropped; `operation` names the attempt in the error.
-pub(crate) fn scratch_dir(prefix: &str, operation: &'static str) -> Result<tempfile::TempDir, SelinuxError> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .map_err(|source| SelinuxError::Io {
-            operation,
-            path: std::env::temp_dir(),
+/// removed when dropped.
+pub(crate) fn scratch_dir(prefix: &str) -> Result<ScratchDir, SelinuxError> {
+    ScratchDir::new(prefix).map_err(|source| SelinuxError::Tool {
+        step: "creating a scratch directory for policy modules".to_owned(),
+        source,
+    })
+}
+
+/// Writes `module` as `<name>.cil` into `dir` (tools name a module after its file).
+pub(crate) fn write_module(dir: &ScratchDir, module: &RenderedModule) -> Result<PathBuf, SelinuxError> {
+    dir.write(format!("{}.cil", module.name), module.text.as_bytes())
+        .map_err(|source| SelinuxError::Tool {
+            step: format!("writing policy module {} for a tool", module.name),
             source,
         })
+}
+
+/// A tool's stderr, trimmed, or its exit status when it printed nothing; marked when cut.
+pub(crate) fn tool_message(output: &ToolOutput) -> String {
+    let mut message = output.stderr_text().trim().to_owned();
+    if message.is_empty() {
+        message = format!("exit status {}", output.status);
+    }
+    if output.stderr_truncated {
+        message.push_str(" [stderr truncated]");
+    }
+    message
+}
+
+/// `module a`, `modules a, b, c` or `12 modules (a, b, c, ...)`, for step names.
+pub(crate) fn module_list(modules: &[RenderedModule]) -> String {
+    const SHOWN: usize = 4;
+    let names: Vec<&str> = modules.iter().take(SHOWN).map(|m| m.name.as_str()).collect();
+    match modules.len() {
+        1 => format!("policy module {}", names.join("")),
+        n if n <= SHOWN => format!("policy modules {}", names.join(", ")),
+        n => format!("{n} policy modules ({}, ...)", names.join(", ")),
+    }
 }
 
 /// Reads `seinfo -x -a` output: a line `   attribute NAME;` opens an attribute, and each
@@ -258,9 +307,17 @@ pub fn rejection(tool: &'static str, modules: &[RenderedModule], message: String
     }
 }
 
-/// The first `<name>.cil:<line>` or `line <n> of <...>/<name>.cil` in a tool's message.
+/// The first `<name>.cil:<line>`, `line <n> of <...>/<name>.cil` or (semodule's store path)
+/// `<...>/modules/<priority>/<name>/cil:<line>` in a tool's message.
 pub fn first_location(message: &str) -> Option<(String, usize)> {
     for text_line in message.lines() {
+        for (i, _) in text_line.match_indices("/cil:") {
+            let module = text_line[..i].rsplit('/').next().unwrap_or_default();
+            let digits: String = text_line[i + 5..].chars().take_while(char::is_ascii_digit).collect();
+            if let (false, Ok(line)) = (module.is_empty(), digits.parse()) {
+                return Some((module.to_owned(), line));
+            }
+        }
         for (i, _) in text_line.match_indices(".cil") {
             let before = &text_line[..i];
             let after = &text_line[i + 4..];
@@ -316,6 +373,13 @@ mod tests {
         assert_eq!(
             first_location("Open parenthesis without matching close at line 11 of /tmp/x/raw-a.cil"),
             Some(("raw-a".into(), 11))
+        );
+        assert_eq!(
+            first_location(
+                "Failed to resolve allow statement at /r/var/lib/selinux/default/tmp/modules/420/bad1/cil:3\nFailed to resolve AST"
+            ),
+            Some(("bad1".into(), 3)),
+            "semodule names the module by its store path"
         );
         assert_eq!(first_location("Failed to compile cildb: -2"), None);
     }

@@ -318,3 +318,182 @@ fn semodule_installs_lists_and_removes_in_a_private_store() {
         ]
     );
 }
+
+/// The private store of `semodule_installs_lists_and_removes_in_a_private_store`, for the
+/// batch test: a copy of the system store, with refpolicy's container module and the shim as
+/// the node's extra modules. `None` (after saying why) when the tools or root are missing.
+fn private_node() -> Option<(tempfile::TempDir, Arc<Counting>, SelinuxNode)> {
+    let system_store = Path::new("/var/lib/selinux/default");
+    let base = std::env::var_os(BASE_ENV).map(PathBuf::from);
+    let missing = if !is_root() {
+        Some("semodule needs root".to_owned())
+    } else if !system_store.join("active/modules").is_dir() {
+        Some(format!("no policy store at {}", system_store.display()))
+    } else if base.is_none() {
+        Some(format!(
+            "{BASE_ENV} is not set (it provides the container module and the shim)"
+        ))
+    } else {
+        None
+    };
+    let semodule = match (missing, Semodule::new(None, "default", false)) {
+        (Some(reason), _) => {
+            skip_or_fail(reason);
+            return None;
+        }
+        (None, Err(e)) => {
+            skip_or_fail(e.to_string());
+            return None;
+        }
+        (None, Ok(s)) => s,
+    };
+    let base = base.expect("checked");
+    let root = tempfile::tempdir().expect("tempdir");
+    copy_dir(system_store, &root.path().join("var/lib/selinux/default"));
+    let store = Arc::new(Counting {
+        inner: Semodule {
+            root: Some(root.path().to_owned()),
+            ..semodule
+        },
+        transactions: Mutex::new(0),
+    });
+    let extras = ["container", "shim"]
+        .map(|n| RenderedModule {
+            name: n.to_owned(),
+            origin: ModuleOrigin::Support,
+            text: std::fs::read_to_string(base.join(format!("{n}.cil"))).expect("base module"),
+            lines: Vec::new(),
+            requires: Vec::new(),
+        })
+        .to_vec();
+    let node = SelinuxNode::new(store.clone()).with_extra_modules(extras);
+    Some((root, store, node))
+}
+
+#[test]
+fn a_batch_with_one_bad_module_installs_the_rest_in_a_private_store() {
+    let Some((_root, store, node)) = private_node() else {
+        return;
+    };
+    const N: usize = 6;
+    const BAD: usize = 4;
+    let mut batch: Vec<RenderedModule> = (0..N)
+        .map(|i| {
+            let spec = if i == BAD {
+                "  allow:\n    no_such_type_t: {file: [read]}\n"
+            } else {
+                "  allow:\n    etc_t: {file: [read, open, getattr]}\n"
+            };
+            let mut p = profile(spec);
+            p.metadata.name = Some(format!("batch-{i}"));
+            render_selinux_profile(&p, &RenderContext::default()).expect("render")
+        })
+        .collect();
+
+    let started = std::time::Instant::now();
+    let report = node.install_modules(&batch).expect("batch");
+    eprintln!(
+        "semodule batch of {N} with one bad module: {} transactions, {:?}",
+        report.transactions,
+        started.elapsed()
+    );
+    assert_eq!(report.modules.len(), N);
+    for (i, m) in report.modules.iter().enumerate() {
+        assert_eq!(m.name, format!("batch-{i}"));
+        if i == BAD {
+            let err = m.result.as_ref().expect_err("the bad module is refused");
+            let text = err.to_string();
+            let SelinuxError::Rejected { tool, location, .. } = &**err else {
+                panic!("expected semodule's refusal, got {text}");
+            };
+            assert_eq!(*tool, "semodule");
+            assert!(text.contains("batch-4"), "names the module: {text}");
+            assert!(
+                text.contains("Failed to resolve allow statement"),
+                "semodule's message: {text}"
+            );
+            assert!(
+                location.as_ref().is_some_and(|l| l.module == "batch-4"),
+                "semodule's store path is mapped to the module: {text}"
+            );
+            eprintln!("{text}");
+        } else {
+            assert_eq!(
+                *m.result.as_ref().expect("installed"),
+                InstallOutcome::Written,
+                "batch-{i}"
+            );
+        }
+    }
+    assert_eq!(
+        report.transactions, 2,
+        "the batch, then the batch without the module semodule named"
+    );
+    let mut expected: Vec<String> = (0..N).filter(|&i| i != BAD).map(|i| format!("batch-{i}")).collect();
+    expected.sort();
+    assert_eq!(node.list_profiles().expect("list"), expected);
+
+    // Again with one profile changed: only it is installed, the bad one is refused again.
+    batch[1].text.push_str("; changed\n");
+    let report = node.install_modules(&batch).expect("again");
+    let written: Vec<&str> = report
+        .modules
+        .iter()
+        .filter(|m| matches!(m.result, Ok(InstallOutcome::Written)))
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(written, ["batch-1"]);
+    assert!(report.modules[BAD].result.is_err());
+
+    // Removal: one transaction for all, the bad one was never there.
+    let names: Vec<String> = (0..N).map(|i| format!("batch-{i}")).collect();
+    let before = *store.transactions.lock().expect("lock");
+    let removed = node.remove_modules(&names).expect("remove");
+    assert_eq!(removed.transactions, 1);
+    assert_eq!(*store.transactions.lock().expect("lock") - before, 1);
+    for (i, m) in removed.modules.iter().enumerate() {
+        let want = if i == BAD {
+            RemoveOutcome::NotPresent
+        } else {
+            RemoveOutcome::Removed
+        };
+        assert_eq!(*m.result.as_ref().expect("removed"), want, "batch-{i}");
+    }
+    assert_eq!(node.list_profiles().expect("list"), Vec::<String>::new());
+}
+
+#[test]
+fn a_hung_semodule_is_killed_at_its_deadline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("semodule");
+    std::fs::write(&fake, "#!/bin/sh\nsleep 30\n").expect("script");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let store = Semodule {
+        program: fake,
+        root: Some(dir.path().to_owned()),
+        store: "default".into(),
+        reload: false,
+        timeout: std::time::Duration::from_millis(300),
+        list_timeout: std::time::Duration::from_millis(300),
+    };
+    let started = std::time::Instant::now();
+    let err = store.list().expect_err("hangs");
+    assert!(err.is_timeout(), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let mut chain = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(c) = cause {
+        chain = format!("{chain}: {c}");
+        cause = c.source();
+    }
+    assert_eq!(
+        chain,
+        format!(
+            "listing policy modules with semodule: {} did not finish within 300ms; its process group was killed",
+            store.program.display()
+        )
+    );
+    let node = SelinuxNode::new(Arc::new(store));
+    let err = node.install_modules(&[]).expect_err("listing hangs");
+    assert!(err.is_timeout(), "{err}");
+}
