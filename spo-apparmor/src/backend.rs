@@ -107,6 +107,15 @@ impl ProfileBackend for AppArmorBackend {
         target.remove(name)
     }
 
+    /// None: a [`ProfileLoader`] lists every profile the kernel has loaded, the
+    /// distribution's among them, and cannot tell which ones this backend installed, so
+    /// listing them would let an orphan sweep unload the node's own profiles. A target that
+    /// records what it installed (the operator's securityfs loader keeps its own marked files)
+    /// lists those instead.
+    fn list(&self, _target: &Arc<dyn ProfileLoader>) -> Result<Vec<String>, AppArmorError> {
+        Ok(Vec::new())
+    }
+
     fn profile_from_recording(&self, name: &str, recording: &Recording) -> Result<AppArmorProfile, AppArmorError> {
         Ok(profile_from_recording(name, recording).profile)
     }

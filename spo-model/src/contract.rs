@@ -6,12 +6,15 @@
 //!   kinds (SeccompProfile, SelinuxProfile, RawSelinuxProfile, AppArmorProfile): what the
 //!   generic loop needs to know about an object without knowing its kind;
 //! - the **backend side**, [`ProfileBackend`], implemented in each backend crate
-//!   (`spo-seccomp`, `spo-selinux`, `spo-apparmor`) by a local type: probe the node, render a
-//!   profile into its artifact (pure), install and remove the artifact through an injected
-//!   target, and build a profile from a neutral [`Recording`].
+//!   (`spo-seccomp`, `spo-selinux`, `spo-apparmor`) by a local type: probe the node, check a
+//!   profile against the cluster's policy and render it into its artifact (both pure), install,
+//!   remove and list artifacts through an injected target, and build a profile from a neutral
+//!   [`Recording`].
 //!
-//! The node daemon and `spoc` are written once against these traits; [`sync_profile`] is the
-//! decision they share. Adding a fourth kind is one new backend crate.
+//! The node daemon is written once against these traits (one adapter per kind);
+//! [`sync_profile`] is the decision it makes for every kind. It reports failures typed ([`SyncFailure`]: the step that failed
+//! and whether the profile breaks the cluster's policy), so metrics and events never parse
+//! messages. Adding a fourth kind is one new backend crate plus one operator adapter.
 //!
 //! # Plugging in a backend
 //!
@@ -52,6 +55,9 @@
 //!             None => RemoveOutcome::NotPresent,
 //!         })
 //!     }
+//!     fn list(&self, t: &MapTarget) -> Result<Vec<String>, ToyError> {
+//!         Ok(t.0.borrow().keys().cloned().collect())
+//!     }
 //!     fn profile_from_recording(&self, name: &str, _: &Recording) -> Result<SeccompProfile, ToyError> {
 //!         Ok(SeccompProfile::new(name, SeccompProfileSpec {
 //!             state: Default::default(), disabled: None,
@@ -66,6 +72,13 @@
 //! let outcome = sync_profile(&TextBackend, &target, &profile, &());
 //! assert_eq!(outcome.state, spo_model::ProfileState::Installed);
 //! assert_eq!(target.0.borrow()["demo"], "SCMP_ACT_ERRNO");
+//! assert_eq!(TextBackend.list(&target).unwrap(), ["demo"]);
+//!
+//! // A failure says which step failed, typed.
+//! let mut bad = profile.clone();
+//! bad.metadata.name = Some("Not A Name".into());
+//! let failed = sync_profile(&TextBackend, &target, &bad, &());
+//! assert_eq!(failed.failure.map(|f| f.step), Some(SyncStep::Name));
 //! ```
 
 use std::fmt;
@@ -96,6 +109,19 @@ pub enum ProfileKind {
 }
 
 impl ProfileKind {
+    /// Every profile kind.
+    pub const ALL: [ProfileKind; 4] = [
+        ProfileKind::Seccomp,
+        ProfileKind::Selinux,
+        ProfileKind::RawSelinux,
+        ProfileKind::AppArmor,
+    ];
+
+    /// The kind called `name` (`SeccompProfile`, ...).
+    pub fn from_kind_name(name: &str) -> Option<ProfileKind> {
+        ProfileKind::ALL.into_iter().find(|k| k.kind_name() == name)
+    }
+
     /// The Kubernetes kind name.
     pub fn kind_name(self) -> &'static str {
         match self {
@@ -136,6 +162,21 @@ impl InstallName {
             Ok(InstallName(name.to_owned()))
         } else {
             Err(InvalidInstallName { name: name.to_owned() })
+        }
+    }
+
+    /// `name` followed by `_<suffix>`, for a kind whose artifacts share a namespace with
+    /// another kind's (RawSelinuxProfile modules next to SelinuxProfile modules). `name` must
+    /// be a DNS subdomain and `suffix` lower-case ASCII letters; `_` never occurs in a
+    /// Kubernetes name, so a suffixed name never equals a plain one.
+    pub fn with_suffix(name: &str, suffix: &str) -> Result<Self, InvalidInstallName> {
+        let suffix_ok = !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_lowercase());
+        if is_dns_subdomain(name) && suffix_ok {
+            Ok(InstallName(format!("{name}_{suffix}")))
+        } else {
+            Err(InvalidInstallName {
+                name: format!("{name}_{suffix}"),
+            })
         }
     }
 
@@ -313,6 +354,25 @@ pub trait ProfileBackend {
     /// Whether this node supports the kind.
     fn probe(&self) -> NodeSupport;
 
+    /// The name a profile called `name` is installed under. By default the name itself; a
+    /// kind that shares an install namespace with another kind suffixes it
+    /// ([`InstallName::with_suffix`]).
+    fn install_name(&self, name: &str) -> Result<InstallName, InvalidInstallName> {
+        InstallName::new(name)
+    }
+
+    /// Problems with the cluster's policy (the SPOD's allowed syscalls, SELinux guardrails...)
+    /// in `ctx` (pure). Errors here are reported as policy violations. None by default.
+    fn policy_problems(&self, _profile: &Self::Profile, _ctx: &Self::Context) -> Problems {
+        Problems::new()
+    }
+
+    /// Whether a render or install `error` means the profile breaks the cluster's policy
+    /// (rather than being invalid or the node failing). `false` by default.
+    fn is_policy_violation(&self, _error: &Self::Error) -> bool {
+        false
+    }
+
     /// Renders a profile (pure).
     fn render(&self, profile: &Self::Profile, ctx: &Self::Context) -> Result<Self::Artifact, Self::Error>;
 
@@ -327,6 +387,12 @@ pub trait ProfileBackend {
     /// Removes what is installed under `name`; succeeds when nothing is.
     fn remove(&self, target: &Self::Target, name: &InstallName) -> Result<RemoveOutcome, Self::Error>;
 
+    /// The `metadata.name`s of the profiles of this kind installed in `target`: only what this
+    /// backend installed, never another kind's artifacts or the node's own (distribution
+    /// policy modules, distribution AppArmor profiles). The node daemon's orphan sweep removes
+    /// what it lists and no profile object claims, so listing anything else would delete it.
+    fn list(&self, target: &Self::Target) -> Result<Vec<String>, Self::Error>;
+
     /// Builds a profile named `name` from what a workload was seen doing (pure).
     fn profile_from_recording(&self, name: &str, recording: &Recording) -> Result<Self::Profile, Self::Error>;
 
@@ -335,6 +401,35 @@ pub trait ProfileBackend {
     fn warnings(&self, _profile: &Self::Profile, _ctx: &Self::Context) -> Problems {
         Problems::new()
     }
+}
+
+/// The step of [`sync_profile`] that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SyncStep {
+    /// The object's name cannot be installed under.
+    Name,
+    /// The node does not support the kind.
+    Probe,
+    /// The object fails its own validation.
+    Validate,
+    /// The object breaks the cluster's policy ([`ProfileBackend::policy_problems`]).
+    Policy,
+    /// Rendering failed.
+    Render,
+    /// Installing failed.
+    Install,
+    /// Removing (a disabled or partial profile) failed.
+    Remove,
+}
+
+/// Why [`sync_profile`] reported `Error`, typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncFailure {
+    /// The step that failed.
+    pub step: SyncStep,
+    /// Whether the profile breaks the cluster's policy (the SPOD's), as opposed to being
+    /// invalid in itself or the node failing.
+    pub policy_violation: bool,
 }
 
 /// The result of [`sync_profile`]: the node state to report and why.
@@ -349,26 +444,72 @@ pub struct SyncOutcome {
     /// For an installed profile: its warnings (the model's and the backend's), as
     /// `field: message`, for a Warning Event.
     pub warnings: Vec<String>,
+    /// For `Error`: which step failed.
+    pub failure: Option<SyncFailure>,
+}
+
+impl SyncOutcome {
+    /// An `Error` at `step`.
+    pub fn failed(step: SyncStep, policy_violation: bool, message: String) -> SyncOutcome {
+        SyncOutcome {
+            state: ProfileState::Error,
+            message: Some(message),
+            changed: false,
+            warnings: Vec::new(),
+            failure: Some(SyncFailure { step, policy_violation }),
+        }
+    }
 }
 
 /// Brings one node in line with one profile: removes it when it is disabled or partial,
-/// reports `Error` with every validation problem when it is invalid, otherwise renders and
-/// installs it. This is the decision the node daemon and `spoc install` share.
+/// reports `Error` with every validation problem when it is invalid or breaks the cluster's
+/// policy, otherwise renders and installs it. This is the decision the node daemon makes for
+/// every kind. [`render_checked`] and [`install_rendered`] are its two halves, for callers
+/// that render many profiles and install them at once.
 pub fn sync_profile<B: ProfileBackend>(
     backend: &B,
     target: &B::Target,
     profile: &B::Profile,
     ctx: &B::Context,
 ) -> SyncOutcome {
-    let error = |message: String| SyncOutcome {
-        state: ProfileState::Error,
-        message: Some(message),
-        changed: false,
-        warnings: Vec::new(),
-    };
-    let name = match profile.install_name() {
+    match render_checked(backend, target, profile, ctx) {
+        Rendered::Done(outcome) => outcome,
+        Rendered::Install {
+            name,
+            artifact,
+            warnings,
+        } => install_rendered(backend, target, &name, &artifact, warnings),
+    }
+}
+
+/// What [`render_checked`] decided.
+#[derive(Debug)]
+pub enum Rendered<A> {
+    /// Nothing to install: the profile was removed (disabled, partial) or failed.
+    Done(SyncOutcome),
+    /// Install `artifact` under `name`; `warnings` go into the outcome.
+    Install {
+        /// Where it goes.
+        name: InstallName,
+        /// What goes there.
+        artifact: A,
+        /// The profile's warnings, as `field: message`.
+        warnings: Vec<String>,
+    },
+}
+
+/// The first half of [`sync_profile`]: everything up to the artifact (removal of a disabled
+/// or partial profile, probe, validation, policy, rendering).
+pub fn render_checked<B: ProfileBackend>(
+    backend: &B,
+    target: &B::Target,
+    profile: &B::Profile,
+    ctx: &B::Context,
+) -> Rendered<B::Artifact> {
+    let kind = B::Profile::KIND;
+    let name = match backend.install_name(profile.name()) {
         Ok(n) => n,
-        Err(e) => return error(e.to_string()),
+        Err(e) => return Rendered::Done(SyncOutcome::failed(SyncStep::Name, false, e.to_string())),
     };
     if !profile.should_install() {
         let state = if profile.is_partial() {
@@ -376,42 +517,90 @@ pub fn sync_profile<B: ProfileBackend>(
         } else {
             ProfileState::Disabled
         };
-        return match backend.remove(target, &name) {
+        return Rendered::Done(match backend.remove(target, &name) {
             Ok(outcome) => SyncOutcome {
                 state,
                 message: None,
                 changed: outcome == RemoveOutcome::Removed,
                 warnings: Vec::new(),
+                failure: None,
             },
-            Err(e) => error(format!("removing {} {name}: {}", B::Profile::KIND, error_chain(&e))),
-        };
+            Err(e) => SyncOutcome::failed(
+                SyncStep::Remove,
+                false,
+                format!("removing {kind} {name}: {}", error_chain(&e)),
+            ),
+        });
     }
     if let NodeSupport::Unsupported { reason } = backend.probe() {
-        return error(format!("{} is not supported on this node: {reason}", B::Profile::KIND));
+        return Rendered::Done(SyncOutcome::failed(
+            SyncStep::Probe,
+            false,
+            format!("{kind} is not supported on this node: {reason}"),
+        ));
     }
     let problems = profile.validate();
     if problems.has_errors() {
-        let text: Vec<String> = problems.errors().map(ToString::to_string).collect();
-        return error(text.join("; "));
+        return Rendered::Done(SyncOutcome::failed(SyncStep::Validate, false, error_text(&problems)));
+    }
+    let policy = backend.policy_problems(profile, ctx);
+    if policy.has_errors() {
+        return Rendered::Done(SyncOutcome::failed(
+            SyncStep::Policy,
+            true,
+            format!("violates the SPOD policy: {}", error_text(&policy)),
+        ));
     }
     let artifact = match backend.render(profile, ctx) {
         Ok(a) => a,
-        Err(e) => return error(format!("rendering {} {name}: {}", B::Profile::KIND, error_chain(&e))),
+        Err(e) => {
+            return Rendered::Done(SyncOutcome::failed(
+                SyncStep::Render,
+                backend.is_policy_violation(&e),
+                format!("rendering {kind} {name}: {}", error_chain(&e)),
+            ));
+        }
     };
-    match backend.install(target, &name, &artifact) {
+    let warnings = problems
+        .iter()
+        .chain(backend.warnings(profile, ctx).iter())
+        .filter(|p| !p.is_error())
+        .map(|p| format!("{}: {}", p.path, p.message))
+        .collect();
+    Rendered::Install {
+        name,
+        artifact,
+        warnings,
+    }
+}
+
+/// The second half of [`sync_profile`]: installs a rendered artifact.
+pub fn install_rendered<B: ProfileBackend>(
+    backend: &B,
+    target: &B::Target,
+    name: &InstallName,
+    artifact: &B::Artifact,
+    warnings: Vec<String>,
+) -> SyncOutcome {
+    match backend.install(target, name, artifact) {
         Ok(outcome) => SyncOutcome {
             state: ProfileState::Installed,
             message: None,
             changed: outcome == InstallOutcome::Written,
-            warnings: problems
-                .iter()
-                .chain(backend.warnings(profile, ctx).iter())
-                .filter(|p| !p.is_error())
-                .map(|p| format!("{}: {}", p.path, p.message))
-                .collect(),
+            warnings,
+            failure: None,
         },
-        Err(e) => error(format!("installing {} {name}: {}", B::Profile::KIND, error_chain(&e))),
+        Err(e) => SyncOutcome::failed(
+            SyncStep::Install,
+            backend.is_policy_violation(&e),
+            format!("installing {} {name}: {}", B::Profile::KIND, error_chain(&e)),
+        ),
     }
+}
+
+fn error_text(problems: &Problems) -> String {
+    let text: Vec<String> = problems.errors().map(ToString::to_string).collect();
+    text.join("; ")
 }
 
 /// An error and its sources, joined by `: `.

@@ -117,7 +117,7 @@ pub struct SelinuxProfileStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
-    /// The SELinux type pods use: `<name>.process`.
+    /// The SELinux type pods use: `<name>.process` (`<name>_raw.process` for a RawSelinuxProfile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<String>,
     /// Pods using this profile, as `namespace/pod`.

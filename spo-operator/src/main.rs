@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{ArgAction, Parser, Subcommand};
-use spo_operator::daemon::{self, DaemonConfig, seccomp::SeccompNode};
+use spo_operator::daemon::apparmor::{AppArmorKind, SecurityfsLoader};
+use spo_operator::daemon::seccomp::SeccompNode;
+use spo_operator::daemon::selinux::{BatchInstaller, RawSelinuxKind, SelinuxKind, SelinuxNodeConfig};
+use spo_operator::daemon::{Daemon, DaemonConfig};
 use spo_operator::leader::{Elector, LeaseConfig, run_while_leading};
 use spo_operator::manager::{self, ManagerConfig};
 use spo_operator::server::{self, Endpoints};
@@ -47,6 +50,14 @@ enum Command {
         /// Profiles reported to the apiserver at once (finalizers, node statuses).
         #[arg(long, default_value_t = 16)]
         report_concurrency: u16,
+        /// The profile kinds this daemon handles (the SPOD switches SELinux and AppArmor on
+        /// and off within them; each needs its RBAC and host mounts, see deploy/).
+        #[arg(long, value_delimiter = ',', default_value = "seccomp")]
+        kinds: Vec<KindArg>,
+        #[command(flatten)]
+        selinux: Box<SelinuxArgs>,
+        #[command(flatten)]
+        apparmor: Box<AppArmorArgs>,
     },
     /// Runs once per cluster: aggregates node statuses, tracks workloads, cleans up after nodes.
     Manager {
@@ -84,6 +95,96 @@ enum Command {
     },
 }
 
+/// A profile kind on the command line.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum KindArg {
+    /// SeccompProfile.
+    Seccomp,
+    /// SelinuxProfile.
+    Selinux,
+    /// RawSelinuxProfile.
+    Rawselinux,
+    /// AppArmorProfile.
+    Apparmor,
+}
+
+/// Where the node's SELinux policy store is.
+#[derive(clap::Args, Debug)]
+struct SelinuxArgs {
+    /// Where selinuxfs is mounted (its `enforce` file says SELinux is enabled).
+    #[arg(long, default_value = spo_selinux::backend::SELINUXFS)]
+    selinuxfs: PathBuf,
+    /// semodule `-p`: an alternative policy root (tests use a private copy of the store).
+    #[arg(long)]
+    selinux_policy_root: Option<PathBuf>,
+    /// semodule `-s`: the policy store.
+    #[arg(long, default_value = "default")]
+    selinux_store: String,
+    /// Load the rebuilt policy into the kernel after each change (semodule without `-n`).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    selinux_reload: bool,
+    /// A CIL module the node needs besides our templates (such as refpolicy's container
+    /// module on Debian), installed with the first profile when the store has none of its
+    /// name; the module is named after the file. Repeatable.
+    #[arg(long)]
+    selinux_extra_module: Vec<PathBuf>,
+    /// Milliseconds the installer waits for more profiles before one semodule transaction.
+    #[arg(long, default_value_t = 300)]
+    selinux_batch_window_ms: u64,
+    /// The most profiles one semodule transaction installs.
+    #[arg(long, default_value_t = 64)]
+    selinux_batch_max: usize,
+}
+
+/// Where the node's AppArmor is.
+#[derive(clap::Args, Debug)]
+struct AppArmorArgs {
+    /// AppArmor's securityfs directory (a stand-in directory in tests).
+    #[arg(long, default_value = spo_apparmor::loader::DEFAULT_SECURITYFS)]
+    apparmor_securityfs: PathBuf,
+    /// Where profile files are written.
+    #[arg(long, default_value = spo_apparmor::loader::DEFAULT_PROFILE_DIR)]
+    apparmor_profile_dir: PathBuf,
+    /// The features to compile for; default: the kernel's (read from securityfs).
+    #[arg(long)]
+    apparmor_features_file: Option<PathBuf>,
+}
+
+fn selinux_config(args: &SelinuxArgs) -> anyhow::Result<SelinuxNodeConfig> {
+    let semodule = spo_selinux::Semodule::new(
+        args.selinux_policy_root.clone(),
+        &args.selinux_store,
+        args.selinux_reload,
+    )
+    .context("finding semodule for the SELinux kinds")?;
+    let mut extras = Vec::new();
+    for path in &args.selinux_extra_module {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .with_context(|| format!("naming the module of {}", path.display()))?
+            .to_owned();
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading SELinux module {}", path.display()))?;
+        extras.push(spo_selinux::RenderedModule {
+            name,
+            origin: spo_selinux::render::ModuleOrigin::Support,
+            text,
+            lines: Vec::new(),
+            requires: Vec::new(),
+        });
+    }
+    Ok(SelinuxNodeConfig {
+        selinuxfs: args.selinuxfs.clone(),
+        installer: BatchInstaller::new(
+            Arc::new(semodule),
+            extras,
+            Duration::from_millis(args.selinux_batch_window_ms),
+            args.selinux_batch_max,
+        ),
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -110,6 +211,9 @@ async fn main() -> anyhow::Result<()> {
             spod_name,
             concurrency,
             report_concurrency,
+            kinds,
+            selinux,
+            apparmor,
         } => {
             let config = DaemonConfig {
                 node: node_name,
@@ -118,14 +222,30 @@ async fn main() -> anyhow::Result<()> {
                 concurrency,
                 report_concurrency,
             };
-            daemon::run(
-                client,
-                SeccompNode::new(kubelet_dir, proc_root),
-                config,
-                endpoints.clone(),
-                shutdown_signal(),
-            )
-            .await
+            let mut d = Daemon::new(client, config, endpoints.clone());
+            if kinds.contains(&KindArg::Seccomp) {
+                d = d.with_kind(SeccompNode::new(kubelet_dir, proc_root));
+            }
+            if kinds.contains(&KindArg::Selinux) || kinds.contains(&KindArg::Rawselinux) {
+                let config = selinux_config(&selinux)?;
+                if kinds.contains(&KindArg::Selinux) {
+                    d = d.with_kind(SelinuxKind::new(&config));
+                }
+                if kinds.contains(&KindArg::Rawselinux) {
+                    d = d.with_kind(RawSelinuxKind::new(&config));
+                }
+            }
+            if kinds.contains(&KindArg::Apparmor) {
+                let loader = SecurityfsLoader {
+                    securityfs: apparmor.apparmor_securityfs,
+                    profile_dir: apparmor.apparmor_profile_dir,
+                    parser: spo_apparmor::validate::DEFAULT_PARSER.into(),
+                    features_file: apparmor.apparmor_features_file.clone(),
+                    timeout: spo_apparmor::DEFAULT_TIMEOUT,
+                };
+                d = d.with_kind(AppArmorKind::new(loader, apparmor.apparmor_features_file));
+            }
+            d.run(shutdown_signal()).await
         }
         Command::Manager {
             namespace,

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use spo_model::contract::ProfileKind;
 use spo_model::names::{
     LABEL_NODE_NAME, LABEL_PROFILE_ID, LABEL_PROFILE_KIND, LABEL_PROFILE_STATE, node_status_name, profile_id,
 };
@@ -36,12 +37,31 @@ pub struct NodeReport {
 /// The profile a node status belongs to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProfileRef {
-    /// `SeccompProfile`, ...
-    pub kind: &'static str,
+    /// The profile's kind.
+    pub kind: ProfileKind,
     /// The profile's name.
     pub name: String,
     /// The profile's uid, for the owner reference.
     pub uid: String,
+}
+
+/// The suffix of the node status names of a kind: none for SeccompProfile (upstream's
+/// `<profile>-<node>`, which existing objects and tools use), `.<kind>` for the others, so a
+/// SeccompProfile, a SelinuxProfile, a RawSelinuxProfile and an AppArmorProfile of one name
+/// each have their own status on a node.
+pub fn status_name_suffix(kind: ProfileKind) -> &'static str {
+    match kind {
+        ProfileKind::Seccomp => "",
+        ProfileKind::Selinux => ".selinuxprofile",
+        ProfileKind::RawSelinux => ".rawselinuxprofile",
+        ProfileKind::AppArmor => ".apparmorprofile",
+    }
+}
+
+/// The name of the node status of profile `name` of `kind` on `node`: `<profile>-<node>`,
+/// followed by [`status_name_suffix`].
+pub fn status_name(kind: ProfileKind, name: &str, node: &str) -> String {
+    format!("{}{}", node_status_name(name, node), status_name_suffix(kind))
 }
 
 /// Cuts a message to [`MAX_MESSAGE`] bytes on a character boundary, marking the cut.
@@ -68,18 +88,21 @@ pub fn desired_node_status(
     let labels = BTreeMap::from([
         (LABEL_NODE_NAME.to_owned(), node.to_owned()),
         (LABEL_PROFILE_STATE.to_owned(), state.as_str().to_owned()),
-        (LABEL_PROFILE_KIND.to_owned(), profile.kind.to_owned()),
-        (LABEL_PROFILE_ID.to_owned(), profile_id(profile.kind, &profile.name)),
+        (LABEL_PROFILE_KIND.to_owned(), profile.kind.kind_name().to_owned()),
+        (
+            LABEL_PROFILE_ID.to_owned(),
+            profile_id(profile.kind.kind_name(), &profile.name),
+        ),
     ]);
     let annotations = message.map(|m| BTreeMap::from([(ANNOTATION_MESSAGE.to_owned(), clip_message(m))]));
     SecurityProfileNodeStatus {
         metadata: ObjectMeta {
-            name: Some(node_status_name(&profile.name, node)),
+            name: Some(status_name(profile.kind, &profile.name, node)),
             labels: Some(labels),
             annotations,
             owner_references: Some(vec![OwnerReference {
                 api_version: API_VERSION.to_owned(),
-                kind: profile.kind.to_owned(),
+                kind: profile.kind.kind_name().to_owned(),
                 name: profile.name.clone(),
                 uid: profile.uid.clone(),
                 controller: Some(true),
@@ -116,8 +139,8 @@ pub fn read_report(status: &SecurityProfileNodeStatus) -> Option<NodeReport> {
 }
 
 /// The profile (kind, name) a node status belongs to: from its controller owner reference,
-/// else from the `<profile>-<node>` name.
-pub fn owning_profile(status: &SecurityProfileNodeStatus) -> Option<(String, String)> {
+/// else from its kind label and its `<profile>-<node>[.<kind>]` name.
+pub fn owning_profile(status: &SecurityProfileNodeStatus) -> Option<(ProfileKind, String)> {
     if let Some(owner) = status
         .metadata
         .owner_references
@@ -125,13 +148,14 @@ pub fn owning_profile(status: &SecurityProfileNodeStatus) -> Option<(String, Str
         .flatten()
         .find(|o| o.api_version == API_VERSION)
     {
-        return Some((owner.kind.clone(), owner.name.clone()));
+        return Some((ProfileKind::from_kind_name(&owner.kind)?, owner.name.clone()));
     }
     let labels = status.metadata.labels.as_ref()?;
-    let kind = labels.get(LABEL_PROFILE_KIND)?;
+    let kind = ProfileKind::from_kind_name(labels.get(LABEL_PROFILE_KIND)?)?;
     let name = status.metadata.name.as_deref()?;
+    let name = name.strip_suffix(status_name_suffix(kind))?;
     let profile = name.strip_suffix(&format!("-{}", status.spec.node_name))?;
-    Some((kind.clone(), profile.to_owned()))
+    Some((kind, profile.to_owned()))
 }
 
 /// Whether `current` already says everything `desired` says (labels, message, owner,
@@ -173,7 +197,7 @@ mod tests {
 
     fn profile() -> ProfileRef {
         ProfileRef {
-            kind: "SeccompProfile",
+            kind: ProfileKind::Seccomp,
             name: "nginx".into(),
             uid: "u-1".into(),
         }
@@ -210,12 +234,27 @@ mod tests {
                 message: Some("bad syscall".into())
             })
         );
-        assert_eq!(owning_profile(&s), Some(("SeccompProfile".into(), "nginx".into())));
+        assert_eq!(owning_profile(&s), Some((ProfileKind::Seccomp, "nginx".into())));
         let mut no_owner = s.clone();
         no_owner.metadata.owner_references = None;
-        assert_eq!(
-            owning_profile(&no_owner),
-            Some(("SeccompProfile".into(), "nginx".into()))
+        assert_eq!(owning_profile(&no_owner), Some((ProfileKind::Seccomp, "nginx".into())));
+    }
+
+    #[test]
+    fn kinds_sharing_a_name_have_distinct_statuses_that_read_back() {
+        let mut names = std::collections::BTreeSet::new();
+        for kind in ProfileKind::ALL {
+            let pref = ProfileRef { kind, ..profile() };
+            let s = desired_node_status(&pref, "node-1", ProfileState::Installed, None);
+            assert!(s.validate().is_empty(), "{kind}: {:?}", s.validate());
+            assert!(names.insert(s.metadata.name.clone().expect("name")), "{kind}");
+            let mut no_owner = s.clone();
+            no_owner.metadata.owner_references = None;
+            assert_eq!(owning_profile(&no_owner), Some((kind, "nginx".to_owned())), "{kind}");
+        }
+        assert!(
+            names.contains("nginx-node-1"),
+            "seccomp keeps upstream's name: {names:?}"
         );
     }
 

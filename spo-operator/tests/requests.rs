@@ -124,7 +124,7 @@ async fn node_status_is_applied_then_its_status_subresource() {
     let (client, mut handle) = mock_client();
     let desired = desired_node_status(
         &ProfileRef {
-            kind: "SeccompProfile",
+            kind: spo_model::contract::ProfileKind::Seccomp,
             name: "app".into(),
             uid: "u-1".into(),
         },

@@ -140,6 +140,19 @@ impl ProfileBackend for SeccompBackend {
         target.remove(name)
     }
 
+    /// The `<name>.json` files of the store's `operator/` directory: only SeccompProfiles
+    /// live there.
+    fn list(&self, target: &DirStore) -> Result<Vec<String>, SeccompError> {
+        Ok(target.list()?.into_iter().map(|n| n.as_str().to_owned()).collect())
+    }
+
+    /// The SPOD's `security.allowedSyscalls`, checked on the profile's own rules and then on
+    /// the union with its base profiles (a base must not bring in what the child may not
+    /// allow). A base that cannot be resolved is left to `render`, which names the chain.
+    fn policy_problems(&self, profile: &SeccompProfile, ctx: &RenderContext) -> Problems {
+        policy_check(profile, ctx)
+    }
+
     fn profile_from_recording(&self, name: &str, recording: &Recording) -> Result<SeccompProfile, SeccompError> {
         Ok(SeccompProfile::new(name, spec_from_recording(recording)))
     }
@@ -153,6 +166,43 @@ impl ProfileBackend for SeccompBackend {
         }
         out
     }
+}
+
+/// The SPOD policy problems of a profile (pure): its own rules first; when those pass, the
+/// union with its bases, reported at `spec.baseProfileName`.
+pub fn policy_check(profile: &SeccompProfile, ctx: &RenderContext) -> Problems {
+    let Some(security) = &ctx.security else {
+        return Problems::new();
+    };
+    let own = check_policy(&profile.spec, security);
+    if !own.is_empty() {
+        return policy_problems(&own);
+    }
+    let name = profile.metadata.name.as_deref().unwrap_or_default();
+    let Ok(resolved) = resolve_profile(name, &profile.spec, ctx.resolver.as_ref()) else {
+        return Problems::new();
+    };
+    let violations = check_policy(&resolved.spec, security);
+    let mut out = Problems::new();
+    if !violations.is_empty() {
+        let syscalls: Vec<String> = violations.iter().flat_map(|v| v.syscalls.clone()).collect();
+        out.push(
+            spo_model::validate::Problem::error(
+                spo_model::validate::FieldPath::root().field("spec").field("baseProfileName"),
+                format!(
+                    "through its base profiles ({}) it lets {} run, which the SPOD's security.allowedSyscalls does not allow",
+                    resolved.chain.join(" -> "),
+                    if syscalls.is_empty() {
+                        "every unlisted syscall".to_owned()
+                    } else {
+                        syscalls.join(", ")
+                    }
+                ),
+            )
+            .with_hint("ask the cluster administrator, or use a base profile within the policy"),
+        );
+    }
+    out
 }
 
 fn problems_text(problems: &Problems) -> String {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use spo_model::contract::{InstallName, InstallOutcome, NodeSupport, ProfileBackend, RemoveOutcome};
 use spo_model::observed::Recording;
 use spo_model::selinux::{RawSelinuxProfile, RawSelinuxProfileSpec, SelinuxProfile};
+use spo_model::validate::Problems;
 
 use crate::cil::CilWriter;
 use crate::error::SelinuxError;
@@ -44,6 +45,17 @@ fn install_checked(
         });
     }
     target.install_module(artifact)
+}
+
+/// The profile modules of `target` whose names are plain Kubernetes names (no `_`): the
+/// profiles spo-selinux installed, without the templates (`spo_templates`), the extra modules
+/// and modules another kind names with a `_<kind>` suffix.
+pub fn plain_profile_modules(target: &SelinuxNode) -> Result<Vec<String>, SelinuxError> {
+    Ok(target
+        .list_profiles()?
+        .into_iter()
+        .filter(|n| InstallName::new(n).is_ok())
+        .collect())
 }
 
 /// The SelinuxProfile backend.
@@ -87,6 +99,18 @@ impl ProfileBackend for SelinuxBackend {
 
     fn remove(&self, target: &SelinuxNode, name: &InstallName) -> Result<RemoveOutcome, SelinuxError> {
         target.remove_module(name.as_str())
+    }
+
+    fn list(&self, target: &SelinuxNode) -> Result<Vec<String>, SelinuxError> {
+        plain_profile_modules(target)
+    }
+
+    /// The guardrails of `ctx` (the built-in deny lists and the SPOD's `selinux.options`),
+    /// each violation at its field.
+    fn policy_problems(&self, profile: &SelinuxProfile, ctx: &RenderContext) -> Problems {
+        let mut problems = Problems::new();
+        ctx.guardrails.check(&profile.spec, &mut problems);
+        problems
     }
 
     fn profile_from_recording(&self, name: &str, recording: &Recording) -> Result<SelinuxProfile, SelinuxError> {
@@ -135,6 +159,13 @@ impl ProfileBackend for RawSelinuxBackend {
 
     fn remove(&self, target: &SelinuxNode, name: &InstallName) -> Result<RemoveOutcome, SelinuxError> {
         target.remove_module(name.as_str())
+    }
+
+    /// This backend installs raw profiles under their own names, so on a node that also has
+    /// SelinuxProfiles it cannot tell the two kinds' modules apart; the operator's adapter
+    /// installs raw profiles as `<name>_raw` and lists those instead.
+    fn list(&self, target: &SelinuxNode) -> Result<Vec<String>, SelinuxError> {
+        plain_profile_modules(target)
     }
 
     /// The same rules as [`SelinuxBackend`]'s, written as the CIL body of a raw profile.

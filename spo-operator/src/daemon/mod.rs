@@ -1,19 +1,28 @@
-//! The node daemon: one per node, keeps the node's profile files in line with the cluster
-//! and reports per node through SecurityProfileNodeStatus objects.
+//! The node daemon: one per node, keeps the node's profiles in line with the cluster and
+//! reports per node through SecurityProfileNodeStatus objects.
 //!
-//! The loop is generic over [`NodeKind`] (a [`ProfileBackend`] plus what the daemon needs
-//! around it), so SELinux and AppArmor plug in as one more `NodeKind` each; seccomp is
-//! [`seccomp::SeccompNode`]. What it watches:
+//! A [`Daemon`] owns what every kind shares: the SPOD watch, the watch of this node's node
+//! statuses, the event recorder, readiness and metrics. Each enabled kind is one adapter, a
+//! [`NodeKind`] (a [`ProfileBackend`] plus what the daemon needs around it: the render
+//! context from the watch cache and the SPOD, which profiles depend on which, whether the
+//! SPOD enables the kind); the daemon runs one controller pair per kind. Seccomp is
+//! [`seccomp::SeccompNode`], SelinuxProfile and RawSelinuxProfile are [`selinux::SelinuxKind`]
+//! and [`selinux::RawSelinuxKind`] (sharing one batching module installer), AppArmor is
+//! [`apparmor::AppArmorKind`]. The daemon is ready when every kind has listed its profiles.
 //!
-//! - the profiles of the kind (full objects: rendering needs the spec, and base profiles are
+//! What it watches:
+//!
+//! - per kind, the profiles (full objects: rendering needs the spec, and base profiles are
 //!   resolved from this cache); deletions without our finalizer are caught from the watch
 //!   stream and cleaned up too;
 //! - its own node statuses (label `spo.x-k8s.io/node-name=<node>`), so unchanged reports
 //!   are not rewritten, even after a restart;
-//! - the one SPOD object (field selector on its name), for the `security` policy; a policy
-//!   change re-checks every profile.
+//! - the one SPOD object (field selector on its name): a change of the settings a kind
+//!   renders with (its policy, guardrails, whether the kind is enabled) re-checks every
+//!   profile of that kind.
 //!
-//! Two kube-runtime controllers share the profile cache (see [`plan`] for the decisions):
+//! Two kube-runtime controllers per kind share the profile cache (see [`plan`] for the
+//! decisions):
 //!
 //! - the **node side** installs or removes the artifact as soon as an event arrives. It
 //!   touches only the node, so a burst of new profiles is on disk within moments, whatever
@@ -32,14 +41,17 @@
 //! workloads and holds `in-use-by-active-pods`, which the daemon honours when deleting).
 //! There is no periodic resync; only failing profiles are requeued, with backoff.
 
+pub mod apparmor;
 pub mod plan;
 pub mod seccomp;
+pub mod selinux;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc;
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::core::ClusterResourceScope;
@@ -48,8 +60,10 @@ use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use spo_model::contract::{InstallName, ProfileBackend, RemoveOutcome, SecurityProfile, error_chain, sync_profile};
-use spo_model::names::{LABEL_NODE_NAME, node_finalizer, node_status_name};
+use spo_model::contract::{
+    ProfileBackend, ProfileKind, RemoveOutcome, SecurityProfile, SyncOutcome, error_chain, sync_profile,
+};
+use spo_model::names::{LABEL_NODE_NAME, node_finalizer};
 use spo_model::{ProfileState, SecurityProfileNodeStatus, SecurityProfilesOperatorDaemon};
 use tracing::{debug, info, warn};
 
@@ -57,7 +71,7 @@ use crate::error::OperatorError;
 use crate::kubeapi;
 use crate::metrics::{ErrorReason, Operation};
 use crate::nodestatus::{
-    NodeReport, ProfileRef, desired_node_status, node_status_is_current, owning_profile, read_report,
+    NodeReport, ProfileRef, desired_node_status, node_status_is_current, owning_profile, read_report, status_name,
 };
 use crate::server::Endpoints;
 use crate::tasks::Tasks;
@@ -76,7 +90,8 @@ pub type TargetOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Target;
 pub type BackendErrorOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Error;
 
 /// One profile kind on a node: its backend and target, and what the daemon needs to render
-/// (the context is built from the watched profiles and the SPOD).
+/// (the context is built from the watched profiles and the SPOD). Rendering, installing,
+/// removing and listing go through the backend's [`ProfileBackend`] contract.
 pub trait NodeKind: Send + Sync + 'static {
     /// The backend.
     type Backend: ProfileBackend<
@@ -106,12 +121,33 @@ pub trait NodeKind: Send + Sync + 'static {
         Vec::new()
     }
 
-    /// What is installed on the node now (for the start-up sweep of orphans).
-    fn installed(&self) -> Result<Vec<InstallName>, BackendErrorOf<Self>>;
+    /// Why the SPOD turns this kind off (`spec.enableAppArmor`, `spec.selinux.enable`...), or
+    /// `None` when it is on. While off, every profile of the kind is removed from the node and
+    /// reported `Disabled` with this reason. On by default.
+    fn disabled_by(&self, _spod: Option<&SecurityProfilesOperatorDaemon>) -> Option<String> {
+        None
+    }
+
+    /// The SPOD settings this kind renders with, in a comparable form: when they change,
+    /// every profile of the kind is checked again.
+    fn settings(&self, spod: Option<&SecurityProfilesOperatorDaemon>) -> String;
+
+    /// The profiles of this kind installed on the node now (for the start-up sweep of
+    /// orphans): only what this kind installed ([`ProfileBackend::list`]).
+    fn installed(&self) -> Result<Vec<String>, BackendErrorOf<Self>> {
+        self.backend().list(self.target())
+    }
 
     /// Start-up housekeeping, such as removing temporary files of interrupted installs;
     /// returns how many things it cleaned.
-    fn prepare(&self) -> Result<usize, BackendErrorOf<Self>>;
+    fn prepare(&self) -> Result<usize, BackendErrorOf<Self>> {
+        Ok(0)
+    }
+
+    /// Brings the node in line with one profile (blocking; run off the async threads).
+    fn sync(&self, profile: &ProfileOf<Self>, ctx: &ContextOf<Self>) -> SyncOutcome {
+        sync_profile(self.backend(), self.target(), profile, ctx)
+    }
 }
 
 /// Settings of a daemon.
@@ -158,6 +194,7 @@ struct Ctx<K: NodeKind> {
     node_failures: Mutex<HashMap<String, u32>>,
     report_failures: Mutex<HashMap<String, u32>>,
     report_tx: mpsc::UnboundedSender<ObjectRef<ProfileOf<K>>>,
+    shared: Arc<Shared>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -176,10 +213,12 @@ impl<K: NodeKind> Ctx<K> {
         <ProfileOf<K> as SecurityProfile>::KIND
     }
 
+    fn status_name(&self, name: &str) -> String {
+        status_name(Self::kind_id(), name, &self.node)
+    }
+
     fn previous_report(&self, name: &str) -> Option<(SecurityProfileNodeStatus, Option<NodeReport>)> {
-        let status = self
-            .statuses
-            .get(&ObjectRef::new(&node_status_name(name, &self.node)))?;
+        let status = self.statuses.get(&ObjectRef::new(&self.status_name(name)))?;
         let report = read_report(&status);
         Some(((*status).clone(), report))
     }
@@ -228,7 +267,221 @@ impl<K: NodeKind> Ctx<K> {
     }
 }
 
-/// Runs the daemon for one kind until `shutdown` resolves or a watch cannot be started.
+/// What every kind's controllers share: the SPOD and node-status caches, the event
+/// recorder, the endpoints (readiness, metrics), and which kinds have listed.
+struct Shared {
+    client: Client,
+    node: String,
+    field_manager: String,
+    statuses: Store<SecurityProfileNodeStatus>,
+    spod: Store<SecurityProfilesOperatorDaemon>,
+    recorder: Recorder,
+    endpoints: Arc<Endpoints>,
+    kinds: usize,
+    listed: Mutex<BTreeSet<ProfileKind>>,
+}
+
+impl Shared {
+    /// Records that `kind` has listed its profiles; the daemon is ready once every kind has.
+    fn mark_listed(&self, kind: ProfileKind) {
+        let mut listed = lock(&self.listed);
+        listed.insert(kind);
+        if listed.len() == self.kinds {
+            info!(kinds = listed.len(), "every kind has listed its profiles; ready");
+            self.endpoints.health.set_ready(true);
+        }
+    }
+}
+
+/// What the shared watches hand one kind.
+struct KindInputs {
+    /// Bumped on every SPOD event; the kind compares its settings.
+    spod_changed: tokio::sync::watch::Receiver<u64>,
+    /// Profiles of this kind whose node status someone else deleted.
+    status_gone: mpsc::UnboundedReceiver<String>,
+    /// The node statuses were listed again: compare every report.
+    report_all: mpsc::UnboundedReceiver<()>,
+}
+
+type KindRunner = Box<
+    dyn FnOnce(
+            Arc<Shared>,
+            KindInputs,
+            DaemonConfig,
+            futures::future::Shared<BoxFuture<'static, ()>>,
+        ) -> BoxFuture<'static, ()>
+        + Send,
+>;
+
+/// The node daemon: shared watches plus one controller pair per enabled kind.
+pub struct Daemon {
+    client: Client,
+    config: DaemonConfig,
+    endpoints: Arc<Endpoints>,
+    kinds: Vec<(ProfileKind, KindRunner)>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kinds: Vec<ProfileKind> = self.kinds.iter().map(|(k, _)| *k).collect();
+        f.debug_struct("Daemon")
+            .field("config", &self.config)
+            .field("kinds", &kinds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// A daemon with no kind yet.
+    pub fn new(client: Client, config: DaemonConfig, endpoints: Arc<Endpoints>) -> Self {
+        Daemon {
+            client,
+            config,
+            endpoints,
+            kinds: Vec::new(),
+        }
+    }
+
+    /// Adds a kind (at most one adapter per kind: a second one of the same kind replaces it).
+    pub fn with_kind<K: NodeKind>(mut self, kind: K) -> Self {
+        let id = <ProfileOf<K> as SecurityProfile>::KIND;
+        self.kinds.retain(|(k, _)| *k != id);
+        let runner: KindRunner =
+            Box::new(move |shared, inputs, config, shutdown| run_kind(shared, kind, inputs, config, shutdown).boxed());
+        self.kinds.push((id, runner));
+        self
+    }
+
+    /// The kinds this daemon runs.
+    pub fn kinds(&self) -> Vec<ProfileKind> {
+        self.kinds.iter().map(|(k, _)| *k).collect()
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ) -> Result<(), OperatorError> {
+        let Daemon {
+            client,
+            config,
+            endpoints,
+            kinds,
+        } = self;
+        if kinds.is_empty() {
+            return Err(OperatorError::Config("the daemon has no profile kind enabled".into()));
+        }
+        let mut tasks = Tasks::default();
+
+        // The SPOD: every event bumps a counter; each kind compares the settings it uses.
+        let (spod_reader, spod_writer) = reflector::store::<SecurityProfilesOperatorDaemon>();
+        let (spod_tx, spod_rx) = tokio::sync::watch::channel(0u64);
+        let spod_api: Api<SecurityProfilesOperatorDaemon> = Api::namespaced(client.clone(), &config.namespace);
+        let spod_cfg = watcher::Config::default().fields(&format!("metadata.name={}", config.spod_name));
+        let spod_stream = reflector::reflector(spod_writer, watcher(spod_api, spod_cfg))
+            .default_backoff()
+            .inspect_ok(move |ev| {
+                if matches!(
+                    ev,
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone
+                ) {
+                    spod_tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            });
+        tasks.spawn(drive("SecurityProfilesOperatorDaemon", spod_stream));
+
+        // This node's statuses, routed to the kind they belong to.
+        let mut gone_txs: HashMap<ProfileKind, mpsc::UnboundedSender<String>> = HashMap::new();
+        let mut report_all_txs: Vec<mpsc::UnboundedSender<()>> = Vec::new();
+        let mut inputs: Vec<KindInputs> = Vec::new();
+        for (kind, _) in &kinds {
+            let (gone_tx, gone_rx) = mpsc::unbounded::<String>();
+            let (all_tx, all_rx) = mpsc::unbounded::<()>();
+            gone_txs.insert(*kind, gone_tx);
+            report_all_txs.push(all_tx);
+            inputs.push(KindInputs {
+                spod_changed: spod_rx.clone(),
+                status_gone: gone_rx,
+                report_all: all_rx,
+            });
+        }
+        let (status_reader, status_writer) = reflector::store::<SecurityProfileNodeStatus>();
+        let status_api: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
+        let status_cfg = watcher::Config::default().labels(&format!("{LABEL_NODE_NAME}={}", config.node));
+        let mut listed_once = false;
+        let status_stream = reflector::reflector(
+            status_writer,
+            watcher(status_api, status_cfg).modify(|s| s.managed_fields_mut().clear()),
+        )
+        .default_backoff()
+        .inspect_ok(move |ev| match ev {
+            watcher::Event::Delete(s) => {
+                if let Some((kind, profile)) = owning_profile(s)
+                    && let Some(tx) = gone_txs.get(&kind)
+                {
+                    let _ = tx.unbounded_send(profile);
+                }
+            }
+            watcher::Event::InitDone => {
+                if listed_once {
+                    for tx in &report_all_txs {
+                        let _ = tx.unbounded_send(());
+                    }
+                }
+                listed_once = true;
+            }
+            _ => {}
+        });
+        tasks.spawn(drive("SecurityProfileNodeStatus", status_stream));
+
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "spo-daemon".into(),
+                instance: Some(config.node.clone()),
+            },
+        );
+        endpoints.health.set_ready(false);
+        let shared = Arc::new(Shared {
+            client: client.clone(),
+            node: config.node.clone(),
+            field_manager: kubeapi::daemon_field_manager(&config.node),
+            statuses: status_reader.clone(),
+            spod: spod_reader.clone(),
+            recorder,
+            endpoints: endpoints.clone(),
+            kinds: kinds.len(),
+            listed: Mutex::new(BTreeSet::new()),
+        });
+
+        // Render nothing before the policy and our statuses are known.
+        let ready = async {
+            let _ = spod_reader.wait_until_ready().await;
+            let _ = status_reader.wait_until_ready().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(300), ready).await.is_err() {
+            warn!("SPOD or node statuses not listed after 5 minutes; starting anyway");
+        }
+        let names: Vec<&str> = kinds.iter().map(|(k, _)| k.kind_name()).collect();
+        info!(node = %config.node, kinds = ?names, "daemon started");
+
+        let shutdown: BoxFuture<'static, ()> = shutdown.boxed();
+        let shutdown = shutdown.shared();
+        let runs: Vec<BoxFuture<'static, ()>> = kinds
+            .into_iter()
+            .zip(inputs)
+            .map(|((_, runner), inputs)| runner(shared.clone(), inputs, config.clone(), shutdown.clone()))
+            .collect();
+        futures::future::join_all(runs).await;
+        endpoints.health.set_ready(false);
+        info!("daemon stopped");
+        drop(tasks);
+        Ok(())
+    }
+}
+
+/// Runs the daemon for one kind until `shutdown` resolves or a watch cannot be started
+/// (a [`Daemon`] with this kind alone).
 pub async fn run<K: NodeKind>(
     client: Client,
     kind: K,
@@ -236,75 +489,59 @@ pub async fn run<K: NodeKind>(
     endpoints: Arc<Endpoints>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), OperatorError> {
+    Daemon::new(client, config, endpoints)
+        .with_kind(kind)
+        .run(shutdown)
+        .await
+}
+
+/// One kind's controllers: the profile watch, the node side and the API side.
+async fn run_kind<K: NodeKind>(
+    shared: Arc<Shared>,
+    kind: K,
+    inputs: KindInputs,
+    config: DaemonConfig,
+    shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
+) {
     let mut tasks = Tasks::default();
     let kind = Arc::new(kind);
-    let kind_name = <ProfileOf<K> as SecurityProfile>::KIND.kind_name();
-    match kind.prepare() {
-        Ok(0) => {}
-        Ok(n) => info!(cleaned = n, "removed leftovers of interrupted installs"),
-        Err(e) => warn!(error = %error_chain(&e), "start-up housekeeping failed; continuing"),
+    let kind_id = <ProfileOf<K> as SecurityProfile>::KIND;
+    let KindInputs {
+        mut spod_changed,
+        mut status_gone,
+        report_all: report_all_rx,
+    } = inputs;
+    {
+        let kind = kind.clone();
+        match tokio::task::spawn_blocking(move || kind.prepare().map_err(|e| error_chain(&e))).await {
+            Ok(Ok(0)) | Err(_) => {}
+            Ok(Ok(n)) => info!(kind = %kind_id, cleaned = n, "removed leftovers of interrupted installs"),
+            Ok(Err(e)) => warn!(kind = %kind_id, error = %e, "start-up housekeeping failed; continuing"),
+        }
     }
 
-    // The SPOD: its policy applies to every render; a change re-checks every profile.
-    let (spod_reader, spod_writer) = reflector::store::<SecurityProfilesOperatorDaemon>();
+    // A change of the SPOD settings this kind uses re-checks every profile of the kind.
     let (all_tx, all_rx) = mpsc::unbounded::<()>();
-    let spod_api: Api<SecurityProfilesOperatorDaemon> = Api::namespaced(client.clone(), &config.namespace);
-    let spod_cfg = watcher::Config::default().fields(&format!("metadata.name={}", config.spod_name));
-    let mut last_security = None;
-    let spod_stream = reflector::reflector(spod_writer, watcher(spod_api, spod_cfg))
-        .default_backoff()
-        .inspect_ok(move |ev| {
-            let security = match ev {
-                watcher::Event::Apply(s) | watcher::Event::InitApply(s) => Some(s.spec.security.clone()),
-                watcher::Event::Delete(_) => Some(None),
-                _ => None,
+    {
+        let (kind, spod) = (kind.clone(), shared.spod.clone());
+        tasks.spawn(async move {
+            let current = || {
+                let s = spod.state().into_iter().next();
+                kind.settings(s.as_deref())
             };
-            if let Some(security) = security
-                && last_security.as_ref() != Some(&security)
-            {
-                let first = last_security.is_none();
-                last_security = Some(security);
-                if !first {
-                    info!("SPOD security policy changed; re-checking every profile");
+            let mut last = current();
+            while spod_changed.changed().await.is_ok() {
+                let now = current();
+                if now != last {
+                    info!(kind = %kind_id, "SPOD settings of the kind changed; re-checking every profile");
+                    last = now;
                     let _ = all_tx.unbounded_send(());
                 }
             }
         });
-    tasks.spawn(drive("SecurityProfilesOperatorDaemon", spod_stream));
+    }
 
-    // The API side's triggers: the node side's results, node statuses deleted by someone
-    // else, and a re-list of the node statuses (after which everything is compared again).
     let (report_tx, report_rx) = mpsc::unbounded::<ObjectRef<ProfileOf<K>>>();
-    let (report_all_tx, report_all_rx) = mpsc::unbounded::<()>();
-    let (status_gone_tx, mut status_gone_rx) = mpsc::unbounded::<String>();
-
-    // This node's statuses.
-    let (status_reader, status_writer) = reflector::store::<SecurityProfileNodeStatus>();
-    let status_api: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
-    let status_cfg = watcher::Config::default().labels(&format!("{LABEL_NODE_NAME}={}", config.node));
-    let mut listed_once = false;
-    let status_stream = reflector::reflector(
-        status_writer,
-        watcher(status_api, status_cfg).modify(|s| s.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    .inspect_ok(move |ev| match ev {
-        watcher::Event::Delete(s) => {
-            if let Some((kind, profile)) = owning_profile(s)
-                && kind == kind_name
-            {
-                let _ = status_gone_tx.unbounded_send(profile);
-            }
-        }
-        watcher::Event::InitDone => {
-            if listed_once {
-                let _ = report_all_tx.unbounded_send(());
-            }
-            listed_once = true;
-        }
-        _ => {}
-    });
-    tasks.spawn(drive("SecurityProfileNodeStatus", status_stream));
 
     // The profiles, with deletions and base-profile changes picked off the stream.
     let (profile_reader, profile_writer) = reflector::store::<ProfileOf<K>>();
@@ -316,7 +553,7 @@ pub async fn run<K: NodeKind>(
     // several concurrent waiters, so the node side's controller is its only waiter and
     // everything else waits on this channel.
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
-    let profile_api: Api<ProfileOf<K>> = Api::all(client.clone());
+    let profile_api: Api<ProfileOf<K>> = Api::all(shared.client.clone());
     let profile_stream = reflector::reflector(
         profile_writer,
         watcher(profile_api, watcher::Config::default()).modify(|p| p.managed_fields_mut().clear()),
@@ -353,46 +590,30 @@ pub async fn run<K: NodeKind>(
     })
     .applied_objects();
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "spo-daemon".into(),
-            instance: Some(config.node.clone()),
-        },
-    );
     let ctx = Arc::new(Ctx {
         kind: kind.clone(),
-        client: client.clone(),
-        node: config.node.clone(),
-        field_manager: kubeapi::daemon_field_manager(&config.node),
+        client: shared.client.clone(),
+        node: shared.node.clone(),
+        field_manager: shared.field_manager.clone(),
         profiles: profile_reader.clone(),
-        statuses: status_reader.clone(),
-        spod: spod_reader.clone(),
-        recorder,
-        endpoints,
+        statuses: shared.statuses.clone(),
+        spod: shared.spod.clone(),
+        recorder: shared.recorder.clone(),
+        endpoints: shared.endpoints.clone(),
         outcomes: Mutex::new(HashMap::new()),
         written: Mutex::new(HashMap::new()),
         node_failures: Mutex::new(HashMap::new()),
         report_failures: Mutex::new(HashMap::new()),
         report_tx,
+        shared: shared.clone(),
     });
-
-    // Render nothing before the policy and our statuses are known.
-    let ready = async {
-        let _ = spod_reader.wait_until_ready().await;
-        let _ = status_reader.wait_until_ready().await;
-    };
-    if tokio::time::timeout(Duration::from_secs(300), ready).await.is_err() {
-        warn!("SPOD or node statuses not listed after 5 minutes; starting anyway");
-    }
-    info!(node = %config.node, kind = kind_name, "daemon started");
 
     tasks.spawn(cleanup_gone(ctx.clone(), gone_rx));
     tasks.spawn(sweep_orphans(ctx.clone(), listed.clone()));
     {
         let ctx = ctx.clone();
         tasks.spawn(async move {
-            while let Some(profile) = status_gone_rx.next().await {
+            while let Some(profile) = status_gone.next().await {
                 // Someone deleted our status: forget that we wrote it, and report again.
                 ctx.forget_status(&profile);
                 ctx.trigger_report(&profile);
@@ -403,12 +624,11 @@ pub async fn run<K: NodeKind>(
         let (ctx, mut listed) = (ctx.clone(), listed.clone());
         tasks.spawn(async move {
             if listed.wait_for(|l| *l).await.is_ok() {
-                ctx.endpoints.health.set_ready(true);
+                ctx.shared.mark_listed(kind_id);
             }
         });
     }
 
-    let shutdown = shutdown.shared();
     let node_side = Controller::for_stream(profile_stream, profile_reader.clone())
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .reconcile_all_on(all_rx)
@@ -443,9 +663,8 @@ pub async fn run<K: NodeKind>(
         }
     };
     futures::join!(node_side, api_side);
-    ctx.endpoints.health.set_ready(false);
-    info!("daemon stopped");
-    Ok(())
+    info!(kind = %kind_id, "kind stopped");
+    drop(tasks);
 }
 
 fn log_result<K: Resource>(
@@ -498,14 +717,26 @@ async fn reconcile_node<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>
         NodePlan::Sync => {
             let kind = ctx.kind.clone();
             let spod = ctx.spod.state().into_iter().next();
-            let cx = kind.context(&ctx.profiles, spod.as_deref());
-            let p = profile.clone();
-            let outcome = tokio::task::spawn_blocking(move || sync_profile(kind.backend(), kind.target(), &*p, &cx))
-                .await
-                .map_err(|source| OperatorError::Join {
-                    name: name.clone(),
-                    source,
-                })?;
+            let outcome = if let Some(reason) = kind.disabled_by(spod.as_deref()) {
+                // The SPOD turned the kind off: nothing of it stays on the node.
+                let removed = remove_from_node(&ctx, &name).await?;
+                SyncOutcome {
+                    state: ProfileState::Disabled,
+                    message: Some(reason),
+                    changed: removed == RemoveOutcome::Removed,
+                    warnings: Vec::new(),
+                    failure: None,
+                }
+            } else {
+                let cx = kind.context(&ctx.profiles, spod.as_deref());
+                let p = profile.clone();
+                tokio::task::spawn_blocking(move || kind.sync(&p, &cx))
+                    .await
+                    .map_err(|source| OperatorError::Join {
+                        name: name.clone(),
+                        source,
+                    })?
+            };
             if !ctx.exists(&name) {
                 // Deleted while the artifact was being written: the deletion's cleanup may
                 // have run before the write, so undo it here.
@@ -528,8 +759,7 @@ async fn reconcile_node<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>
                     emit_warnings(&ctx, &profile, &outcome.warnings).await;
                 }
             }
-            let reason = (outcome.state == ProfileState::Error)
-                .then(|| error_reason(outcome.message.as_deref().unwrap_or_default()));
+            let reason = (outcome.state == ProfileState::Error).then(|| error_reason(outcome.failure));
             NodeResult::Report {
                 state: outcome.state,
                 message: outcome.message,
@@ -589,7 +819,7 @@ async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<
         return Ok(Action::await_change());
     }
     let pref = ProfileRef {
-        kind: Ctx::<K>::kind_id().kind_name(),
+        kind: Ctx::<K>::kind_id(),
         name: name.clone(),
         uid: uid.clone(),
     };
@@ -641,11 +871,11 @@ async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<
         }
         if !ctx.exists(&name) {
             // Deleted while we reported: do not leave a status behind.
-            kubeapi::delete_node_status(&ctx.client, &node_status_name(&name, &ctx.node)).await?;
+            kubeapi::delete_node_status(&ctx.client, &ctx.status_name(&name)).await?;
         }
     }
     if plan.delete_status {
-        kubeapi::delete_node_status(&ctx.client, &node_status_name(&name, &ctx.node)).await?;
+        kubeapi::delete_node_status(&ctx.client, &ctx.status_name(&name)).await?;
         ctx.forget_status(&name);
     }
     if plan.remove_finalizer {
@@ -669,7 +899,7 @@ async fn emit_error<K: NodeKind>(ctx: &Ctx<K>, profile: &ProfileOf<K>, result: O
         Some(NodeResult::Report {
             reason: Some(reason), ..
         }) => *reason,
-        _ => error_reason(message),
+        _ => error_reason(None),
     };
     ctx.endpoints.metrics.error(Ctx::<K>::kind_id(), reason);
     warn!(profile = %profile.name_any(), message = %message, "profile not installed");
@@ -721,7 +951,7 @@ fn report_error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &Operator
 }
 
 async fn remove_from_node<K: NodeKind>(ctx: &Ctx<K>, name: &str) -> Result<RemoveOutcome, OperatorError> {
-    let Ok(install_name) = InstallName::new(name) else {
+    let Ok(install_name) = ctx.kind.backend().install_name(name) else {
         // Never installed: such names are refused before anything is written.
         return Ok(RemoveOutcome::NotPresent);
     };
@@ -763,7 +993,7 @@ async fn forget<K: NodeKind>(ctx: &Ctx<K>, name: &str) {
         Ok(RemoveOutcome::NotPresent) => {}
         Err(e) => warn!(profile = %name, error = %error_chain(&e), "removing a deleted profile from the node failed"),
     }
-    if let Err(e) = kubeapi::delete_node_status(&ctx.client, &node_status_name(name, &ctx.node)).await {
+    if let Err(e) = kubeapi::delete_node_status(&ctx.client, &ctx.status_name(name)).await {
         warn!(profile = %name, error = %error_chain(&e), "deleting the node status of a deleted profile failed");
     }
 }
@@ -774,7 +1004,7 @@ async fn sweep_orphans<K: NodeKind>(ctx: Arc<Ctx<K>>, mut listed: tokio::sync::w
     if listed.wait_for(|l| *l).await.is_err() {
         return;
     }
-    let kind_name = <ProfileOf<K> as SecurityProfile>::KIND.kind_name();
+    let kind_id = Ctx::<K>::kind_id();
     let kind = ctx.kind.clone();
     let installed = match tokio::task::spawn_blocking(move || kind.installed())
         .map(|r| r.ok())
@@ -782,19 +1012,15 @@ async fn sweep_orphans<K: NodeKind>(ctx: Arc<Ctx<K>>, mut listed: tokio::sync::w
     {
         Some(Ok(list)) => list,
         Some(Err(e)) => {
-            warn!(error = %error_chain(&e), "listing installed profiles failed; no orphan sweep");
+            warn!(kind = %kind_id, error = %error_chain(&e), "listing installed profiles failed; no orphan sweep");
             Vec::new()
         }
         None => Vec::new(),
     };
-    let mut orphans: Vec<String> = installed
-        .into_iter()
-        .map(|n| n.as_str().to_owned())
-        .filter(|n| !ctx.exists(n))
-        .collect();
+    let mut orphans: Vec<String> = installed.into_iter().filter(|n| !ctx.exists(n)).collect();
     for status in ctx.statuses.state() {
         if let Some((kind, profile)) = owning_profile(&status)
-            && kind == kind_name
+            && kind == kind_id
             && !ctx.exists(&profile)
         {
             orphans.push(profile);
@@ -807,3 +1033,6 @@ async fn sweep_orphans<K: NodeKind>(ctx: Arc<Ctx<K>>, mut listed: tokio::sync::w
         forget(&ctx, &name).await;
     }
 }
+
+#[cfg(test)]
+mod hostile_tests;

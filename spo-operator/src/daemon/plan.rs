@@ -18,6 +18,7 @@
 use std::time::Duration;
 
 use spo_model::ProfileState;
+use spo_model::contract::{SyncFailure, SyncStep};
 use spo_model::names::FINALIZER_IN_USE;
 
 use crate::metrics::ErrorReason;
@@ -164,19 +165,22 @@ pub fn should_emit_event(previous: Option<&NodeReport>, state: ProfileState, mes
     }
 }
 
-/// The metrics reason of an `Error` message made by [`spo_model::contract::sync_profile`],
-/// from the step that failed (its messages start with the step).
-pub fn error_reason(message: &str) -> ErrorReason {
-    if message.starts_with("removing ") {
-        ErrorReason::CannotRemoveProfile
-    } else if message.starts_with("installing ") {
-        ErrorReason::CannotSaveProfile
-    } else if message.contains(" is not supported on this node") {
-        ErrorReason::NotSupportedOnNode
-    } else if message.starts_with("rendering ") && message.contains("SPOD security policy") {
-        ErrorReason::ProfileNotAllowed
-    } else {
-        ErrorReason::InvalidProfile
+/// The metrics reason of a failed [`spo_model::contract::sync_profile`], from the typed
+/// failure (the step, and whether the profile breaks the SPOD's policy); never from the
+/// message.
+pub fn error_reason(failure: Option<SyncFailure>) -> ErrorReason {
+    let Some(failure) = failure else {
+        return ErrorReason::InvalidProfile;
+    };
+    if failure.policy_violation {
+        return ErrorReason::ProfileNotAllowed;
+    }
+    match failure.step {
+        SyncStep::Remove => ErrorReason::CannotRemoveProfile,
+        SyncStep::Install => ErrorReason::CannotSaveProfile,
+        SyncStep::Probe => ErrorReason::NotSupportedOnNode,
+        SyncStep::Policy => ErrorReason::ProfileNotAllowed,
+        SyncStep::Name | SyncStep::Validate | SyncStep::Render => ErrorReason::InvalidProfile,
     }
 }
 
@@ -347,6 +351,7 @@ mod tests {
         render: Option<&'static str>,
         install: bool,
         remove: bool,
+        policy: bool,
     }
 
     #[derive(Debug, thiserror::Error)]
@@ -386,6 +391,16 @@ mod tests {
                 Ok(RemoveOutcome::Removed)
             }
         }
+        fn list(&self, _: &()) -> Result<Vec<String>, Failed> {
+            Ok(Vec::new())
+        }
+        fn policy_problems(&self, _: &SeccompProfile, _: &()) -> spo_model::validate::Problems {
+            let mut p = spo_model::validate::Problems::new();
+            if self.policy {
+                p.error(spo_model::validate::FieldPath::root().field("spec"), "not allowed");
+            }
+            p
+        }
         fn profile_from_recording(&self, _: &str, _: &Recording) -> Result<SeccompProfile, Failed> {
             Err(Failed("unused".into()))
         }
@@ -395,7 +410,7 @@ mod tests {
         let profile: SeccompProfile = serde_norway::from_str(yaml).expect("profile");
         let outcome = sync_profile(backend, &(), &profile, &());
         assert_eq!(outcome.state, ProfileState::Error, "{outcome:?}");
-        error_reason(outcome.message.as_deref().unwrap_or_default())
+        error_reason(outcome.failure)
     }
 
     #[test]
@@ -414,8 +429,15 @@ mod tests {
             ..Failing::default()
         };
         assert_eq!(reason_of(&bad_render, OK), ErrorReason::InvalidProfile);
-        let forbidden = Failing {
+        // A render message that reads like a policy violation is still an invalid profile:
+        // reasons come from the typed failure, not from text.
+        let worded = Failing {
             render: Some("violates the SPOD security policy: spec.syscalls[0]"),
+            ..Failing::default()
+        };
+        assert_eq!(reason_of(&worded, OK), ErrorReason::InvalidProfile);
+        let forbidden = Failing {
+            policy: true,
             ..Failing::default()
         };
         assert_eq!(reason_of(&forbidden, OK), ErrorReason::ProfileNotAllowed);

@@ -10,12 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kube::runtime::reflector::{ObjectRef, Store};
-use spo_model::contract::InstallName;
 use spo_model::seccomp::{Arch, SeccompProfileSpec};
 use spo_model::{SeccompProfile, SecurityProfilesOperatorDaemon};
 use spo_seccomp::SeccompError;
 use spo_seccomp::backend::{RenderContext, RequiredDir, SeccompBackend};
-use spo_seccomp::node::{DirStore, ProfileStore};
+use spo_seccomp::node::DirStore;
 use spo_seccomp::resolve::BaseResolver;
 
 use super::NodeKind;
@@ -108,8 +107,8 @@ impl NodeKind for SeccompNode {
             .collect()
     }
 
-    fn installed(&self) -> Result<Vec<InstallName>, SeccompError> {
-        self.store.list()
+    fn settings(&self, spod: Option<&SecurityProfilesOperatorDaemon>) -> String {
+        format!("{:?}", spod.and_then(|s| s.spec.security.as_ref()))
     }
 
     fn prepare(&self) -> Result<usize, SeccompError> {

@@ -1,20 +1,102 @@
-//! The manager's decisions for one profile (pure): its status, the in-use finalizer, and
-//! the cleanup after nodes that no longer exist.
+//! The manager's decisions for one profile of any kind (pure): its status, the in-use
+//! finalizer, and the cleanup after nodes that no longer exist. What differs per kind is the
+//! status type ([`KindStatus`]): seccomp adds `localhostProfile`, the SELinux kinds `usage`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use spo_model::ProfileState;
+use spo_model::apparmor::AppArmorProfileStatus;
 use spo_model::common::{CONDITION_READY, Condition};
-use spo_model::contract::InstallName;
-use spo_model::names::{FINALIZER_IN_USE, NODE_FINALIZER_SUFFIX, node_status_name};
+use spo_model::contract::{InstallName, ProfileKind};
+use spo_model::names::{FINALIZER_IN_USE, NODE_FINALIZER_SUFFIX};
 use spo_model::seccomp::SeccompProfileStatus;
+use spo_model::selinux::SelinuxProfileStatus;
 use spo_seccomp::node::localhost_profile;
 
-use crate::nodestatus::{NodeReport, clip_message};
+use crate::nodestatus::{NodeReport, clip_message, status_name};
+
+/// What every kind's status holds, decided the same way for all.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommonStatus {
+    /// The aggregated state.
+    pub state: ProfileState,
+    /// The Ready condition.
+    pub ready: Condition,
+    /// The pods using the profile, sorted (`None` when there are none).
+    pub active_workloads: Option<Vec<String>>,
+}
+
+/// A kind's `status` type, as the manager writes it.
+pub trait KindStatus: Clone + PartialEq + std::fmt::Debug {
+    /// The Ready condition.
+    fn ready(&self) -> Option<&Condition>;
+    /// The full status of profile `name` of `kind` from the common part and the current
+    /// status (fields the manager does not own are kept).
+    fn desired(kind: ProfileKind, name: &str, current: Option<&Self>, common: CommonStatus) -> Self;
+}
+
+fn ready_of(conditions: &[Condition]) -> Option<&Condition> {
+    conditions.iter().find(|c| c.type_ == CONDITION_READY)
+}
+
+impl KindStatus for SeccompProfileStatus {
+    fn ready(&self) -> Option<&Condition> {
+        ready_of(&self.conditions)
+    }
+    /// `localhostProfile`: `operator/<name>.json`.
+    fn desired(_: ProfileKind, name: &str, current: Option<&Self>, common: CommonStatus) -> Self {
+        SeccompProfileStatus {
+            status: Some(common.state),
+            conditions: vec![common.ready],
+            path: current.and_then(|s| s.path.clone()),
+            localhost_profile: InstallName::new(name).ok().map(|n| localhost_profile(&n)),
+            active_workloads: common.active_workloads,
+        }
+    }
+}
+
+/// The SELinux type pods use for profile `name` of `kind` (`<name>.process`, or
+/// `<name>_raw.process` for a RawSelinuxProfile, whose block is `<name>_raw`).
+pub fn selinux_usage(kind: ProfileKind, name: &str) -> String {
+    match kind {
+        ProfileKind::RawSelinux => format!("{name}_raw.process"),
+        _ => format!("{name}.process"),
+    }
+}
+
+impl KindStatus for SelinuxProfileStatus {
+    fn ready(&self) -> Option<&Condition> {
+        ready_of(&self.conditions)
+    }
+    /// `usage`: the type pods put in `seLinuxOptions.type`.
+    fn desired(kind: ProfileKind, name: &str, _: Option<&Self>, common: CommonStatus) -> Self {
+        SelinuxProfileStatus {
+            status: Some(common.state),
+            conditions: vec![common.ready],
+            usage: Some(selinux_usage(kind, name)),
+            active_workloads: common.active_workloads,
+        }
+    }
+}
+
+impl KindStatus for AppArmorProfileStatus {
+    fn ready(&self) -> Option<&Condition> {
+        ready_of(&self.conditions)
+    }
+    fn desired(_: ProfileKind, _: &str, _: Option<&Self>, common: CommonStatus) -> Self {
+        AppArmorProfileStatus {
+            status: Some(common.state),
+            conditions: vec![common.ready],
+            active_workloads: common.active_workloads,
+        }
+    }
+}
 
 /// What the manager knows about a profile object.
 #[derive(Clone, Debug)]
-pub struct ProfileView<'a> {
+pub struct ProfileView<'a, S> {
+    /// The kind.
+    pub kind: ProfileKind,
     /// `metadata.name`.
     pub name: &'a str,
     /// `metadata.generation`: the spec version this decision observed, written into the
@@ -25,14 +107,14 @@ pub struct ProfileView<'a> {
     /// `metadata.finalizers`.
     pub finalizers: &'a [String],
     /// The current `status`.
-    pub status: Option<&'a SeccompProfileStatus>,
+    pub status: Option<&'a S>,
 }
 
 /// What the manager does for one profile.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ManagerPlan {
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagerPlan<S> {
     /// The status to write, when it differs from the current one.
-    pub status: Option<SeccompProfileStatus>,
+    pub status: Option<S>,
     /// `Some(true)`: add `in-use-by-active-pods`; `Some(false)`: remove it.
     pub in_use_finalizer: Option<bool>,
     /// Finalizers of nodes that no longer exist, to remove.
@@ -41,10 +123,24 @@ pub struct ManagerPlan {
     pub delete_node_statuses: Vec<String>,
 }
 
-impl ManagerPlan {
+impl<S> Default for ManagerPlan<S> {
+    fn default() -> Self {
+        ManagerPlan {
+            status: None,
+            in_use_finalizer: None,
+            drop_finalizers: Vec::new(),
+            delete_node_statuses: Vec::new(),
+        }
+    }
+}
+
+impl<S> ManagerPlan<S> {
     /// Whether nothing needs doing.
     pub fn is_empty(&self) -> bool {
-        *self == ManagerPlan::default()
+        self.status.is_none()
+            && self.in_use_finalizer.is_none()
+            && self.drop_finalizers.is_empty()
+            && self.delete_node_statuses.is_empty()
     }
 }
 
@@ -57,24 +153,25 @@ pub fn finalizer_node(finalizer: &str) -> Option<&str> {
 ///
 /// - State: `Terminating` while it is being deleted; otherwise the lowest state over the
 ///   node statuses of existing nodes (`Pending` when no node reported yet). The Ready
-///   condition follows upstream's mapping and, for errors, carries each failing node's
-///   message (`node-1: spec.syscalls[0].names[1]: ...`). Its `lastTransitionTime` only moves
-///   when the condition's status changes; its `observedGeneration` is the profile's
-///   `metadata.generation`, so a spec change rewrites the condition.
-/// - `localhostProfile`: `operator/<name>.json`; `activeWorkloads`: the pods, sorted.
+///   condition follows upstream's mapping and, for errors (and for `Disabled`, which the
+///   SPOD may cause on nodes), carries each such node's message (`node-1: spec.syscalls[0]...`).
+///   Its `lastTransitionTime` only moves when the condition's status changes; its
+///   `observedGeneration` is the profile's `metadata.generation`, so a spec change rewrites
+///   the condition.
+/// - The kind's own fields ([`KindStatus::desired`]); `activeWorkloads`: the pods, sorted.
 /// - `in-use-by-active-pods` is held while pods use the profile (never added once it is
 ///   being deleted: the apiserver forbids new finalizers then).
 /// - Finalizers and node statuses of nodes that no longer exist are dropped, so a profile
 ///   is never stuck Terminating because its node went away with its daemon. Only done when
 ///   `nodes` is a complete list (`nodes_known`).
-pub fn plan_profile(
-    view: &ProfileView<'_>,
+pub fn plan_profile<S: KindStatus>(
+    view: &ProfileView<'_, S>,
     reports: Option<&BTreeMap<String, NodeReport>>,
     nodes: &BTreeSet<String>,
     nodes_known: bool,
     workloads: &BTreeSet<String>,
     now: &str,
-) -> ManagerPlan {
+) -> ManagerPlan<S> {
     let exists = |node: &str| !nodes_known || nodes.contains(node);
     let mut plan = ManagerPlan::default();
 
@@ -88,35 +185,36 @@ pub fn plan_profile(
     } else {
         ProfileState::aggregate(live.iter().filter_map(|r| r.state)).unwrap_or(ProfileState::Pending)
     };
-    let message = if state == ProfileState::Error {
+    let message = if matches!(state, ProfileState::Error | ProfileState::Disabled) {
         let parts: Vec<String> = live
             .iter()
-            .filter(|r| r.state == Some(ProfileState::Error))
-            .map(|r| format!("{}: {}", r.node, r.message.as_deref().unwrap_or("failed")))
+            .filter(|r| r.state == Some(state))
+            .filter_map(|r| match (state, r.message.as_deref()) {
+                (ProfileState::Error, m) => Some(format!("{}: {}", r.node, m.unwrap_or("failed"))),
+                (_, Some(m)) => Some(format!("{}: {m}", r.node)),
+                (_, None) => None,
+            })
             .collect();
-        Some(clip_message(&parts.join("; ")))
+        (!parts.is_empty()).then(|| clip_message(&parts.join("; ")))
     } else {
         None
     };
     let mut ready = Condition::ready(state, view.generation, now, message);
-    if let Some(previous) = view
-        .status
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY))
+    if let Some(previous) = view.status.and_then(KindStatus::ready)
         && previous.status == ready.status
     {
         ready.last_transition_time = previous.last_transition_time.clone();
     }
-    let desired = SeccompProfileStatus {
-        status: Some(state),
-        conditions: vec![ready],
-        path: view.status.and_then(|s| s.path.clone()),
-        localhost_profile: InstallName::new(view.name).ok().map(|n| localhost_profile(&n)),
+    let common = CommonStatus {
+        state,
+        ready,
         active_workloads: if workloads.is_empty() {
             None
         } else {
             Some(workloads.iter().cloned().collect())
         },
     };
+    let desired = S::desired(view.kind, view.name, view.status, common);
     if view.status != Some(&desired) {
         plan.status = Some(desired);
     }
@@ -140,13 +238,13 @@ pub fn plan_profile(
             .into_iter()
             .flat_map(|m| m.values())
             .filter(|r| !nodes.contains(&r.node))
-            .map(|r| node_status_name(view.name, &r.node))
+            .map(|r| status_name(view.kind, view.name, &r.node))
             .collect();
         gone.extend(
             plan.drop_finalizers
                 .iter()
                 .filter_map(|f| finalizer_node(f))
-                .map(|n| node_status_name(view.name, n)),
+                .map(|n| status_name(view.kind, view.name, n)),
         );
         plan.delete_node_statuses = gone.into_iter().collect();
     }
@@ -178,8 +276,9 @@ mod tests {
         list.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    fn view<'a>(fins: &'a [String], status: Option<&'a SeccompProfileStatus>) -> ProfileView<'a> {
+    fn view<'a>(fins: &'a [String], status: Option<&'a SeccompProfileStatus>) -> ProfileView<'a, SeccompProfileStatus> {
         ProfileView {
+            kind: ProfileKind::Seccomp,
             name: "p",
             generation: Some(1),
             deleting: false,
@@ -322,6 +421,51 @@ mod tests {
         // Until the node list is complete nothing is dropped.
         let unsure = plan_profile(&view(&fins, None), Some(&r), &set(&[]), false, &set(&["ns/a"]), NOW);
         assert!(unsure.drop_finalizers.is_empty() && unsure.delete_node_statuses.is_empty());
+    }
+
+    #[test]
+    fn selinux_kinds_carry_their_usage_and_disabled_nodes_say_why() {
+        let r = reports(&[
+            ("n1", ProfileState::Disabled, Some("SELinux is off in SPOD ns/spod")),
+            ("n2", ProfileState::Installed, None),
+        ]);
+        for (kind, usage) in [
+            (ProfileKind::Selinux, "p.process"),
+            (ProfileKind::RawSelinux, "p_raw.process"),
+        ] {
+            let v: ProfileView<'_, SelinuxProfileStatus> = ProfileView {
+                kind,
+                name: "p",
+                generation: Some(1),
+                deleting: false,
+                finalizers: &[],
+                status: None,
+            };
+            let st = plan_profile(&v, Some(&r), &set(&["n1", "n2"]), true, &set(&["ns/pod"]), NOW)
+                .status
+                .expect("status");
+            assert_eq!(st.usage.as_deref(), Some(usage));
+            assert_eq!(st.status, Some(ProfileState::Disabled));
+            assert_eq!(st.conditions[0].message, "n1: SELinux is off in SPOD ns/spod");
+            assert_eq!(st.active_workloads, Some(vec!["ns/pod".to_owned()]));
+        }
+        let v: ProfileView<'_, AppArmorProfileStatus> = ProfileView {
+            kind: ProfileKind::AppArmor,
+            name: "p",
+            generation: Some(1),
+            deleting: false,
+            finalizers: &[],
+            status: None,
+        };
+        let plan = plan_profile(&v, None, &set(&["gone"]), true, &set(&[]), NOW);
+        assert_eq!(plan.status.and_then(|s| s.status), Some(ProfileState::Pending));
+        let fins = vec!["n9-deleted".to_owned()];
+        let v = ProfileView { finalizers: &fins, ..v };
+        assert_eq!(
+            plan_profile(&v, None, &set(&["n1"]), true, &set(&[]), NOW).delete_node_statuses,
+            vec!["p-n9.apparmorprofile".to_owned()],
+            "node statuses of other kinds carry their suffix"
+        );
     }
 
     #[test]

@@ -1,13 +1,17 @@
-//! The manager: one active replica per cluster. For each SeccompProfile it aggregates the
-//! node statuses into `status` (lowest state wins) and the Ready condition, fills
-//! `localhostProfile` and `activeWorkloads`, holds `in-use-by-active-pods` while pods use
-//! the profile, and cleans finalizers and node statuses of nodes that no longer exist. At
-//! start it creates the default SPOD.
+//! The manager: one active replica per cluster. For each profile of every kind
+//! (SeccompProfile, SelinuxProfile, RawSelinuxProfile, AppArmorProfile) it aggregates the
+//! node statuses into `status` (lowest state wins) and the Ready condition, fills the kind's
+//! own fields (`localhostProfile`, `usage`) and `activeWorkloads`, holds
+//! `in-use-by-active-pods` while pods use the profile, and cleans finalizers and node
+//! statuses of nodes that no longer exist. At start it creates the default SPOD.
 //!
-//! Watches: SeccompProfiles (the controller's cache), node statuses, nodes (metadata only:
-//! names are all it needs) and pods (full objects, since `securityContext` is in the spec,
-//! but each pod is reduced to the profiles it uses and dropped; see [`index`]). Each watch
-//! event reconciles only the profiles it affects; there is no periodic resync.
+//! Watches: node statuses, pods and nodes, each fed into its index by one generic driver
+//! ([`drive_index`]) and shared by every kind; and per kind the profiles (the controller's
+//! cache). Pods are full objects, since `securityContext` is in the spec, but each pod is
+//! reduced to the profiles it uses and dropped; see [`index`]. Index entries are keyed by
+//! kind and name ([`crate::workloads::profile_key`]), and each change reconciles only the
+//! profiles it affects, routed to their kind's controller; there is no periodic resync.
+//! Each kind is one [`ManagedKind`] (its status type, [`decide::KindStatus`]).
 //!
 //! Garbage collection by owner references is not relied on: node statuses of deleted
 //! profiles are deleted by the daemons, those of deleted nodes by the manager.
@@ -15,22 +19,27 @@
 pub mod decide;
 pub mod index;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::mpsc;
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
+use kube::core::{ClusterResourceScope, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use spo_model::contract::error_chain;
+use serde::Serialize;
+use spo_model::apparmor::AppArmorProfileStatus;
+use spo_model::contract::{ProfileKind, SecurityProfile, error_chain};
 use spo_model::names::FINALIZER_IN_USE;
-use spo_model::{SeccompProfile, SecurityProfileNodeStatus};
+use spo_model::seccomp::SeccompProfileStatus;
+use spo_model::selinux::SelinuxProfileStatus;
+use spo_model::{AppArmorProfile, RawSelinuxProfile, SeccompProfile, SecurityProfileNodeStatus, SelinuxProfile};
 use tracing::{debug, info, warn};
 
 use crate::daemon::plan::{api_retry_after, retry_after};
@@ -39,8 +48,8 @@ use crate::kubeapi;
 use crate::nodestatus::{NodeReport, owning_profile, read_report};
 use crate::server::Endpoints;
 use crate::tasks::Tasks;
-use crate::workloads::{pod_key, seccomp_profiles_used};
-use decide::{ProfileView, plan_profile};
+use crate::workloads::{parse_profile_key, pod_key, profile_key, profiles_used};
+use decide::{KindStatus, ProfileView, plan_profile};
 use index::{NodeSet, ProfileIndex};
 
 /// Settings of the manager.
@@ -52,29 +61,193 @@ pub struct ManagerConfig {
     pub spod_name: String,
     /// Create the default SPOD when it does not exist.
     pub create_default_spod: bool,
-    /// How many profiles are reconciled at once.
+    /// How many profiles are reconciled at once (per kind).
     pub concurrency: u16,
 }
 
 /// What the manager's watches feed and its reconciles read.
 #[derive(Debug, Default)]
 pub struct ManagerState {
-    /// Node statuses of SeccompProfiles, by profile.
+    /// Node statuses, by profile key (`<Kind>/<name>`).
     pub reports: ProfileIndex<NodeReport>,
-    /// Pods using SeccompProfiles, by profile.
+    /// Pods using profiles, by profile key.
     pub pods: ProfileIndex<()>,
     /// Existing nodes.
     pub nodes: NodeSet,
 }
 
+/// One profile kind in the manager: its object and status types.
+pub trait ManagedKind: Send + Sync + 'static {
+    /// The profile type.
+    type Profile: SecurityProfile + Resource<DynamicType = (), Scope = ClusterResourceScope>;
+    /// Its `status` type.
+    type Status: KindStatus + Serialize + Send + Sync + 'static;
+    /// The current status of `profile`.
+    fn status(profile: &Self::Profile) -> Option<&Self::Status>;
+}
+
+/// SeccompProfiles in the manager.
+#[derive(Debug)]
+pub struct SeccompKind;
+impl ManagedKind for SeccompKind {
+    type Profile = SeccompProfile;
+    type Status = SeccompProfileStatus;
+    fn status(p: &SeccompProfile) -> Option<&SeccompProfileStatus> {
+        p.status.as_ref()
+    }
+}
+
+/// SelinuxProfiles in the manager.
+#[derive(Debug)]
+pub struct SelinuxKind;
+impl ManagedKind for SelinuxKind {
+    type Profile = SelinuxProfile;
+    type Status = SelinuxProfileStatus;
+    fn status(p: &SelinuxProfile) -> Option<&SelinuxProfileStatus> {
+        p.status.as_ref()
+    }
+}
+
+/// RawSelinuxProfiles in the manager.
+#[derive(Debug)]
+pub struct RawSelinuxKind;
+impl ManagedKind for RawSelinuxKind {
+    type Profile = RawSelinuxProfile;
+    type Status = SelinuxProfileStatus;
+    fn status(p: &RawSelinuxProfile) -> Option<&SelinuxProfileStatus> {
+        p.status.as_ref()
+    }
+}
+
+/// AppArmorProfiles in the manager.
+#[derive(Debug)]
+pub struct AppArmorKind;
+impl ManagedKind for AppArmorKind {
+    type Profile = AppArmorProfile;
+    type Status = AppArmorProfileStatus;
+    fn status(p: &AppArmorProfile) -> Option<&AppArmorProfileStatus> {
+        p.status.as_ref()
+    }
+}
+
 struct Ctx {
     client: Client,
     state: Arc<Mutex<ManagerState>>,
-    failures: Mutex<std::collections::HashMap<String, u32>>,
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 fn lock(state: &Mutex<ManagerState>) -> std::sync::MutexGuard<'_, ManagerState> {
     state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Where index changes go: each kind's controller gets the names of its profiles that changed.
+#[derive(Clone, Default)]
+struct Router {
+    kinds: HashMap<ProfileKind, mpsc::UnboundedSender<String>>,
+}
+
+impl Router {
+    fn send(&self, keys: BTreeSet<String>) {
+        for key in keys {
+            if let Some((kind, name)) = parse_profile_key(&key)
+                && let Some(tx) = self.kinds.get(&kind)
+            {
+                let _ = tx.unbounded_send(name.to_owned());
+            }
+        }
+    }
+}
+
+/// How one watched object feeds an index: its key, the profile keys it is about, its value.
+type Entry<T, V> = fn(&T) -> (String, Vec<String>, V);
+
+/// What every index driver feeds: the state, the synced bits, the kinds' controllers.
+#[derive(Clone)]
+struct Feed {
+    state: Arc<Mutex<ManagerState>>,
+    synced: Arc<tokio::sync::watch::Sender<u8>>,
+    router: Router,
+}
+
+/// The one index driver: applies a watch's events to the index `pick` selects, marks the
+/// index synced (`bit`) after a complete list, and routes the profiles whose view changed.
+async fn drive_index<T, V, S>(
+    what: &'static str,
+    stream: S,
+    feed: Feed,
+    pick: fn(&mut ManagerState) -> &mut ProfileIndex<V>,
+    entry: Entry<T, V>,
+    bit: u8,
+) where
+    S: futures::Stream<Item = Result<watcher::Event<T>, watcher::Error>>,
+    V: Clone + PartialEq,
+{
+    let Feed { state, synced, router } = feed;
+    drive(what, stream, move |ev| {
+        let mut st = lock(&state);
+        let index = pick(&mut st);
+        let changed = match ev {
+            watcher::Event::Apply(o) => {
+                let (key, profiles, value) = entry(&o);
+                index.apply(&key, profiles, value)
+            }
+            watcher::Event::Delete(o) => index.delete(&entry(&o).0),
+            watcher::Event::Init => {
+                index.begin_relist();
+                BTreeSet::new()
+            }
+            watcher::Event::InitApply(o) => {
+                let (key, profiles, value) = entry(&o);
+                index.relist_apply(&key, profiles, value);
+                BTreeSet::new()
+            }
+            watcher::Event::InitDone => {
+                let c = index.end_relist();
+                synced.send_modify(|n| *n |= bit);
+                c
+            }
+        };
+        drop(st);
+        router.send(changed);
+    })
+    .await;
+}
+
+fn report_entry(s: &SecurityProfileNodeStatus) -> (String, Vec<String>, NodeReport) {
+    let key = s.name_any();
+    match (owning_profile(s), read_report(s)) {
+        (Some((kind, name)), Some(r)) => (key, vec![profile_key(kind, &name)], r),
+        _ => (
+            key,
+            Vec::new(),
+            NodeReport {
+                node: String::new(),
+                state: None,
+                message: None,
+            },
+        ),
+    }
+}
+
+fn pod_entry(p: &Pod) -> (String, Vec<String>, ()) {
+    (pod_key(p), profiles_used(p), ())
+}
+
+type KindRun = Box<
+    dyn FnOnce(
+            Arc<Ctx>,
+            futures::stream::BoxStream<'static, String>,
+            futures::stream::BoxStream<'static, ()>,
+            u16,
+            futures::future::Shared<BoxFuture<'static, ()>>,
+        ) -> BoxFuture<'static, ()>
+        + Send,
+>;
+
+fn kind_runner<K: ManagedKind>() -> (ProfileKind, KindRun) {
+    let run: KindRun =
+        Box::new(|ctx, refs, all, concurrency, shutdown| run_kind::<K>(ctx, refs, all, concurrency, shutdown).boxed());
+    (<K::Profile as SecurityProfile>::KIND, run)
 }
 
 /// Runs the manager until `shutdown` resolves. Its watches end with it.
@@ -91,95 +264,53 @@ pub async fn run(
         tasks.spawn(create_default_spod(client.clone(), config.clone()));
     }
     let state = Arc::new(Mutex::new(ManagerState::default()));
-    let (refs_tx, refs_rx) = mpsc::unbounded::<ObjectRef<SeccompProfile>>();
-    let (all_tx, all_rx) = mpsc::unbounded::<()>();
     let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(0u8);
     let synced_tx = Arc::new(synced_tx);
 
+    let kinds = vec![
+        kind_runner::<SeccompKind>(),
+        kind_runner::<SelinuxKind>(),
+        kind_runner::<RawSelinuxKind>(),
+        kind_runner::<AppArmorKind>(),
+    ];
+    let mut router = Router::default();
+    let mut all_txs: Vec<mpsc::UnboundedSender<()>> = Vec::new();
+    let mut inputs = Vec::new();
+    for (kind, _) in &kinds {
+        let (tx, rx) = mpsc::unbounded::<String>();
+        let (all_tx, all_rx) = mpsc::unbounded::<()>();
+        router.kinds.insert(*kind, tx);
+        all_txs.push(all_tx);
+        inputs.push((rx, all_rx));
+    }
+
+    let feed = Feed {
+        state: state.clone(),
+        synced: synced_tx.clone(),
+        router,
+    };
     // Node statuses -> reports index.
-    {
-        let (state, refs_tx, synced_tx) = (state.clone(), refs_tx.clone(), synced_tx.clone());
-        let api: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
-        tasks.spawn(drive("SecurityProfileNodeStatus", stream, move |ev| {
-            let entry = |s: &SecurityProfileNodeStatus| {
-                let profile = owning_profile(s)
-                    .filter(|(kind, _)| kind == "SeccompProfile")
-                    .map(|(_, name)| name);
-                let report = read_report(s);
-                match (profile, report) {
-                    (Some(p), Some(r)) => (vec![p], r),
-                    _ => (
-                        Vec::new(),
-                        NodeReport {
-                            node: String::new(),
-                            state: None,
-                            message: None,
-                        },
-                    ),
-                }
-            };
-            let mut st = lock(&state);
-            let changed = match ev {
-                watcher::Event::Apply(s) => {
-                    let (p, r) = entry(&s);
-                    st.reports.apply(&s.name_any(), p, r)
-                }
-                watcher::Event::Delete(s) => st.reports.delete(&s.name_any()),
-                watcher::Event::Init => {
-                    st.reports.begin_relist();
-                    BTreeSet::new()
-                }
-                watcher::Event::InitApply(s) => {
-                    let (p, r) = entry(&s);
-                    st.reports.relist_apply(&s.name_any(), p, r);
-                    BTreeSet::new()
-                }
-                watcher::Event::InitDone => {
-                    let c = st.reports.end_relist();
-                    synced_tx.send_modify(|n| *n |= 1);
-                    c
-                }
-            };
-            drop(st);
-            for p in changed {
-                let _ = refs_tx.unbounded_send(ObjectRef::new(&p));
-            }
-        }));
-    }
-
+    let api: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
+    tasks.spawn(drive_index(
+        "SecurityProfileNodeStatus",
+        watcher(api, watcher::Config::default()).default_backoff(),
+        feed.clone(),
+        |st| &mut st.reports,
+        report_entry,
+        1,
+    ));
     // Pods -> workloads index (pods are reduced to the profiles they use, then dropped).
-    {
-        let (state, refs_tx, synced_tx) = (state.clone(), refs_tx.clone(), synced_tx.clone());
-        let api: Api<Pod> = Api::all(client.clone());
-        let stream = watcher(api, watcher::Config::default().page_size(500)).default_backoff();
-        tasks.spawn(drive("Pod", stream, move |ev| {
-            let mut st = lock(&state);
-            let changed = match ev {
-                watcher::Event::Apply(p) => st.pods.apply(&pod_key(&p), seccomp_profiles_used(&p), ()),
-                watcher::Event::Delete(p) => st.pods.delete(&pod_key(&p)),
-                watcher::Event::Init => {
-                    st.pods.begin_relist();
-                    BTreeSet::new()
-                }
-                watcher::Event::InitApply(p) => {
-                    st.pods.relist_apply(&pod_key(&p), seccomp_profiles_used(&p), ());
-                    BTreeSet::new()
-                }
-                watcher::Event::InitDone => {
-                    let c = st.pods.end_relist();
-                    synced_tx.send_modify(|n| *n |= 2);
-                    c
-                }
-            };
-            drop(st);
-            for p in changed {
-                let _ = refs_tx.unbounded_send(ObjectRef::new(&p));
-            }
-        }));
-    }
+    let api: Api<Pod> = Api::all(client.clone());
+    tasks.spawn(drive_index(
+        "Pod",
+        watcher(api, watcher::Config::default().page_size(500)).default_backoff(),
+        feed,
+        |st| &mut st.pods,
+        pod_entry,
+        2,
+    ));
 
-    // Nodes (metadata only) -> node set; a change re-checks every profile.
+    // Nodes (metadata only) -> node set; a change re-checks every profile of every kind.
     {
         let (state, synced_tx) = (state.clone(), synced_tx.clone());
         let api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
@@ -205,13 +336,16 @@ pub async fn run(
             };
             drop(st);
             if changed {
-                let _ = all_tx.unbounded_send(());
+                for tx in &all_txs {
+                    let _ = tx.unbounded_send(());
+                }
             }
         }));
     }
 
     // Decide nothing before every index has a complete list: an empty pod index would
     // release in-use finalizers, an empty node set would drop every node's finalizer.
+    let shutdown: BoxFuture<'static, ()> = shutdown.boxed();
     let shutdown = shutdown.shared();
     let wait = synced_rx.wait_for(|n| *n == 7);
     tokio::select! {
@@ -239,25 +373,53 @@ pub async fn run(
         );
     }
 
-    let (reader, writer) = reflector::store::<SeccompProfile>();
-    let api: Api<SeccompProfile> = Api::all(client.clone());
+    let ctx = Arc::new(Ctx {
+        client,
+        state,
+        failures: Mutex::new(HashMap::new()),
+    });
+    let runs: Vec<BoxFuture<'static, ()>> = kinds
+        .into_iter()
+        .zip(inputs)
+        .map(|((_, run), (refs, all))| {
+            run(
+                ctx.clone(),
+                refs.boxed(),
+                all.boxed(),
+                config.concurrency,
+                shutdown.clone(),
+            )
+        })
+        .collect();
+    futures::future::join_all(runs).await;
+    endpoints.health.set_ready(false);
+    info!("manager stopped");
+    drop(tasks);
+    Ok(())
+}
+
+/// One kind's controller over its profiles.
+async fn run_kind<K: ManagedKind>(
+    ctx: Arc<Ctx>,
+    refs: futures::stream::BoxStream<'static, String>,
+    all: futures::stream::BoxStream<'static, ()>,
+    concurrency: u16,
+    shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
+) {
+    let (reader, writer) = reflector::store::<K::Profile>();
+    let api: Api<K::Profile> = Api::all(ctx.client.clone());
     let profiles = reflector::reflector(
         writer,
         watcher(api, watcher::Config::default()).modify(|p| p.managed_fields_mut().clear()),
     )
     .default_backoff()
     .applied_objects();
-    let ctx = Arc::new(Ctx {
-        client,
-        state,
-        failures: Mutex::new(std::collections::HashMap::new()),
-    });
     Controller::for_stream(profiles, reader)
-        .with_config(controller::Config::default().concurrency(config.concurrency))
-        .reconcile_on(refs_rx)
-        .reconcile_all_on(all_rx)
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .reconcile_on(refs.map(|name| ObjectRef::<K::Profile>::new(&name)))
+        .reconcile_all_on(all)
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|res| async move {
             match res {
                 Ok(_) => {}
@@ -270,10 +432,6 @@ pub async fn run(
             }
         })
         .await;
-    endpoints.health.set_ready(false);
-    info!("manager stopped");
-    drop(tasks);
-    Ok(())
 }
 
 async fn drive<S, T>(what: &'static str, stream: S, mut on_event: impl FnMut(watcher::Event<T>))
@@ -315,21 +473,27 @@ fn now() -> String {
         .to_string()
 }
 
-async fn reconcile(profile: Arc<SeccompProfile>, ctx: Arc<Ctx>) -> Result<Action, OperatorError> {
+async fn reconcile<K: ManagedKind>(profile: Arc<K::Profile>, ctx: Arc<Ctx>) -> Result<Action, OperatorError> {
+    let kind = <K::Profile as SecurityProfile>::KIND;
     let name = profile.name_any();
+    let key = profile_key(kind, &name);
     let finalizers = profile.finalizers().to_vec();
     let plan = {
         let st = lock(&ctx.state);
         let view = ProfileView {
+            kind,
             name: &name,
-            generation: profile.meta().generation,
-            deleting: profile.meta().deletion_timestamp.is_some(),
+            generation: Resource::meta(&*profile).generation,
+            deleting: Resource::meta(&*profile).deletion_timestamp.is_some(),
             finalizers: &finalizers,
-            status: profile.status.as_ref(),
+            status: K::status(&profile),
         };
-        let empty = BTreeSet::new();
-        let pods: BTreeSet<String> = st.pods.of(&name).map(|m| m.keys().cloned().collect()).unwrap_or(empty);
-        let reports = st.reports.of(&name).map(|m| {
+        let pods: BTreeSet<String> = st
+            .pods
+            .of(&key)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        let reports = st.reports.of(&key).map(|m| {
             m.values()
                 .map(|r| (r.node.clone(), r.clone()))
                 .collect::<std::collections::BTreeMap<_, _>>()
@@ -347,30 +511,30 @@ async fn reconcile(profile: Arc<SeccompProfile>, ctx: Arc<Ctx>) -> Result<Action
         ctx.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&name);
+            .remove(&key);
         return Ok(Action::await_change());
     }
-    debug!(profile = %name, ?plan, "reconciling");
+    debug!(%kind, profile = %name, ?plan, "reconciling");
     for status in &plan.delete_node_statuses {
-        info!(profile = %name, node_status = %status, "deleting the status of a node that no longer exists");
+        info!(%kind, profile = %name, node_status = %status, "deleting the status of a node that no longer exists");
         kubeapi::delete_node_status(&ctx.client, status).await?;
     }
     if !plan.drop_finalizers.is_empty() {
-        info!(profile = %name, finalizers = ?plan.drop_finalizers, "removing finalizers of nodes that no longer exist");
+        info!(%kind, profile = %name, finalizers = ?plan.drop_finalizers, "removing finalizers of nodes that no longer exist");
         let keep: Vec<String> = finalizers
             .iter()
             .filter(|f| !plan.drop_finalizers.contains(f))
             .cloned()
             .collect();
         let rv = profile.resource_version().unwrap_or_default();
-        kubeapi::replace_finalizers::<SeccompProfile>(&ctx.client, &name, &rv, &keep).await?;
+        kubeapi::replace_finalizers::<K::Profile>(&ctx.client, &name, &rv, &keep).await?;
     }
     if let Some(status) = &plan.status {
-        kubeapi::apply_profile_status::<SeccompProfile, _>(&ctx.client, &name, status).await?;
+        kubeapi::apply_profile_status::<K::Profile, _>(&ctx.client, &name, status).await?;
     }
     match plan.in_use_finalizer {
         Some(true) => {
-            kubeapi::apply_finalizers::<SeccompProfile>(
+            kubeapi::apply_finalizers::<K::Profile>(
                 &ctx.client,
                 &name,
                 kubeapi::MANAGER_FIELD_MANAGER,
@@ -379,14 +543,13 @@ async fn reconcile(profile: Arc<SeccompProfile>, ctx: Arc<Ctx>) -> Result<Action
             .await?;
         }
         Some(false) => {
-            info!(profile = %name, "no pod uses the profile any more; releasing it");
-            let left =
-                kubeapi::apply_finalizers::<SeccompProfile>(&ctx.client, &name, kubeapi::MANAGER_FIELD_MANAGER, &[])
-                    .await?;
+            info!(%kind, profile = %name, "no pod uses the profile any more; releasing it");
+            let left = kubeapi::apply_finalizers::<K::Profile>(&ctx.client, &name, kubeapi::MANAGER_FIELD_MANAGER, &[])
+                .await?;
             if left.iter().any(|f| f == FINALIZER_IN_USE) {
                 let keep: Vec<String> = left.into_iter().filter(|f| f != FINALIZER_IN_USE).collect();
                 let rv = profile.resource_version().unwrap_or_default();
-                kubeapi::replace_finalizers::<SeccompProfile>(&ctx.client, &name, &rv, &keep).await?;
+                kubeapi::replace_finalizers::<K::Profile>(&ctx.client, &name, &rv, &keep).await?;
             }
         }
         None => {}
@@ -394,16 +557,17 @@ async fn reconcile(profile: Arc<SeccompProfile>, ctx: Arc<Ctx>) -> Result<Action
     Ok(Action::await_change())
 }
 
-fn error_policy(profile: Arc<SeccompProfile>, error: &OperatorError, ctx: Arc<Ctx>) -> Action {
+fn error_policy<K: ManagedKind>(profile: Arc<K::Profile>, error: &OperatorError, ctx: Arc<Ctx>) -> Action {
+    let kind = <K::Profile as SecurityProfile>::KIND;
     let name = profile.name_any();
     let after = if error.is_conflict() {
         Duration::from_millis(200)
     } else {
         let mut f = ctx.failures.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = f.entry(name.clone()).or_insert(0);
+        let n = f.entry(profile_key(kind, &name)).or_insert(0);
         *n = n.saturating_add(1);
         api_retry_after(*n)
     };
-    warn!(profile = %name, error = %error_chain(error), retry_in = ?after, "reconcile failed");
+    warn!(%kind, profile = %name, error = %error_chain(error), retry_in = ?after, "reconcile failed");
     Action::requeue(after)
 }
