@@ -144,6 +144,8 @@ impl Scan<'_> {
 
     /// A node in block context at `p` (after any indicators); `line` starts its line.
     fn node(&mut self, mut p: usize, line: usize, indent: usize, mut prefixed: bool) -> Step<(usize, Pending)> {
+        // Where the node starts, its tag or anchor included: a key's mapping is at that column.
+        let mut node_col = None;
         loop {
             if self.is_eol(p) {
                 return Ok((self.next_line(p), Pending::Nothing));
@@ -155,9 +157,13 @@ impl Scan<'_> {
                         self.push_block(p - line, p)?;
                     }
                     prefixed = true;
+                    node_col = None;
                     p = self.skip_blanks(p + 1);
                 }
-                b'!' | b'&' => p = self.skip_blanks(self.skip_property(p)),
+                b'!' | b'&' => {
+                    node_col.get_or_insert(p - line);
+                    p = self.skip_blanks(self.skip_property(p));
+                }
                 b'*' => {
                     let end = self.skip_property(p);
                     return self.after_node(end, line, indent);
@@ -191,7 +197,8 @@ impl Scan<'_> {
                             _ => q += 1,
                         }
                     }
-                    self.push_block(p - line, p)?;
+                    let column = node_col.take().unwrap_or(p - line);
+                    self.push_block(column, p)?;
                     prefixed = true;
                     p = self.skip_blanks(q + 1);
                 }
