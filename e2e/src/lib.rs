@@ -4,6 +4,8 @@
 //! `SPO_E2E_KUBECONFIG`. Without it the tests say `skipped: ...` on stderr, except in CI
 //! (`CI` set), where a missing apiserver is a failure: nothing may be skipped there.
 
+pub mod node;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
