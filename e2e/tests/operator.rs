@@ -240,7 +240,18 @@ fn operator_on_a_real_apiserver() {
 
     // 3. Invalid: Error with the field in the Ready condition, an Event, nothing on disk.
     c.apply(&profile("e2e-bad", None, &["read", "wirte"]));
-    let bad = c.wait_state("e2e-bad", "Error");
+    c.wait_state("e2e-bad", "Error");
+    // The profile is Error from the first node that reports; the condition names every node
+    // once each has reported.
+    let bad = eventually("e2e-bad's Ready message names both nodes", T, || {
+        let sp = c.get("sp", "e2e-bad").ok_or("not found")?;
+        let msg = sp["status"]["conditions"][0]["message"].as_str().unwrap_or_default();
+        if msg.contains(NODE_A) && msg.contains(NODE_B) {
+            Ok(sp)
+        } else {
+            Err(format!("message is {msg:?}"))
+        }
+    });
     let msg = bad["status"]["conditions"][0]["message"]
         .as_str()
         .unwrap_or_default()
