@@ -198,8 +198,18 @@ fn parse_stamp(rest: &str) -> Result<(AuditStamp, &str), ParseError> {
     let inner = &rest[start..end];
     let (time, serial) = inner.split_once(':').ok_or(ParseError::BadStamp)?;
     let (seconds, millis) = time.split_once('.').ok_or(ParseError::BadStamp)?;
+    // The kernel prints `%llu.%03lu:%u`: digits only, exactly three of them after the dot.
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(seconds) || millis.len() != 3 || !digits(millis) || !digits(serial) {
+        return Err(ParseError::BadStamp);
+    }
+    let seconds: u64 = seconds.parse().map_err(|_| ParseError::BadStamp)?;
+    // A stamp must be representable in milliseconds (every later consumer works in them).
+    if seconds.checked_mul(1000).is_none() {
+        return Err(ParseError::BadStamp);
+    }
     let stamp = AuditStamp {
-        seconds: seconds.parse().map_err(|_| ParseError::BadStamp)?,
+        seconds,
         millis: millis.parse().map_err(|_| ParseError::BadStamp)?,
         serial: serial.parse().map_err(|_| ParseError::BadStamp)?,
     };
@@ -482,8 +492,8 @@ mod tests {
         for line in [
             "",
             "[    0.000000] Linux version 6.18",
-            "type=SYSCALL msg=audit(1.1:1): arch=c000003e syscall=59",
-            "audit: type=1400 audit(1.1:2): apparmor=\"DENIED\" operation=\"open\" profile=\"x\" name=\"/etc/shadow\"",
+            "type=SYSCALL msg=audit(1.001:1): arch=c000003e syscall=59",
+            "audit: type=1400 audit(1.001:2): apparmor=\"DENIED\" operation=\"open\" profile=\"x\" name=\"/etc/shadow\"",
         ] {
             assert_eq!(parse_record(line), Ok(None), "{line}");
         }
@@ -501,6 +511,26 @@ mod tests {
         );
         let cut = &KMSG[..KMSG.find("audit(").expect("stamp") + 10];
         assert_eq!(parse_record(cut), Err(ParseError::BadStamp));
+        // Found by the enrich_line fuzz target: seconds that overflow once made milliseconds
+        // panicked downstream; the stamp is now refused where it is read.
+        let start = KMSG.find("audit(").expect("stamp") + "audit(".len();
+        let end = start + KMSG[start..].find('.').expect("dot");
+        let huge = format!("{}17964444444444457384{}", &KMSG[..start], &KMSG[end..]);
+        assert_eq!(parse_record(&huge), Err(ParseError::BadStamp));
+        for stamp in [
+            "+1795729387.496:1",
+            "1795729387.49:1",
+            "1795729387.4960:1",
+            "1795729387.496:-1",
+        ] {
+            let bad = format!(
+                "{}{}{}",
+                &KMSG[..start],
+                stamp,
+                &KMSG[start + KMSG[start..].find(')').expect("paren")..]
+            );
+            assert_eq!(parse_record(&bad), Err(ParseError::BadStamp), "{stamp}");
+        }
         let bad = KMSG.replace("arch=c000003e", "arch=zz");
         let err = parse_record(&bad).expect_err("bad arch");
         assert!(err.to_string().contains("arch=\"zz\""), "{err}");

@@ -67,7 +67,11 @@ pub struct AvcFields {
 
 /// Milliseconds since the epoch of an audit stamp.
 pub fn stamp_ms(stamp: &AuditStamp) -> u64 {
-    stamp.seconds * 1000 + u64::from(stamp.millis)
+    // Saturating: a parsed stamp always fits, but the fields are public.
+    stamp
+        .seconds
+        .saturating_mul(1000)
+        .saturating_add(u64::from(stamp.millis))
 }
 
 impl Enriched {
