@@ -166,7 +166,23 @@ pub struct LogTail {
     /// The last file read to its end because it was rotated away (device, inode): the files
     /// rotated after it are read before the file the path names now.
     last: Option<(u64, u64)>,
+    /// Polls in a row that found the rotated files mid-rotation (names shifting).
+    unsettled: u32,
     stats: TailStats,
+}
+
+/// Polls a reader waits for a rotation in progress to settle before it gives up on the
+/// files between (and counts a gap).
+const MAX_UNSETTLED_POLLS: u32 = 200;
+
+/// Where a file rotated away is among the rotated files.
+enum Lookup {
+    /// Found, with the files rotated after it (oldest first).
+    Found(Open, Vec<Open>),
+    /// Not among them.
+    Missing,
+    /// The names kept shifting while looking (a rotation in progress): look again later.
+    Unsettled,
 }
 
 fn kind_of(meta: &Metadata) -> Option<&'static str> {
@@ -245,10 +261,14 @@ impl LogTail {
             buf: vec![0; CHUNK],
             done: None,
             last: None,
+            unsettled: 0,
             stats: TailStats::default(),
         };
         match start {
-            Start::Beginning => {}
+            // The file is opened now, so lines in it are read even when it is rotated away
+            // before the first poll.
+            // (What is not a regular file is reported by the first poll.)
+            Start::Beginning => tail.current = open_regular(&tail.path).ok().flatten(),
             Start::End => {
                 if let Some(mut open) = open_regular(&tail.path)? {
                     let end = open.file.seek(SeekFrom::End(0)).map_err(io("seeking", &tail.path))?;
@@ -280,20 +300,20 @@ impl LogTail {
         // Rotated away while we were not reading: find it among the rotated files, read it
         // from the offset, then (in `poll`) the files rotated after it.
         match self.newer_than(at.dev, at.ino)? {
-            Some((mut old, _)) => {
+            Lookup::Found(mut old, _) => {
                 old.read = at.offset;
                 seek_to(&mut old, &self.path, &mut self.stats)?;
                 self.backlog.push_back(old);
                 self.last = Some((at.dev, at.ino));
             }
-            None => self.stats.gaps += 1,
+            Lookup::Missing | Lookup::Unsettled => self.stats.gaps += 1,
         }
         Ok(())
     }
 
     /// The rotated file with this identity, opened, and the files rotated after it (oldest
-    /// first), or `None` when no rotated file has it.
-    fn newer_than(&self, dev: u64, ino: u64) -> Result<Option<(Open, Vec<Open>)>, TailError> {
+    /// first).
+    fn newer_than(&self, dev: u64, ino: u64) -> Result<Lookup, TailError> {
         // Open the candidates first, then check that the names did not shift meanwhile (a
         // rotation in progress renames them one by one, leaving one name missing at a time).
         for attempt in 0..5 {
@@ -326,13 +346,13 @@ impl LogTail {
             if !stable {
                 continue;
             }
-            let Some(at) = found else { return Ok(None) };
+            let Some(at) = found else { return Ok(Lookup::Missing) };
             let mut files: Vec<Open> = opened.into_iter().map(|(_, open)| open).collect();
             let old = files.remove(at);
             files.reverse();
-            return Ok(Some((old, files)));
+            return Ok(Lookup::Found(old, files));
         }
-        Ok(None)
+        Ok(Lookup::Unsettled)
     }
 
     /// What happened to the log so far.
@@ -374,8 +394,23 @@ impl LogTail {
                 // Files rotated between the last one read and this one (opened first, so a
                 // rotation meanwhile puts it in the list, where the list is cut).
                 if let Some((dev, ino)) = self.last.take() {
-                    match self.newer_than(dev, ino)? {
-                        Some((_, newer)) => {
+                    let lookup = self.newer_than(dev, ino)?;
+                    let rotated_kept = || open_regular(&sibling(&self.path, 1)).is_ok_and(|f| f.is_some());
+                    // Mid-rotation (names shifting, or the first rotated name not there yet):
+                    // nothing is decided; the next poll looks again, up to a bound.
+                    let wait = match lookup {
+                        Lookup::Unsettled => true,
+                        Lookup::Missing => !rotated_kept(),
+                        Lookup::Found(..) => false,
+                    };
+                    if wait && self.unsettled < MAX_UNSETTLED_POLLS {
+                        self.unsettled += 1;
+                        self.last = Some((dev, ino));
+                        return Ok(());
+                    }
+                    self.unsettled = 0;
+                    match lookup {
+                        Lookup::Found(_, newer) => {
                             let unread = newer.into_iter().take_while(|f| (f.dev, f.ino) != (open.dev, open.ino));
                             for mut file in unread {
                                 self.stats.rotations += 1;
@@ -383,13 +418,13 @@ impl LogTail {
                                 self.flush_torn(out);
                             }
                         }
-                        // Gone from the rotated files while others are kept: the writer
-                        // rotated more often than it keeps files before we got here, and the
-                        // files between are lost.
-                        None if open_regular(&sibling(&self.path, 1)).is_ok_and(|f| f.is_some()) => {
-                            self.stats.gaps += 1;
-                        }
-                        None => {}
+                        // Gone from the rotated files while others are kept (or the names
+                        // never settled): the writer rotated more often than it keeps files
+                        // before we got here, and the files between are lost.
+                        Lookup::Unsettled => self.stats.gaps += 1,
+                        Lookup::Missing if rotated_kept() => self.stats.gaps += 1,
+                        // No rotated files at all: the log is not kept after rotation.
+                        Lookup::Missing => {}
                     }
                 }
                 self.current = Some(open);

@@ -10,6 +10,10 @@
 //! environment is cleared to `PATH` ([`SAFE_PATH`]) and `LC_ALL=C` (messages that callers
 //! parse stay in English) unless asked otherwise.
 //!
+//! A program named without a `/` is looked up in the caller's `PATH` (absolute entries
+//! only; [`SAFE_PATH`] when it is unset), so what a user's shell would run is what runs,
+//! while the tool itself gets the minimal environment.
+//!
 //! A non-zero exit is not an error here: [`ToolOutput::status`] says how it ended and the
 //! caller decides what it means. What is an error: the program could not be started, did not
 //! finish in time, or was killed by a signal it did not get from us.
@@ -46,6 +50,26 @@ const KILL_SETTLE: Duration = Duration::from_secs(5);
 /// How long the runner waits for the output pipes to close once the process group is dead (a
 /// descendant that left the group with `setsid` may hold them).
 const PIPE_SETTLE: Duration = Duration::from_millis(500);
+
+/// `program` as found in `path` (a `PATH` value): a name without `/` becomes the first
+/// executable file of that name in an absolute entry (`None` when there is none); a path is
+/// returned as it is.
+fn resolve_in(program: &Path, path: Option<&OsStr>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut parts = program.components();
+    let bare = matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None));
+    if !bare {
+        return Some(program.to_path_buf());
+    }
+    let path = path.unwrap_or(OsStr::new(SAFE_PATH));
+    for dir in std::env::split_paths(path).filter(|d| d.is_absolute()) {
+        let candidate = dir.join(program);
+        if fs::metadata(&candidate).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) {
+            return Some(candidate);
+        }
+    }
+    None
+}
 
 /// One run of an external program: what to run, with what input, for how long.
 ///
@@ -163,7 +187,12 @@ impl ToolCommand {
     /// is an error and what is a status.
     pub fn run(&self) -> Result<ToolOutput, HostIoError> {
         let started = Instant::now();
-        let mut command = Command::new(&self.program);
+        let program =
+            resolve_in(&self.program, std::env::var_os("PATH").as_deref()).ok_or_else(|| HostIoError::Spawn {
+                program: self.program.clone(),
+                source: std::io::Error::new(ErrorKind::NotFound, "not found in PATH"),
+            })?;
+        let mut command = Command::new(&program);
         command
             .args(&self.args)
             .process_group(0)
@@ -503,6 +532,29 @@ mod tests {
                 .rsplit_once(')')
                 .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
         }
+    }
+
+    #[test]
+    fn bare_names_are_found_in_the_callers_path() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tool = dir.path().join("mytool");
+        fs::write(&tool, "#!/bin/sh\n").expect("tool");
+        let plain = dir.path().join("plain");
+        fs::write(&plain, "not executable").expect("plain");
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path = std::env::join_paths(["relative/dir".into(), dir.path().to_path_buf()]).expect("path");
+        assert_eq!(resolve_in(Path::new("mytool"), Some(&path)), Some(tool));
+        assert_eq!(resolve_in(Path::new("plain"), Some(&path)), None, "not executable");
+        assert_eq!(resolve_in(Path::new("nowhere"), Some(&path)), None);
+        assert_eq!(
+            resolve_in(Path::new("./mytool"), Some(&path)),
+            Some(PathBuf::from("./mytool"))
+        );
+        assert!(
+            resolve_in(Path::new("sh"), None).is_some_and(|p| p.is_absolute()),
+            "SAFE_PATH when PATH is unset"
+        );
     }
 
     #[test]
