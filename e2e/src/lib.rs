@@ -94,6 +94,19 @@ impl Kubectl {
         r.stdout
     }
 
+    /// Applies the repository's CRDs (server side) and waits until they are served.
+    pub fn install_crds(&self) {
+        let crds = repo_root().join("deploy/crds");
+        self.ok(
+            &["apply", "--server-side", "-k", crds.to_str().expect("utf-8 path")],
+            None,
+        );
+        self.ok(
+            &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
+            None,
+        );
+    }
+
     /// Runs kubectl and parses its stdout as JSON.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args, None);

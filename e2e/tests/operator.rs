@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use spo_e2e::{Kubectl, Proc, daemon_args, eventually, kubeconfig, operator_binary, operator_command, repo_root};
+use spo_e2e::{Kubectl, Proc, daemon_args, eventually, kubeconfig, operator_binary, operator_command};
 
 const NS: &str = "spo-e2e-operator";
 /// What the operator processes log.
@@ -165,12 +165,7 @@ fn operator_on_a_real_apiserver() {
         bin: operator_binary(),
         dir: tmp.path().to_path_buf(),
     };
-    let crds = repo_root().join("deploy/crds");
-    c.k.ok(&["apply", "--server-side", "-k", crds.to_str().expect("utf-8")], None);
-    c.k.ok(
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
-        None,
-    );
+    c.k.install_crds();
     if c.get("namespace", NS).is_none() {
         c.k.ok(&["create", "namespace", NS], None);
     }

@@ -159,12 +159,7 @@ fn apparmor_profiles_on_a_real_apiserver() {
     std::fs::write(c.securityfs(NODE_A).join(".replace"), b"").expect(".replace");
     std::fs::write(c.securityfs(NODE_A).join(".remove"), b"").expect(".remove");
 
-    let crds = repo_root().join("deploy/crds");
-    c.k.ok(&["apply", "--server-side", "-k", crds.to_str().expect("utf-8")], None);
-    c.k.ok(
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
-        None,
-    );
+    c.k.install_crds();
     if c.get("namespace", NS).is_none() {
         c.k.ok(&["create", "namespace", NS], None);
     }

@@ -201,12 +201,7 @@ fn selinux_profiles_on_a_real_apiserver_and_store() {
     std::fs::write(c.dir.join("selinuxfs/enforce"), "1").expect("enforce");
     std::fs::create_dir_all(c.dir.join("kubelet")).expect("kubelet");
 
-    let crds = repo_root().join("deploy/crds");
-    c.k.ok(&["apply", "--server-side", "-k", crds.to_str().expect("utf-8")], None);
-    c.k.ok(
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
-        None,
-    );
+    c.k.install_crds();
     if c.get("namespace", NS).is_none() {
         c.k.ok(&["create", "namespace", NS], None);
     }

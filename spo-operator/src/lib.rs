@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod nodestatus;
 pub mod server;
 pub mod tasks;
+pub mod webhook;
 pub mod workloads;
 
 pub use error::OperatorError;

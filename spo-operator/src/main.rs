@@ -59,6 +59,46 @@ enum Command {
         #[command(flatten)]
         apparmor: Box<AppArmorArgs>,
     },
+    /// The admission webhooks (ProfileBinding, ProfileRecording) over HTTPS.
+    Webhook {
+        /// The operator's namespace (certificate Secret, SPOD, Service).
+        #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "security-profiles-operator")]
+        namespace: String,
+        /// The SPOD object's name (its `webhook` settings shape the configuration).
+        #[arg(long, default_value = "spod")]
+        spod_name: String,
+        /// Where HTTPS is served.
+        #[arg(long, default_value = "0.0.0.0:9443")]
+        listen: SocketAddr,
+        /// The Secret holding the certificates (`tls.crt`, `tls.key`, `ca.crt`).
+        #[arg(long, default_value = "webhook-server-cert")]
+        secret_name: String,
+        /// `self`: make and renew a CA and serving certificate; `secret`: only read the
+        /// Secret (filled by cert-manager).
+        #[arg(long, value_enum, default_value = "self")]
+        certs: CertsArg,
+        /// Names for the serving certificate (DNS names or IP addresses); default: the
+        /// Service's names in --namespace.
+        #[arg(long, value_delimiter = ',')]
+        cert_names: Vec<String>,
+        /// Seconds a serving certificate is valid (renewed with a third left).
+        #[arg(long, default_value_t = 365 * 86_400)]
+        cert_validity: i64,
+        /// Seconds the CA is valid.
+        #[arg(long, default_value_t = 10 * 365 * 86_400)]
+        ca_validity: i64,
+        /// The lowest TLS version served: 1.2 or 1.3.
+        #[arg(long, default_value = "1.2")]
+        tls_min_version: String,
+        /// How the apiserver reaches the webhooks: `service` (webhook-service in
+        /// --namespace, port 443), a URL base such as `https://127.0.0.1:9443`, or `none`
+        /// (the MutatingWebhookConfiguration is managed elsewhere).
+        #[arg(long, default_value = "service")]
+        endpoint: String,
+        /// Seconds between reads of the Secret and the SPOD besides the watches.
+        #[arg(long, default_value_t = 30)]
+        resync: u64,
+    },
     /// Runs once per cluster: aggregates node statuses, tracks workloads, cleans up after nodes.
     Manager {
         /// The operator's namespace (where the default SPOD and the leader Lease live).
@@ -93,6 +133,16 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         retry_period: u64,
     },
+}
+
+/// Who issues the webhook's certificates.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum CertsArg {
+    /// The webhook itself (a CA of its own, kept in the Secret).
+    #[value(name = "self")]
+    SelfManaged,
+    /// cert-manager or another issuer fills the Secret.
+    Secret,
 }
 
 /// A profile kind on the command line.
@@ -246,6 +296,65 @@ async fn main() -> anyhow::Result<()> {
                 d = d.with_kind(AppArmorKind::new(loader, apparmor.apparmor_features_file));
             }
             d.run(shutdown_signal()).await
+        }
+        Command::Webhook {
+            namespace,
+            spod_name,
+            listen,
+            secret_name,
+            certs,
+            cert_names,
+            cert_validity,
+            ca_validity,
+            tls_min_version,
+            endpoint,
+            resync,
+        } => {
+            use spo_operator::webhook::{self, CertSource, TlsMin, WebhookConfig, certs::Lifetimes, config::Endpoint};
+            let tls_min = match tls_min_version.as_str() {
+                "1.2" => TlsMin::V12,
+                "1.3" => TlsMin::V13,
+                other => anyhow::bail!("--tls-min-version {other:?}: use 1.2 or 1.3"),
+            };
+            if cert_validity <= 0 || ca_validity < 2 * cert_validity {
+                anyhow::bail!("--ca-validity must be at least twice --cert-validity, both positive");
+            }
+            let sans = if cert_names.is_empty() {
+                vec![
+                    format!("{}.{namespace}.svc", webhook::config::SERVICE_NAME),
+                    format!("{}.{namespace}.svc.cluster.local", webhook::config::SERVICE_NAME),
+                ]
+            } else {
+                cert_names
+            };
+            let endpoint = match endpoint.as_str() {
+                "none" => None,
+                "service" => Some(Endpoint::Service {
+                    namespace: namespace.clone(),
+                    port: 443,
+                }),
+                url if url.starts_with("https://") => Some(Endpoint::Url(url.to_owned())),
+                other => anyhow::bail!("--endpoint {other:?}: use service, none or an https:// URL base"),
+            };
+            let config = WebhookConfig {
+                namespace,
+                spod_name,
+                listen,
+                secret_name,
+                cert_source: match certs {
+                    CertsArg::SelfManaged => CertSource::SelfManaged,
+                    CertsArg::Secret => CertSource::Secret,
+                },
+                sans,
+                lifetimes: Lifetimes {
+                    ca: ca_validity,
+                    cert: cert_validity,
+                },
+                tls_min,
+                endpoint,
+                resync: Duration::from_secs(resync.max(1)),
+            };
+            webhook::run(client, config, endpoints.clone(), shutdown_signal()).await
         }
         Command::Manager {
             namespace,
