@@ -454,6 +454,80 @@ fn admission_webhooks_on_a_real_apiserver() {
     assert_eq!(ca_after, ca, "CA kept across renewals");
     eprintln!("{n} pods created across certificate renewals ({first} -> {renewed}), none refused");
 
+    // 8. The manager fills the bindings' workloads from the marked pods (with their real
+    // names) and holds the binding while they run. (Started last: with no node daemons
+    // here it rewrites the stand-in profile statuses.)
+    let mut cmd = operator_command(
+        &env.bin,
+        &env.kubeconfig,
+        "info,spo_operator=debug,kube=warn",
+        "127.0.0.1:0",
+    );
+    cmd.args(["manager", "--namespace", NS, "--no-default-spod"])
+        .args(spo_e2e::FAST_LEASE);
+    let _manager = Proc::spawn("manager", cmd, &env.dir.join("manager.log"));
+    let binding_of = |name: &str| env.json(&["-n", BOUND, "get", "profilebinding", name, "-o", "json"]);
+    let workloads = |b: &Value| -> Vec<String> {
+        b["status"]["activeWorkloads"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    eventually("binding aa lists its pod", T, || {
+        let b = binding_of("aa");
+        if workloads(&b) == ["wh-bound/web"]
+            && b["metadata"]["finalizers"] == serde_json::json!(["active-workload-lock"])
+        {
+            Ok(())
+        } else {
+            Err(b.to_string())
+        }
+    });
+    // A pod claiming a binding whose profile it does not use is not counted.
+    env.k.ok(
+        &[
+            "-n",
+            BOUND,
+            "annotate",
+            "pod",
+            "db",
+            "--overwrite",
+            "spo.x-k8s.io/profile-bindings=aa,sc,se",
+        ],
+        None,
+    );
+    let sc = eventually("binding sc lists every bound pod", T, || {
+        let w = workloads(&binding_of("sc"));
+        if w.len() == n + 2 {
+            Ok(w)
+        } else {
+            Err(format!("{} workloads", w.len()))
+        }
+    });
+    assert!(
+        sc.contains(&"wh-bound/db".to_owned()) && sc.contains(&"wh-bound/burst-0".to_owned()),
+        "{sc:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        workloads(&binding_of("aa")),
+        ["wh-bound/web"],
+        "the forged claim on aa is not counted"
+    );
+    // Deleting the binding waits for its pod.
+    env.k
+        .ok(&["-n", BOUND, "delete", "profilebinding", "aa", "--wait=false"], None);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        binding_of("aa")["metadata"]["deletionTimestamp"].is_string(),
+        "held by its pod"
+    );
+    env.delete_pod(BOUND, "web");
+    eventually("binding aa gone with its last pod", T, || {
+        let r = env.k.run(&["-n", BOUND, "get", "profilebinding", "aa"], None);
+        if r.ok { Err("still there".into()) } else { Ok(()) }
+    });
+
     let _ = env.k.run(&["delete", "mutatingwebhookconfiguration", CONFIG], None);
 }
 

@@ -125,6 +125,11 @@ impl<V: Clone + PartialEq> ProfileIndex<V> {
         self.by_profile.get(profile)
     }
 
+    /// The keys entry `key` is about (profiles, bindings), when it is kept.
+    pub fn keys_of(&self, key: &str) -> Option<&[String]> {
+        self.entries.get(key).map(|(keys, _)| keys.as_slice())
+    }
+
     /// Number of entries kept.
     pub fn len(&self) -> usize {
         self.entries.len()

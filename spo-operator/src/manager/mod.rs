@@ -16,6 +16,7 @@
 //! Garbage collection by owner references is not relied on: node statuses of deleted
 //! profiles are deleted by the daemons, those of deleted nodes by the manager.
 
+pub mod bindings;
 pub mod decide;
 pub mod index;
 
@@ -144,12 +145,18 @@ fn lock(state: &Mutex<ManagerState>) -> std::sync::MutexGuard<'_, ManagerState> 
 #[derive(Clone, Default)]
 struct Router {
     kinds: HashMap<ProfileKind, mpsc::UnboundedSender<String>>,
+    /// The binding controller gets `namespace/name` of the bindings whose pods changed.
+    bindings: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl Router {
     fn send(&self, keys: BTreeSet<String>) {
         for key in keys {
-            if let Some((kind, name)) = parse_profile_key(&key)
+            if let Some(binding) = key.strip_prefix(bindings::KEY_PREFIX) {
+                if let Some(tx) = &self.bindings {
+                    let _ = tx.unbounded_send(binding.to_owned());
+                }
+            } else if let Some((kind, name)) = parse_profile_key(&key)
                 && let Some(tx) = self.kinds.get(&kind)
             {
                 let _ = tx.unbounded_send(name.to_owned());
@@ -229,8 +236,11 @@ fn report_entry(s: &SecurityProfileNodeStatus) -> (String, Vec<String>, NodeRepo
     }
 }
 
+/// A pod in the index: the profiles it uses and the bindings it is marked with.
 fn pod_entry(p: &Pod) -> (String, Vec<String>, ()) {
-    (pod_key(p), profiles_used(p), ())
+    let mut keys = profiles_used(p);
+    keys.extend(bindings::bindings_of(p));
+    (pod_key(p), keys, ())
 }
 
 type KindRun = Box<
@@ -284,6 +294,8 @@ pub async fn run(
         inputs.push((rx, all_rx));
     }
 
+    let (binding_tx, binding_rx) = mpsc::unbounded::<String>();
+    router.bindings = Some(binding_tx);
     let feed = Feed {
         state: state.clone(),
         synced: synced_tx.clone(),
@@ -378,7 +390,7 @@ pub async fn run(
         state,
         failures: Mutex::new(HashMap::new()),
     });
-    let runs: Vec<BoxFuture<'static, ()>> = kinds
+    let mut runs: Vec<BoxFuture<'static, ()>> = kinds
         .into_iter()
         .zip(inputs)
         .map(|((_, run), (refs, all))| {
@@ -391,6 +403,12 @@ pub async fn run(
             )
         })
         .collect();
+    runs.push(bindings::run(
+        ctx.clone(),
+        binding_rx.boxed(),
+        config.concurrency,
+        shutdown.clone(),
+    ));
     futures::future::join_all(runs).await;
     endpoints.health.set_ready(false);
     info!("manager stopped");
