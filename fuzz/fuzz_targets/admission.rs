@@ -60,7 +60,12 @@ fn state() -> &'static WebhookState {
 
 fn check(body: &[u8], answer: &[u8]) {
     let a: serde_json::Value = serde_json::from_slice(answer).expect("answer is JSON");
-    let review: serde_json::Value = serde_json::from_slice(body).expect("a review read is JSON");
+    // (A review with, say, a lone surrogate escape in a skipped field is read, but is no
+    // `Value`: then only the answer is checked.)
+    let Ok(review) = serde_json::from_slice::<serde_json::Value>(body) else {
+        assert!(a["response"]["uid"].is_string());
+        return;
+    };
     assert_eq!(a["response"]["uid"], review["request"]["uid"]);
     if let Some(p) = a["response"]["patch"].as_str() {
         assert_eq!(a["response"]["allowed"], true, "a refusal carries no patch");

@@ -134,7 +134,10 @@ pub fn read_review(body: &[u8]) -> Result<Review<'_>, ReviewError> {
             max: MAX_REVIEW_BYTES,
         });
     }
-    let env: Envelope<'_> = serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    // JSON is UTF-8 (RFC 8259); checked whole, since fields the reader skips are not.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ReviewError::Malformed(format!("not UTF-8 after byte {}", e.valid_up_to())))?;
+    let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| ReviewError::Malformed(e.to_string()))?;
     if let Some(kind) = env.kind.as_deref()
         && kind != "AdmissionReview"
     {
@@ -199,6 +202,16 @@ fn read_pod(raw: Option<&RawValue>, field: &str) -> Result<Pod, String> {
         return Err(format!("{field} is null"));
     }
     let pod: Pod = serde_json::from_str(raw.get()).map_err(|e| format!("{field} is not a Pod: {e}"))?;
+    // Patches address `/metadata/...`; a pod object without it (never from an apiserver)
+    // could not be patched, so it is refused here (found by the admission fuzz target).
+    #[derive(Deserialize)]
+    struct HasMetadata {
+        metadata: Option<serde::de::IgnoredAny>,
+    }
+    let probe: HasMetadata = serde_json::from_str(raw.get()).map_err(|e| format!("{field} is not a Pod: {e}"))?;
+    if probe.metadata.is_none() {
+        return Err(format!("{field} has no metadata"));
+    }
     Ok(pod)
 }
 
@@ -344,6 +357,13 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_without_metadata_is_refused() {
+        let body = review("CREATE", r#"{"spec":{"containers":[{"name":"c","image":"i"}]}}"#);
+        let r = read_review(body.as_bytes()).expect("envelope");
+        assert_eq!(r.pod().expect_err("no metadata"), "request.object has no metadata");
+    }
+
+    #[test]
     fn a_malformed_pod_still_names_the_request() {
         let body = review("CREATE", r#"{"spec":{"containers":"nope"}}"#);
         let r = read_review(body.as_bytes()).expect("envelope");
@@ -379,6 +399,9 @@ mod tests {
             let err = read_review(body.as_bytes()).expect_err(body);
             assert!(err.to_string().contains(want), "{body}: {err}");
         }
+        let bad_utf8 = b"{\"apiVersion\":\"admission.k8s.io/v1\",\"x\":\"\xff\"}";
+        let err = read_review(bad_utf8).expect_err("not UTF-8");
+        assert!(err.to_string().contains("not UTF-8 after byte"), "{err}");
         let big = vec![b' '; MAX_REVIEW_BYTES + 1];
         assert!(matches!(read_review(&big), Err(ReviewError::TooLarge { .. })));
     }
