@@ -201,7 +201,11 @@ async fn main() {
         ],
         None,
     );
-    let client = Client::try_default().await.expect("client (KUBECONFIG)");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&kc).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("client config");
+    let client = Client::try_from(config).expect("client");
     let t = Instant::now();
     create_all(
         Api::namespaced(client.clone(), NS),
