@@ -193,7 +193,10 @@ impl ToolCommand {
                 source: std::io::Error::new(ErrorKind::NotFound, "not found in PATH"),
             })?;
         let mut command = Command::new(&program);
+        // argv[0] stays the name the caller gave: tools prefix their messages with it, and
+        // callers parse those messages (`apparmor_parser: ...`).
         command
+            .arg0(&self.program)
             .args(&self.args)
             .process_group(0)
             .stdin(if self.stdin.is_some() {
@@ -555,6 +558,18 @@ mod tests {
             resolve_in(Path::new("sh"), None).is_some_and(|p| p.is_absolute()),
             "SAFE_PATH when PATH is unset"
         );
+    }
+
+    #[test]
+    fn a_program_found_in_path_keeps_the_name_it_was_given_as_argv0() {
+        // Tools prefix their messages with argv[0] and callers parse them
+        // (`apparmor_parser: Regex grouping error ...`); resolving the name in PATH must not
+        // turn that prefix into `/usr/sbin/apparmor_parser: `.
+        let out = ToolCommand::new("cat", Duration::from_secs(10))
+            .arg("/proc/self/cmdline")
+            .run()
+            .expect("cat runs");
+        assert_eq!(out.stdout, b"cat\0/proc/self/cmdline\0");
     }
 
     #[test]
