@@ -348,6 +348,13 @@ fn admission_webhooks_on_a_real_apiserver() {
             "{v}"
         );
     }
+    for i in 0..2 {
+        assert_eq!(
+            ctx(&p, i)["seccompProfile"]["localhostProfile"],
+            "spo-recording/filter.json",
+            "eBPF recording runs under the recording filter: {p}"
+        );
+    }
 
     // 5. Malformed requests on the wire: clean HTTP errors, the server keeps serving.
     wire_checks(env.port);

@@ -7,6 +7,7 @@ pub mod leader;
 pub mod manager;
 pub mod metrics;
 pub mod nodestatus;
+pub mod recorder;
 pub mod server;
 pub mod tasks;
 pub mod webhook;

@@ -59,6 +59,19 @@ enum Command {
         #[command(flatten)]
         apparmor: Box<AppArmorArgs>,
     },
+    /// Runs on every node where pods are recorded: records the containers the ProfileRecording
+    /// webhook marked with the eBPF recorder, and writes their profiles when their pods end.
+    /// Needs root (CAP_BPF, CAP_PERFMON) and the kubelet directory.
+    #[cfg(feature = "node-recorder")]
+    Recorder {
+        /// This node's name (set from the downward API in the DaemonSet).
+        #[arg(long, env = "NODE_NAME")]
+        node_name: String,
+        /// The kubelet's root directory; the recording filter goes to
+        /// <dir>/seccomp/spo-recording/filter.json.
+        #[arg(long, env = "KUBELET_DIR", default_value = "/var/lib/kubelet")]
+        kubelet_dir: PathBuf,
+    },
     /// The admission webhooks (ProfileBinding, ProfileRecording) over HTTPS.
     Webhook {
         /// The operator's namespace (certificate Secret, SPOD, Service).
@@ -296,6 +309,14 @@ async fn main() -> anyhow::Result<()> {
                 d = d.with_kind(AppArmorKind::new(loader, apparmor.apparmor_features_file));
             }
             d.run(shutdown_signal()).await
+        }
+        #[cfg(feature = "node-recorder")]
+        Command::Recorder { node_name, kubelet_dir } => {
+            let config = spo_operator::recorder::RecorderConfig {
+                node: node_name,
+                kubelet_dir,
+            };
+            spo_operator::recorder::run(client, config, shutdown_signal()).await
         }
         Command::Webhook {
             namespace,

@@ -15,6 +15,7 @@ use std::time::Duration;
 use spo_model::observed::{FileAccess, Recording, RecordingTarget, SocketUse};
 use spo_model::seccomp::Arch;
 
+pub use loader::containers::{CGROUP_NAME_MAX, ContainerSeen, ContainerWatch, WatchId, cgroup_name_problem};
 pub use loader::{
     LoadOptions, Progress, RecordOptions, RecordStart, Recorder, Selector, cgroup_id, mount_namespace_of,
 };
@@ -86,6 +87,13 @@ pub enum Subject {
     },
     /// The processes of a mount namespace or cgroup (a container).
     Selected(Selector),
+    /// A container recorded by a [`ContainerWatch`]: a child cgroup of a watched one.
+    Container {
+        /// The watched parent cgroup's name (a pod's).
+        parent: String,
+        /// The container's cgroup name.
+        cgroup: String,
+    },
 }
 
 impl RawRecording {
@@ -98,7 +106,7 @@ impl RawRecording {
     pub fn exit_status(&self) -> Option<ExitStatus> {
         match &self.subject {
             Subject::Command { exit_status, .. } => Some(*exit_status),
-            Subject::Selected(_) => None,
+            Subject::Selected(_) | Subject::Container { .. } => None,
         }
     }
 }
@@ -128,6 +136,10 @@ pub fn into_recording(raw: &RawRecording, name_of: impl Fn(Arch, u32) -> Option<
         Subject::Selected(Selector::Cgroup(path)) => RecordingTarget {
             name: format!("cgroup {}", path.display()),
             cgroup_id: cgroup_id(path),
+            ..RecordingTarget::default()
+        },
+        Subject::Container { parent, cgroup } => RecordingTarget {
+            name: format!("container cgroup {parent}/{cgroup}"),
             ..RecordingTarget::default()
         },
     };
@@ -246,6 +258,14 @@ pub enum RecordError {
         expected: usize,
         /// What the map has.
         actual: usize,
+    },
+    /// A cgroup name a [`ContainerWatch`] cannot match.
+    #[error("cgroup name {name:?} {problem}")]
+    BadCgroupName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        problem: &'static str,
     },
     /// A cgroup selector names no cgroup v2 directory.
     #[error("{} is not a cgroup v2 directory (it has no cgroup.procs)", path.display())]

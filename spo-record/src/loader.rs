@@ -20,6 +20,8 @@ use crate::events::{PathEvent, Resources, proc_base};
 use crate::kernel_text::CapabilityCallers;
 use crate::{RawRecording, RecordError, Subject, launch, preflight};
 
+pub mod containers;
+
 #[allow(
     unsafe_code,
     missing_debug_implementations,
@@ -369,6 +371,12 @@ impl Recorder {
     fn new_target(&mut self) -> Result<u32, RecordError> {
         let target = self.next_target;
         self.next_target = (self.next_target + 1) % MAX_TARGETS;
+        self.clear_target(target)?;
+        Ok(target)
+    }
+
+    /// Clears the syscall bitmap and counters of `target`.
+    fn clear_target(&mut self, target: u32) -> Result<(), RecordError> {
         self.skel
             .maps
             .syscalls
@@ -376,8 +384,27 @@ impl Recorder {
             .map_err(|source| RecordError::Map {
                 operation: "clearing the syscall bitmap",
                 source,
-            })?;
-        Ok(target)
+            })
+    }
+
+    fn set_watching_containers(&mut self, watching: bool) {
+        if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
+            // SAFETY: as in `set_enabled`: a valid, aligned reference into the mmap'ed `.bss`.
+            unsafe { std::ptr::write_volatile(&raw mut bss.watching_containers, u32::from(watching)) };
+        }
+    }
+
+    /// `containers_without_target` of the BPF programs.
+    fn containers_without_target(&self) -> u64 {
+        self.skel
+            .maps
+            .bss_data
+            .as_deref()
+            // SAFETY: as in `set_enabled`; the kernel updates the counter atomically, a
+            // volatile read sees a whole value.
+            .map_or(0, |bss| unsafe {
+                std::ptr::read_volatile(&raw const bss.containers_without_target)
+            })
     }
 
     /// What the target with key `target_key` recorded so far.

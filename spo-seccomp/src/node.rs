@@ -34,6 +34,11 @@ pub const DEFAULT_KUBELET_DIR: &str = "/var/lib/kubelet";
 /// Mode of profile files: the runtime reads them as root, others may read what is not secret.
 pub const PROFILE_MODE: u32 = 0o644;
 
+/// The directory below the seccomp root that holds the recording filter.
+pub const RECORDING_DIR: &str = "spo-recording";
+/// The `localhostProfile` of the recording filter (see [`DirStore::install_recording_filter`]).
+pub const RECORDING_FILTER_PROFILE: &str = "spo-recording/filter.json";
+
 /// Mode of the `operator` directory when the installer creates it.
 pub const DIR_MODE: u32 = 0o755;
 
@@ -80,6 +85,20 @@ impl DirStore {
         self.root.join(OPERATOR_DIR)
     }
 
+    /// Writes the recording filter (`crate::backend::recording_filter`) to
+    /// `<root>/spo-recording/filter.json`, the `localhostProfile` [`RECORDING_FILTER_PROFILE`]
+    /// that eBPF recording runs containers under. It lives outside `operator/`, so no
+    /// SeccompProfile can take its name and no sweep of profiles removes it. Returns its path.
+    pub fn install_recording_filter(&self) -> Result<PathBuf, SeccompError> {
+        let bytes = crate::oci::render_node_json(&crate::backend::recording_filter())?;
+        self.checked_subdir(RECORDING_DIR, true)?;
+        let target = self.root.join(RECORDING_FILTER_PROFILE);
+        if !holds_exactly(&target, &bytes)? {
+            write_file_atomic(&target, &bytes, PROFILE_MODE)?;
+        }
+        Ok(target)
+    }
+
     /// The file of profile `name`: `<root>/operator/<name>.json`.
     pub fn profile_path(&self, name: &InstallName) -> PathBuf {
         self.operator_dir().join(format!("{name}.json"))
@@ -113,7 +132,12 @@ impl DirStore {
     /// The `operator` directory after checking it is a real directory; created (0755, with
     /// the root) when `create` is set, otherwise `None` when it does not exist.
     fn checked_operator_dir(&self, create: bool) -> Result<Option<PathBuf>, SeccompError> {
-        let dir = self.operator_dir();
+        self.checked_subdir(OPERATOR_DIR, create)
+    }
+
+    /// `<root>/<name>` after checking it is a real directory (see `checked_operator_dir`).
+    fn checked_subdir(&self, name: &str, create: bool) -> Result<Option<PathBuf>, SeccompError> {
+        let dir = self.root.join(name);
         match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.file_type().is_symlink() => Err(SeccompError::UnsafePath {
                 path: dir,
@@ -146,7 +170,7 @@ impl DirStore {
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                     Err(source) => return Err(io_error("creating directory", &dir, source)),
                 }
-                match self.checked_operator_dir(false)? {
+                match self.checked_subdir(name, false)? {
                     Some(dir) => Ok(Some(dir)),
                     None => Err(io_error(
                         "creating directory",
@@ -392,6 +416,31 @@ mod tests {
             RemoveOutcome::NotPresent
         );
         assert_eq!(store.list().expect("list"), vec![name("a.x")]);
+    }
+
+    #[test]
+    fn the_recording_filter_lives_outside_the_profiles_and_never_through_a_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = DirStore::new(dir.path().join("seccomp"));
+        let path = store.install_recording_filter().expect("installed");
+        assert_eq!(path, store.root().join("spo-recording/filter.json"));
+        let json: serde_json::Value = serde_json::from_slice(&fs::read(&path).expect("read")).expect("json");
+        assert_eq!(json["defaultAction"], "SCMP_ACT_ALLOW", "{json}");
+        assert!(store.list().expect("list").is_empty(), "not a profile of the store");
+        store.install_recording_filter().expect("idempotent");
+
+        let other = tempfile::tempdir().expect("tempdir");
+        let linked = DirStore::new(dir.path().join("linked"));
+        fs::create_dir_all(linked.root()).expect("root");
+        std::os::unix::fs::symlink(other.path(), linked.root().join(RECORDING_DIR)).expect("link");
+        let err = linked
+            .install_recording_filter()
+            .expect_err("a linked directory is refused");
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(
+            fs::read_dir(other.path()).expect("read").next().is_none(),
+            "nothing written through the link"
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@
 //! container to run under a logging policy: seccomp gets [`LOG_RECORDING_SECCOMP`] (a
 //! profile the node agent installs, `SCMP_ACT_LOG` for everything; upstream pointed at a
 //! per-namespace path that no longer existed), SELinux gets the permissive
-//! [`LOG_RECORDING_SELINUX_TYPE`].
+//! [`LOG_RECORDING_SELINUX_TYPE`]. eBPF recording of seccomp runs the container under
+//! [`BPF_RECORDING_SECCOMP`], a filter that changes nothing, because the node's recorder records
+//! from the filter the runtime installs (upstream left the container's profile alone, and
+//! recorded everything the runtime did in the container's mount namespace).
 //!
 //! Recordings are applied in name order; when two would mark one container under the same
 //! key, the first wins and the other is a warning. Pairs upstream does not support
@@ -36,6 +39,13 @@ use super::review::pointer_segment;
 
 /// The seccomp profile log recording runs containers under (`localhostProfile`).
 pub const LOG_RECORDING_SECCOMP: &str = "operator/spo-log-recording.json";
+/// The seccomp profile eBPF recording of seccomp runs containers under (`localhostProfile`): a
+/// filter that changes nothing (`spo_seccomp::backend::recording_filter`), which the node
+/// agent writes outside the `operator/` directory so no SeccompProfile can take its name. The
+/// node's recorder starts recording a container where its runtime installs this filter, the
+/// point its recorded profile will be installed at; a container without a filter would record
+/// nothing.
+pub const BPF_RECORDING_SECCOMP: &str = spo_seccomp::node::RECORDING_FILTER_PROFILE;
 /// The SELinux type log recording runs containers as.
 pub const LOG_RECORDING_SELINUX_TYPE: &str = "selinuxrecording.process";
 
@@ -177,30 +187,32 @@ pub fn decide(
             }
             keys.insert(key.clone(), rule.name.clone());
             let value = format!("{}_{}_{}_{unix}", rule.name, c.name, nonce());
-            if rule.recorder == Recorder::Logs {
-                let change = match rule.kind {
-                    RecordingKind::SeccompProfile => Some((
-                        "seccompProfile",
-                        json!({"type": "Localhost", "localhostProfile": LOG_RECORDING_SECCOMP}),
-                    )),
-                    RecordingKind::SelinuxProfile => {
-                        Some(("seLinuxOptions", json!({"type": LOG_RECORDING_SELINUX_TYPE})))
-                    }
-                    RecordingKind::AppArmorProfile => None,
-                };
-                if let Some((field, v)) = change {
-                    let has = c.security_context.as_ref().is_some_and(|s| match field {
-                        "seccompProfile" => s.seccomp_profile.is_some(),
-                        _ => s.se_linux_options.is_some(),
-                    });
-                    if has {
-                        out.warnings.push(format!(
-                            "container {:?}: its {field} is replaced while ProfileRecording {:?} records it",
-                            c.name, rule.name
-                        ));
-                    }
-                    contexts.entry((section, index)).or_default().push((field, v));
+            let change = match (rule.recorder, rule.kind) {
+                (Recorder::Logs, RecordingKind::SeccompProfile) => Some((
+                    "seccompProfile",
+                    json!({"type": "Localhost", "localhostProfile": LOG_RECORDING_SECCOMP}),
+                )),
+                (Recorder::Logs, RecordingKind::SelinuxProfile) => {
+                    Some(("seLinuxOptions", json!({"type": LOG_RECORDING_SELINUX_TYPE})))
                 }
+                (Recorder::Bpf, RecordingKind::SeccompProfile) => Some((
+                    "seccompProfile",
+                    json!({"type": "Localhost", "localhostProfile": BPF_RECORDING_SECCOMP}),
+                )),
+                _ => None,
+            };
+            if let Some((field, v)) = change {
+                let has = c.security_context.as_ref().is_some_and(|s| match field {
+                    "seccompProfile" => s.seccomp_profile.is_some(),
+                    _ => s.se_linux_options.is_some(),
+                });
+                if has {
+                    out.warnings.push(format!(
+                        "container {:?}: its {field} is replaced while ProfileRecording {:?} records it",
+                        c.name, rule.name
+                    ));
+                }
+                contexts.entry((section, index)).or_default().push((field, v));
             }
             out.marked.push(Marked {
                 recording: rule.name.clone(),

@@ -488,6 +488,15 @@ fn recordings_mark_containers_as_upstream_does() {
         out["spec"]["containers"][0]["securityContext"]["seLinuxOptions"]["type"],
         recording::LOG_RECORDING_SELINUX_TYPE
     );
+    // eBPF recording of seccomp runs every marked container under the recording filter, where
+    // the node's recorder starts.
+    for c in 0..2 {
+        assert_eq!(
+            out["spec"]["containers"][c]["securityContext"]["seccompProfile"],
+            json!({"type": "Localhost", "localhostProfile": "spo-recording/filter.json"}),
+            "{out}"
+        );
+    }
     assert!(
         warnings.iter().any(|w| w.contains("\"bad-pair\" is ignored")),
         "{warnings:?}"

@@ -936,6 +936,125 @@ int BPF_PROG(select_exec, struct task_struct *task, pid_t old_pid, struct linux_
 	return 0;
 }
 
+// Containers under watched parent cgroups (a pod's cgroup): every child cgroup of a watched
+// parent is one container, recorded in a target of its own from the seccomp filter its runtime
+// installs. A process entering such a cgroup (the runtime's init writing itself into
+// `cgroup.procs`, a `runc exec` session joining) is tracked waiting for its filter, so the
+// recording starts exactly where the container's profile will start judging. Cgroups are matched
+// by name, not id: user space registers a parent's name before the directory exists (no race
+// with the runtime creating it), and on a cgroup v1 machine one container has a directory of the
+// same name in every hierarchy, each with its own id. Kept in sync with src/containers.rs.
+#define CGROUP_NAME_MAX 96
+
+struct cgroup_name {
+	char name[CGROUP_NAME_MAX];
+};
+
+// Watched parent cgroup name -> the watch id user space gave it.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct cgroup_name);
+	__type(value, __u32);
+} watched_parents SEC(".maps");
+
+struct container_key {
+	__u32 watch;
+	char name[CGROUP_NAME_MAX];
+};
+
+// (watch id, container cgroup name) -> the container's target.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct container_key);
+	__type(value, __u32);
+} container_targets SEC(".maps");
+
+// Target ids, their bitmaps cleared, that a new container may take; user space refills it.
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, 1024);
+	__type(value, __u32);
+} free_targets SEC(".maps");
+
+// Set by user space while containers are watched: the attach program returns at once otherwise.
+volatile __u32 watching_containers = 0;
+// Containers not recorded because no target was free (or `container_targets` was full).
+volatile __u64 containers_without_target = 0;
+
+// Kernels before 6.15 call the parent link `parent`.
+struct kernfs_node___old {
+	struct kernfs_node *parent;
+};
+
+static __always_inline struct kernfs_node *kernfs_parent_of(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return BPF_CORE_READ(kn, __parent);
+	return BPF_CORE_READ((struct kernfs_node___old *)kn, parent);
+}
+
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(select_container, struct cgroup *dst, const char *path, struct task_struct *task, bool threadgroup)
+{
+	if (!enabled || !watching_containers)
+		return 0;
+	struct kernfs_node *kn = BPF_CORE_READ(dst, kn);
+	if (!kn)
+		return 0;
+	struct kernfs_node *parent = kernfs_parent_of(kn);
+	if (!parent)
+		return 0;
+	struct cgroup_name parent_name = {};
+	if (bpf_probe_read_kernel_str(parent_name.name, sizeof(parent_name.name), BPF_CORE_READ(parent, name)) <= 0)
+		return 0;
+	__u32 *watch = bpf_map_lookup_elem(&watched_parents, &parent_name);
+	if (!watch)
+		return 0;
+
+	struct container_key key = {.watch = *watch};
+	if (bpf_probe_read_kernel_str(key.name, sizeof(key.name), BPF_CORE_READ(kn, name)) <= 0)
+		return 0;
+	__u32 target;
+	__u32 *known = bpf_map_lookup_elem(&container_targets, &key);
+	if (known) {
+		target = *known;
+	} else {
+		if (bpf_map_pop_elem(&free_targets, &target) != 0) {
+			__sync_fetch_and_add(&containers_without_target, 1);
+			return 0;
+		}
+		if (bpf_map_update_elem(&container_targets, &key, &target, BPF_NOEXIST) != 0) {
+			// Added meanwhile (the same container entering another hierarchy on another CPU),
+			// or the map is full: give the target back and use what is there, if anything.
+			bpf_map_push_elem(&free_targets, &target, 0);
+			known = bpf_map_lookup_elem(&container_targets, &key);
+			if (!known) {
+				__sync_fetch_and_add(&containers_without_target, 1);
+				return 0;
+			}
+			target = *known;
+		}
+	}
+
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	if (maybe_tracked(tgid) && bpf_map_lookup_elem(&targets, &tgid))
+		return 0; // entered another hierarchy's directory of the same container already
+	struct tracked waiting = {.target = target, .flags = TRACK_WAIT_FOR_FILTER};
+	count_slot(tgid, 1);
+	if (bpf_map_update_elem(&targets, &tgid, &waiting, BPF_NOEXIST) != 0) {
+		count_slot(tgid, -1);
+		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
+		if (seen)
+			__sync_fetch_and_add(&seen->untracked_processes, 1);
+		return 0;
+	}
+	// The task may be running with a CPU slot that says untracked: make every slot look again.
+	bump_generation();
+	return 0;
+}
+
 // The target a recording (not waiting) process `tgid` belongs to, or NULL.
 static __always_inline struct tracked *recording_target(__u32 tgid)
 {

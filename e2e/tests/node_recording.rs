@@ -1,0 +1,272 @@
+//! Recording in the cluster on a real node (e2e/start-node.sh: kubelet + containerd + runc),
+//! end to end: a ProfileRecording, the webhook marking the pod, the node recorder (eBPF)
+//! recording the container from the filter runc installs, the SeccompProfile it writes when the
+//! pod ends, the daemon installing that profile, a ProfileBinding putting it on a new pod of the
+//! same workload, which runs, and a pod doing one thing the workload never did, which is
+//! refused.
+//!
+//! Every operator part runs as a host process against the node's apiserver: webhook (with its
+//! own CA, reached at https://127.0.0.1:<port>), manager, daemon and recorder.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, busybox_pod};
+use spo_e2e::{Proc, daemon_args, eventually, free_port, operator_binary, operator_command, repo_root};
+
+const NS: &str = "spo-e2e-recording";
+const LOG: &str = "info,spo_operator=debug,kube=warn";
+const T: Duration = Duration::from_secs(90);
+const RECORDING: &str = "rec";
+/// `<recording>-<container>`.
+const PROFILE: &str = "rec-c";
+
+/// The recorded workload: lists a directory, reads files, reports its seccomp mode. With
+/// `extra`, something it never did while recorded runs first.
+fn workload(extra: &str) -> String {
+    format!(
+        "{extra}ls / >/dev/null && cat /etc/hostname >/dev/null && grep '^Seccomp:' /proc/self/status && echo WORKLOAD-OK"
+    )
+}
+
+fn pod_with_labels(name: &str, app: &str, script: &str) -> String {
+    let mut pod: Value = serde_json::from_str(&busybox_pod(NS, name, script, None)).expect("pod json");
+    pod["metadata"]["labels"] = serde_json::json!({ "app": app });
+    // No pod-level profile: what the webhooks set on the container decides.
+    pod["spec"]["securityContext"] = serde_json::json!({});
+    pod.to_string()
+}
+
+fn allowed(profile: &Value) -> Vec<String> {
+    profile["spec"]["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
+        .flat_map(|r| r["names"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
+    let Some(node) = Node::from_env("a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more") else {
+        return;
+    };
+    let k = node.kubectl();
+    let dir = tempfile::Builder::new()
+        .prefix("spo-e2e-recording-")
+        .tempdir()
+        .expect("tempdir")
+        .keep();
+    let logs = || format!("operator logs in {}", dir.display());
+    let crds = repo_root().join("deploy/crds");
+    k.ok(&["apply", "--server-side", "-k", crds.to_str().expect("utf-8")], None);
+    k.ok(
+        &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
+        None,
+    );
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n  labels: {{spo.x-k8s.io/enable-recording: 'true', spo.x-k8s.io/enable-binding: 'true'}}\n"
+        )),
+    );
+
+    let bin = operator_binary();
+    let kc: PathBuf = node.kubeconfig().to_path_buf();
+    let port = free_port();
+    let mut webhook_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
+    webhook_cmd.args([
+        "webhook",
+        "--namespace",
+        NS,
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--endpoint",
+        &format!("https://127.0.0.1:{port}"),
+        "--cert-names",
+        "127.0.0.1",
+        "--resync",
+        "2",
+    ]);
+    let mut webhook = Proc::spawn("webhook", webhook_cmd, &dir.join("webhook.log"));
+    let mut manager_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
+    manager_cmd
+        .args(["manager", "--namespace", NS])
+        .args(spo_e2e::FAST_LEASE);
+    let mut manager = Proc::spawn("manager", manager_cmd, &dir.join("manager.log"));
+    let mut daemon_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
+    daemon_cmd.args(daemon_args(NS, NODE_NAME, node.kubelet_dir()));
+    let mut daemon = Proc::spawn("daemon", daemon_cmd, &dir.join("daemon.log"));
+    let mut recorder_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
+    recorder_cmd
+        .args(["recorder", "--node-name", NODE_NAME, "--kubelet-dir"])
+        .arg(node.kubelet_dir());
+    let mut recorder = Proc::spawn("recorder", recorder_cmd, &dir.join("recorder.log"));
+
+    // 1. The recording, and the webhook marking pods for it (a server-side dry run goes
+    //    through admission without starting anything).
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: ProfileRecording\nmetadata: {{name: {RECORDING}, namespace: {NS}}}\nspec:\n  kind: SeccompProfile\n  recorder: Bpf\n  podSelector: {{matchLabels: {{app: recorded}}}}\n"
+        )),
+    );
+    eventually("the webhook marks pods for the recording", T, || {
+        let r = k.run(
+            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+            Some(&pod_with_labels("probe", "recorded", "true")),
+        );
+        let pod: Value = serde_json::from_str(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))?;
+        let marked = pod["metadata"]["annotations"]["io.containers.trace-bpf/c"].is_string();
+        let filter = pod["spec"]["containers"][0]["securityContext"]["seccompProfile"]["localhostProfile"]
+            == "spo-recording/filter.json";
+        if marked && filter {
+            Ok(())
+        } else {
+            Err(format!("not marked yet: {}", pod["metadata"]))
+        }
+    });
+    // The recorder wrote the filter the marked containers run under.
+    eventually("the recording filter on the node", T, || {
+        let path = node.seccomp_root().join("spo-recording/filter.json");
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}; {}", path.display(), logs()))
+    });
+
+    // 2. The recorded pod runs to its end; the recorder writes its profile.
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&pod_with_labels("recorded", "recorded", &workload(""))),
+    );
+    node.wait_pod_phase(NS, "recorded", &["Succeeded"], T)
+        .unwrap_or_else(|e| panic!("{e}; {}", logs()));
+    let succeeded = Instant::now();
+    let out = node.pod_logs(NS, "recorded", "c").unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("WORKLOAD-OK"), "the recorded workload failed:\n{out}");
+    assert!(
+        out.contains("Seccomp:\t2"),
+        "the recorded container ran without the recording filter:\n{out}"
+    );
+    let profile = eventually(&format!("SeccompProfile {PROFILE} written"), T, || {
+        let r = k.run(&["get", "sp", PROFILE, "-o", "json"], None);
+        if r.ok {
+            Ok(serde_json::from_str::<Value>(&r.stdout).expect("json"))
+        } else {
+            Err(format!("{}; {}", r.stderr, logs()))
+        }
+    });
+    let written = succeeded.elapsed();
+    let labels = &profile["metadata"]["labels"];
+    assert_eq!(labels["spo.x-k8s.io/recording-id"], RECORDING, "{labels}");
+    assert_eq!(labels["spo.x-k8s.io/container-id"], "c", "{labels}");
+    assert_eq!(labels["spo.x-k8s.io/recording-namespace"], NS, "{labels}");
+    assert!(labels.get("spo.x-k8s.io/partial").is_none(), "{labels}");
+    assert_eq!(profile["spec"]["defaultAction"], "SCMP_ACT_ERRNO", "{profile}");
+    let names = allowed(&profile);
+    for needed in ["execve", "getdents64", "openat"] {
+        assert!(names.iter().any(|n| n == needed), "{needed} missing: {names:?}");
+    }
+    for never in ["mkdir", "mkdirat", "pivot_root", "mount"] {
+        assert!(!names.iter().any(|n| n == never), "{never} recorded: {names:?}");
+    }
+    eprintln!(
+        "timing: recorded pod Succeeded -> profile object {} ms ({} syscalls)",
+        written.as_millis(),
+        names.len()
+    );
+
+    // 3. The daemon installs it; the recording goes; a binding puts the profile on the image.
+    eventually(&format!("SeccompProfile {PROFILE} Installed"), T, || {
+        let r = k.run(&["get", "sp", PROFILE, "-o", "json"], None);
+        let sp: Value = serde_json::from_str(&r.stdout).map_err(|_| r.stderr.clone())?;
+        if sp["status"]["status"] == "Installed" {
+            Ok(())
+        } else {
+            Err(format!("{}; {}", sp["status"], logs()))
+        }
+    });
+    k.ok(&["-n", NS, "delete", "profilerecording", RECORDING], None);
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: ProfileBinding\nmetadata: {{name: bind-recorded, namespace: {NS}}}\nspec:\n  profileRef: {{kind: SeccompProfile, name: {PROFILE}}}\n  image: {BUSYBOX_IMAGE}\n"
+        )),
+    );
+    let replay = eventually("a pod bound to the recorded profile", T, || {
+        let r = k.run(
+            &["create", "-o", "json", "-f", "-"],
+            Some(&pod_with_labels("replay", "replay", &workload(""))),
+        );
+        let pod: Value = serde_json::from_str(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))?;
+        Ok(pod)
+    });
+    assert_eq!(
+        replay["spec"]["containers"][0]["securityContext"]["seccompProfile"]["localhostProfile"],
+        format!("operator/{PROFILE}.json"),
+        "{}",
+        replay["spec"]
+    );
+
+    // 4. The same workload runs confined by what was recorded.
+    node.wait_pod_phase(NS, "replay", &["Succeeded"], T)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}; the workload failed under its recorded profile: {:?}",
+                node.pod_logs(NS, "replay", "c")
+            )
+        });
+    let out = node.pod_logs(NS, "replay", "c").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.contains("WORKLOAD-OK") && out.contains("Seccomp:\t2"),
+        "replay:\n{out}"
+    );
+
+    // 5. Something it never did is refused.
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&pod_with_labels(
+            "refused",
+            "replay",
+            &workload("if mkdir /tmp/x; then echo MKDIR-OK; else echo MKDIR-REFUSED; fi; "),
+        )),
+    );
+    node.wait_pod_phase(NS, "refused", &["Succeeded", "Failed"], T)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = node.pod_logs(NS, "refused", "c").unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.contains("MKDIR-REFUSED"), "mkdir was not refused:\n{out}");
+    assert!(out.contains("WORKLOAD-OK"), "the recorded part still runs:\n{out}");
+
+    for (name, p) in [
+        ("webhook", &mut webhook),
+        ("manager", &mut manager),
+        ("daemon", &mut daemon),
+        ("recorder", &mut recorder),
+    ] {
+        assert!(p.running(), "{name} exited; {}", logs());
+    }
+    for pod in ["recorded", "replay", "refused"] {
+        k.ok(&["-n", NS, "delete", "pod", pod, "--wait=false"], None);
+    }
+    k.ok(
+        &["-n", NS, "delete", "profilebinding", "bind-recorded", "--wait=false"],
+        None,
+    );
+    // Later tests on this node must not meet a webhook that is gone (killed first: it would
+    // put its configuration back).
+    webhook.kill();
+    k.ok(
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            "spo-mutating-webhook-configuration",
+            "--ignore-not-found",
+        ],
+        None,
+    );
+    manager.kill();
+    daemon.kill();
+    recorder.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+}

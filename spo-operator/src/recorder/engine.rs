@@ -1,0 +1,132 @@
+//! The eBPF side of the node recorder: one thread owns the loaded recorder and its
+//! [`ContainerWatch`] (libbpf objects stay on the thread that made them); the async side talks
+//! to it through requests.
+
+use std::sync::mpsc;
+use std::thread;
+
+use spo_record::{ContainerWatch, RawRecording, RecordError, Recorder, WatchId};
+use tokio::sync::oneshot;
+
+/// A container's recording, with its cgroup directory name.
+#[derive(Debug)]
+pub struct Collected {
+    /// The container's cgroup name (holds its container id).
+    pub cgroup: String,
+    /// What it did.
+    pub recording: RawRecording,
+}
+
+enum Request {
+    Watch {
+        names: Vec<String>,
+        reply: oneshot::Sender<Result<Vec<WatchId>, RecordError>>,
+    },
+    Collect {
+        watches: Vec<WatchId>,
+        reply: oneshot::Sender<Result<Vec<Collected>, RecordError>>,
+    },
+    Lost {
+        reply: oneshot::Sender<u64>,
+    },
+}
+
+/// Why the engine could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The recorder failed.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// The recorder's thread is gone (it panicked or the engine was dropped).
+    #[error("the recorder thread has stopped")]
+    Stopped,
+}
+
+/// The recorder thread's handle. Dropping it ends the thread, which detaches every program.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Request>,
+}
+
+impl Engine {
+    /// Loads the recorder and starts watching, on a thread of its own; returns once the
+    /// programs are attached (or why they could not be).
+    pub fn start() -> Result<Engine, EngineError> {
+        let (tx, rx) = mpsc::channel::<Request>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), RecordError>>();
+        thread::Builder::new()
+            .name("spo-recorder".into())
+            .spawn(move || {
+                let watch = match Recorder::load().and_then(ContainerWatch::start) {
+                    Ok(watch) => {
+                        let _ = ready_tx.send(Ok(()));
+                        watch
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                serve(watch, &rx);
+            })
+            .map_err(|_| EngineError::Stopped)?;
+        ready_rx.recv().map_err(|_| EngineError::Stopped)??;
+        Ok(Engine { tx })
+    }
+
+    /// Watches the cgroup names of one pod.
+    pub async fn watch(&self, names: Vec<String>) -> Result<Vec<WatchId>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Watch { names, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(rx.await.map_err(|_| EngineError::Stopped)??)
+    }
+
+    /// Stops watching `watches` and returns the recordings of their containers.
+    pub async fn collect(&self, watches: Vec<WatchId>) -> Result<Vec<Collected>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Collect { watches, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(rx.await.map_err(|_| EngineError::Stopped)??)
+    }
+
+    /// Containers that were not recorded because every target was taken.
+    pub async fn containers_without_target(&self) -> Result<u64, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Lost { reply })
+            .map_err(|_| EngineError::Stopped)?;
+        rx.await.map_err(|_| EngineError::Stopped)
+    }
+}
+
+fn serve(mut watch: ContainerWatch, rx: &mpsc::Receiver<Request>) {
+    while let Ok(request) = rx.recv() {
+        match request {
+            Request::Watch { names, reply } => {
+                let result = names.iter().map(|n| watch.watch(n)).collect();
+                let _ = reply.send(result);
+            }
+            Request::Collect { watches, reply } => {
+                let mut out = Vec::new();
+                let mut failed = None;
+                for w in watches {
+                    match watch.unwatch(w) {
+                        Ok(found) => out.extend(
+                            found
+                                .into_iter()
+                                .map(|(cgroup, recording)| Collected { cgroup, recording }),
+                        ),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                let _ = reply.send(failed.map_or(Ok(out), Err));
+            }
+            Request::Lost { reply } => {
+                let _ = reply.send(watch.containers_without_target());
+            }
+        }
+    }
+}

@@ -1,0 +1,424 @@
+//! The node recorder: records the containers of this node's pods that the ProfileRecording
+//! webhook marked, and writes what each did as a profile object when its pod ends.
+//!
+//! Flow, for eBPF recording of seccomp (`io.containers.trace-bpf/<container>`):
+//!
+//! 1. At start, the recording filter is written to the kubelet's seccomp directory
+//!    (`spo-recording/filter.json`, a filter that changes nothing, which the webhook puts marked
+//!    containers under) and the eBPF recorder is loaded ([`engine`]).
+//! 2. A marked pod appears on this node (watch on `spec.nodeName`): its ProfileRecordings are
+//!    checked (they must exist in the pod's namespace, for this kind and recorder: annotations
+//!    are writable by whoever creates the pod, and a recording writes cluster-scoped objects),
+//!    and the pod's cgroup names are watched before the kubelet starts its containers. Each
+//!    container is recorded on its own from the filter its runtime installs, so the profile
+//!    holds the runtime's calls after the filter too and lets the container start again.
+//! 3. The pod ends (Succeeded, Failed, or deleted): its containers' recordings are collected,
+//!    matched to container names through the container ids in the pod's status (every run of
+//!    a restarting container is merged), and written as `SeccompProfile`
+//!    `<recording>-<container>[-<replica>]` with upstream's labels, `partial` for
+//!    `mergeStrategy: Containers`, `state: Disabled` for `disableProfileAfterRecording`.
+//!
+//! A profile is never silently incomplete: a container that had started before its pod was
+//! watched (the recorder restarted, or the pod came first), one that never installed a filter,
+//! or one whose processes could not all be tracked gets a Warning Event on the pod and no
+//! profile. A recorded profile is written over an existing object only when that object came
+//! from the same recording in the same namespace ([`plan::may_overwrite`]).
+
+#[cfg(feature = "node-recorder")]
+pub mod engine;
+pub mod plan;
+
+#[cfg(feature = "node-recorder")]
+pub use run::{RecorderConfig, run};
+
+#[cfg(feature = "node-recorder")]
+mod run {
+    use std::collections::{BTreeMap, BTreeSet, HashMap};
+    use std::path::PathBuf;
+
+    use futures::TryStreamExt;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, ObjectMeta, PostParams};
+    use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+    use kube::runtime::{WatchStreamExt, watcher};
+    use kube::{Client, Resource, ResourceExt};
+    use spo_model::contract::ProfileBackend as _;
+    use spo_model::recording::{MergeStrategy, Recorder as RecorderKind, RecordingKind};
+    use spo_model::seccomp::Arch;
+    use spo_model::{ProfileRecording, SeccompProfile, SpecState};
+    use spo_record::WatchId;
+    use spo_seccomp::backend::SeccompBackend;
+    use spo_seccomp::node::DirStore;
+    use tracing::{info, warn};
+
+    use super::engine::{Collected, Engine};
+    use super::plan::{self, Mark, Overwrite};
+    use crate::error::OperatorError;
+
+    /// Where the recorder runs.
+    #[derive(Debug, Clone)]
+    pub struct RecorderConfig {
+        /// This node's name.
+        pub node: String,
+        /// The kubelet's root directory (the recording filter goes to its `seccomp/`).
+        pub kubelet_dir: PathBuf,
+    }
+
+    /// A pod being recorded.
+    struct Recording {
+        watches: Vec<WatchId>,
+        marks: Vec<(Mark, ProfileRecording)>,
+        /// Marked containers that had started before the pod was watched.
+        early: BTreeSet<String>,
+        /// The pod as last seen (container ids of every run).
+        last: Pod,
+    }
+
+    struct Ctx {
+        client: Client,
+        engine: Engine,
+        events: Recorder,
+        backend: SeccompBackend,
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(
+        client: Client,
+        config: RecorderConfig,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), OperatorError> {
+        let store = DirStore::for_kubelet_dir(&config.kubelet_dir);
+        let filter = tokio::task::spawn_blocking(move || store.install_recording_filter())
+            .await
+            .map_err(|source| OperatorError::Join {
+                name: "the recording filter".into(),
+                source,
+            })?
+            .map_err(|source| OperatorError::Node {
+                operation: "installing the recording filter",
+                name: config.kubelet_dir.display().to_string(),
+                source: Box::new(source),
+            })?;
+        info!(path = %filter.display(), "recording filter installed");
+        let engine = tokio::task::spawn_blocking(Engine::start)
+            .await
+            .map_err(|source| OperatorError::Join {
+                name: "the eBPF recorder".into(),
+                source,
+            })?
+            .map_err(|source| OperatorError::Node {
+                operation: "loading the eBPF recorder",
+                name: config.node.clone(),
+                source: Box::new(source),
+            })?;
+        info!(node = %config.node, "eBPF recorder loaded; watching this node's pods");
+        let ctx = Ctx {
+            events: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "spo-recorder".into(),
+                    instance: Some(config.node.clone()),
+                },
+            ),
+            client: client.clone(),
+            engine,
+            backend: SeccompBackend::default(),
+        };
+        let pods: Api<Pod> = Api::all(client);
+        let stream = watcher(
+            pods,
+            watcher::Config::default().fields(&format!("spec.nodeName={}", config.node)),
+        )
+        .default_backoff();
+        let mut recording: HashMap<String, Recording> = HashMap::new();
+        let mut stream = std::pin::pin!(stream);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let event = tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                event = stream.try_next() => event,
+            };
+            let event = match event {
+                Ok(Some(event)) => event,
+                Ok(None) => return Err(OperatorError::WatchEnded { kind: "Pod" }),
+                Err(e) => {
+                    warn!(error = %e, "pod watch error; retrying");
+                    continue;
+                }
+            };
+            match event {
+                watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                    on_pod(&ctx, &mut recording, pod).await;
+                }
+                watcher::Event::Delete(pod) => {
+                    if let Some(rec) = pod.uid().and_then(|uid| recording.remove(&uid)) {
+                        collect(&ctx, rec, &pod).await;
+                    }
+                }
+                watcher::Event::Init | watcher::Event::InitDone => {}
+            }
+        }
+    }
+
+    async fn on_pod(ctx: &Ctx, recording: &mut HashMap<String, Recording>, pod: Pod) {
+        let Some(uid) = pod.uid() else { return };
+        if let Some(rec) = recording.get_mut(&uid) {
+            if plan::pod_finished(&pod) {
+                if let Some(rec) = recording.remove(&uid) {
+                    collect(ctx, rec, &pod).await;
+                }
+            } else {
+                rec.last = pod;
+            }
+            return;
+        }
+        if plan::pod_finished(&pod) {
+            return;
+        }
+        let (marks, bad) = plan::bpf_seccomp_marks(&pod);
+        for b in &bad {
+            warn_pod(
+                ctx,
+                &pod,
+                "RecordingAnnotationInvalid",
+                &format!("annotation {}: {}", b.key, b.why),
+            )
+            .await;
+        }
+        if marks.is_empty() {
+            return;
+        }
+        let namespace = pod.namespace().unwrap_or_default();
+        let recordings: Api<ProfileRecording> = Api::namespaced(ctx.client.clone(), &namespace);
+        let mut checked = Vec::new();
+        for mark in marks {
+            match recordings.get_opt(&mark.recording).await {
+                Ok(Some(r)) if r.spec.kind == RecordingKind::SeccompProfile && r.spec.recorder == RecorderKind::Bpf => {
+                    checked.push((mark, r));
+                }
+                Ok(Some(_)) => {
+                    warn_pod(
+                        ctx,
+                        &pod,
+                        "RecordingMismatch",
+                        &format!(
+                            "ProfileRecording {namespace}/{} does not record SeccompProfiles with Bpf; container {:?} is not recorded",
+                            mark.recording, mark.container
+                        ),
+                    )
+                    .await;
+                }
+                Ok(None) => {
+                    warn_pod(
+                        ctx,
+                        &pod,
+                        "RecordingNotFound",
+                        &format!(
+                            "no ProfileRecording {namespace}/{} exists; container {:?} is not recorded",
+                            mark.recording, mark.container
+                        ),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    warn_pod(
+                        ctx,
+                        &pod,
+                        "RecordingUnreadable",
+                        &format!("reading ProfileRecording {namespace}/{}: {e}", mark.recording),
+                    )
+                    .await;
+                }
+            }
+        }
+        if checked.is_empty() {
+            return;
+        }
+        let names = plan::pod_cgroup_names(&uid);
+        if names.is_empty() {
+            warn_pod(
+                ctx,
+                &pod,
+                "RecordingFailed",
+                "the pod's uid is not a UUID: its cgroup cannot be found",
+            )
+            .await;
+            return;
+        }
+        let watches = match ctx.engine.watch(names).await {
+            Ok(w) => w,
+            Err(e) => {
+                warn_pod(ctx, &pod, "RecordingFailed", &format!("watching the pod's cgroup: {e}")).await;
+                return;
+            }
+        };
+        let early = plan::started_before_watch(&pod);
+        let containers: Vec<&str> = checked.iter().map(|(m, _)| m.container.as_str()).collect();
+        info!(pod = %pod.name_any(), namespace = %namespace, ?containers, "recording");
+        normal_pod(
+            ctx,
+            &pod,
+            "ProfileRecording",
+            &format!("recording seccomp profiles of containers {}", containers.join(", ")),
+        )
+        .await;
+        recording.insert(
+            uid,
+            Recording {
+                watches,
+                marks: checked,
+                early,
+                last: pod,
+            },
+        );
+    }
+
+    /// Collects the recordings of a pod that ended and writes its profiles.
+    async fn collect(ctx: &Ctx, rec: Recording, pod: &Pod) {
+        let collected = match ctx.engine.collect(rec.watches.clone()).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn_pod(ctx, pod, "RecordingFailed", &format!("collecting the recordings: {e}")).await;
+                return;
+            }
+        };
+        let mut ids = plan::container_ids(&rec.last);
+        for (name, more) in plan::container_ids(pod) {
+            ids.entry(name).or_default().extend(more);
+        }
+        for (mark, recording) in &rec.marks {
+            if let Err(why) = write_profile(ctx, pod, &rec, mark, recording, &collected, &ids).await {
+                warn_pod(ctx, pod, "ProfileNotRecorded", &why).await;
+            }
+        }
+    }
+
+    async fn write_profile(
+        ctx: &Ctx,
+        pod: &Pod,
+        rec: &Recording,
+        mark: &Mark,
+        recording: &ProfileRecording,
+        collected: &[Collected],
+        ids: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<(), String> {
+        let container = &mark.container;
+        if rec.early.contains(container) {
+            return Err(format!(
+                "container {container:?} had started before the recorder watched its pod, so its start was not \
+                 recorded; no profile is written (recreate the pod to record it)"
+            ));
+        }
+        let own: BTreeSet<&str> = ids
+            .get(container)
+            .map(|s| s.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let runs: Vec<&Collected> = collected
+            .iter()
+            .filter(|c| own.contains(plan::container_id_of_cgroup(&c.cgroup)))
+            .collect();
+        if runs.is_empty() {
+            return Err(format!(
+                "container {container:?} was not seen running; no profile is written"
+            ));
+        }
+        if runs.iter().any(|c| c.recording.filter_starts == 0) {
+            return Err(format!(
+                "container {container:?} never installed a seccomp filter, so nothing was recorded (is its \
+                 seccompProfile still {}?); no profile is written",
+                spo_seccomp::node::RECORDING_FILTER_PROFILE
+            ));
+        }
+        let untracked: u64 = runs.iter().map(|c| c.recording.untracked_processes).sum();
+        if untracked > 0 {
+            return Err(format!(
+                "{untracked} processes of container {container:?} could not be tracked (the recorder's process \
+                 table was full); the recording is incomplete and no profile is written"
+            ));
+        }
+        let mut syscalls: BTreeMap<Arch, BTreeSet<u32>> = BTreeMap::new();
+        for run in &runs {
+            for (arch, numbers) in &run.recording.syscalls {
+                syscalls.entry(*arch).or_default().extend(numbers);
+            }
+        }
+        let mut merged = runs[0].recording.clone();
+        merged.syscalls = syscalls;
+        let named = spo_record::into_recording(&merged, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
+        if !named.unnamed.is_empty() {
+            return Err(format!(
+                "container {container:?} made syscalls this operator cannot name ({:?}); a profile would block them, \
+                 so none is written",
+                named.unnamed
+            ));
+        }
+        let namespace = pod.namespace().unwrap_or_default();
+        let name = plan::profile_name(mark, &pod.name_any(), pod.meta().generate_name.as_deref()).map_err(|p| p.0)?;
+        let mut profile = ctx
+            .backend
+            .profile_from_recording(&name, &named.recording)
+            .map_err(|e| format!("building the profile of container {container:?}: {e}"))?;
+        let partial = recording.spec.merge_strategy == MergeStrategy::Containers;
+        if recording.spec.disable_profile_after_recording == Some(true) {
+            profile.spec.state = SpecState::Disabled;
+        }
+        profile.metadata = ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(plan::profile_labels(mark, &namespace, partial)),
+            ..ObjectMeta::default()
+        };
+        let api: Api<SeccompProfile> = Api::all(ctx.client.clone());
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("reading SeccompProfile {name}: {e}"))?;
+        match plan::may_overwrite(existing.as_ref().map(|p| p.labels()), mark, &namespace) {
+            Overwrite::Create => {
+                api.create(&PostParams::default(), &profile)
+                    .await
+                    .map_err(|e| format!("creating SeccompProfile {name}: {e}"))?;
+            }
+            Overwrite::Replace => {
+                profile.metadata.resource_version = existing.and_then(|p| p.metadata.resource_version);
+                api.replace(&name, &PostParams::default(), &profile)
+                    .await
+                    .map_err(|e| format!("replacing SeccompProfile {name}: {e}"))?;
+            }
+            Overwrite::Refuse(why) => {
+                return Err(format!("SeccompProfile {name} exists and is left alone: {why}"));
+            }
+        }
+        let count: usize = named.recording.syscalls.values().map(BTreeSet::len).sum();
+        info!(profile = %name, container = %container, syscalls = count, "recorded profile written");
+        normal_pod(
+            ctx,
+            pod,
+            "ProfileRecorded",
+            &format!("SeccompProfile {name} recorded from container {container:?} ({count} syscalls)"),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn warn_pod(ctx: &Ctx, pod: &Pod, reason: &str, note: &str) {
+        warn!(pod = %pod.name_any(), namespace = ?pod.namespace(), reason, note);
+        publish(ctx, pod, EventType::Warning, reason, note).await;
+    }
+
+    async fn normal_pod(ctx: &Ctx, pod: &Pod, reason: &str, note: &str) {
+        publish(ctx, pod, EventType::Normal, reason, note).await;
+    }
+
+    async fn publish(ctx: &Ctx, pod: &Pod, type_: EventType, reason: &str, note: &str) {
+        let ev = KubeEvent {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1024).collect()),
+            action: "Record".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.events.publish(&ev, &pod.object_ref(&())).await {
+            warn!(pod = %pod.name_any(), error = %e, "publishing the event failed");
+        }
+    }
+}

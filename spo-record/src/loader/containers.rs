@@ -1,0 +1,347 @@
+//! Recording every container started under a cgroup: the node agent's recorder.
+//!
+//! A container runtime gives each container a cgroup directory under its pod's (kubelet's
+//! `pod<uid>`, or `kubepods-...-pod<uid>.slice` with the systemd driver). A [`ContainerWatch`]
+//! is told the pod's cgroup name before the pod starts; from then on, every process entering a
+//! child cgroup of a directory with that name is tracked, each child cgroup in a recording of its
+//! own, and starts being recorded when it installs a seccomp filter (as
+//! [`RecordStart::SeccompFilter`](super::RecordStart::SeccompFilter) does for one command). The
+//! runtime's init process enters the container's cgroup before it sets the container up, so
+//! nothing is raced: the recording holds what the container's profile will judge, from the
+//! runtime's calls after installing the filter to the workload's last.
+//!
+//! Names, not cgroup ids, are matched (`select_container` in `recorder.bpf.c`): a name can be
+//! watched before its directory exists, and on a cgroup v1 machine a container has a directory
+//! of the same name in every hierarchy.
+//!
+//! Processes that enter a container's cgroup without passing through `cgroup.procs`
+//! (`clone3(CLONE_INTO_CGROUP)`, which newer runtimes use for `exec` sessions) are not seen.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use libbpf_rs::{Link, MapCore, MapFlags};
+
+use super::{MAX_TARGETS, Observed, Recorder, raw_recording};
+use crate::events::Resources;
+use crate::{RawRecording, RecordError, Subject};
+
+/// `CGROUP_NAME_MAX` in `recorder.bpf.c`: names are kept up to one byte less (the NUL).
+pub const CGROUP_NAME_MAX: usize = 96;
+
+/// A watched parent cgroup, as [`ContainerWatch::watch`] handed it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WatchId(u32);
+
+/// A container (a child cgroup of a watched parent) and what its recording holds so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSeen {
+    /// The container's cgroup directory name (for containerd with the cgroupfs driver, the
+    /// container id; `cri-containerd-<id>.scope` with systemd).
+    pub cgroup: String,
+    /// Live processes of the container being tracked (waiting for the filter or recording).
+    pub processes: usize,
+    /// Processes that started recording by installing a filter (0: the container has not
+    /// installed one, and nothing is recorded).
+    pub filter_starts: u64,
+    /// Distinct syscalls recorded so far.
+    pub distinct_syscalls: usize,
+}
+
+/// Records containers under watched parent cgroups until dropped. Owns the recorder: its
+/// programs stay attached while the watch lives.
+pub struct ContainerWatch {
+    // Detached (dropped) before the recorder's object is closed.
+    _links: Vec<Link>,
+    recorder: Recorder,
+    parents: BTreeMap<WatchId, String>,
+    next_watch: u32,
+    attach_time: Duration,
+}
+
+impl std::fmt::Debug for ContainerWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerWatch")
+            .field("parents", &self.parents)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a cgroup name cannot be watched (`None`: it can).
+pub fn cgroup_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() || name == "." || name == ".." {
+        Some("is empty or a relative directory")
+    } else if name.len() >= CGROUP_NAME_MAX {
+        Some("is longer than the recorder matches (95 bytes)")
+    } else if name.bytes().any(|b| b == b'/' || b == 0) {
+        Some("holds a '/' or a NUL byte")
+    } else {
+        None
+    }
+}
+
+fn name_bytes<const N: usize>(name: &str) -> [u8; N] {
+    let mut out = [0; N];
+    let len = name.len().min(N - 1);
+    out[..len].copy_from_slice(&name.as_bytes()[..len]);
+    out
+}
+
+/// The key of `container_targets`: `struct container_key` (a u32 then the name, no padding).
+fn container_key(watch: WatchId, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + CGROUP_NAME_MAX);
+    key.extend_from_slice(&watch.0.to_ne_bytes());
+    key.extend_from_slice(&name_bytes::<CGROUP_NAME_MAX>(name));
+    key
+}
+
+fn decode_container_key(key: &[u8]) -> Option<(WatchId, String)> {
+    let watch = u32::from_ne_bytes(key.get(..4)?.try_into().ok()?);
+    let name = key.get(4..)?;
+    let end = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Some((WatchId(watch), String::from_utf8_lossy(&name[..end]).into_owned()))
+}
+
+impl ContainerWatch {
+    /// Attaches the recorder's programs and starts watching (no parent yet). Every target of
+    /// the recorder becomes available to containers, so the recorder records nothing else while
+    /// the watch lives.
+    pub fn start(mut recorder: Recorder) -> Result<ContainerWatch, RecordError> {
+        let started = Instant::now();
+        let mut links = recorder.attach()?;
+        links.push(
+            recorder
+                .skel
+                .progs
+                .select_container
+                .attach()
+                .map_err(|source| RecordError::Attach {
+                    program: "select_container",
+                    source,
+                })?,
+        );
+        for target in 0..MAX_TARGETS {
+            offer_target(&mut recorder, target)?;
+        }
+        recorder.set_enabled(true);
+        recorder.set_watching_containers(true);
+        Ok(ContainerWatch {
+            recorder,
+            _links: links,
+            parents: BTreeMap::new(),
+            next_watch: 0,
+            attach_time: started.elapsed(),
+        })
+    }
+
+    /// Records every container that starts under a cgroup directory named `parent` from now
+    /// on. Watching a name already watched returns its id.
+    pub fn watch(&mut self, parent: &str) -> Result<WatchId, RecordError> {
+        if let Some(problem) = cgroup_name_problem(parent) {
+            return Err(RecordError::BadCgroupName {
+                name: parent.to_owned(),
+                problem,
+            });
+        }
+        if let Some((&id, _)) = self.parents.iter().find(|(_, name)| *name == parent) {
+            return Ok(id);
+        }
+        let id = WatchId(self.next_watch);
+        self.recorder
+            .skel
+            .maps
+            .watched_parents
+            .update(
+                &name_bytes::<CGROUP_NAME_MAX>(parent),
+                &id.0.to_ne_bytes(),
+                MapFlags::NO_EXIST,
+            )
+            .map_err(|source| RecordError::Map {
+                operation: "watching a parent cgroup",
+                source,
+            })?;
+        self.next_watch = self.next_watch.wrapping_add(1);
+        self.parents.insert(id, parent.to_owned());
+        Ok(id)
+    }
+
+    /// The parent cgroup names watched now.
+    pub fn watched(&self) -> impl Iterator<Item = (WatchId, &str)> {
+        self.parents.iter().map(|(id, name)| (*id, name.as_str()))
+    }
+
+    /// The containers seen under `watch` so far.
+    pub fn containers(&self, watch: WatchId) -> Result<Vec<ContainerSeen>, RecordError> {
+        let mut out = Vec::new();
+        for (name, target) in self.targets_of(watch) {
+            let seen = self.recorder.read_target(&target.to_ne_bytes())?;
+            out.push(ContainerSeen {
+                cgroup: name,
+                processes: self.recorder.processes_of(target),
+                filter_starts: seen.filter_starts,
+                distinct_syscalls: seen.native.len() + seen.compat.len(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Ends the recording of container `cgroup` under `watch` and returns it (`None`: no such
+    /// container was seen). Its processes still alive are no longer recorded; if one enters
+    /// the cgroup again later, a new recording starts.
+    pub fn collect(&mut self, watch: WatchId, cgroup: &str) -> Result<Option<RawRecording>, RecordError> {
+        let key = container_key(watch, cgroup);
+        let Some(value) = self
+            .recorder
+            .skel
+            .maps
+            .container_targets
+            .lookup(&key, MapFlags::ANY)
+            .map_err(|source| RecordError::Map {
+                operation: "looking up a container's target",
+                source,
+            })?
+        else {
+            return Ok(None);
+        };
+        let target = value
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_ne_bytes)
+            .ok_or(RecordError::LayoutMismatch {
+                map: "container_targets",
+                expected: 4,
+                actual: value.len(),
+            })?;
+        // No new process joins this recording from here on: the entry goes first, then the
+        // processes, then what they recorded is read.
+        self.recorder
+            .skel
+            .maps
+            .container_targets
+            .delete(&key)
+            .map_err(|source| RecordError::Map {
+                operation: "ending a container's recording",
+                source,
+            })?;
+        self.recorder.forget_target(target)?;
+        let seen = self.recorder.read_target(&target.to_ne_bytes())?;
+        let parent = self.parents.get(&watch).cloned().unwrap_or_default();
+        let recording = raw_recording(
+            Subject::Container {
+                parent,
+                cgroup: cgroup.to_owned(),
+            },
+            seen,
+            Resources::default(),
+            Observed {
+                attach_time: self.attach_time,
+                skipped: 0,
+            },
+        );
+        offer_target(&mut self.recorder, target)?;
+        Ok(Some(recording))
+    }
+
+    /// Stops watching `watch` and ends the recordings of its containers, which are returned
+    /// with their cgroup names.
+    pub fn unwatch(&mut self, watch: WatchId) -> Result<Vec<(String, RawRecording)>, RecordError> {
+        if let Some(parent) = self.parents.remove(&watch) {
+            match self
+                .recorder
+                .skel
+                .maps
+                .watched_parents
+                .delete(&name_bytes::<CGROUP_NAME_MAX>(&parent))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(RecordError::Map {
+                        operation: "unwatching a parent cgroup",
+                        source,
+                    });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (name, _) in self.targets_of(watch) {
+            if let Some(recording) = self.collect(watch, &name)? {
+                out.push((name, recording));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Containers that started under a watched parent but were not recorded because every
+    /// target was taken (more than 1,024 containers recorded at once).
+    pub fn containers_without_target(&self) -> u64 {
+        self.recorder.containers_without_target()
+    }
+
+    /// The containers of `watch` with their targets.
+    fn targets_of(&self, watch: WatchId) -> Vec<(String, u32)> {
+        let map = &self.recorder.skel.maps.container_targets;
+        map.keys()
+            .filter_map(|key| {
+                let (w, name) = decode_container_key(&key)?;
+                if w != watch {
+                    return None;
+                }
+                let value = map.lookup(&key, MapFlags::ANY).ok().flatten()?;
+                let target = u32::from_ne_bytes(value.get(..4)?.try_into().ok()?);
+                Some((name, target))
+            })
+            .collect()
+    }
+}
+
+/// Clears `target` and offers it to the next container.
+fn offer_target(recorder: &mut Recorder, target: u32) -> Result<(), RecordError> {
+    recorder.clear_target(target)?;
+    recorder
+        .skel
+        .maps
+        .free_targets
+        .update(&[], &target.to_ne_bytes(), MapFlags::ANY)
+        .map_err(|source| RecordError::Map {
+            operation: "offering a target to containers",
+            source,
+        })
+}
+
+impl Drop for ContainerWatch {
+    fn drop(&mut self) {
+        self.recorder.set_watching_containers(false);
+        self.recorder.set_enabled(false);
+        let watches: Vec<WatchId> = self.parents.keys().copied().collect();
+        for watch in watches {
+            let _ = self.unwatch(watch);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_names_the_recorder_cannot_match_are_refused() {
+        assert_eq!(cgroup_name_problem("pod0f9a7c1e-1111-2222-3333-444455556666"), None);
+        assert_eq!(
+            cgroup_name_problem("kubepods-besteffort-pod0f9a7c1e_1111_2222_3333_444455556666.slice"),
+            None
+        );
+        for bad in ["", ".", "..", "a/b", "a\0b"] {
+            assert!(cgroup_name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(cgroup_name_problem(&"x".repeat(95)).is_none());
+        assert!(cgroup_name_problem(&"x".repeat(96)).is_some());
+    }
+
+    #[test]
+    fn container_keys_round_trip_with_the_c_layout() {
+        let key = container_key(WatchId(7), "abc");
+        assert_eq!(key.len(), 4 + CGROUP_NAME_MAX);
+        assert_eq!(decode_container_key(&key), Some((WatchId(7), "abc".to_owned())));
+    }
+}

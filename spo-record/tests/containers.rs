@@ -1,0 +1,225 @@
+//! The node agent's recorder against the real kernel: containers under a watched parent cgroup
+//! are recorded each on its own, from the seccomp filter they install. The cgroups are made by
+//! the test under the machine's cgroup2 mount (its own directory, removed at the end). Needs root
+//! and BTF (skipped otherwise, except in CI).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::fd::AsRawFd as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use spo_model::seccomp::Arch;
+use spo_record::{ContainerWatch, RawRecording, RecordError, Recorder, into_recording};
+
+fn load() -> Option<Recorder> {
+    match Recorder::load() {
+        Ok(recorder) => Some(recorder),
+        Err(
+            e @ (RecordError::NotPermitted | RecordError::NoKernelBtf { .. } | RecordError::MissingTracepoint { .. }),
+        ) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must be able to run the recorder: {e}"
+            );
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("loading the recorder: {e}"),
+    }
+}
+
+/// The machine's cgroup2 mount (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid
+/// machine).
+fn cgroup2_mount() -> PathBuf {
+    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    info.lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .expect("a cgroup2 mount")
+}
+
+/// A cgroup tree this test makes and removes: `<cgroup2>/spo-record-test-<pid>/<pod>/{a,b}`.
+struct Tree {
+    root: PathBuf,
+    pod: String,
+}
+
+impl Tree {
+    fn new(tag: &str) -> Tree {
+        let root = cgroup2_mount().join(format!("spo-record-test-{}-{tag}", std::process::id()));
+        let pod = format!("pod-spo-test-{}-{tag}", std::process::id());
+        fs::create_dir(&root).expect("test cgroup");
+        Tree { root, pod }
+    }
+
+    fn pod_dir(&self) -> PathBuf {
+        self.root.join(&self.pod)
+    }
+
+    fn container(&self, name: &str) -> PathBuf {
+        let dir = self.pod_dir().join(name);
+        fs::create_dir_all(&dir).expect("container cgroup");
+        dir
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        // Leaves first; every process of the tree has been waited for.
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        let mut stack = vec![self.root.clone()];
+        while let Some(d) = stack.pop() {
+            if let Ok(entries) = fs::read_dir(&d) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        stack.push(e.path());
+                    }
+                }
+            }
+            dirs.push(d);
+        }
+        for d in dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+/// Runs `sh -c script` the way a runtime starts a container: the child enters `cgroup`, makes
+/// a marker call (`sched_getscheduler`, which nothing else here makes), installs the recording
+/// filter, then execs.
+#[allow(unsafe_code)]
+fn run_in_container(cgroup: &Path, script: &str) {
+    let procs = fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup.join("cgroup.procs"))
+        .expect("cgroup.procs");
+    let fd = procs.as_raw_fd();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", script]);
+    // SAFETY: runs in the forked child before execve; write(2) and sched_getscheduler(2) are
+    // async-signal-safe and nothing is allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::sched_getscheduler(0);
+            Ok(())
+        });
+    }
+    let program = spo_seccomp::compile::compile(
+        &spo_seccomp::backend::recording_filter(),
+        &spo_seccomp::compile::CompileOptions::default(),
+    )
+    .expect("the recording filter compiles");
+    spo_seccomp::apply::confine_command(&mut cmd, program, 0).expect("confine");
+    let status = cmd.status().expect("the container's process runs");
+    assert!(status.success(), "{script}: {status}");
+    drop(procs);
+}
+
+fn names(raw: &RawRecording) -> BTreeSet<String> {
+    let named = into_recording(raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
+    named.recording.syscalls.get(&Arch::X86_64).cloned().unwrap_or_default()
+}
+
+#[test]
+fn records_each_container_of_a_watched_pod_from_its_filter() {
+    let Some(recorder) = load() else { return };
+    let tree = Tree::new("a");
+    let mut watch = ContainerWatch::start(recorder).expect("watch");
+    let pod = watch.watch(&tree.pod).expect("watch the pod");
+    // The pod's directory is made after it is watched, as a kubelet makes it after the agent
+    // saw the pod.
+    let a = tree.container("a");
+    let b = tree.container("b");
+    run_in_container(&a, "ls / >/dev/null; echo a >/dev/null");
+    run_in_container(&b, "cat /proc/self/status >/dev/null");
+    // A container of a pod nobody watches is not recorded.
+    let other = Tree::new("b");
+    run_in_container(&other.container("x"), "true");
+
+    let mut seen = watch.containers(pod).expect("containers");
+    seen.sort_by(|x, y| x.cgroup.cmp(&y.cgroup));
+    assert_eq!(
+        seen.iter().map(|c| c.cgroup.as_str()).collect::<Vec<_>>(),
+        ["a", "b"],
+        "{seen:?}"
+    );
+    for c in &seen {
+        assert_eq!(c.filter_starts, 1, "{c:?}");
+        assert_eq!(c.processes, 0, "the container's processes exited: {c:?}");
+        assert!(c.distinct_syscalls > 5, "{c:?}");
+    }
+
+    let rec_a = watch.collect(pod, "a").expect("collect").expect("a was seen");
+    let names_a = names(&rec_a);
+    // From the filter on: the exec into the workload is in, the marker before the filter and
+    // the cgroup write are not.
+    assert!(names_a.contains("execve"), "{names_a:?}");
+    assert!(names_a.contains("getdents64"), "ls lists a directory: {names_a:?}");
+    assert!(
+        !names_a.contains("sched_getscheduler"),
+        "recorded before the filter: {names_a:?}"
+    );
+    assert_eq!(rec_a.filter_starts, 1);
+    assert_eq!(rec_a.untracked_processes, 0);
+
+    let rec_b = watch.collect(pod, "b").expect("collect").expect("b was seen");
+    let names_b = names(&rec_b);
+    assert!(names_b.contains("execve"), "{names_b:?}");
+    assert!(
+        !names_b.contains("getdents64"),
+        "b never listed a directory: {names_b:?}"
+    );
+    assert!(watch.collect(pod, "a").expect("collect").is_none(), "collected once");
+
+    // A container that starts again after its recording was collected gets a fresh one.
+    run_in_container(&a, "true");
+    let again = watch.unwatch(pod).expect("unwatch");
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert!(!names(&again[0].1).contains("getdents64"), "a fresh recording");
+    // Unwatched: nothing more is recorded.
+    run_in_container(&a, "true");
+    assert!(watch.containers(pod).expect("containers").is_empty());
+    assert_eq!(watch.containers_without_target(), 0);
+}
+
+#[test]
+fn a_container_without_a_filter_records_nothing_and_says_so() {
+    let Some(recorder) = load() else { return };
+    let tree = Tree::new("c");
+    let mut watch = ContainerWatch::start(recorder).expect("watch");
+    let pod = watch.watch(&tree.pod).expect("watch the pod");
+    let dir = tree.container("plain");
+    let procs = dir.join("cgroup.procs");
+    let status = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("echo 0 > {}; ls / >/dev/null", procs.display()))
+        .status()
+        .expect("sh");
+    assert!(status.success());
+    let seen = watch.containers(pod).expect("containers");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].filter_starts, 0, "{seen:?}");
+    let rec = watch.collect(pod, "plain").expect("collect").expect("seen");
+    assert!(rec.syscalls.is_empty(), "nothing before a filter: {:?}", rec.syscalls);
+    assert_eq!(rec.filter_starts, 0);
+}
+
+#[test]
+fn names_the_recorder_cannot_match_are_refused() {
+    let Some(recorder) = load() else { return };
+    let mut watch = ContainerWatch::start(recorder).expect("watch");
+    for bad in ["", "..", "a/b", &"x".repeat(200)] {
+        let err = watch.watch(bad).expect_err("refused");
+        assert!(matches!(err, RecordError::BadCgroupName { .. }), "{err}");
+    }
+    let first = watch.watch("pod1").expect("watch");
+    assert_eq!(watch.watch("pod1").expect("again"), first, "one id per name");
+}
