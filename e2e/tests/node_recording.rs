@@ -3,7 +3,8 @@
 //! recording the container from the filter runc installs, the SeccompProfile it writes when the
 //! pod ends, the daemon installing that profile, a ProfileBinding putting it on a new pod of the
 //! same workload, which runs, and a pod doing one thing the workload never did, which is
-//! refused.
+//! refused. And `mergeStrategy: Containers`: two replicas recorded as partial profiles, merged
+//! by the manager with their coverage when the recording is deleted.
 //!
 //! Every operator part runs as a host process against the node's apiserver: webhook (with its
 //! own CA, reached at https://127.0.0.1:<port>), manager, daemon and recorder.
@@ -21,6 +22,8 @@ const T: Duration = Duration::from_secs(90);
 const RECORDING: &str = "rec";
 /// `<recording>-<container>`.
 const PROFILE: &str = "rec-c";
+/// A recording with `mergeStrategy: Containers`.
+const MERGED: &str = "merged";
 
 /// The recorded workload: lists a directory, reads files, reports its seccomp mode. With
 /// `extra`, something it never did while recorded runs first.
@@ -177,6 +180,121 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         names.len()
     );
 
+    // 2b. Replicas, merged: two pods of one workload (generateName), each doing something the
+    //     other does not, are recorded as partial profiles; deleting the recording merges them
+    //     into one profile with the coverage of each call.
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: ProfileRecording\nmetadata: {{name: {MERGED}, namespace: {NS}}}\nspec:\n  kind: SeccompProfile\n  recorder: Bpf\n  mergeStrategy: Containers\n  podSelector: {{matchLabels: {{app: replicas}}}}\n"
+        )),
+    );
+    eventually("the webhook marks pods for the merged recording", T, || {
+        let r = k.run(
+            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+            Some(&pod_with_labels("probe", "replicas", "true")),
+        );
+        let pod: Value = serde_json::from_str(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))?;
+        let mark = pod["metadata"]["annotations"]["io.containers.trace-bpf/c"]
+            .as_str()
+            .unwrap_or_default();
+        if mark.starts_with(&format!("{MERGED}_")) {
+            Ok(())
+        } else {
+            Err(format!("not marked yet: {}", pod["metadata"]))
+        }
+    });
+    let mut replicas = Vec::new();
+    for script in ["mkdir /tmp/a && echo A", "echo B"] {
+        let mut pod: Value = serde_json::from_str(&pod_with_labels("x", "replicas", script)).expect("pod json");
+        pod["metadata"]["name"].take();
+        pod["metadata"]["generateName"] = "rep-".into();
+        let created = k.ok(
+            &["create", "-o", "jsonpath={.metadata.name}", "-f", "-"],
+            Some(&pod.to_string()),
+        );
+        replicas.push(created.trim().to_owned());
+    }
+    let mut partial_names = Vec::new();
+    for pod in &replicas {
+        node.wait_pod_phase(NS, pod, &["Succeeded"], T)
+            .unwrap_or_else(|e| panic!("{e}; {}", logs()));
+        let suffix = pod.strip_prefix("rep-").expect("generated name");
+        partial_names.push(format!("{MERGED}-c-{suffix}"));
+    }
+    for name in &partial_names {
+        let partial = eventually(&format!("partial SeccompProfile {name}"), T, || {
+            let r = k.run(&["get", "sp", name, "-o", "json"], None);
+            serde_json::from_str::<Value>(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))
+        });
+        assert_eq!(
+            partial["metadata"]["labels"]["spo.x-k8s.io/partial"], "true",
+            "{partial}"
+        );
+    }
+    let held = k.json(&["-n", NS, "get", "profilerecording", MERGED, "-o", "json"]);
+    assert!(
+        held["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "spo.x-k8s.io/has-unmerged-profiles")),
+        "the recording is held for the merge: {}",
+        held["metadata"]
+    );
+    k.ok(&["-n", NS, "delete", "profilerecording", MERGED, "--wait=false"], None);
+    let merged = eventually(&format!("merged SeccompProfile {MERGED}-c"), T, || {
+        let r = k.run(&["get", "sp", &format!("{MERGED}-c"), "-o", "json"], None);
+        serde_json::from_str::<Value>(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))
+    });
+    assert!(
+        merged["metadata"]["labels"].get("spo.x-k8s.io/partial").is_none(),
+        "{merged}"
+    );
+    let coverage: Value = serde_json::from_str(
+        merged["metadata"]["annotations"]["spo.x-k8s.io/syscall-coverage"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no coverage annotation: {}", merged["metadata"])),
+    )
+    .expect("coverage json");
+    assert_eq!(coverage["version"], "v1", "{coverage}");
+    assert_eq!(coverage["total"], 2, "{coverage}");
+    assert_eq!(coverage["syscalls"]["execve"], 2, "both replicas exec: {coverage}");
+    let mkdir = ["mkdir", "mkdirat"].into_iter().find(|n| coverage["syscalls"][n] == 1);
+    let mkdir = mkdir.unwrap_or_else(|| panic!("only one replica makes a directory: {coverage}"));
+    let counts = coverage["syscalls"].as_object().expect("syscalls");
+    assert!(counts.values().all(|c| c == 1 || c == 2), "{coverage}");
+    let names = allowed(&merged);
+    let mut covered: Vec<&String> = counts.keys().collect();
+    covered.sort();
+    let mut merged_names: Vec<&String> = names.iter().collect();
+    merged_names.sort();
+    assert_eq!(covered, merged_names, "coverage counts every allowed call");
+    assert!(
+        names.iter().any(|n| n == mkdir),
+        "the union keeps every replica's calls: {names:?}"
+    );
+    eventually("the partial profiles and the recording are gone", T, || {
+        for name in &partial_names {
+            let r = k.run(&["get", "sp", name], None);
+            if r.ok {
+                return Err(format!("{name} still exists; {}", logs()));
+            }
+        }
+        let r = k.run(&["-n", NS, "get", "profilerecording", MERGED], None);
+        if r.ok {
+            Err(format!("the recording is still there; {}", logs()))
+        } else {
+            Ok(())
+        }
+    });
+    eventually(&format!("SeccompProfile {MERGED}-c Installed"), T, || {
+        let sp = k.json(&["get", "sp", &format!("{MERGED}-c"), "-o", "json"]);
+        if sp["status"]["status"] == "Installed" {
+            Ok(())
+        } else {
+            Err(format!("{}; {}", sp["status"], logs()))
+        }
+    });
+
     // 3. The daemon installs it; the recording goes; a binding puts the profile on the image.
     eventually(&format!("SeccompProfile {PROFILE} Installed"), T, || {
         let r = k.run(&["get", "sp", PROFILE, "-o", "json"], None);
@@ -246,9 +364,13 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     ] {
         assert!(p.running(), "{name} exited; {}", logs());
     }
-    for pod in ["recorded", "replay", "refused"] {
+    for pod in ["recorded", "replay", "refused"]
+        .into_iter()
+        .chain(replicas.iter().map(String::as_str))
+    {
         k.ok(&["-n", NS, "delete", "pod", pod, "--wait=false"], None);
     }
+    k.ok(&["delete", "sp", PROFILE, &format!("{MERGED}-c"), "--wait=false"], None);
     k.ok(
         &["-n", NS, "delete", "profilebinding", "bind-recorded", "--wait=false"],
         None,

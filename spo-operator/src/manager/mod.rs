@@ -19,6 +19,7 @@
 pub mod bindings;
 pub mod decide;
 pub mod index;
+pub mod recordings;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -409,6 +410,7 @@ pub async fn run(
         config.concurrency,
         shutdown.clone(),
     ));
+    runs.push(recordings::run(ctx.clone(), config.concurrency, shutdown.clone()));
     futures::future::join_all(runs).await;
     endpoints.health.set_ready(false);
     info!("manager stopped");

@@ -17,6 +17,8 @@
 //!    a restarting container is merged), and written as `SeccompProfile`
 //!    `<recording>-<container>[-<replica>]` with upstream's labels, `partial` for
 //!    `mergeStrategy: Containers`, `state: Disabled` for `disableProfileAfterRecording`.
+//!    Recordings that merge are held with the `has-unmerged-profiles` finalizer from the first
+//!    pod on, until the manager merges their partials ([`crate::manager::recordings`]).
 //!
 //! A profile is never silently incomplete: a container that had started before its pod was
 //! watched (the recorder restarted, or the pod came first), one that never installed a filter,
@@ -38,11 +40,12 @@ mod run {
 
     use futures::TryStreamExt;
     use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, ObjectMeta, PostParams};
+    use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
     use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
     use kube::runtime::{WatchStreamExt, watcher};
     use kube::{Client, Resource, ResourceExt};
     use spo_model::contract::ProfileBackend as _;
+    use spo_model::names::FINALIZER_HAS_UNMERGED_PROFILES;
     use spo_model::recording::{MergeStrategy, Recorder as RecorderKind, RecordingKind};
     use spo_model::seccomp::Arch;
     use spo_model::{ProfileRecording, SeccompProfile, SpecState};
@@ -234,6 +237,24 @@ mod run {
         if checked.is_empty() {
             return;
         }
+        // Partial profiles are merged when their recording is deleted: the recording is held
+        // until the manager has merged them.
+        for (_, r) in &checked {
+            if r.spec.merge_strategy == MergeStrategy::Containers
+                && let Err(e) = hold_for_merge(&recordings, r).await
+            {
+                warn_pod(
+                    ctx,
+                    &pod,
+                    "RecordingFailed",
+                    &format!(
+                        "holding ProfileRecording {namespace}/{} for the merge: {e}",
+                        r.name_any()
+                    ),
+                )
+                .await;
+            }
+        }
         let names = plan::pod_cgroup_names(&uid);
         if names.is_empty() {
             warn_pod(
@@ -271,6 +292,36 @@ mod run {
                 last: pod,
             },
         );
+    }
+
+    /// Puts the `has-unmerged-profiles` finalizer on a recording that merges per-replica
+    /// profiles (retried on conflicts; nothing to do when it is there or the recording is
+    /// being deleted, when no finalizer may be added).
+    async fn hold_for_merge(api: &Api<ProfileRecording>, recording: &ProfileRecording) -> Result<(), kube::Error> {
+        let name = recording.name_any();
+        let mut current = recording.clone();
+        for _ in 0..5 {
+            if current.metadata.deletion_timestamp.is_some()
+                || current
+                    .finalizers()
+                    .iter()
+                    .any(|f| f == FINALIZER_HAS_UNMERGED_PROFILES)
+            {
+                return Ok(());
+            }
+            let mut finalizers = current.finalizers().to_vec();
+            finalizers.push(FINALIZER_HAS_UNMERGED_PROFILES.to_owned());
+            let body = serde_json::json!({"metadata": {
+                "resourceVersion": current.resource_version(),
+                "finalizers": finalizers,
+            }});
+            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
+                Ok(_) => return Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 409 => current = api.get(&name).await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Collects the recordings of a pod that ended and writes its profiles.
@@ -358,7 +409,30 @@ mod run {
             .backend
             .profile_from_recording(&name, &named.recording)
             .map_err(|e| format!("building the profile of container {container:?}: {e}"))?;
-        let partial = recording.spec.merge_strategy == MergeStrategy::Containers;
+        // A partial profile is merged when its recording is deleted; when that happened while
+        // this pod ran, nothing would merge it, so the replica's profile is written whole.
+        let mut partial = recording.spec.merge_strategy == MergeStrategy::Containers;
+        if partial {
+            let api: Api<ProfileRecording> = Api::namespaced(ctx.client.clone(), &namespace);
+            let live = api
+                .get_opt(&recording.name_any())
+                .await
+                .map_err(|e| format!("reading ProfileRecording {namespace}/{}: {e}", recording.name_any()))?;
+            if live.is_none_or(|r| r.metadata.deletion_timestamp.is_some()) {
+                partial = false;
+                warn_pod(
+                    ctx,
+                    pod,
+                    "RecordingDeleted",
+                    &format!(
+                        "ProfileRecording {namespace}/{} was deleted before this pod ended, so its profiles were \
+                         merged without this replica; the replica's profile {name} is written whole, not partial",
+                        recording.name_any()
+                    ),
+                )
+                .await;
+            }
+        }
         if recording.spec.disable_profile_after_recording == Some(true) {
             profile.spec.state = SpecState::Disabled;
         }

@@ -1,0 +1,480 @@
+//! Merging recorded profiles: a ProfileRecording with `mergeStrategy: Containers` gets one
+//! partial SeccompProfile per recorded replica of each container (written by the node
+//! recorder, labelled `spo.x-k8s.io/partial`, never installed); when the recording is deleted,
+//! the manager merges the partials of each container into `<recording>-<container>`, with the
+//! `spo.x-k8s.io/syscall-coverage` annotation saying how many replicas made each call, deletes
+//! the partials, and releases the recording's `spo.x-k8s.io/has-unmerged-profiles` finalizer
+//! (which the recorder set when it started recording for it), as upstream does.
+//!
+//! Where upstream is silent or worse: a merged profile never replaces an object that another
+//! recording (or a person) made (the partials of that container stay, and a Warning Event on
+//! the recording says so); a container's partials are deleted only after its merged profile is
+//! written; and the finalizer is released even when nothing could be merged, so a recording is
+//! never stuck in deletion.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt as _, StreamExt};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use spo_model::names::{
+    FINALIZER_HAS_UNMERGED_PROFILES, LABEL_CONTAINER_ID, LABEL_PARTIAL, LABEL_RECORDING_ID, LABEL_RECORDING_NAMESPACE,
+};
+use spo_model::recording::{MergeStrategy, RecordingKind};
+use spo_model::{ProfileRecording, SeccompProfile, SpecState};
+use tracing::{debug, info, warn};
+
+use super::Ctx;
+use crate::error::OperatorError;
+use crate::recorder::plan::{Mark, Overwrite, may_overwrite, profile_name};
+use spo_model::contract::error_chain;
+
+/// The annotation of a merged profile: per syscall, how many of the merged partial profiles
+/// (recorded replicas) made it. Upstream's name and schema (`version`, `total`, `syscalls`);
+/// informational, never part of what is enforced.
+pub const COVERAGE_ANNOTATION: &str = "spo.x-k8s.io/syscall-coverage";
+
+/// One container's merged profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Merged {
+    /// The container's name.
+    pub container: String,
+    /// The merged profile, with its name, labels and coverage annotation.
+    pub profile: SeccompProfile,
+    /// The partial profiles it was merged from (to delete once it is written).
+    pub partials: Vec<String>,
+}
+
+/// What merging a recording's partial profiles comes to.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MergePlan {
+    /// One profile per container.
+    pub merged: Vec<Merged>,
+    /// Partial profiles that cannot be merged, and why (they are left in place).
+    pub problems: Vec<String>,
+}
+
+/// The label selector of a recording's partial profiles.
+pub fn partial_selector(recording: &ProfileRecording) -> String {
+    format!(
+        "{LABEL_RECORDING_ID}={},{LABEL_RECORDING_NAMESPACE}={},{LABEL_PARTIAL}=true",
+        recording.name_any(),
+        recording.namespace().unwrap_or_default()
+    )
+}
+
+/// Merges `partials` (the recording's partial profiles, in any order) per container (pure).
+/// Each container's profile is the union of its partials (`spo_seccomp::merge::union_all`, in
+/// name order, so the result does not depend on list order), named `<recording>-<container>`,
+/// labelled with the recording and the container, `state: Disabled` when the recording says
+/// `disableProfileAfterRecording`.
+pub fn plan_merge(recording: &ProfileRecording, partials: &[SeccompProfile]) -> MergePlan {
+    let name = recording.name_any();
+    let namespace = recording.namespace().unwrap_or_default();
+    let mut plan = MergePlan::default();
+    let mut by_container: BTreeMap<String, Vec<&SeccompProfile>> = BTreeMap::new();
+    for p in partials {
+        let labels = p.labels();
+        let ours = labels.get(LABEL_RECORDING_ID) == Some(&name)
+            && labels.get(LABEL_RECORDING_NAMESPACE) == Some(&namespace)
+            && labels.get(LABEL_PARTIAL).map(String::as_str) == Some("true");
+        if !ours {
+            continue;
+        }
+        match labels.get(LABEL_CONTAINER_ID) {
+            Some(container) if !container.is_empty() => {
+                by_container.entry(container.clone()).or_default().push(p);
+            }
+            _ => plan.problems.push(format!(
+                "partial SeccompProfile {} has no {LABEL_CONTAINER_ID} label and is not merged",
+                p.name_any()
+            )),
+        }
+    }
+    for (container, mut group) in by_container {
+        group.sort_by_key(|p| p.name_any());
+        let mark = Mark {
+            recording: name.clone(),
+            container: container.clone(),
+        };
+        let merged_name = match profile_name(&mark, "", None) {
+            Ok(n) => n,
+            Err(problem) => {
+                plan.problems.push(problem.0);
+                continue;
+            }
+        };
+        let specs: Vec<_> = group.iter().map(|p| p.spec.clone()).collect();
+        let Some(mut spec) = spo_seccomp::merge::union_all(&specs) else {
+            continue;
+        };
+        spec.state = if recording.spec.disable_profile_after_recording == Some(true) {
+            SpecState::Disabled
+        } else {
+            SpecState::Enabled
+        };
+        let coverage = coverage(&group);
+        let labels = BTreeMap::from([
+            (LABEL_RECORDING_ID.to_owned(), name.clone()),
+            (LABEL_RECORDING_NAMESPACE.to_owned(), namespace.clone()),
+            (LABEL_CONTAINER_ID.to_owned(), container.clone()),
+        ]);
+        let profile = SeccompProfile {
+            metadata: ObjectMeta {
+                name: Some(merged_name),
+                labels: Some(labels),
+                annotations: Some(BTreeMap::from([(COVERAGE_ANNOTATION.to_owned(), coverage)])),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        };
+        plan.merged.push(Merged {
+            container,
+            profile,
+            partials: group.iter().map(|p| p.name_any()).collect(),
+        });
+    }
+    plan
+}
+
+/// The coverage annotation's value: `{"version":"v1","total":N,"syscalls":{"<name>":count}}`,
+/// every name of every rule of each partial counted once per partial, keys sorted.
+pub fn coverage(partials: &[&SeccompProfile]) -> String {
+    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+    for p in partials {
+        let mut seen: Vec<&str> = p
+            .spec
+            .syscalls
+            .iter()
+            .flatten()
+            .flat_map(|rule| rule.names.iter().map(String::as_str))
+            .collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for name in seen {
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    json!({"version": "v1", "total": partials.len(), "syscalls": counts}).to_string()
+}
+
+/// Whether the manager has anything to do for `recording`: it is being deleted and still holds
+/// the unmerged-profiles finalizer.
+pub fn wants_merge(recording: &ProfileRecording) -> bool {
+    recording.metadata.deletion_timestamp.is_some()
+        && recording
+            .finalizers()
+            .iter()
+            .any(|f| f == FINALIZER_HAS_UNMERGED_PROFILES)
+}
+
+/// The recording controller: merges when a recording with unmerged profiles is deleted.
+pub(super) fn run(
+    ctx: Arc<Ctx>,
+    concurrency: u16,
+    shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
+) -> BoxFuture<'static, ()> {
+    async move {
+        let (reader, writer) = reflector::store::<ProfileRecording>();
+        let api: Api<ProfileRecording> = Api::all(ctx.client.clone());
+        let recordings = reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default()).modify(|r| r.managed_fields_mut().clear()),
+        )
+        .default_backoff()
+        .applied_objects();
+        Controller::for_stream(recordings, reader)
+            .with_config(controller::Config::default().concurrency(concurrency))
+            .graceful_shutdown_on(shutdown)
+            .run(reconcile, error_policy, ctx)
+            .for_each(|res| async move {
+                match res {
+                    Ok(_) | Err(controller::Error::ObjectNotFound(_)) => {}
+                    Err(controller::Error::ReconcilerFailed(e, obj)) => {
+                        debug!(recording = %obj.name, error = %error_chain(&e), "reconcile failed; requeued")
+                    }
+                    Err(e) => warn!(error = %error_chain(&e), "recording controller"),
+                }
+            })
+            .await;
+    }
+    .boxed()
+}
+
+async fn reconcile(recording: Arc<ProfileRecording>, ctx: Arc<Ctx>) -> Result<Action, OperatorError> {
+    if !wants_merge(&recording) {
+        return Ok(Action::await_change());
+    }
+    let ns = recording.namespace().unwrap_or_default();
+    let name = recording.name_any();
+    let full = format!("{ns}/{name}");
+    let events = Recorder::new(
+        ctx.client.clone(),
+        Reporter {
+            controller: "spo-manager".into(),
+            instance: None,
+        },
+    );
+    let reference = recording.object_ref(&());
+    let publish = |type_: EventType, reason: &'static str, note: String| {
+        let (events, reference) = (&events, &reference);
+        async move {
+            let ev = KubeEvent {
+                type_,
+                reason: reason.into(),
+                note: Some(note.chars().take(1024).collect()),
+                action: "Merge".into(),
+                secondary: None,
+            };
+            if let Err(e) = events.publish(&ev, reference).await {
+                warn!(error = %e, "publishing the event failed");
+            }
+        }
+    };
+
+    if recording.spec.kind == RecordingKind::SeccompProfile
+        && recording.spec.merge_strategy == MergeStrategy::Containers
+    {
+        let profiles: Api<SeccompProfile> = Api::all(ctx.client.clone());
+        let partials = profiles
+            .list(&ListParams::default().labels(&partial_selector(&recording)))
+            .await
+            .map_err(|e| OperatorError::api("listing the partial profiles of", "ProfileRecording", &full, e))?;
+        let plan = plan_merge(&recording, &partials.items);
+        for problem in &plan.problems {
+            publish(EventType::Warning, "PartialProfileNotMerged", problem.clone()).await;
+        }
+        if plan.merged.is_empty() {
+            publish(
+                EventType::Warning,
+                "NoPartialProfiles",
+                "no partial profiles to merge".to_owned(),
+            )
+            .await;
+        }
+        for merged in plan.merged {
+            let target = merged.profile.name_any();
+            let existing = profiles
+                .get_opt(&target)
+                .await
+                .map_err(|e| OperatorError::api("reading", "SeccompProfile", &target, e))?;
+            let mark = Mark {
+                recording: name.clone(),
+                container: merged.container.clone(),
+            };
+            let mut profile = merged.profile;
+            match may_overwrite(existing.as_ref().map(|p| p.labels()), &mark, &ns) {
+                Overwrite::Create => {
+                    profiles
+                        .create(&PostParams::default(), &profile)
+                        .await
+                        .map_err(|e| OperatorError::api("creating", "SeccompProfile", &target, e))?;
+                }
+                Overwrite::Replace => {
+                    profile.metadata.resource_version = existing.and_then(|p| p.metadata.resource_version);
+                    profiles
+                        .replace(&target, &PostParams::default(), &profile)
+                        .await
+                        .map_err(|e| OperatorError::api("replacing", "SeccompProfile", &target, e))?;
+                }
+                Overwrite::Refuse(why) => {
+                    publish(
+                        EventType::Warning,
+                        "CannotCreateUpdateMergedProfile",
+                        format!(
+                            "SeccompProfile {target} exists and is left alone ({why}); the partial profiles {} \
+                             are kept",
+                            merged.partials.join(", ")
+                        ),
+                    )
+                    .await;
+                    continue;
+                }
+            }
+            for partial in &merged.partials {
+                match profiles.delete(partial, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(OperatorError::api("deleting the partial", "SeccompProfile", partial, e)),
+                }
+            }
+            info!(recording = %full, profile = %target, partials = merged.partials.len(), "partial profiles merged");
+            publish(
+                EventType::Normal,
+                "MergedProfile",
+                format!(
+                    "SeccompProfile {target} merged from {} partial profiles of container {:?}",
+                    merged.partials.len(),
+                    merged.container
+                ),
+            )
+            .await;
+        }
+    } else {
+        publish(
+            EventType::Warning,
+            "KindNotSupportedForMerge",
+            format!(
+                "merging recorded {} profiles is not supported yet; nothing was merged",
+                recording.spec.kind.as_str()
+            ),
+        )
+        .await;
+    }
+
+    let finalizers: Vec<&String> = recording
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER_HAS_UNMERGED_PROFILES)
+        .collect();
+    let body = json!({"metadata": {"resourceVersion": recording.resource_version(), "finalizers": finalizers}});
+    let api: Api<ProfileRecording> = Api::namespaced(ctx.client.clone(), &ns);
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+        .map_err(|e| {
+            OperatorError::api(
+                "releasing the unmerged-profiles finalizer of",
+                "ProfileRecording",
+                &full,
+                e,
+            )
+        })?;
+    Ok(Action::await_change())
+}
+
+fn error_policy(recording: Arc<ProfileRecording>, error: &OperatorError, _ctx: Arc<Ctx>) -> Action {
+    let after = if error.is_conflict() {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(5)
+    };
+    warn!(recording = %recording.name_any(), error = %error_chain(error), retry_in = ?after, "recording reconcile failed");
+    Action::requeue(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recording(merge: &str, disable: bool) -> ProfileRecording {
+        serde_json::from_value(json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "ProfileRecording",
+            "metadata": {"name": "rec", "namespace": "team"},
+            "spec": {"kind": "SeccompProfile", "recorder": "Bpf", "mergeStrategy": merge,
+                     "podSelector": {}, "disableProfileAfterRecording": disable},
+        }))
+        .expect("recording")
+    }
+
+    fn partial(name: &str, container: &str, names: &[&str], labels_extra: serde_json::Value) -> SeccompProfile {
+        let mut labels = json!({
+            LABEL_RECORDING_ID: "rec", LABEL_RECORDING_NAMESPACE: "team",
+            LABEL_CONTAINER_ID: container, LABEL_PARTIAL: "true",
+        });
+        if let (Some(l), Some(extra)) = (labels.as_object_mut(), labels_extra.as_object()) {
+            for (k, v) in extra {
+                l.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "SeccompProfile",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86_64"], "state": "Disabled",
+                     "syscalls": [{"action": "SCMP_ACT_ALLOW", "names": names}]},
+        }))
+        .expect("profile")
+    }
+
+    fn allowed(p: &SeccompProfile) -> Vec<String> {
+        let mut v: Vec<String> = p.spec.syscalls.iter().flatten().flat_map(|r| r.names.clone()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn partials_merge_per_container_with_their_coverage() {
+        let rec = recording("Containers", false);
+        let partials = [
+            partial("rec-web-b", "web", &["read", "write", "openat"], json!({})),
+            partial("rec-web-a", "web", &["read", "write", "getdents64"], json!({})),
+            partial("rec-db-x", "db", &["read"], json!({})),
+            // Another recording's, and a finished profile: not ours to merge.
+            partial("other-web-a", "web", &["mount"], json!({LABEL_RECORDING_ID: "other"})),
+            partial("rec-web", "web", &["mkdir"], json!({LABEL_PARTIAL: "false"})),
+        ];
+        let plan = plan_merge(&rec, &partials);
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+        let names: Vec<String> = plan.merged.iter().map(|m| m.profile.name_any()).collect();
+        assert_eq!(names, ["rec-db", "rec-web"]);
+        let web = &plan.merged[1];
+        assert_eq!(web.partials, ["rec-web-a", "rec-web-b"], "name order");
+        assert_eq!(allowed(&web.profile), ["getdents64", "openat", "read", "write"]);
+        assert_eq!(
+            web.profile.spec.state,
+            SpecState::Enabled,
+            "merged profiles are installed"
+        );
+        let labels = web.profile.labels();
+        assert_eq!(labels.get(LABEL_RECORDING_ID).map(String::as_str), Some("rec"));
+        assert_eq!(labels.get(LABEL_CONTAINER_ID).map(String::as_str), Some("web"));
+        assert!(labels.get(LABEL_PARTIAL).is_none(), "{labels:?}");
+        let coverage: serde_json::Value =
+            serde_json::from_str(&web.profile.annotations()[COVERAGE_ANNOTATION]).expect("json");
+        assert_eq!(
+            coverage,
+            json!({"version": "v1", "total": 2,
+                   "syscalls": {"getdents64": 1, "openat": 1, "read": 2, "write": 2}})
+        );
+        // The order partials are listed in does not change the result.
+        let mut reversed = partials.to_vec();
+        reversed.reverse();
+        assert_eq!(plan_merge(&rec, &reversed), plan);
+    }
+
+    #[test]
+    fn disabled_after_recording_and_broken_partials_are_said() {
+        let rec = recording("Containers", true);
+        let mut no_container = partial("rec-x", "", &["read"], json!({}));
+        no_container
+            .metadata
+            .labels
+            .as_mut()
+            .map(|l| l.remove(LABEL_CONTAINER_ID));
+        let plan = plan_merge(&rec, &[partial("rec-web-a", "web", &["read"], json!({})), no_container]);
+        assert_eq!(plan.merged.len(), 1);
+        assert_eq!(plan.merged[0].profile.spec.state, SpecState::Disabled);
+        assert_eq!(plan.problems.len(), 1);
+        assert!(plan.problems[0].contains("rec-x"), "{:?}", plan.problems);
+        // A container name that makes the merged name too long is a problem, not a cut name.
+        let long = "c".repeat(250);
+        let plan = plan_merge(&rec, &[partial("p", &long, &["read"], json!({}))]);
+        assert!(plan.merged.is_empty());
+        assert!(plan.problems[0].contains("253"), "{:?}", plan.problems);
+    }
+
+    #[test]
+    fn only_deleted_recordings_holding_the_finalizer_are_merged() {
+        let mut rec = recording("Containers", false);
+        assert!(!wants_merge(&rec));
+        rec.metadata.finalizers = Some(vec![FINALIZER_HAS_UNMERGED_PROFILES.to_owned()]);
+        assert!(!wants_merge(&rec), "not being deleted");
+        rec.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert!(wants_merge(&rec));
+        rec.metadata.finalizers = Some(vec!["other".to_owned()]);
+        assert!(!wants_merge(&rec), "merged already");
+        assert_eq!(
+            partial_selector(&recording("Containers", false)),
+            "spo.x-k8s.io/recording-id=rec,spo.x-k8s.io/recording-namespace=team,spo.x-k8s.io/partial=true"
+        );
+    }
+}
