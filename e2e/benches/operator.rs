@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use spo_e2e::{Kubectl, Proc, daemon_args, operator_binary, operator_command, repo_root};
+use spo_e2e::{Kubectl, Proc, daemon_args, operator_binary, operator_command, repo_root, rss_kib};
 use spo_model::{ProfileState, SeccompProfile, SecurityProfileNodeStatus};
 
 const NS: &str = "spo-bench";
@@ -62,19 +62,6 @@ fn pod(i: usize, profiles: usize) -> Pod {
             "localhostProfile": format!("operator/bench-p-{}.json", i % profiles.max(1))}});
     }
     serde_json::from_value(p).expect("pod")
-}
-
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 fn count_files(dir: &Path) -> usize {

@@ -125,16 +125,20 @@ pub fn repo_root() -> PathBuf {
 
 /// The `spo-operator` binary of this workspace, built on first use when `cargo test` did not
 /// build it already (`cargo test --workspace` does; `cargo test -p spo-e2e` alone does not).
+/// Benches (a release directory) always run `cargo build --release` first, a no-op when the
+/// binary is fresh: `cargo bench -p spo-e2e` builds no binary of another package, and a stale
+/// one would measure old code.
 pub fn operator_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
     // target/<profile>/deps/<test> -> target/<profile>/spo-operator
     let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
     let bin = dir.join("spo-operator");
-    if !bin.exists() {
+    let release = dir.file_name().is_some_and(|n| n == "release");
+    if release || !bin.exists() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--package", "spo-operator", "--bin", "spo-operator"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
+        if release {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("running cargo build for spo-operator");
@@ -369,4 +373,18 @@ impl Drop for OwnApiserver {
             .stdin(Stdio::null())
             .output();
     }
+}
+
+/// `(VmRSS, VmHWM)` of process `pid` in KiB (0 when unreadable), for the benches.
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }

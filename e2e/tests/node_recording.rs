@@ -77,6 +77,11 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         )),
     );
 
+    // What an earlier run on this node left: its pods would be taken for this run's, and its
+    // SPOD would switch the recorder on at once (the manager makes a fresh default one). After
+    // a failed run, objects with finalizers may be left too: rerun on a fresh node then.
+    k.ok(&["-n", NS, "delete", "pods", "--all", "--wait=true"], None);
+    k.ok(&["-n", NS, "delete", "spod", "spod", "--ignore-not-found"], None);
     let bin = operator_binary();
     let kc: PathBuf = node.kubeconfig().to_path_buf();
     let port = free_port();
@@ -103,11 +108,41 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     let mut daemon_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
     daemon_cmd.args(daemon_args(NS, NODE_NAME, node.kubelet_dir()));
     let mut daemon = Proc::spawn("daemon", daemon_cmd, &dir.join("daemon.log"));
+    // Left by an earlier run on this node, if any: the recorder writes it once it is on.
+    let filter = node.seccomp_root().join("spo-recording/filter.json");
+    let _ = std::fs::remove_file(&filter);
     let mut recorder_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
     recorder_cmd
-        .args(["recorder", "--node-name", NODE_NAME, "--kubelet-dir"])
+        .args(["recorder", "--namespace", NS, "--node-name", NODE_NAME, "--kubelet-dir"])
         .arg(node.kubelet_dir());
     let mut recorder = Proc::spawn("recorder", recorder_cmd, &dir.join("recorder.log"));
+    // The recorder waits for the SPOD's switch (off by default, as upstream); the manager
+    // creates the default SPOD.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !filter.exists(),
+        "the recorder started before enableBpfRecorder was set"
+    );
+    eventually("the default SPOD", T, || {
+        let r = k.run(
+            &[
+                "-n",
+                NS,
+                "patch",
+                "spod",
+                "spod",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"enricher":{"enableBpfRecorder":true}}}"#,
+            ],
+            None,
+        );
+        if r.ok {
+            Ok(())
+        } else {
+            Err(format!("{}; {}", r.stderr, logs()))
+        }
+    });
 
     // 1. The recording, and the webhook marking pods for it (a server-side dry run goes
     //    through admission without starting anything).
@@ -168,7 +203,8 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     assert!(labels.get("spo.x-k8s.io/partial").is_none(), "{labels}");
     assert_eq!(profile["spec"]["defaultAction"], "SCMP_ACT_ERRNO", "{profile}");
     let names = allowed(&profile);
-    for needed in ["execve", "getdents64", "openat"] {
+    // The workload's calls, and the Go runtime allowance for runc's init (futex, tgkill...).
+    for needed in ["execve", "getdents64", "openat", "futex", "tgkill"] {
         assert!(names.iter().any(|n| n == needed), "{needed} missing: {names:?}");
     }
     for never in ["mkdir", "mkdirat", "pivot_root", "mount"] {
@@ -294,6 +330,44 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
             Err(format!("{}; {}", sp["status"], logs()))
         }
     });
+
+    // 2c. The recorder restarted while a recorded container runs: what the new one sees of it
+    //     is not the container's whole life, so no profile is written, and the pod says why.
+    let before = k.json(&["get", "sp", PROFILE, "-o", "json"]);
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&pod_with_labels("interrupted", "recorded", "sleep 10; echo done")),
+    );
+    node.wait_pod_phase(NS, "interrupted", &["Running"], T)
+        .unwrap_or_else(|e| panic!("{e}; {}", logs()));
+    recorder.kill();
+    let mut recorder_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
+    recorder_cmd
+        .args(["recorder", "--namespace", NS, "--node-name", NODE_NAME, "--kubelet-dir"])
+        .arg(node.kubelet_dir());
+    recorder = Proc::spawn("recorder", recorder_cmd, &dir.join("recorder-2.log"));
+    node.wait_pod_phase(NS, "interrupted", &["Succeeded"], T)
+        .unwrap_or_else(|e| panic!("{e}; {}", logs()));
+    eventually("a Warning Event saying the interrupted pod got no profile", T, || {
+        let events = k.json(&["-n", NS, "get", "events.events.k8s.io", "-o", "json"]);
+        let notes: Vec<String> = events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["reason"] == "ProfileNotRecorded" && e["regarding"]["name"] == "interrupted")
+            .map(|e| e["note"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if notes.iter().any(|n| n.contains("before the recorder watched")) {
+            Ok(())
+        } else {
+            Err(format!("events: {notes:?}; {}", logs()))
+        }
+    });
+    let after = k.json(&["get", "sp", PROFILE, "-o", "json"]);
+    assert_eq!(
+        after["metadata"]["resourceVersion"], before["metadata"]["resourceVersion"],
+        "the interrupted recording must not replace {PROFILE}"
+    );
 
     // 3. The daemon installs it; the recording goes; a binding puts the profile on the image.
     eventually(&format!("SeccompProfile {PROFILE} Installed"), T, || {

@@ -71,6 +71,12 @@ enum Command {
         /// <dir>/seccomp/spo-recording/filter.json.
         #[arg(long, env = "KUBELET_DIR", default_value = "/var/lib/kubelet")]
         kubelet_dir: PathBuf,
+        /// The operator's namespace (where the SPOD is).
+        #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "security-profiles-operator")]
+        namespace: String,
+        /// The SPOD object's name: its `spec.enricher.enableBpfRecorder` switches recording.
+        #[arg(long, default_value = "spod")]
+        spod_name: String,
     },
     /// The admission webhooks (ProfileBinding, ProfileRecording) over HTTPS.
     Webhook {
@@ -311,10 +317,17 @@ async fn main() -> anyhow::Result<()> {
             d.run(shutdown_signal()).await
         }
         #[cfg(feature = "node-recorder")]
-        Command::Recorder { node_name, kubelet_dir } => {
+        Command::Recorder {
+            node_name,
+            kubelet_dir,
+            namespace,
+            spod_name,
+        } => {
             let config = spo_operator::recorder::RecorderConfig {
                 node: node_name,
                 kubelet_dir,
+                namespace,
+                spod_name,
             };
             spo_operator::recorder::run(client, config, shutdown_signal()).await
         }

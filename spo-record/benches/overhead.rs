@@ -6,6 +6,11 @@
 //! never part of the figure. Every case runs the same child; the cases are interleaved round by
 //! round so a noisy machine drifts all of them alike, and each figure is the median of the
 //! rounds. The `read4k` workload runs the no-recorder, floor and this-process cases only.
+//! The container case is the node recorder's way (issue 16): a `ContainerWatch` with 100
+//! containers of a watched pod recording (each a `sleep` in its own cgroup under the recording
+//! filter, in a cgroup tree the bench makes under the cgroup2 mount and removes) while the
+//! workload runs in another cgroup; it also prints the recorder's memory with 0 and 100
+//! containers.
 //!
 //! Needs root (it loads BPF); prints `skipped: <reason>` and exits 0 otherwise.
 //!
@@ -19,7 +24,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use spo_record::{LoadOptions, RecordOptions, Recorder};
+use spo_record::{ContainerWatch, LoadOptions, RecordOptions, Recorder};
 
 const WORKLOAD_FLAG: &str = "--spo-overhead-workload";
 /// The issue's workload: 5 million `getppid` calls.
@@ -33,6 +38,9 @@ const STRACE_CALLS: u64 = 200_000;
 /// Rounds by default; `SPO_OVERHEAD_ROUNDS=N` changes it (and `SPO_OVERHEAD_NO_STRACE=1` leaves
 /// strace out, for quick comparisons).
 const ROUNDS: usize = 3;
+/// Containers of a watched pod recording at once in the container case (issue 16: the node
+/// recorder with 100 containers under recording).
+const CONTAINERS: usize = 100;
 /// `getppid` on x86-64 and aarch64, to check the recording saw the workload.
 #[cfg(target_arch = "x86_64")]
 const GETPPID_NR: u32 = 110;
@@ -138,6 +146,12 @@ fn main() -> Result<()> {
         )?;
         samples.this_resources.push(resources);
         drop(with_resources);
+
+        // The node recorder's way (issue 16): a pod's containers recorded from their filters
+        // while the workload runs in no watched cgroup (another pod).
+        let (beside, memory) = workload.run_beside_containers(CONTAINERS)?;
+        samples.containers.push(beside);
+        samples.container_memory.push(memory);
 
         if let Some(strace) = &strace {
             samples.strace.push(workload.run_under_strace(strace)?);
@@ -310,6 +324,167 @@ impl Workload {
     }
 }
 
+/// What the node recorder holds: this process's VmRSS and the kernel memory of its BPF maps
+/// (`memlock` of every map fd in /proc/self/fdinfo), with no container and with `CONTAINERS`
+/// recording.
+#[derive(Clone, Copy, Debug, Default)]
+struct ContainerMemory {
+    rss_kib_idle: u64,
+    maps_kib_idle: u64,
+    rss_kib_busy: u64,
+    maps_kib_busy: u64,
+}
+
+/// Kernel memory of this process's BPF maps, in KiB.
+fn bpf_maps_kib() -> Result<u64> {
+    let mut bytes = 0u64;
+    for entry in fs::read_dir("/proc/self/fdinfo").context("listing /proc/self/fdinfo")? {
+        let text = fs::read_to_string(entry?.path()).unwrap_or_default();
+        if !text.contains("map_type:") {
+            continue;
+        }
+        if let Some(v) = text.lines().find_map(|l| l.strip_prefix("memlock:")) {
+            bytes += v.trim().parse::<u64>().context("parsing memlock")?;
+        }
+    }
+    Ok(bytes / 1024)
+}
+
+/// The machine's cgroup2 mount point.
+fn cgroup2_mount() -> Result<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").context("reading mountinfo")?;
+    info.lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split_whitespace().nth(4)?;
+            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .context("no cgroup2 mount")
+}
+
+/// Starts `sleep 30` as a container of `cgroup` starts: the child enters the cgroup, then
+/// installs the recording filter, then execs (recording starts at the filter).
+#[allow(unsafe_code)]
+fn start_container(cgroup: &Path, filter: &spo_seccomp::compile::Program) -> Result<std::process::Child> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let procs = fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup.join("cgroup.procs"))
+        .with_context(|| format!("opening {}/cgroup.procs", cgroup.display()))?;
+    let fd = procs.as_raw_fd();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30");
+    // SAFETY: runs in the forked child before execve; write(2) is async-signal-safe and
+    // nothing is allocated. `procs` outlives the spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    spo_seccomp::apply::confine_command(&mut cmd, filter.clone(), 0).context("confining the container")?;
+    let child = cmd.spawn().context("starting a container's sleep")?;
+    drop(procs);
+    Ok(child)
+}
+
+/// A cgroup tree the bench makes and removes (leaves first).
+struct CgroupTree(PathBuf);
+
+impl Drop for CgroupTree {
+    fn drop(&mut self) {
+        let mut dirs = vec![self.0.clone()];
+        let mut i = 0;
+        while i < dirs.len() {
+            if let Ok(entries) = fs::read_dir(&dirs[i]) {
+                dirs.extend(
+                    entries
+                        .flatten()
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+            i += 1;
+        }
+        for d in dirs.iter().rev() {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+impl Workload {
+    /// `containers` containers of one watched pod recording (each a `sleep` under the recording
+    /// filter in its own cgroup) while the workload runs in no watched cgroup; the recordings
+    /// are then checked to hold nothing of the workload.
+    fn run_beside_containers(&self, containers: usize) -> Result<(f64, ContainerMemory)> {
+        let recorder = Recorder::load().context("loading the recorder for the container case")?;
+        let mut watch = ContainerWatch::start(recorder).context("starting the container watch")?;
+        let tag = std::process::id();
+        let tree = CgroupTree(cgroup2_mount()?.join(format!("spo-overhead-{tag}")));
+        let pod_name = format!("pod-spo-overhead-{tag}");
+        let pod = watch.watch(&pod_name).context("watching the pod")?;
+        let mut memory = ContainerMemory {
+            rss_kib_idle: vm_rss_kib()?,
+            maps_kib_idle: bpf_maps_kib()?,
+            ..ContainerMemory::default()
+        };
+        let filter = spo_seccomp::compile::compile(
+            &spo_seccomp::backend::recording_filter(),
+            &spo_seccomp::compile::CompileOptions::default(),
+        )
+        .context("compiling the recording filter")?;
+        let mut children = Vec::new();
+        let started = (|| -> Result<()> {
+            for i in 0..containers {
+                let dir = tree.0.join(&pod_name).join(format!("c{i}"));
+                fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                children.push(start_container(&dir, &filter)?);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let seen = watch.containers(pod)?;
+                let recording = seen.iter().filter(|c| c.filter_starts > 0).count();
+                if recording == containers {
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    bail!("{recording} of {containers} containers recording after 10 s");
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+        })();
+        let measured = started.and_then(|()| {
+            memory.rss_kib_busy = vm_rss_kib()?;
+            memory.maps_kib_busy = bpf_maps_kib()?;
+            self.run_plain(self.calls())
+        });
+        for child in &mut children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let per_call = measured?;
+        let recordings = watch.unwatch(pod).context("collecting the containers")?;
+        if recordings.len() != containers {
+            bail!("{} of {containers} containers recorded", recordings.len());
+        }
+        if recordings
+            .iter()
+            .any(|(_, raw)| raw.syscalls.values().any(|n| n.contains(&self.kind.nr())))
+        {
+            bail!("a container's recording holds the workload's {}", self.kind.name());
+        }
+        if watch.containers_without_target() != 0 {
+            bail!("{} containers had no target", watch.containers_without_target());
+        }
+        drop(watch);
+        drop(tree);
+        Ok((per_call, memory))
+    }
+}
+
 /// The pid of this process's child that runs `comm` (after its exec), waiting up to 5 s.
 fn wait_for_child(comm: &str) -> Result<u32> {
     let me = std::process::id();
@@ -378,6 +553,8 @@ struct Samples {
     other: Vec<f64>,
     this: Vec<f64>,
     this_resources: Vec<f64>,
+    containers: Vec<f64>,
+    container_memory: Vec<ContainerMemory>,
     read_baseline: Vec<f64>,
     read_floor: Vec<f64>,
     read_this: Vec<f64>,
@@ -400,6 +577,11 @@ impl Samples {
             (
                 "recording this process with files, programs, sockets, capabilities",
                 &self.this_resources,
+                true,
+            ),
+            (
+                "100 containers of a watched pod recording, the workload in another cgroup",
+                &self.containers,
                 true,
             ),
         ];
@@ -450,6 +632,16 @@ impl Samples {
             median(&rss_after),
             max(&rss_after)
         );
+        if let Some(m) = self.container_memory.last() {
+            println!(
+                "node recorder (ContainerWatch): VmRSS {:.1} MiB, BPF maps {:.1} MiB with a pod watched and no \
+                 container; {:.1} MiB and {:.1} MiB with {CONTAINERS} containers recording",
+                m.rss_kib_idle as f64 / 1024.0,
+                m.maps_kib_idle as f64 / 1024.0,
+                m.rss_kib_busy as f64 / 1024.0,
+                m.maps_kib_busy as f64 / 1024.0
+            );
+        }
         // With it on, every BPF program run (the floor's included) also reads the clock twice.
         match fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled") {
             Ok(v) => println!("kernel.bpf_stats_enabled = {}", v.trim()),

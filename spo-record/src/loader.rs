@@ -353,6 +353,23 @@ impl Recorder {
             .count()
     }
 
+    /// Tracked processes per target, in one pass over the tracked processes.
+    fn process_counts(&self) -> std::collections::HashMap<u32, usize> {
+        let targets = &self.skel.maps.targets;
+        let mut counts = std::collections::HashMap::new();
+        for key in targets.keys() {
+            if let Some(target) = targets
+                .lookup(&key, MapFlags::ANY)
+                .ok()
+                .flatten()
+                .and_then(|value| value.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
+            {
+                *counts.entry(u32::from_ne_bytes(target)).or_default() += 1;
+            }
+        }
+        counts
+    }
+
     fn set_collecting(&mut self, collecting: bool) {
         if let Some(bss) = self.skel.maps.bss_data.as_deref_mut() {
             // SAFETY: as in `set_enabled`: a valid, aligned reference into the mmap'ed `.bss`.

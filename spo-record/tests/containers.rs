@@ -89,11 +89,11 @@ impl Drop for Tree {
     }
 }
 
-/// Runs `sh -c script` the way a runtime starts a container: the child enters `cgroup`, makes
-/// a marker call (`sched_getscheduler`, which nothing else here makes), installs the recording
-/// filter, then execs.
+/// Starts `sh -c script` the way a runtime starts a container: the child enters `cgroup`,
+/// makes a marker call (`sched_getscheduler`, which nothing else here makes), installs the
+/// recording filter, then execs.
 #[allow(unsafe_code)]
-fn run_in_container(cgroup: &Path, script: &str) {
+fn start_in_container(cgroup: &Path, script: &str) -> std::process::Child {
     let procs = fs::OpenOptions::new()
         .write(true)
         .open(cgroup.join("cgroup.procs"))
@@ -118,9 +118,15 @@ fn run_in_container(cgroup: &Path, script: &str) {
     )
     .expect("the recording filter compiles");
     spo_seccomp::apply::confine_command(&mut cmd, program, 0).expect("confine");
-    let status = cmd.status().expect("the container's process runs");
-    assert!(status.success(), "{script}: {status}");
+    let child = cmd.spawn().expect("the container's process starts");
     drop(procs);
+    child
+}
+
+/// [`start_in_container`], waiting for it to succeed.
+fn run_in_container(cgroup: &Path, script: &str) {
+    let status = start_in_container(cgroup, script).wait().expect("wait");
+    assert!(status.success(), "{script}: {status}");
 }
 
 fn names(raw: &RawRecording) -> BTreeSet<String> {
@@ -156,6 +162,12 @@ fn records_each_container_of_a_watched_pod_from_its_filter() {
         assert_eq!(c.processes, 0, "the container's processes exited: {c:?}");
         assert!(c.distinct_syscalls > 5, "{c:?}");
     }
+
+    // Both ran under their filter and have no process left: both exited.
+    assert_eq!(
+        watch.exited().expect("exited"),
+        vec![(pod, "a".to_owned()), (pod, "b".to_owned())]
+    );
 
     let rec_a = watch.collect(pod, "a").expect("collect").expect("a was seen");
     let names_a = names(&rec_a);
@@ -207,6 +219,7 @@ fn a_container_without_a_filter_records_nothing_and_says_so() {
     let seen = watch.containers(pod).expect("containers");
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].filter_starts, 0, "{seen:?}");
+    assert!(watch.exited().expect("exited").is_empty(), "never ran under a filter");
     let rec = watch.collect(pod, "plain").expect("collect").expect("seen");
     assert!(rec.syscalls.is_empty(), "nothing before a filter: {:?}", rec.syscalls);
     assert_eq!(rec.filter_starts, 0);
@@ -222,4 +235,42 @@ fn names_the_recorder_cannot_match_are_refused() {
     }
     let first = watch.watch("pod1").expect("watch");
     assert_eq!(watch.watch("pod1").expect("again"), first, "one id per name");
+}
+
+#[test]
+fn a_container_has_exited_once_its_last_process_has() {
+    let Some(recorder) = load() else { return };
+    let tree = Tree::new("d");
+    let mut watch = ContainerWatch::start(recorder).expect("watch");
+    let pod = watch.watch(&tree.pod).expect("watch the pod");
+    // A container whose init has a child: running while either lives.
+    let mut running = start_in_container(&tree.container("long"), "sleep 30 & wait");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while watch
+        .containers(pod)
+        .expect("containers")
+        .first()
+        .is_none_or(|c| c.processes < 2)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container's processes are not tracked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(watch.exited().expect("exited").is_empty(), "still running");
+    running.kill().expect("kill");
+    running.wait().expect("wait");
+    // The child `sleep` lives on (reparented): the container has not exited.
+    assert!(watch.exited().expect("exited").is_empty(), "its child still runs");
+    let sleeper = fs::read_to_string(tree.container("long").join("cgroup.procs")).expect("procs");
+    for pid in sleeper.split_whitespace() {
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while watch.exited().expect("exited").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the container did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(watch.exited().expect("exited"), vec![(pod, "long".to_owned())]);
 }

@@ -315,6 +315,16 @@ pub const GO_RUNTIME_SYSCALLS: &[&str] = &[
     "tgkill",
 ];
 
+/// Adds [`GO_RUNTIME_SYSCALLS`] to `recording`, under this machine's native architecture (the
+/// runtime runs natively, whatever ABI the workload uses). Every front end that records a
+/// container from its runtime's filter on calls it (`spoc record --from-seccomp`, the
+/// operator's node recorder), so a recorded profile lets the container start every time, not
+/// only when the runtime's scheduler happened to keep still.
+pub fn add_runtime_allowance(recording: &mut Recording) {
+    let names = recording.syscalls.entry(crate::syscalls::native_arch()).or_default();
+    names.extend(GO_RUNTIME_SYSCALLS.iter().map(|s| (*s).to_owned()));
+}
+
 /// Syscalls every kernel of the architectures we know leaves unimplemented (`sys_ni_syscall`,
 /// which returns `ENOSYS`): a rule returning `ENOSYS` for them changes nothing a program can
 /// observe.
@@ -350,6 +360,23 @@ pub fn recording_filter() -> SeccompProfileSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runtime_allowance_goes_to_the_native_architecture_and_keeps_what_was_recorded() {
+        let mut recording = Recording::default();
+        recording
+            .syscalls
+            .entry(crate::syscalls::native_arch())
+            .or_default()
+            .insert("getdents64".to_owned());
+        add_runtime_allowance(&mut recording);
+        let names = &recording.syscalls[&crate::syscalls::native_arch()];
+        assert!(names.contains("getdents64"));
+        for name in GO_RUNTIME_SYSCALLS {
+            assert!(names.contains(*name), "{name}");
+        }
+        assert_eq!(recording.syscalls.len(), 1, "no other architecture appears");
+    }
     use crate::resolve::MemoryResolver;
 
     #[test]

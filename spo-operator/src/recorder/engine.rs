@@ -29,6 +29,14 @@ enum Request {
     Lost {
         reply: oneshot::Sender<u64>,
     },
+    Exited {
+        reply: oneshot::Sender<Result<Vec<(WatchId, String)>, RecordError>>,
+    },
+    CollectOne {
+        watch: WatchId,
+        cgroup: String,
+        reply: oneshot::Sender<Result<Option<Collected>, RecordError>>,
+    },
 }
 
 /// Why the engine could not answer.
@@ -92,6 +100,24 @@ impl Engine {
         Ok(rx.await.map_err(|_| EngineError::Stopped)??)
     }
 
+    /// Containers of any watch that ran under a filter and have no process left.
+    pub async fn exited(&self) -> Result<Vec<(WatchId, String)>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Exited { reply })
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(rx.await.map_err(|_| EngineError::Stopped)??)
+    }
+
+    /// Ends the recording of one container (the watch goes on) and returns it.
+    pub async fn collect_one(&self, watch: WatchId, cgroup: String) -> Result<Option<Collected>, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::CollectOne { watch, cgroup, reply })
+            .map_err(|_| EngineError::Stopped)?;
+        Ok(rx.await.map_err(|_| EngineError::Stopped)??)
+    }
+
     /// Containers that were not recorded because every target was taken.
     pub async fn containers_without_target(&self) -> Result<u64, EngineError> {
         let (reply, rx) = oneshot::channel();
@@ -126,6 +152,19 @@ fn serve(mut watch: ContainerWatch, rx: &mpsc::Receiver<Request>) {
             }
             Request::Lost { reply } => {
                 let _ = reply.send(watch.containers_without_target());
+            }
+            Request::Exited { reply } => {
+                let _ = reply.send(watch.exited());
+            }
+            Request::CollectOne {
+                watch: w,
+                cgroup,
+                reply,
+            } => {
+                let result = watch
+                    .collect(w, &cgroup)
+                    .map(|found| found.map(|recording| Collected { cgroup, recording }));
+                let _ = reply.send(result);
             }
         }
     }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use spo_model::SecurityProfilesOperatorDaemon;
 use spo_model::names::{LABEL_CONTAINER_ID, LABEL_PARTIAL, LABEL_RECORDING_ID, LABEL_RECORDING_NAMESPACE};
 use spo_model::validate::{is_dns_label, is_dns_subdomain, is_label_value};
 
@@ -147,6 +148,16 @@ pub fn started_before_watch(pod: &Pod) -> BTreeSet<String> {
         .filter(|(_, ids)| !ids.is_empty())
         .map(|(name, _)| name)
         .collect()
+}
+
+/// Whether the SPOD switches the eBPF recorder on (`spec.enricher.enableBpfRecorder`,
+/// default false as upstream).
+pub fn bpf_recorder_enabled(spod: &SecurityProfilesOperatorDaemon) -> bool {
+    spod.spec
+        .enricher
+        .as_ref()
+        .and_then(|e| e.enable_bpf_recorder)
+        .unwrap_or(false)
 }
 
 /// Whether the pod is done: every container has ended for good.
@@ -356,6 +367,29 @@ mod tests {
         };
         let err = profile_name(&long, "p", None).expect_err("too long");
         assert!(err.0.contains("253"), "{err:?}");
+    }
+
+    #[test]
+    fn the_spod_switches_the_recorder_and_it_is_off_by_default() {
+        let spod = |spec: serde_json::Value| -> SecurityProfilesOperatorDaemon {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "security-profiles-operator.x-k8s.io/v1",
+                "kind": "SecurityProfilesOperatorDaemon",
+                "metadata": {"name": "spod", "namespace": "spo"},
+                "spec": spec,
+            }))
+            .expect("spod")
+        };
+        assert!(!bpf_recorder_enabled(&spod(serde_json::json!({}))));
+        assert!(!bpf_recorder_enabled(&spod(
+            serde_json::json!({"enricher": {"enableLogEnricher": true}})
+        )));
+        assert!(bpf_recorder_enabled(&spod(
+            serde_json::json!({"enricher": {"enableBpfRecorder": true}})
+        )));
+        assert!(!bpf_recorder_enabled(&spod(
+            serde_json::json!({"enricher": {"enableBpfRecorder": false}})
+        )));
     }
 
     #[test]

@@ -185,6 +185,37 @@ impl ContainerWatch {
         Ok(out)
     }
 
+    /// Containers, under any watch, that ran under a seccomp filter and have no live process
+    /// left: they exited (a container's processes are all tracked from its first). One pass
+    /// over the tracked processes and one over the containers, so it is cheap to ask often.
+    pub fn exited(&self) -> Result<Vec<(WatchId, String)>, RecordError> {
+        let counts = self.recorder.process_counts();
+        let map = &self.recorder.skel.maps.container_targets;
+        let mut out = Vec::new();
+        for key in map.keys() {
+            let Some((watch, name)) = decode_container_key(&key) else {
+                continue;
+            };
+            let Some(target) = map
+                .lookup(&key, MapFlags::ANY)
+                .ok()
+                .flatten()
+                .and_then(|v| v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
+                .map(u32::from_ne_bytes)
+            else {
+                continue;
+            };
+            if counts.get(&target).copied().unwrap_or(0) > 0 {
+                continue;
+            }
+            if self.recorder.read_target(&target.to_ne_bytes())?.filter_starts > 0 {
+                out.push((watch, name));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Ends the recording of container `cgroup` under `watch` and returns it (`None`: no such
     /// container was seen). Its processes still alive are no longer recorded; if one enters
     /// the cgroup again later, a new recording starts.

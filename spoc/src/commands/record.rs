@@ -15,7 +15,7 @@ use spo_record::{
     LoadOptions, Progress, RawRecording, RecordOptions, RecordStart, Recorder, Selector, into_recording,
     mount_namespace_of,
 };
-use spo_seccomp::backend::{GO_RUNTIME_SYSCALLS, recording_filter, spec_from_recording};
+use spo_seccomp::backend::{add_runtime_allowance, recording_filter, spec_from_recording};
 
 use spo_model::validate::is_dns_subdomain;
 use spo_seccomp::apply::{catch_relayed_signals, send_signal, signal_name, take_received_signals};
@@ -519,10 +519,7 @@ pub fn run(args: &RecordArgs) -> Result<ExitCode> {
     }
     let mut named = into_recording(&raw, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
     if args.from_seccomp && !args.no_runtime_allowance {
-        // The runtime runs natively, whatever ABI the workload uses.
-        let native = spo_seccomp::syscalls::native_arch();
-        let names = named.recording.syscalls.entry(native).or_default();
-        names.extend(GO_RUNTIME_SYSCALLS.iter().map(|s| (*s).to_owned()));
+        add_runtime_allowance(&mut named.recording);
     }
     if !named.unnamed.is_empty() {
         warnings.push(format!(
