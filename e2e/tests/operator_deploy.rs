@@ -170,4 +170,78 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
     assert!(!logs.contains("forbidden"), "a request was forbidden by RBAC:\n{logs}");
     drop(procs);
     k.ok(&["delete", "node", NODE], None);
+
+    // Every kind and the eBPF recorder (deploy/overlays/all-kinds): accepted by the server,
+    // and the recorder's ServiceAccount may do what it does and nothing else of note.
+    let all = k.ok(
+        &["kustomize", deploy.join("overlays/all-kinds").to_str().expect("utf-8")],
+        None,
+    );
+    let dry = k.run(&["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&all));
+    assert!(
+        dry.ok,
+        "dry run rejected deploy/overlays/all-kinds:\n{}{}",
+        dry.stdout, dry.stderr
+    );
+    k.ok(&["apply", "--server-side", "-f", "-"], Some(&all));
+    let recorder_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-recorder", "-o", "json"]);
+    let sc = &recorder_ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{sc}");
+    assert_eq!(sc["capabilities"]["add"], serde_json::json!(["BPF", "PERFMON"]), "{sc}");
+    assert!(
+        recorder_ds["spec"]["template"]["spec"].get("hostPID").is_none(),
+        "the recorder needs no host PID namespace"
+    );
+    let sa = format!("system:serviceaccount:{NS}:spo-recorder");
+    let can = |verb: &str, what: &str, ns: Option<&str>| {
+        let mut args = vec!["auth", "can-i", verb, what, "--as", sa.as_str()];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        k.run(&args, None).stdout.trim() == "yes"
+    };
+    for (verb, what, ns) in [
+        ("watch", "pods", None),
+        (
+            "get",
+            "profilerecordings.security-profiles-operator.x-k8s.io",
+            Some("team"),
+        ),
+        (
+            "patch",
+            "profilerecordings.security-profiles-operator.x-k8s.io",
+            Some("team"),
+        ),
+        ("create", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("update", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("create", "events.events.k8s.io", Some("team")),
+        (
+            "watch",
+            "securityprofilesoperatordaemons.security-profiles-operator.x-k8s.io",
+            Some(NS),
+        ),
+    ] {
+        assert!(can(verb, what, ns), "the recorder may not {verb} {what}");
+    }
+    for (verb, what, ns) in [
+        ("delete", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("patch", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("list", "secrets", Some(NS)),
+        ("create", "pods", Some("team")),
+        (
+            "delete",
+            "profilerecordings.security-profiles-operator.x-k8s.io",
+            Some("team"),
+        ),
+        (
+            "watch",
+            "securityprofilesoperatordaemons.security-profiles-operator.x-k8s.io",
+            Some("team"),
+        ),
+    ] {
+        assert!(
+            !can(verb, what, ns),
+            "the recorder may {verb} {what}, which it never needs"
+        );
+    }
 }
