@@ -340,6 +340,19 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     );
     node.wait_pod_phase(NS, "interrupted", &["Running"], T)
         .unwrap_or_else(|e| panic!("{e}; {}", logs()));
+    // The recording shows the pod it records (the manager, from the webhook's marks).
+    let workloads = || {
+        let r = k.json(&["-n", NS, "get", "profilerecording", RECORDING, "-o", "json"]);
+        r["status"]["activeWorkloads"].clone()
+    };
+    eventually("the recording lists the running pod", T, || {
+        let w = workloads();
+        if w == serde_json::json!([format!("{NS}/interrupted")]) {
+            Ok(())
+        } else {
+            Err(format!("activeWorkloads {w}; {}", logs()))
+        }
+    });
     recorder.kill();
     let mut recorder_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
     recorder_cmd
@@ -348,6 +361,14 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     recorder = Proc::spawn("recorder", recorder_cmd, &dir.join("recorder-2.log"));
     node.wait_pod_phase(NS, "interrupted", &["Succeeded"], T)
         .unwrap_or_else(|e| panic!("{e}; {}", logs()));
+    eventually("the recording lists no pod once it ended", T, || {
+        let w = workloads();
+        if w.is_null() || w == serde_json::json!([]) {
+            Ok(())
+        } else {
+            Err(format!("activeWorkloads {w}"))
+        }
+    });
     eventually("a Warning Event saying the interrupted pod got no profile", T, || {
         let events = k.json(&["-n", NS, "get", "events.events.k8s.io", "-o", "json"]);
         let notes: Vec<String> = events["items"]

@@ -148,6 +148,8 @@ struct Router {
     kinds: HashMap<ProfileKind, mpsc::UnboundedSender<String>>,
     /// The binding controller gets `namespace/name` of the bindings whose pods changed.
     bindings: Option<mpsc::UnboundedSender<String>>,
+    /// The recording controller gets `namespace/name` of the recordings whose pods changed.
+    recordings: Option<mpsc::UnboundedSender<String>>,
 }
 
 impl Router {
@@ -156,6 +158,10 @@ impl Router {
             if let Some(binding) = key.strip_prefix(bindings::KEY_PREFIX) {
                 if let Some(tx) = &self.bindings {
                     let _ = tx.unbounded_send(binding.to_owned());
+                }
+            } else if let Some(recording) = key.strip_prefix(recordings::KEY_PREFIX) {
+                if let Some(tx) = &self.recordings {
+                    let _ = tx.unbounded_send(recording.to_owned());
                 }
             } else if let Some((kind, name)) = parse_profile_key(&key)
                 && let Some(tx) = self.kinds.get(&kind)
@@ -241,6 +247,7 @@ fn report_entry(s: &SecurityProfileNodeStatus) -> (String, Vec<String>, NodeRepo
 fn pod_entry(p: &Pod) -> (String, Vec<String>, ()) {
     let mut keys = profiles_used(p);
     keys.extend(bindings::bindings_of(p));
+    keys.extend(recordings::recordings_of(p));
     (pod_key(p), keys, ())
 }
 
@@ -297,6 +304,8 @@ pub async fn run(
 
     let (binding_tx, binding_rx) = mpsc::unbounded::<String>();
     router.bindings = Some(binding_tx);
+    let (recording_tx, recording_rx) = mpsc::unbounded::<String>();
+    router.recordings = Some(recording_tx);
     let feed = Feed {
         state: state.clone(),
         synced: synced_tx.clone(),
@@ -410,7 +419,12 @@ pub async fn run(
         config.concurrency,
         shutdown.clone(),
     ));
-    runs.push(recordings::run(ctx.clone(), config.concurrency, shutdown.clone()));
+    runs.push(recordings::run(
+        ctx.clone(),
+        recording_rx.boxed(),
+        config.concurrency,
+        shutdown.clone(),
+    ));
     futures::future::join_all(runs).await;
     endpoints.health.set_ready(false);
     info!("manager stopped");

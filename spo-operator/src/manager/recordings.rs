@@ -6,6 +6,10 @@
 //! the partials, and releases the recording's `spo.x-k8s.io/has-unmerged-profiles` finalizer
 //! (which the recorder set when it started recording for it), as upstream does.
 //!
+//! It also keeps each recording's `status.activeWorkloads`: the running pods marked for it
+//! (`namespace/pod`), from the manager's pod index (the recording marks the webhook wrote), so
+//! users see which pods are being recorded.
+//!
 //! Where upstream is silent or worse: a merged profile never replaces an object that another
 //! recording (or a person) made (the partials of that container stay, and a Warning Event on
 //! the recording says so); a container's partials are deleted only after its merged profile is
@@ -18,28 +22,83 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt as _, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use spo_model::names::{
+    ANNOTATION_TRACE_AVCS, ANNOTATION_TRACE_BPF, ANNOTATION_TRACE_BPF_APPARMOR, ANNOTATION_TRACE_LOGS,
     FINALIZER_HAS_UNMERGED_PROFILES, LABEL_CONTAINER_ID, LABEL_PARTIAL, LABEL_RECORDING_ID, LABEL_RECORDING_NAMESPACE,
 };
 use spo_model::recording::{MergeStrategy, RecordingKind};
 use spo_model::{ProfileRecording, SeccompProfile, SpecState};
 use tracing::{debug, info, warn};
 
-use super::Ctx;
+use super::{Ctx, lock};
 use crate::error::OperatorError;
 use crate::recorder::plan::{Mark, Overwrite, may_overwrite, profile_name};
+use crate::workloads::is_active;
 use spo_model::contract::error_chain;
 
 /// The annotation of a merged profile: per syscall, how many of the merged partial profiles
 /// (recorded replicas) made it. Upstream's name and schema (`version`, `total`, `syscalls`);
 /// informational, never part of what is enforced.
 pub const COVERAGE_ANNOTATION: &str = "spo.x-k8s.io/syscall-coverage";
+
+/// The prefix of recording index keys.
+pub const KEY_PREFIX: &str = "ProfileRecording/";
+
+/// The pod annotation prefixes of recording marks (every recorder and kind).
+const MARK_PREFIXES: [&str; 4] = [
+    ANNOTATION_TRACE_BPF,
+    ANNOTATION_TRACE_LOGS,
+    ANNOTATION_TRACE_BPF_APPARMOR,
+    ANNOTATION_TRACE_AVCS,
+];
+
+/// The index key of recording `name` in `namespace`.
+pub fn recording_key(namespace: &str, name: &str) -> String {
+    format!("{KEY_PREFIX}{namespace}/{name}")
+}
+
+/// The recordings a running pod is marked for, as index keys (pure). A mark's value is
+/// `<recording>_<container>_<nonce>_<unixtime>`; recording names never hold `_`.
+pub fn recordings_of(pod: &Pod) -> Vec<String> {
+    if !is_active(pod) {
+        return Vec::new();
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let Some(annotations) = pod.metadata.annotations.as_ref() else {
+        return Vec::new();
+    };
+    annotations
+        .iter()
+        .filter(|(k, _)| MARK_PREFIXES.iter().any(|p| k.starts_with(p)))
+        .filter_map(|(_, v)| v.split_once('_').map(|(name, _)| name))
+        .filter(|name| !name.is_empty())
+        .map(|name| recording_key(ns, name))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+/// `status.activeWorkloads` for a recording from the pods marked for it, when it differs from
+/// what the recording says (`None`: nothing to write). Sorted.
+pub fn plan_status<'a>(recording: &ProfileRecording, pods: impl IntoIterator<Item = &'a str>) -> Option<Vec<String>> {
+    let mut want: Vec<String> = pods.into_iter().map(str::to_owned).collect();
+    want.sort();
+    want.dedup();
+    let current = recording
+        .status
+        .as_ref()
+        .and_then(|s| s.active_workloads.clone())
+        .unwrap_or_default();
+    (current != want).then_some(want)
+}
 
 /// One container's merged profile.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,9 +235,12 @@ pub fn wants_merge(recording: &ProfileRecording) -> bool {
             .any(|f| f == FINALIZER_HAS_UNMERGED_PROFILES)
 }
 
-/// The recording controller: merges when a recording with unmerged profiles is deleted.
+/// The recording controller: keeps `status.activeWorkloads` (reconciling the recordings `refs`
+/// names, `namespace/name`, when the pod index changes) and merges when a recording with
+/// unmerged profiles is deleted.
 pub(super) fn run(
     ctx: Arc<Ctx>,
+    refs: futures::stream::BoxStream<'static, String>,
     concurrency: u16,
     shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
 ) -> BoxFuture<'static, ()> {
@@ -193,6 +255,10 @@ pub(super) fn run(
         .applied_objects();
         Controller::for_stream(recordings, reader)
             .with_config(controller::Config::default().concurrency(concurrency))
+            .reconcile_on(refs.filter_map(|key| async move {
+                let (ns, name) = key.split_once('/')?;
+                Some(ObjectRef::<ProfileRecording>::new(name).within(ns))
+            }))
             .graceful_shutdown_on(shutdown)
             .run(reconcile, error_policy, ctx)
             .for_each(|res| async move {
@@ -210,12 +276,45 @@ pub(super) fn run(
 }
 
 async fn reconcile(recording: Arc<ProfileRecording>, ctx: Arc<Ctx>) -> Result<Action, OperatorError> {
-    if !wants_merge(&recording) {
-        return Ok(Action::await_change());
-    }
     let ns = recording.namespace().unwrap_or_default();
     let name = recording.name_any();
     let full = format!("{ns}/{name}");
+    let workloads = {
+        let st = lock(&ctx.state);
+        let pods: Vec<String> = st
+            .pods
+            .of(&recording_key(&ns, &name))
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        plan_status(&recording, pods.iter().map(String::as_str))
+    };
+    if let Some(workloads) = workloads {
+        let body = json!({
+            "apiVersion": ProfileRecording::api_version(&()),
+            "kind": ProfileRecording::kind(&()),
+            "status": {"activeWorkloads": workloads},
+        });
+        let api: Api<ProfileRecording> = Api::namespaced(ctx.client.clone(), &ns);
+        match api
+            .patch_status(&name, &PatchParams::apply("spo-manager").force(), &Patch::Apply(&body))
+            .await
+        {
+            Ok(_) => debug!(recording = %full, workloads = workloads.len(), "recording workloads updated"),
+            // Deleted meanwhile (its finalizer released by the merge below, in an earlier run).
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
+            Err(e) => {
+                return Err(OperatorError::api(
+                    "writing the status of",
+                    "ProfileRecording",
+                    &full,
+                    e,
+                ));
+            }
+        }
+    }
+    if !wants_merge(&recording) {
+        return Ok(Action::await_change());
+    }
     let events = Recorder::new(
         ctx.client.clone(),
         Reporter {
@@ -458,6 +557,41 @@ mod tests {
         let plan = plan_merge(&rec, &[partial("p", &long, &["read"], json!({}))]);
         assert!(plan.merged.is_empty());
         assert!(plan.problems[0].contains("253"), "{:?}", plan.problems);
+    }
+
+    #[test]
+    fn running_pods_count_for_the_recordings_they_are_marked_for() {
+        let pod = |phase: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p", "namespace": "team", "annotations": {
+                    "io.containers.trace-bpf/web": "rec_web_abcde_1700000000",
+                    "io.containers.trace-avcs/side": "avc_side_fghij_1700000000",
+                    "io.containers.trace-bpf/db": "rec_db_klmno_1700000000",
+                    "io.containers.trace-bpf/x": "no-separator",
+                    "other": "rec2_x_y_z",
+                }},
+                "status": {"phase": phase},
+            }))
+            .expect("pod")
+        };
+        assert_eq!(
+            recordings_of(&pod("Running")),
+            ["ProfileRecording/team/avc", "ProfileRecording/team/rec"]
+        );
+        assert!(
+            recordings_of(&pod("Succeeded")).is_empty(),
+            "finished pods are not recorded"
+        );
+        let mut rec = recording("None", false);
+        assert_eq!(
+            plan_status(&rec, ["team/b", "team/a"]),
+            Some(vec!["team/a".to_owned(), "team/b".to_owned()])
+        );
+        rec.status = Some(spo_model::recording::ProfileRecordingStatus {
+            active_workloads: Some(vec!["team/a".to_owned(), "team/b".to_owned()]),
+        });
+        assert_eq!(plan_status(&rec, ["team/b", "team/a"]), None, "up to date");
+        assert_eq!(plan_status(&rec, []), Some(vec![]), "the last pod ended");
     }
 
     #[test]
