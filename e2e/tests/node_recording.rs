@@ -390,6 +390,55 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         "the interrupted recording must not replace {PROFILE}"
     );
 
+    // 2d. A container restarting in a loop, its pod deleted while it runs: every run is in the
+    //     profile (the first makes a directory, the second does not), and the pod says the
+    //     recording was cut short.
+    let mut looping: Value = serde_json::from_str(&pod_with_labels("looping", "recorded", "true")).expect("pod json");
+    looping["spec"]["restartPolicy"] = "Always".into();
+    looping["spec"]["containers"][0]["name"] = "loop".into();
+    looping["spec"]["containers"][0]["command"] = serde_json::json!([
+        "/bin/sh",
+        "-c",
+        "if [ -d /data/ran ]; then echo again; else mkdir /data/ran; fi; exit 1"
+    ]);
+    looping["spec"]["containers"][0]["volumeMounts"] = serde_json::json!([{"name": "data", "mountPath": "/data"}]);
+    looping["spec"]["volumes"] = serde_json::json!([{"name": "data", "emptyDir": {}}]);
+    k.ok(&["apply", "-f", "-"], Some(&looping.to_string()));
+    eventually("the looping container ran twice", Duration::from_secs(120), || {
+        let pod = node.pod(NS, "looping").map_err(|e| e.to_string())?.ok_or("no pod")?;
+        let status = &pod["status"]["containerStatuses"][0];
+        let restarts = status["restartCount"].as_u64().unwrap_or(0);
+        let second_ended = status["state"]["terminated"].is_object() || status["state"]["waiting"].is_object();
+        if restarts >= 1 && second_ended && status["lastState"]["terminated"].is_object() {
+            Ok(())
+        } else {
+            Err(format!("{status}"))
+        }
+    });
+    k.ok(&["-n", NS, "delete", "pod", "looping", "--wait=true"], None);
+    let looped = eventually("SeccompProfile rec-loop from both runs", T, || {
+        let r = k.run(&["get", "sp", &format!("{RECORDING}-loop"), "-o", "json"], None);
+        serde_json::from_str::<Value>(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))
+    });
+    let names = allowed(&looped);
+    assert!(
+        names.iter().any(|n| n == "mkdir" || n == "mkdirat"),
+        "the first run's mkdir is in the profile: {names:?}"
+    );
+    eventually(
+        "a Warning Event saying the looping pod's recording was cut short",
+        T,
+        || {
+            let events = k.json(&["-n", NS, "get", "events.events.k8s.io", "-o", "json"]);
+            let cut = events["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["reason"] == "RecordingCutShort" && e["regarding"]["name"] == "looping");
+            if cut { Ok(()) } else { Err(logs()) }
+        },
+    );
+
     // 3. The daemon installs it; the recording goes; a binding puts the profile on the image.
     eventually(&format!("SeccompProfile {PROFILE} Installed"), T, || {
         let r = k.run(&["get", "sp", PROFILE, "-o", "json"], None);
@@ -465,7 +514,17 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     {
         k.ok(&["-n", NS, "delete", "pod", pod, "--wait=false"], None);
     }
-    k.ok(&["delete", "sp", PROFILE, &format!("{MERGED}-c"), "--wait=false"], None);
+    k.ok(
+        &[
+            "delete",
+            "sp",
+            PROFILE,
+            &format!("{MERGED}-c"),
+            &format!("{RECORDING}-loop"),
+            "--wait=false",
+        ],
+        None,
+    );
     k.ok(
         &["-n", NS, "delete", "profilebinding", "bind-recorded", "--wait=false"],
         None,

@@ -89,8 +89,21 @@ mod run {
         marks: Vec<(Mark, ProfileRecording)>,
         /// Marked containers that had started before the pod was watched.
         early: BTreeSet<String>,
-        /// The pod as last seen (container ids of every run).
+        /// The pod as last seen.
         last: Pod,
+        /// Container ids of every run seen, by container name: a pod's status keeps only the
+        /// current and the previous run, and a container restarting in a loop has more.
+        ids: BTreeMap<String, BTreeSet<String>>,
+    }
+
+    impl Recording {
+        /// Takes `pod` as the last seen, adding its container ids.
+        fn update(&mut self, pod: Pod) {
+            for (name, ids) in plan::container_ids(&pod) {
+                self.ids.entry(name).or_default().extend(ids);
+            }
+            self.last = pod;
+        }
     }
 
     struct Ctx {
@@ -271,7 +284,7 @@ mod run {
                     collect(ctx, rec, &pod).await;
                 }
             } else {
-                rec.last = pod;
+                rec.update(pod);
             }
             return;
         }
@@ -391,6 +404,7 @@ mod run {
                 written: BTreeSet::new(),
                 marks: checked,
                 early,
+                ids: plan::container_ids(&pod),
                 last: pod,
             },
         );
@@ -444,7 +458,7 @@ mod run {
             let Some(rec) = recording.values_mut().find(|r| r.never && r.watches.contains(&watch)) else {
                 continue;
             };
-            let ids = plan::container_ids(&rec.last);
+            let ids = rec.ids.clone();
             let id = plan::container_id_of_cgroup(&cgroup);
             let Some(container) = ids
                 .iter()
@@ -493,7 +507,7 @@ mod run {
     }
 
     /// Collects the recordings of a pod that ended and writes its profiles.
-    async fn collect(ctx: &Ctx, rec: Recording, pod: &Pod) {
+    async fn collect(ctx: &Ctx, mut rec: Recording, pod: &Pod) {
         let collected = match ctx.engine.collect(rec.watches.clone()).await {
             Ok(c) => c,
             Err(e) => {
@@ -501,9 +515,18 @@ mod run {
                 return;
             }
         };
-        let mut ids = plan::container_ids(&rec.last);
-        for (name, more) in plan::container_ids(pod) {
-            ids.entry(name).or_default().extend(more);
+        rec.update(pod.clone());
+        let ids = rec.ids.clone();
+        if plan::ended_by_deletion(pod) {
+            // Deleted while running: the profile holds what the containers did until then, and
+            // the pod says so (a profile cut short is never silent).
+            warn_pod(
+                ctx,
+                pod,
+                "RecordingCutShort",
+                "the pod was deleted while it ran: its profiles hold what its containers did until then",
+            )
+            .await;
         }
         for (mark, recording) in rec.marks.iter().filter(|(m, _)| !rec.written.contains(&m.container)) {
             if let Err(why) = write_profile(ctx, pod, &rec, mark, recording, &collected, &ids).await {

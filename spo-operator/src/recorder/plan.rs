@@ -168,6 +168,13 @@ pub fn pod_finished(pod: &Pod) -> bool {
     )
 }
 
+/// Whether the pod ended because it was deleted: still running when it went, or its
+/// containers stopped by the deletion (the kubelet gives a deleted pod a terminal phase before
+/// it goes, so the phase alone does not tell).
+pub fn ended_by_deletion(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some() || !pod_finished(pod)
+}
+
 /// Why a recorded profile cannot get a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameProblem(pub String);
@@ -367,6 +374,25 @@ mod tests {
         };
         let err = profile_name(&long, "p", None).expect_err("too long");
         assert!(err.0.contains("253"), "{err:?}");
+    }
+
+    #[test]
+    fn a_pod_that_ended_by_deletion_is_told_from_one_that_finished() {
+        let mut p = Pod::default();
+        assert!(ended_by_deletion(&p), "deleted with no terminal phase");
+        p.status = Some(PodStatus {
+            phase: Some("Succeeded".into()),
+            ..PodStatus::default()
+        });
+        assert!(!ended_by_deletion(&p), "finished on its own");
+        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        p.status = Some(PodStatus {
+            phase: Some("Failed".into()),
+            ..PodStatus::default()
+        });
+        assert!(ended_by_deletion(&p), "the kubelet's terminal phase for a deleted pod");
     }
 
     #[test]
