@@ -114,6 +114,12 @@ fn main() -> Result<()> {
         samples.floor.push(workload.run_plain(CALLS)?);
         samples.read_floor.push(reader.run_plain(READ_CALLS)?);
         drop(floor);
+        let companions = recorder
+            .attach_floor_with_companions()
+            .context("attaching the floor with the recorder's other programs")?;
+        samples.floor_companions.push(workload.run_plain(CALLS)?);
+        drop(companions);
+        recorder.disable_after_floor();
         let (other, attach) = workload.run_beside_recording(&mut recorder)?;
         samples.other.push(other);
         samples.attach.push(attach);
@@ -550,6 +556,7 @@ struct Samples {
     baseline: Vec<f64>,
     idle: Vec<f64>,
     floor: Vec<f64>,
+    floor_companions: Vec<f64>,
     other: Vec<f64>,
     this: Vec<f64>,
     this_resources: Vec<f64>,
@@ -572,6 +579,11 @@ impl Samples {
             ("no recorder", &self.baseline, false),
             ("recorder loaded, idle", &self.idle, false),
             ("floor: an empty sys_enter program attached", &self.floor, true),
+            (
+                "the floor with the recorder's fork, exit and switch programs attached",
+                &self.floor_companions,
+                true,
+            ),
             ("recording another process", &self.other, true),
             ("recording this process", &self.this, true),
             (

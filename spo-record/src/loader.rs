@@ -520,6 +520,32 @@ impl Recorder {
             })
     }
 
+    /// [`Recorder::attach_floor_probe`] with the programs a recording attaches besides its
+    /// `sys_enter` one (process exit, fork, context switch), enabled: for benchmarks, to tell
+    /// what those cost every syscall from what the `sys_enter` program's logic costs. Nothing
+    /// is recorded (the floor program records nothing). Detached when the links are dropped.
+    #[doc(hidden)]
+    pub fn attach_floor_with_companions(&mut self) -> Result<Vec<Link>, RecordError> {
+        let progs = &self.skel.progs;
+        let attach = |program: &'static str, prog: &libbpf_rs::ProgramMut<'_>| {
+            prog.attach().map_err(|source| RecordError::Attach { program, source })
+        };
+        let links = vec![
+            attach("forget_exit", &progs.forget_exit)?,
+            attach("track_fork", &progs.track_fork)?,
+            attach("follow_switch", &progs.follow_switch)?,
+            attach("floor_sys_enter", &progs.floor_sys_enter)?,
+        ];
+        self.set_enabled(true);
+        Ok(links)
+    }
+
+    /// Turns the recorder off again after [`Recorder::attach_floor_with_companions`].
+    #[doc(hidden)]
+    pub fn disable_after_floor(&mut self) {
+        self.set_enabled(false);
+    }
+
     /// Removes the entries of processes of `target` still alive (descendants that outlived the
     /// command), so no state outlives the recording.
     fn forget_target(&mut self, target: u32) -> Result<(), RecordError> {
