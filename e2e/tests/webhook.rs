@@ -431,7 +431,7 @@ fn admission_webhooks_on_a_real_apiserver() {
 
     // 7. Certificate renewal during a burst: serving certificates live 24 s (renewed after
     // 16 s); 30 s of pod creations, none may fail, every one bound.
-    let _wh = env.webhook(&["--cert-validity", "24", "--ca-validity", "3600"]);
+    let mut wh7 = env.webhook(&["--cert-validity", "24", "--ca-validity", "3600"]);
     env.wait_ready();
     let not_after = || {
         let secret = env.json(&["-n", NS, "get", "secret", "webhook-server-cert", "-o", "json"]);
@@ -460,6 +460,64 @@ fn admission_webhooks_on_a_real_apiserver() {
     );
     assert_eq!(ca_after, ca, "CA kept across renewals");
     eprintln!("{n} pods created across certificate renewals ({first} -> {renewed}), none refused");
+
+    // 7b. Restarted during a burst (failurePolicy Fail, one replica here; the Deployment runs
+    // three): while it is down pods are refused, never admitted unbound, and once it is back
+    // they are admitted bound again.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (bound, refused, created, _back) = std::thread::scope(|scope| {
+        let burst = scope.spawn(|| {
+            let (mut bound, mut refused, mut i) = (0u32, 0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = format!("restart-{i}");
+                i += 1;
+                match env.create_pod(BOUND, &name, "{app: db}", "[{name: main, image: 'busybox:1'}]") {
+                    Ok(p) => {
+                        assert_eq!(
+                            ctx(&p, 0)["seccompProfile"]["localhostProfile"],
+                            "operator/wh-sc.json",
+                            "pod {name} admitted unbound during the restart"
+                        );
+                        bound += 1;
+                    }
+                    Err(e) => {
+                        assert!(
+                            e.contains("binding.spo.io"),
+                            "pod {name} refused for another reason: {e}"
+                        );
+                        refused += 1;
+                    }
+                }
+            }
+            (bound, refused, i)
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        wh7.kill();
+        std::thread::sleep(Duration::from_secs(3));
+        let back = env.webhook(&[]);
+        // Admitted again once it serves: a pod created after that is bound.
+        eventually("a pod admitted after the restart", T, || {
+            env.create_pod(
+                BOUND,
+                "after-restart",
+                "{app: db}",
+                "[{name: main, image: 'busybox:1'}]",
+            )
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (bound, refused, created) = burst.join().expect("burst thread");
+        (bound, refused, created, back)
+    });
+    assert!(
+        bound > 0 && refused > 0,
+        "{bound} bound, {refused} refused across the restart"
+    );
+    eprintln!("restart during a burst: {bound} pods bound, {refused} refused while down, none unbound");
+    // Out of the way of the workload counts below.
+    for i in 0..created {
+        env.delete_pod(BOUND, &format!("restart-{i}"));
+    }
+    env.delete_pod(BOUND, "after-restart");
 
     // 8. The manager fills the bindings' workloads from the marked pods (with their real
     // names) and holds the binding while they run. (Started last: with no node daemons
