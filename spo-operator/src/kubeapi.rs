@@ -13,7 +13,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
@@ -93,8 +95,9 @@ where
     Ok(obj.finalizers().to_vec())
 }
 
-/// Replaces the finalizers of `name` with `finalizers`, only if the object is still at
-/// `resource_version` (409 otherwise). Used to remove finalizers this writer does not own.
+/// Replaces the finalizers of the cluster-scoped `name` with `finalizers`, only if the object
+/// is still at `resource_version` (409 otherwise). Used to remove finalizers this writer does
+/// not own. See [`replace_finalizers_in`].
 pub async fn replace_finalizers<K>(
     client: &Client,
     name: &str,
@@ -107,15 +110,30 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let api: Api<K> = Api::all(client.clone());
+    replace_finalizers_in(&Api::<K>::all(client.clone()), name, resource_version, finalizers).await
+}
+
+/// Replaces the finalizers of `name` in `api` (a namespace's, or every object's for a
+/// cluster-scoped kind) with `finalizers`, only if the object is still at `resource_version`
+/// (409 otherwise: look again and retry from the newest object). An object already gone is
+/// not an error.
+pub async fn replace_finalizers_in<K>(
+    api: &Api<K>,
+    name: &str,
+    resource_version: &str,
+    finalizers: &[String],
+) -> Result<(), OperatorError>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let body = json!({ "metadata": { "resourceVersion": resource_version, "finalizers": finalizers } });
     let kind = K::kind(&());
-    timed("removing finalizers of", &kind, name, async {
+    timed("replacing the finalizers of", &kind, name, async {
         match api.patch(name, &PatchParams::default(), &Patch::Merge(&body)).await {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(OperatorError::api(
-                "removing finalizers of",
+                "replacing the finalizers of",
                 kind.clone().into_owned(),
                 name,
                 e,
@@ -123,6 +141,34 @@ where
         }
     })
     .await
+}
+
+/// Publishes an Event about `reference` (best effort: a failure is logged, never returned).
+/// The note is cut to [`crate::nodestatus::MAX_MESSAGE`] bytes, then to 1,000 characters, so
+/// it stays within what the Events API takes.
+pub async fn publish_event(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(crate::nodestatus::clip_message(note).chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, reference).await {
+        tracing::warn!(
+            object = ?reference.name,
+            reason,
+            error = %spo_model::contract::error_chain(&e),
+            "publishing the event failed"
+        );
+    }
 }
 
 /// Writes a node status: the object (labels, message annotation, owner, `spec.nodeName`),

@@ -56,7 +56,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::core::ClusterResourceScope;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -903,16 +903,15 @@ async fn emit_error<K: NodeKind>(ctx: &Ctx<K>, profile: &ProfileOf<K>, result: O
     };
     ctx.endpoints.metrics.error(Ctx::<K>::kind_id(), reason);
     warn!(profile = %profile.name_any(), message = %message, "profile not installed");
-    let ev = KubeEvent {
-        type_: EventType::Warning,
-        reason: "ProfileNotInstalled".into(),
-        note: Some(crate::nodestatus::clip_message(message).chars().take(1000).collect()),
-        action: "Install".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &profile.object_ref(&())).await {
-        warn!(profile = %profile.name_any(), error = %error_chain(&e), "publishing the event failed");
-    }
+    kubeapi::publish_event(
+        &ctx.recorder,
+        &profile.object_ref(&()),
+        EventType::Warning,
+        "ProfileNotInstalled",
+        "Install",
+        message,
+    )
+    .await;
 }
 
 /// A profile installed on this node with warnings (a syscall name of another architecture,
@@ -921,16 +920,15 @@ async fn emit_error<K: NodeKind>(ctx: &Ctx<K>, profile: &ProfileOf<K>, result: O
 async fn emit_warnings<K: NodeKind>(ctx: &Ctx<K>, profile: &ProfileOf<K>, warnings: &[String]) {
     let text = warnings.join("; ");
     warn!(profile = %profile.name_any(), warnings = %text, "profile installed with warnings");
-    let ev = KubeEvent {
-        type_: EventType::Warning,
-        reason: "ProfileInstalledWithWarnings".into(),
-        note: Some(crate::nodestatus::clip_message(&text).chars().take(1000).collect()),
-        action: "Install".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &profile.object_ref(&())).await {
-        warn!(profile = %profile.name_any(), error = %error_chain(&e), "publishing the event failed");
-    }
+    kubeapi::publish_event(
+        &ctx.recorder,
+        &profile.object_ref(&()),
+        EventType::Warning,
+        "ProfileInstalledWithWarnings",
+        "Install",
+        &text,
+    )
+    .await;
 }
 
 fn report_error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &OperatorError, ctx: Arc<Ctx<K>>) -> Action {

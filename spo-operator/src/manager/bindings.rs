@@ -11,24 +11,21 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{FutureExt as _, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use spo_model::binding::{BindingProfileKind, ProfileBinding};
-use spo_model::contract::{ProfileKind, error_chain};
+use spo_model::contract::ProfileKind;
 use spo_model::names::FINALIZER_ACTIVE_WORKLOAD_LOCK;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use super::{Ctx, lock};
 use crate::error::OperatorError;
+use crate::kubeapi;
 use crate::webhook::binding::BINDINGS_ANNOTATION;
 use crate::workloads::{is_active, profile_key};
 
@@ -134,35 +131,7 @@ pub(super) fn run(
     concurrency: u16,
     shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
 ) -> BoxFuture<'static, ()> {
-    async move {
-        let (reader, writer) = reflector::store::<ProfileBinding>();
-        let api: Api<ProfileBinding> = Api::all(ctx.client.clone());
-        let bindings = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default()).modify(|b| b.managed_fields_mut().clear()),
-        )
-        .default_backoff()
-        .applied_objects();
-        Controller::for_stream(bindings, reader)
-            .with_config(controller::Config::default().concurrency(concurrency))
-            .reconcile_on(refs.filter_map(|key| async move {
-                let (ns, name) = key.split_once('/')?;
-                Some(ObjectRef::<ProfileBinding>::new(name).within(ns))
-            }))
-            .graceful_shutdown_on(shutdown)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|res| async move {
-                match res {
-                    Ok(_) | Err(controller::Error::ObjectNotFound(_)) => {}
-                    Err(controller::Error::ReconcilerFailed(e, obj)) => {
-                        debug!(binding = %obj.name, error = %error_chain(&e), "reconcile failed; requeued")
-                    }
-                    Err(e) => warn!(error = %error_chain(&e), "binding controller"),
-                }
-            })
-            .await;
-    }
-    .boxed()
+    super::run_namespaced::<ProfileBinding, _, _>(ctx, refs, concurrency, shutdown, reconcile)
 }
 
 async fn reconcile(binding: Arc<ProfileBinding>, ctx: Arc<Ctx>) -> Result<Action, OperatorError> {
@@ -204,25 +173,15 @@ async fn reconcile(binding: Arc<ProfileBinding>, ctx: Arc<Ctx>) -> Result<Action
         info!(binding = %format!("{ns}/{name}"), workloads = plan.workloads.len(), "binding workloads updated");
     }
     if let Some(finalizers) = plan.finalizers {
-        let body = json!({"metadata": {
-            "resourceVersion": binding.resource_version(),
-            "finalizers": finalizers,
-        }});
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&body))
-            .await
-            .map_err(err("updating the finalizers of"))?;
+        kubeapi::replace_finalizers_in(
+            &api,
+            &name,
+            &binding.resource_version().unwrap_or_default(),
+            &finalizers,
+        )
+        .await?;
     }
     Ok(Action::await_change())
-}
-
-fn error_policy(binding: Arc<ProfileBinding>, error: &OperatorError, _ctx: Arc<Ctx>) -> Action {
-    let after = if error.is_conflict() {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(5)
-    };
-    warn!(binding = %binding.name_any(), error = %error_chain(error), retry_in = ?after, "binding reconcile failed");
-    Action::requeue(after)
 }
 
 #[cfg(test)]

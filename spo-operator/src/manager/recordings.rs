@@ -18,16 +18,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::{FutureExt as _, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{WatchStreamExt as _, reflector, watcher};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use spo_model::names::{
@@ -36,13 +32,13 @@ use spo_model::names::{
 };
 use spo_model::recording::{MergeStrategy, RecordingKind};
 use spo_model::{ProfileRecording, SeccompProfile, SpecState};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::{Ctx, lock};
 use crate::error::OperatorError;
+use crate::kubeapi;
 use crate::recorder::plan::{Mark, Overwrite, may_overwrite, profile_name};
 use crate::workloads::is_active;
-use spo_model::contract::error_chain;
 
 /// The annotation of a merged profile: per syscall, how many of the merged partial profiles
 /// (recorded replicas) made it. Upstream's name and schema (`version`, `total`, `syscalls`);
@@ -244,35 +240,7 @@ pub(super) fn run(
     concurrency: u16,
     shutdown: futures::future::Shared<BoxFuture<'static, ()>>,
 ) -> BoxFuture<'static, ()> {
-    async move {
-        let (reader, writer) = reflector::store::<ProfileRecording>();
-        let api: Api<ProfileRecording> = Api::all(ctx.client.clone());
-        let recordings = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default()).modify(|r| r.managed_fields_mut().clear()),
-        )
-        .default_backoff()
-        .applied_objects();
-        Controller::for_stream(recordings, reader)
-            .with_config(controller::Config::default().concurrency(concurrency))
-            .reconcile_on(refs.filter_map(|key| async move {
-                let (ns, name) = key.split_once('/')?;
-                Some(ObjectRef::<ProfileRecording>::new(name).within(ns))
-            }))
-            .graceful_shutdown_on(shutdown)
-            .run(reconcile, error_policy, ctx)
-            .for_each(|res| async move {
-                match res {
-                    Ok(_) | Err(controller::Error::ObjectNotFound(_)) => {}
-                    Err(controller::Error::ReconcilerFailed(e, obj)) => {
-                        debug!(recording = %obj.name, error = %error_chain(&e), "reconcile failed; requeued")
-                    }
-                    Err(e) => warn!(error = %error_chain(&e), "recording controller"),
-                }
-            })
-            .await;
-    }
-    .boxed()
+    super::run_namespaced::<ProfileRecording, _, _>(ctx, refs, concurrency, shutdown, reconcile)
 }
 
 async fn reconcile(recording: Arc<ProfileRecording>, ctx: Arc<Ctx>) -> Result<Action, OperatorError> {
@@ -315,28 +283,11 @@ async fn reconcile(recording: Arc<ProfileRecording>, ctx: Arc<Ctx>) -> Result<Ac
     if !wants_merge(&recording) {
         return Ok(Action::await_change());
     }
-    let events = Recorder::new(
-        ctx.client.clone(),
-        Reporter {
-            controller: "spo-manager".into(),
-            instance: None,
-        },
-    );
     let reference = recording.object_ref(&());
     let publish = |type_: EventType, reason: &'static str, note: String| {
-        let (events, reference) = (&events, &reference);
-        async move {
-            let ev = KubeEvent {
-                type_,
-                reason: reason.into(),
-                note: Some(note.chars().take(1024).collect()),
-                action: "Merge".into(),
-                secondary: None,
-            };
-            if let Err(e) = events.publish(&ev, reference).await {
-                warn!(error = %e, "publishing the event failed");
-            }
-        }
+        let reference = &reference;
+        let events = &ctx.events;
+        async move { kubeapi::publish_event(events, reference, type_, reason, "Merge", &note).await }
     };
 
     if recording.spec.kind == RecordingKind::SeccompProfile
@@ -429,34 +380,21 @@ async fn reconcile(recording: Arc<ProfileRecording>, ctx: Arc<Ctx>) -> Result<Ac
         .await;
     }
 
-    let finalizers: Vec<&String> = recording
+    let finalizers: Vec<String> = recording
         .finalizers()
         .iter()
         .filter(|f| *f != FINALIZER_HAS_UNMERGED_PROFILES)
+        .cloned()
         .collect();
-    let body = json!({"metadata": {"resourceVersion": recording.resource_version(), "finalizers": finalizers}});
     let api: Api<ProfileRecording> = Api::namespaced(ctx.client.clone(), &ns);
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&body))
-        .await
-        .map_err(|e| {
-            OperatorError::api(
-                "releasing the unmerged-profiles finalizer of",
-                "ProfileRecording",
-                &full,
-                e,
-            )
-        })?;
+    kubeapi::replace_finalizers_in(
+        &api,
+        &name,
+        &recording.resource_version().unwrap_or_default(),
+        &finalizers,
+    )
+    .await?;
     Ok(Action::await_change())
-}
-
-fn error_policy(recording: Arc<ProfileRecording>, error: &OperatorError, _ctx: Arc<Ctx>) -> Action {
-    let after = if error.is_conflict() {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(5)
-    };
-    warn!(recording = %recording.name_any(), error = %error_chain(error), retry_in = ?after, "recording reconcile failed");
-    Action::requeue(after)
 }
 
 #[cfg(test)]

@@ -43,8 +43,8 @@ mod run {
 
     use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
     use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-    use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+    use kube::api::{Api, ObjectMeta, PostParams};
+    use kube::runtime::events::{EventType, Recorder, Reporter};
     use kube::runtime::{WatchStreamExt, watcher};
     use kube::{Client, Resource, ResourceExt};
     use spo_model::contract::ProfileBackend as _;
@@ -60,6 +60,7 @@ mod run {
     use super::engine::{Collected, Engine};
     use super::plan::{self, Mark, Overwrite};
     use crate::error::OperatorError;
+    use crate::kubeapi;
 
     /// How often the recorder looks for containers that exited (pods with
     /// `restartPolicy: Never` only; one pass over the tracked processes).
@@ -413,7 +414,7 @@ mod run {
     /// Puts the `has-unmerged-profiles` finalizer on a recording that merges per-replica
     /// profiles (retried on conflicts; nothing to do when it is there or the recording is
     /// being deleted, when no finalizer may be added).
-    async fn hold_for_merge(api: &Api<ProfileRecording>, recording: &ProfileRecording) -> Result<(), kube::Error> {
+    async fn hold_for_merge(api: &Api<ProfileRecording>, recording: &ProfileRecording) -> Result<(), OperatorError> {
         let name = recording.name_any();
         let mut current = recording.clone();
         for _ in 0..5 {
@@ -427,14 +428,14 @@ mod run {
             }
             let mut finalizers = current.finalizers().to_vec();
             finalizers.push(FINALIZER_HAS_UNMERGED_PROFILES.to_owned());
-            let body = serde_json::json!({"metadata": {
-                "resourceVersion": current.resource_version(),
-                "finalizers": finalizers,
-            }});
-            match api.patch(&name, &PatchParams::default(), &Patch::Merge(&body)).await {
-                Ok(_) => return Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => current = api.get(&name).await?,
-                Err(e) => return Err(e),
+            let version = current.resource_version().unwrap_or_default();
+            match kubeapi::replace_finalizers_in(api, &name, &version, &finalizers).await {
+                Err(e) if e.is_conflict() => match api.get_opt(&name).await {
+                    Ok(Some(newer)) => current = newer,
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(OperatorError::api("reading", "ProfileRecording", &name, e)),
+                },
+                done => return done,
             }
         }
         Ok(())
@@ -458,9 +459,9 @@ mod run {
             let Some(rec) = recording.values_mut().find(|r| r.never && r.watches.contains(&watch)) else {
                 continue;
             };
-            let ids = rec.ids.clone();
             let id = plan::container_id_of_cgroup(&cgroup);
-            let Some(container) = ids
+            let Some(container) = rec
+                .ids
                 .iter()
                 .find(|(_, ids)| ids.contains(id))
                 .map(|(name, _)| name.clone())
@@ -487,20 +488,19 @@ mod run {
                 continue;
             }
             rec.written.insert(container.clone());
-            let pod = rec.last.clone();
+            let rec: &Recording = rec;
             for (mark, profile_recording) in rec.marks.iter().filter(|(m, _)| m.container == container) {
                 if let Err(why) = write_profile(
                     ctx,
-                    &pod,
+                    &rec.last,
                     rec,
                     mark,
                     profile_recording,
                     std::slice::from_ref(&collected),
-                    &ids,
                 )
                 .await
                 {
-                    warn_pod(ctx, &pod, "ProfileNotRecorded", &why).await;
+                    warn_pod(ctx, &rec.last, "ProfileNotRecorded", &why).await;
                 }
             }
         }
@@ -516,7 +516,6 @@ mod run {
             }
         };
         rec.update(pod.clone());
-        let ids = rec.ids.clone();
         if plan::ended_by_deletion(pod) {
             // Deleted while running: the profile holds what the containers did until then, and
             // the pod says so (a profile cut short is never silent).
@@ -529,7 +528,7 @@ mod run {
             .await;
         }
         for (mark, recording) in rec.marks.iter().filter(|(m, _)| !rec.written.contains(&m.container)) {
-            if let Err(why) = write_profile(ctx, pod, &rec, mark, recording, &collected, &ids).await {
+            if let Err(why) = write_profile(ctx, pod, &rec, mark, recording, &collected).await {
                 warn_pod(ctx, pod, "ProfileNotRecorded", &why).await;
             }
         }
@@ -542,7 +541,6 @@ mod run {
         mark: &Mark,
         recording: &ProfileRecording,
         collected: &[Collected],
-        ids: &BTreeMap<String, BTreeSet<String>>,
     ) -> Result<(), String> {
         let container = &mark.container;
         if rec.early.contains(container) {
@@ -551,7 +549,8 @@ mod run {
                  recorded; no profile is written (recreate the pod to record it)"
             ));
         }
-        let own: BTreeSet<&str> = ids
+        let own: BTreeSet<&str> = rec
+            .ids
             .get(container)
             .map(|s| s.iter().map(String::as_str).collect())
             .unwrap_or_default();
@@ -678,15 +677,6 @@ mod run {
     }
 
     async fn publish(ctx: &Ctx, pod: &Pod, type_: EventType, reason: &str, note: &str) {
-        let ev = KubeEvent {
-            type_,
-            reason: reason.into(),
-            note: Some(note.chars().take(1024).collect()),
-            action: "Record".into(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.events.publish(&ev, &pod.object_ref(&())).await {
-            warn!(pod = %pod.name_any(), error = %e, "publishing the event failed");
-        }
+        kubeapi::publish_event(&ctx.events, &pod.object_ref(&()), type_, reason, "Record", note).await;
     }
 }
