@@ -340,17 +340,7 @@ impl Recorder {
 
     /// How many live processes `target` has.
     fn processes_of(&self, target: u32) -> usize {
-        let targets = &self.skel.maps.targets;
-        targets
-            .keys()
-            .filter(|key| {
-                targets
-                    .lookup(key, MapFlags::ANY)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|value| value.get(..4) == Some(&target.to_ne_bytes()[..]))
-            })
-            .count()
+        self.process_counts().get(&target).copied().unwrap_or(0)
     }
 
     /// Tracked processes per target, in one pass over the tracked processes.
@@ -480,6 +470,18 @@ impl Recorder {
         let attach = |program: &'static str, prog: &libbpf_rs::ProgramMut<'_>| {
             prog.attach().map_err(|source| RecordError::Attach { program, source })
         };
+        let mut links = self.attach_companions()?;
+        links.push(attach("record_sys_enter", &progs.record_sys_enter)?);
+        Ok(links)
+    }
+
+    /// Attaches what a recording needs besides its `sys_enter` program: process exit and
+    /// fork first (no tracked process exits or forks unseen), then the context-switch prefill.
+    fn attach_companions(&self) -> Result<Vec<Link>, RecordError> {
+        let progs = &self.skel.progs;
+        let attach = |program: &'static str, prog: &libbpf_rs::ProgramMut<'_>| {
+            prog.attach().map_err(|source| RecordError::Attach { program, source })
+        };
         let mut links = vec![
             attach("forget_exit", &progs.forget_exit)?,
             attach("track_fork", &progs.track_fork)?,
@@ -487,7 +489,6 @@ impl Recorder {
         if !self.blind_to_switches {
             links.push(attach("follow_switch", &progs.follow_switch)?);
         }
-        links.push(attach("record_sys_enter", &progs.record_sys_enter)?);
         Ok(links)
     }
 
@@ -526,16 +527,8 @@ impl Recorder {
     /// is recorded (the floor program records nothing). Detached when the links are dropped.
     #[doc(hidden)]
     pub fn attach_floor_with_companions(&mut self) -> Result<Vec<Link>, RecordError> {
-        let progs = &self.skel.progs;
-        let attach = |program: &'static str, prog: &libbpf_rs::ProgramMut<'_>| {
-            prog.attach().map_err(|source| RecordError::Attach { program, source })
-        };
-        let links = vec![
-            attach("forget_exit", &progs.forget_exit)?,
-            attach("track_fork", &progs.track_fork)?,
-            attach("follow_switch", &progs.follow_switch)?,
-            attach("floor_sys_enter", &progs.floor_sys_enter)?,
-        ];
+        let mut links = self.attach_companions()?;
+        links.push(self.attach_floor_probe()?);
         self.set_enabled(true);
         Ok(links)
     }

@@ -3,6 +3,8 @@
 //! the test under the machine's cgroup2 mount (its own directory, removed at the end). Needs root
 //! and BTF (skipped otherwise, except in CI).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::fd::AsRawFd as _;
@@ -10,38 +12,9 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{cgroup2_mount, load};
 use spo_model::seccomp::Arch;
-use spo_record::{ContainerWatch, RawRecording, RecordError, Recorder, into_recording};
-
-fn load() -> Option<Recorder> {
-    match Recorder::load() {
-        Ok(recorder) => Some(recorder),
-        Err(
-            e @ (RecordError::NotPermitted | RecordError::NoKernelBtf { .. } | RecordError::MissingTracepoint { .. }),
-        ) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must be able to run the recorder: {e}"
-            );
-            eprintln!("skipped: {e}");
-            None
-        }
-        Err(e) => panic!("loading the recorder: {e}"),
-    }
-}
-
-/// The machine's cgroup2 mount (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a hybrid
-/// machine).
-fn cgroup2_mount() -> PathBuf {
-    let info = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    info.lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let mount_point = left.split_whitespace().nth(4)?;
-            (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
-        })
-        .expect("a cgroup2 mount")
-}
+use spo_record::{ContainerWatch, RawRecording, RecordError, into_recording};
 
 /// A cgroup tree this test makes and removes: `<cgroup2>/spo-record-test-<pid>/<pod>/{a,b}`.
 struct Tree {

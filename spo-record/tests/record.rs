@@ -1,38 +1,15 @@
 //! The recorder against the real kernel: needs root and BTF (skipped otherwise, except in CI).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{load, load_with};
 use spo_model::seccomp::Arch;
 use spo_record::{LoadOptions, RawRecording, RecordError, RecordOptions, Recorder, into_recording};
-
-/// Loads a recorder, or says why this machine cannot and returns `None` (a failure in CI).
-fn load() -> Option<Recorder> {
-    load_with(&LoadOptions::default())
-}
-
-/// [`load`] with options.
-fn load_with(options: &LoadOptions) -> Option<Recorder> {
-    match Recorder::load_with(options) {
-        Ok(recorder) => {
-            eprintln!("recorder loaded in {:?}", recorder.load_time());
-            Some(recorder)
-        }
-        Err(
-            e @ (RecordError::NotPermitted | RecordError::NoKernelBtf { .. } | RecordError::MissingTracepoint { .. }),
-        ) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must be able to run the recorder: {e}"
-            );
-            eprintln!("skipped: {e}");
-            None
-        }
-        Err(e) => panic!("{e}: {:?}", e.source()),
-    }
-}
 
 fn argv(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()

@@ -172,12 +172,13 @@ impl ContainerWatch {
 
     /// The containers seen under `watch` so far.
     pub fn containers(&self, watch: WatchId) -> Result<Vec<ContainerSeen>, RecordError> {
+        let counts = self.recorder.process_counts();
         let mut out = Vec::new();
         for (name, target) in self.targets_of(watch) {
             let seen = self.recorder.read_target(&target.to_ne_bytes())?;
             out.push(ContainerSeen {
                 cgroup: name,
-                processes: self.recorder.processes_of(target),
+                processes: counts.get(&target).copied().unwrap_or(0),
                 filter_starts: seen.filter_starts,
                 distinct_syscalls: seen.native.len() + seen.compat.len(),
             });
