@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use spo_e2e::node::{NODE_NAME, Node, busybox_pod};
-use spo_e2e::{Proc, free_port, operator_binary, operator_command, repo_root, rss_kib};
+use spo_e2e::{Proc, free_port, operator_binary, operator_command, recorder_args, repo_root, rss_kib, webhook_args};
 
 const NS: &str = "spo-bench-recording";
 const RECORDING: &str = "bench";
@@ -68,22 +68,10 @@ fn main() {
     let kc = node.kubeconfig().to_path_buf();
     let port = free_port();
     let mut webhook = operator_command(&bin, &kc, "warn", "127.0.0.1:0");
-    webhook.args([
-        "webhook",
-        "--namespace",
-        NS,
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--endpoint",
-        &format!("https://127.0.0.1:{port}"),
-        "--cert-names",
-        "127.0.0.1",
-    ]);
+    webhook.args(webhook_args(NS, port));
     let mut webhook = Proc::spawn("webhook", webhook, &tmp.join("webhook.log"));
     let mut recorder = operator_command(&bin, &kc, "warn", "127.0.0.1:0");
-    recorder
-        .args(["recorder", "--namespace", NS, "--node-name", NODE_NAME, "--kubelet-dir"])
-        .arg(node.kubelet_dir());
+    recorder.args(recorder_args(NS, NODE_NAME, node.kubelet_dir()));
     k.ok(
         &["apply", "-f", "-"],
         Some(&format!(

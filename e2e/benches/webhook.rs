@@ -29,7 +29,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
-use spo_e2e::{Kubectl, Proc, free_port, http_get, operator_binary, operator_command};
+use spo_e2e::{Kubectl, Proc, free_port, http_get, operator_binary, operator_command, webhook_args};
 use spo_model::binding::ProfileBinding;
 use spo_model::recording::ProfileRecording;
 
@@ -217,17 +217,7 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (port, mport) = (free_port(), free_port());
     let mut cmd = operator_command(&operator_binary(), &kc, "info,kube=warn", &format!("127.0.0.1:{mport}"));
-    cmd.args([
-        "webhook",
-        "--namespace",
-        OP_NS,
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--endpoint",
-        &format!("https://127.0.0.1:{port}"),
-        "--cert-names",
-        "127.0.0.1",
-    ]);
+    cmd.args(webhook_args(OP_NS, port));
     let wh = Proc::spawn("webhook", cmd, &dir.path().join("webhook.log"));
     let t = Instant::now();
     while http_get(mport, "/readyz").map(|r| r.0) != Some(200) {

@@ -174,6 +174,40 @@ pub fn daemon_args(namespace: &str, node: &str, kubelet_dir: &std::path::Path) -
     args
 }
 
+/// `webhook` in `namespace`, serving HTTPS on 127.0.0.1:`port` with its own CA, reached by the
+/// apiserver at `https://127.0.0.1:<port>`.
+pub fn webhook_args(namespace: &str, port: u16) -> Vec<String> {
+    let address = format!("127.0.0.1:{port}");
+    vec![
+        "webhook".to_owned(),
+        "--namespace".to_owned(),
+        namespace.to_owned(),
+        "--listen".to_owned(),
+        address.clone(),
+        "--endpoint".to_owned(),
+        format!("https://{address}"),
+        "--cert-names".to_owned(),
+        "127.0.0.1".to_owned(),
+    ]
+}
+
+/// `recorder` for `node`, the SPOD in `namespace`, writing under `kubelet_dir`.
+pub fn recorder_args(namespace: &str, node: &str, kubelet_dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "recorder",
+        "--namespace",
+        namespace,
+        "--node-name",
+        node,
+        "--kubelet-dir",
+    ]
+    .into_iter()
+    .map(Into::into)
+    .collect();
+    args.push(kubelet_dir.into());
+    args
+}
+
 /// A child process that is killed (SIGKILL) and reaped when dropped, so a failing test
 /// leaves nothing running.
 #[derive(Debug)]

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, busybox_pod};
-use spo_e2e::{Proc, daemon_args, eventually, free_port, operator_binary, operator_command, repo_root};
+use spo_e2e::{
+    Proc, daemon_args, eventually, free_port, operator_binary, operator_command, recorder_args, repo_root, webhook_args,
+};
 
 const NS: &str = "spo-e2e-recording";
 const LOG: &str = "info,spo_operator=debug,kube=warn";
@@ -86,19 +88,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     let kc: PathBuf = node.kubeconfig().to_path_buf();
     let port = free_port();
     let mut webhook_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    webhook_cmd.args([
-        "webhook",
-        "--namespace",
-        NS,
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--endpoint",
-        &format!("https://127.0.0.1:{port}"),
-        "--cert-names",
-        "127.0.0.1",
-        "--resync",
-        "2",
-    ]);
+    webhook_cmd.args(webhook_args(NS, port)).args(["--resync", "2"]);
     let mut webhook = Proc::spawn("webhook", webhook_cmd, &dir.join("webhook.log"));
     let mut manager_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
     manager_cmd
@@ -112,9 +102,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     let filter = node.seccomp_root().join("spo-recording/filter.json");
     let _ = std::fs::remove_file(&filter);
     let mut recorder_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    recorder_cmd
-        .args(["recorder", "--namespace", NS, "--node-name", NODE_NAME, "--kubelet-dir"])
-        .arg(node.kubelet_dir());
+    recorder_cmd.args(recorder_args(NS, NODE_NAME, node.kubelet_dir()));
     let mut recorder = Proc::spawn("recorder", recorder_cmd, &dir.join("recorder.log"));
     // The recorder waits for the SPOD's switch (off by default, as upstream); the manager
     // creates the default SPOD.
@@ -355,9 +343,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     });
     recorder.kill();
     let mut recorder_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    recorder_cmd
-        .args(["recorder", "--namespace", NS, "--node-name", NODE_NAME, "--kubelet-dir"])
-        .arg(node.kubelet_dir());
+    recorder_cmd.args(recorder_args(NS, NODE_NAME, node.kubelet_dir()));
     recorder = Proc::spawn("recorder", recorder_cmd, &dir.join("recorder-2.log"));
     node.wait_pod_phase(NS, "interrupted", &["Succeeded"], T)
         .unwrap_or_else(|e| panic!("{e}; {}", logs()));

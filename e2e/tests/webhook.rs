@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use spo_e2e::{Kubectl, Proc, eventually, free_port, kubeconfig, operator_binary, operator_command};
+use spo_e2e::{Kubectl, Proc, eventually, free_port, kubeconfig, operator_binary, operator_command, webhook_args};
 
 const NS: &str = "spo-e2e-webhook";
 const BOUND: &str = "wh-bound";
@@ -43,22 +43,9 @@ impl Env {
             "info,spo_operator=debug,kube=warn",
             "127.0.0.1:0",
         );
-        let listen = format!("127.0.0.1:{}", self.port);
-        let url = format!("https://127.0.0.1:{}", self.port);
-        cmd.args([
-            "webhook",
-            "--namespace",
-            NS,
-            "--listen",
-            &listen,
-            "--endpoint",
-            &url,
-            "--cert-names",
-            "127.0.0.1",
-            "--resync",
-            "2",
-        ])
-        .args(extra);
+        cmd.args(webhook_args(NS, self.port))
+            .args(["--resync", "2"])
+            .args(extra);
         Proc::spawn("webhook", cmd, &self.dir.join("webhook.log"))
     }
 
