@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use spo_e2e::node::{NODE_NAME, Node, busybox_pod};
-use spo_e2e::{Proc, free_port, operator_binary, operator_command, recorder_args, repo_root, rss_kib, webhook_args};
+use spo_e2e::{Proc, free_port, operator_binary, operator_command, recorder_args, rss_kib, webhook_args};
 
 const NS: &str = "spo-bench-recording";
 const RECORDING: &str = "bench";
@@ -47,12 +47,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let k = node.kubectl();
-    let crds = repo_root().join("deploy/crds");
-    k.ok(&["apply", "--server-side", "-k", crds.to_str().expect("utf-8")], None);
-    k.ok(
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
-        None,
-    );
+    k.install_crds();
     k.ok(
         &["apply", "-f", "-"],
         Some(&format!(

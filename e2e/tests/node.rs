@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, busybox_pod};
-use spo_e2e::{Kubectl, Proc, daemon_args, eventually, operator_binary, operator_command, repo_root};
+use spo_e2e::{Kubectl, Proc, daemon_args, eventually, operator_binary, operator_command};
 
 const NS: &str = "spo-e2e-node";
 const LOG: &str = "info,spo_operator=debug,kube=warn";
@@ -56,12 +56,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
         .tempdir()
         .expect("tempdir")
         .keep();
-    let crds = repo_root().join("deploy/crds");
-    k.ok(&["apply", "--server-side", "-k", crds.to_str().expect("utf-8")], None);
-    k.ok(
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
-        None,
-    );
+    k.install_crds();
     if get(&k, "namespace", NS).is_none() {
         k.ok(&["create", "namespace", NS], None);
     }

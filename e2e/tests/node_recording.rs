@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, busybox_pod};
 use spo_e2e::{
-    Proc, daemon_args, eventually, free_port, operator_binary, operator_command, recorder_args, repo_root, webhook_args,
+    Proc, daemon_args, eventually, free_port, operator_binary, operator_command, recorder_args, webhook_args,
 };
 
 const NS: &str = "spo-e2e-recording";
@@ -66,12 +66,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         .expect("tempdir")
         .keep();
     let logs = || format!("operator logs in {}", dir.display());
-    let crds = repo_root().join("deploy/crds");
-    k.ok(&["apply", "--server-side", "-k", crds.to_str().expect("utf-8")], None);
-    k.ok(
-        &["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"],
-        None,
-    );
+    k.install_crds();
     k.ok(
         &["apply", "-f", "-"],
         Some(&format!(

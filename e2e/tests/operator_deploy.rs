@@ -13,6 +13,17 @@ const NODE: &str = "e2e-node-rbac";
 const T: Duration = Duration::from_secs(30);
 
 /// A kubeconfig for the same server that authenticates with `token`.
+/// Whether the operator's ServiceAccount `account` may `verb` `what` (in `ns`), by the real
+/// apiserver's RBAC.
+fn can_as(k: &Kubectl, account: &str, verb: &str, what: &str, ns: Option<&str>) -> bool {
+    let sa = format!("system:serviceaccount:{NS}:{account}");
+    let mut args = vec!["auth", "can-i", verb, what, "--as", sa.as_str()];
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
+    k.run(&args, None).stdout.trim() == "yes"
+}
+
 fn token_kubeconfig(k: &Kubectl, token: &str) -> String {
     let view: Value = k.json(&["config", "view", "--raw", "--minify", "-o", "json"]);
     let cluster = &view["clusters"][0]["cluster"];
@@ -192,14 +203,7 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         recorder_ds["spec"]["template"]["spec"].get("hostPID").is_none(),
         "the recorder needs no host PID namespace"
     );
-    let sa = format!("system:serviceaccount:{NS}:spo-recorder");
-    let can = |verb: &str, what: &str, ns: Option<&str>| {
-        let mut args = vec!["auth", "can-i", verb, what, "--as", sa.as_str()];
-        if let Some(ns) = ns {
-            args.extend(["-n", ns]);
-        }
-        k.run(&args, None).stdout.trim() == "yes"
-    };
+    let can = |verb: &str, what: &str, ns: Option<&str>| can_as(&k, "spo-recorder", verb, what, ns);
     for (verb, what, ns) in [
         ("watch", "pods", None),
         (
@@ -242,6 +246,59 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         assert!(
             !can(verb, what, ns),
             "the recorder may {verb} {what}, which it never needs"
+        );
+    }
+
+    // The enricher: reads pods and its SPOD, writes nothing to the API; two capabilities.
+    let enricher_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-enricher", "-o", "json"]);
+    let spec = &enricher_ds["spec"]["template"]["spec"];
+    let sc = &spec["containers"][0]["securityContext"];
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{sc}");
+    assert_eq!(
+        sc["capabilities"]["add"],
+        serde_json::json!(["SYSLOG", "SYS_PTRACE"]),
+        "{sc}"
+    );
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{sc}");
+    assert!(
+        spec.get("hostPID").is_none(),
+        "the enricher reads the host's /proc, not its PID namespace"
+    );
+    let read_only: Vec<&Value> = spec["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .filter(|m| m["mountPath"] == "/host/proc" || m["mountPath"] == "/var/log/audit")
+        .collect();
+    assert!(
+        read_only.len() == 2 && read_only.iter().all(|m| m["readOnly"] == true),
+        "{read_only:?}"
+    );
+    let can = |verb: &str, what: &str, ns: Option<&str>| can_as(&k, "spo-enricher", verb, what, ns);
+    for (verb, what, ns) in [
+        ("watch", "pods", None),
+        (
+            "watch",
+            "securityprofilesoperatordaemons.security-profiles-operator.x-k8s.io",
+            Some(NS),
+        ),
+    ] {
+        assert!(can(verb, what, ns), "the enricher may not {verb} {what}");
+    }
+    for (verb, what, ns) in [
+        ("create", "events.events.k8s.io", Some("team")),
+        ("update", "pods", Some("team")),
+        ("list", "secrets", Some(NS)),
+        ("create", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        (
+            "patch",
+            "securityprofilesoperatordaemons.security-profiles-operator.x-k8s.io",
+            Some(NS),
+        ),
+    ] {
+        assert!(
+            !can(verb, what, ns),
+            "the enricher may {verb} {what}, which it never needs"
         );
     }
 }

@@ -1,6 +1,6 @@
-//! Records per second through the enricher's whole path: parse an auditd line, attribute it
-//! (pid -> container -> pod), build the enriched record, format the log line, and batch and
-//! serialize the JSON enricher's lines.
+//! Records per second through the enricher's whole path ([`Pipeline::feed`]): parse an auditd
+//! line, attribute it (pid -> container -> pod), build the enriched record, format the log
+//! line, and batch and serialize the JSON enricher's lines, both outputs on.
 //!
 //! - `warm`: 100,000 records of 1,000 processes in 100 containers, every process remembered
 //!   and known to hold its pid (no `/proc` read: the path every record but a process's first
@@ -16,9 +16,9 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use spo_enrich::attribution::{Attributor, ContainerId, ContainerInfo, PodIndex, ProcFs, ProcessInfo, ProcessSource};
-use spo_enrich::audit::parse_record;
-use spo_enrich::enriched::{Enriched, JsonBatcher};
+use spo_enrich::attribution::{CacheBounds, ContainerId, ContainerInfo, PodIndex, ProcFs, ProcessInfo, ProcessSource};
+use spo_enrich::enriched::EnricherFilters;
+use spo_enrich::pipeline::Pipeline;
 use spo_model::seccomp::Arch;
 
 struct Table(HashMap<u32, ProcessInfo>);
@@ -48,21 +48,21 @@ fn line(serial: u64, ms: u64, pid: u32, syscall: u32) -> String {
     )
 }
 
-fn run<S: ProcessSource>(lines: &[String], attributor: &mut Attributor<S>, pods: &PodIndex) -> usize {
-    let mut batch = JsonBatcher::new(10_000);
+fn pipeline<S: ProcessSource>(source: S) -> Pipeline<S> {
+    let mut p = Pipeline::new("node-1", source, CacheBounds::NODE, names);
+    p.set_log(Some(EnricherFilters::default()));
+    p.set_json(Some(EnricherFilters::default()));
+    p
+}
+
+fn run<S: ProcessSource>(lines: &[String], p: &mut Pipeline<S>, pods: &PodIndex) -> usize {
     let mut bytes = 0;
     for l in lines {
-        let Ok(Some(record)) = parse_record(l) else { continue };
-        let (pid, ms) = match &record {
-            spo_enrich::audit::AuditRecord::Seccomp(r) => (r.pid, spo_enrich::enriched::stamp_ms(&r.stamp)),
-            spo_enrich::audit::AuditRecord::Avc(_) => continue,
-        };
-        let (who, process) = attributor.attribute(pid, ms, pods);
-        let e = Enriched::new(&record, "node-1", &who, process, &names);
-        bytes += e.log_line().len();
-        batch.add(e);
+        if let Some(fed) = p.feed(l, pods) {
+            bytes += fed.log_line.map_or(0, |l| l.len());
+        }
     }
-    bytes + batch.flush().iter().map(String::len).sum::<usize>()
+    bytes + p.flush_json().iter().map(String::len).sum::<usize>()
 }
 
 fn bench(c: &mut Criterion) {
@@ -100,13 +100,13 @@ fn bench(c: &mut Criterion) {
     let lines: Vec<String> = (0..n)
         .map(|i| line(i + 1, start_ms + i / 100, 10_000 + (i % 1000) as u32, (i % 13) as u32))
         .collect();
-    let mut attributor = Attributor::new(&table, 10_000);
-    run(&lines, &mut attributor, &pods);
+    let mut warm = pipeline(&table);
+    run(&lines, &mut warm, &pods);
 
     let mut group = c.benchmark_group("enrich");
     group.sample_size(10);
     group.throughput(Throughput::Elements(n));
-    group.bench_function("warm", |b| b.iter(|| run(black_box(&lines), &mut attributor, &pods)));
+    group.bench_function("warm", |b| b.iter(|| run(black_box(&lines), &mut warm, &pods)));
 
     // Live processes of this machine, for the real /proc.
     let procfs = ProcFs::new("/proc").expect("/proc");
@@ -124,7 +124,7 @@ fn bench(c: &mut Criterion) {
     let verify: Vec<String> = (0..m)
         .map(|i| line(i + 1, now_ms + 2_000 * (i + 1), live[i as usize % live.len()], 0))
         .collect();
-    let mut real = Attributor::new(procfs.clone(), 100_000);
+    let mut real = pipeline(procfs.clone());
     run(&verify, &mut real, &pods);
     group.throughput(Throughput::Elements(m));
     group.bench_function("proc_verify", |b| b.iter(|| run(black_box(&verify), &mut real, &pods)));
@@ -136,7 +136,7 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(cold.len() as u64));
     group.bench_function("proc_cold", |b| {
         b.iter(|| {
-            let mut fresh = Attributor::new(procfs.clone(), 100_000);
+            let mut fresh = pipeline(procfs.clone());
             run(black_box(&cold), &mut fresh, &pods)
         })
     });

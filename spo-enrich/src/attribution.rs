@@ -17,6 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 
 /// A container id: 64 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,20 +170,67 @@ pub trait ProcessSource {
     }
 }
 
-/// The processes looked up so far, bounded by count: the oldest lookups go first.
+/// How much the process cache may hold: a count and a byte budget, whichever is reached first
+/// (a node with long command lines reaches the bytes first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBounds {
+    /// Processes remembered at most.
+    pub processes: usize,
+    /// Bytes of entries (their strings included) at most.
+    pub bytes: usize,
+}
+
+impl CacheBounds {
+    /// A node's: 16,384 processes within 8 MiB.
+    pub const NODE: CacheBounds = CacheBounds {
+        processes: 16_384,
+        bytes: 8 << 20,
+    };
+
+    /// `processes` processes within the node's byte budget.
+    pub fn processes(processes: usize) -> CacheBounds {
+        CacheBounds {
+            processes,
+            ..CacheBounds::NODE
+        }
+    }
+}
+
+impl ProcessInfo {
+    /// The bytes a remembered process takes: the entry, its strings, and the map's and the
+    /// eviction queue's share.
+    pub fn footprint(&self) -> usize {
+        const ENTRY: usize = std::mem::size_of::<(u32, (Arc<ProcessInfo>, u64))>()
+            + std::mem::size_of::<ProcessInfo>()
+            + 2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<u32>()
+            + 16;
+        ENTRY
+            + self.executable.as_ref().map_or(0, String::capacity)
+            + self.cmdline.as_ref().map_or(0, String::capacity)
+            + self.container.as_ref().map_or(0, |c| c.0.capacity())
+    }
+}
+
+/// The processes looked up so far, bounded by count and bytes: the oldest lookups go first.
 #[derive(Debug)]
 pub struct ProcessCache {
-    capacity: usize,
+    bounds: CacheBounds,
+    bytes: usize,
     /// Each process, and the record time at which it was last known to hold its pid.
-    by_pid: HashMap<u32, (ProcessInfo, u64)>,
+    by_pid: HashMap<u32, (Arc<ProcessInfo>, u64)>,
     order: VecDeque<u32>,
 }
 
 impl ProcessCache {
-    /// A cache of at most `capacity` processes.
-    pub fn new(capacity: usize) -> ProcessCache {
+    /// A cache within `bounds` (at least one process is always kept).
+    pub fn new(bounds: CacheBounds) -> ProcessCache {
         ProcessCache {
-            capacity: capacity.max(1),
+            bounds: CacheBounds {
+                processes: bounds.processes.max(1),
+                bytes: bounds.bytes,
+            },
+            bytes: 0,
             by_pid: HashMap::new(),
             order: VecDeque::new(),
         }
@@ -190,19 +238,34 @@ impl ProcessCache {
 
     /// Remembers a process (replacing what was remembered of its pid), known to hold its pid
     /// at record time `verified_ms`.
-    pub fn insert(&mut self, info: ProcessInfo, verified_ms: u64) {
-        let pid = info.pid;
-        if self.by_pid.insert(pid, (info, verified_ms)).is_none() {
-            self.order.push_back(pid);
+    pub fn insert(&mut self, mut info: ProcessInfo, verified_ms: u64) {
+        if let Some(e) = info.executable.as_mut() {
+            e.shrink_to_fit();
         }
-        while self.by_pid.len() > self.capacity {
+        if let Some(c) = info.cmdline.as_mut() {
+            c.shrink_to_fit();
+        }
+        let pid = info.pid;
+        self.bytes += info.footprint();
+        match self.by_pid.insert(pid, (Arc::new(info), verified_ms)) {
+            Some((old, _)) => self.bytes -= old.footprint(),
+            None => self.order.push_back(pid),
+        }
+        while self.by_pid.len() > self.bounds.processes || (self.bytes > self.bounds.bytes && self.by_pid.len() > 1) {
             let Some(oldest) = self.order.pop_front() else { break };
-            self.by_pid.remove(&oldest);
+            if let Some((old, _)) = self.by_pid.remove(&oldest) {
+                self.bytes -= old.footprint();
+            }
         }
     }
 
+    /// The bytes the remembered processes take (see [`ProcessInfo::footprint`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// What was remembered of this pid.
-    pub fn get(&self, pid: u32) -> Option<&ProcessInfo> {
+    pub fn get(&self, pid: u32) -> Option<&Arc<ProcessInfo>> {
         self.by_pid.get(&pid).map(|(info, _)| info)
     }
 
@@ -265,11 +328,11 @@ pub const TRUST_MS: u64 = 1000;
 const START_SLACK_MS: u64 = 20;
 
 impl<S: ProcessSource> Attributor<S> {
-    /// An attributor looking processes up in `source`, remembering up to `capacity`.
-    pub fn new(source: S, capacity: usize) -> Attributor<S> {
+    /// An attributor looking processes up in `source`, remembering processes within `bounds`.
+    pub fn new(source: S, bounds: CacheBounds) -> Attributor<S> {
         Attributor {
             source,
-            cache: ProcessCache::new(capacity),
+            cache: ProcessCache::new(bounds),
             from_cache: 0,
             unknown: 0,
             warm: 0,
@@ -284,7 +347,7 @@ impl<S: ProcessSource> Attributor<S> {
     /// shows the same start time, no process, or one started after the record. Otherwise the
     /// live process is looked up and remembered, unless it started after the record (the pid
     /// was reused), in which case the record's process is unknown.
-    pub fn process(&mut self, pid: u32, record_ms: u64) -> Option<ProcessInfo> {
+    pub fn process(&mut self, pid: u32, record_ms: u64) -> Option<Arc<ProcessInfo>> {
         if let Some((seen, verified)) = self.cache.by_pid.get(&pid)
             && seen.started_ms <= record_ms + START_SLACK_MS
         {
@@ -311,11 +374,11 @@ impl<S: ProcessSource> Attributor<S> {
         self.lookup(pid, record_ms)
     }
 
-    fn lookup(&mut self, pid: u32, record_ms: u64) -> Option<ProcessInfo> {
+    fn lookup(&mut self, pid: u32, record_ms: u64) -> Option<Arc<ProcessInfo>> {
         match self.source.lookup(pid) {
             Some(live) if live.started_ms <= record_ms + START_SLACK_MS => {
-                self.cache.insert(live.clone(), record_ms);
-                Some(live)
+                self.cache.insert(live, record_ms);
+                self.cache.get(pid).cloned()
             }
             _ => {
                 self.unknown += 1;
@@ -325,7 +388,7 @@ impl<S: ProcessSource> Attributor<S> {
     }
 
     /// Who made a record written at `record_ms` naming `pid`, with the process if known.
-    pub fn attribute(&mut self, pid: u32, record_ms: u64, pods: &PodIndex) -> (Attribution, Option<ProcessInfo>) {
+    pub fn attribute(&mut self, pid: u32, record_ms: u64, pods: &PodIndex) -> (Attribution, Option<Arc<ProcessInfo>>) {
         let Some(process) = self.process(pid, record_ms) else {
             return (Attribution::Unknown, None);
         };
@@ -495,13 +558,43 @@ mod tests {
 
     #[test]
     fn process_cache_is_bounded_oldest_out() {
-        let mut cache = ProcessCache::new(3);
+        let mut cache = ProcessCache::new(CacheBounds::processes(3));
         for pid in 1..=5 {
             cache.insert(proc_info(pid, 0, None), 0);
         }
         assert_eq!(cache.len(), 3);
         assert!(cache.get(1).is_none() && cache.get(2).is_none());
         assert!(cache.get(5).is_some());
+    }
+
+    #[test]
+    fn process_cache_is_bounded_by_bytes_too() {
+        let long = |pid| ProcessInfo {
+            cmdline: Some("x".repeat(4096)),
+            ..proc_info(pid, 0, None)
+        };
+        let one = long(1).footprint();
+        assert!(one > 4096, "{one}");
+        let mut cache = ProcessCache::new(CacheBounds {
+            processes: 1000,
+            bytes: 10 * one,
+        });
+        for pid in 1..=100 {
+            cache.insert(long(pid), 0);
+        }
+        assert_eq!(cache.len(), 10, "the byte budget holds ten of them");
+        assert!(cache.bytes() <= 10 * one);
+        assert!(cache.get(90).is_none() && cache.get(91).is_some() && cache.get(100).is_some());
+        // Replacing a pid's entry accounts the old one out.
+        cache.insert(proc_info(100, 0, None), 0);
+        assert_eq!(cache.bytes(), 9 * one + proc_info(100, 0, None).footprint());
+        // One process larger than the budget is still kept (the latest).
+        let mut tiny = ProcessCache::new(CacheBounds {
+            processes: 10,
+            bytes: 10,
+        });
+        tiny.insert(long(7), 0);
+        assert_eq!(tiny.len(), 1);
     }
 
     fn proc_info(pid: u32, started_ms: u64, container: Option<ContainerId>) -> ProcessInfo {
@@ -531,7 +624,7 @@ mod tests {
         let id = ContainerId::parse(ID).expect("id");
         let mut pods = PodIndex::new(10);
         pods.set_pod("ns", "p", vec![(id.clone(), info("app"))]);
-        let mut attributor = Attributor::new(&procs, 100);
+        let mut attributor = Attributor::new(&procs, CacheBounds::processes(100));
         procs.0.borrow_mut().insert(7, proc_info(7, 1_000, Some(id.clone())));
         let (who, _) = attributor.attribute(7, 2_000, &pods);
         assert_eq!(

@@ -22,6 +22,51 @@ pub enum AuditRecord {
     Seccomp(SeccompRecord),
     /// An SELinux access decision (`type=1400`, `AVC`).
     Avc(AvcRecord),
+    /// An AppArmor decision (`type=1400` with `apparmor=`, which auditd also names `AVC`).
+    AppArmor(AppArmorRecord),
+}
+
+impl AuditRecord {
+    /// When the kernel wrote the record.
+    pub fn stamp(&self) -> AuditStamp {
+        match self {
+            AuditRecord::Seccomp(r) => r.stamp,
+            AuditRecord::Avc(r) => r.stamp,
+            AuditRecord::AppArmor(r) => r.stamp,
+        }
+    }
+
+    /// The process the record names, when it names one.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            AuditRecord::Seccomp(r) => Some(r.pid),
+            AuditRecord::Avc(r) => r.pid,
+            AuditRecord::AppArmor(r) => r.pid,
+        }
+    }
+}
+
+/// An AppArmor decision the kernel logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppArmorRecord {
+    /// When.
+    pub stamp: AuditStamp,
+    /// The decision: `DENIED`, `ALLOWED` (complain mode), `AUDIT`, `STATUS`, `HINT`, `ERROR`...
+    pub apparmor: String,
+    /// What was done: `open`, `exec`, `capable`, `profile_load`...
+    pub operation: String,
+    /// The profile that decided (absent for some status records).
+    pub profile: Option<String>,
+    /// The object (a path, a capability name...), when the record names one.
+    pub name: Option<String>,
+    /// The process id, when present.
+    pub pid: Option<u32>,
+    /// The task's command name, when present.
+    pub comm: Option<String>,
+    /// The access asked for and the part refused (`r`, `wc`...), when the record has them.
+    pub requested_mask: Option<String>,
+    /// The part of the access refused.
+    pub denied_mask: Option<String>,
 }
 
 /// Where an audit record came from and when.
@@ -83,7 +128,7 @@ pub enum ParseError {
     /// A required field is absent (often: the line was truncated).
     #[error("audit record {kind}: missing field {field} (truncated line?)")]
     MissingField {
-        /// `SECCOMP` or `AVC`.
+        /// `SECCOMP`, `AVC` or `APPARMOR`.
         kind: &'static str,
         /// The field.
         field: &'static str,
@@ -91,7 +136,7 @@ pub enum ParseError {
     /// A field's value is not what the kernel writes.
     #[error("audit record {kind}: field {field}={value:?} is not {expected}")]
     BadField {
-        /// `SECCOMP` or `AVC`.
+        /// `SECCOMP`, `AVC` or `APPARMOR`.
         kind: &'static str,
         /// The field.
         field: &'static str,
@@ -158,10 +203,11 @@ pub fn parse_record(line: &str) -> Result<Option<AuditRecord>, ParseError> {
     let (stamp, body) = parse_stamp(rest)?;
     match kind {
         Kind::Seccomp => parse_seccomp(stamp, body).map(|r| Some(AuditRecord::Seccomp(r))),
-        Kind::Avc1400 if !body.trim_start().starts_with("avc:") => {
-            // type=1400 is AppArmor's too; not ours to read here.
-            Ok(None)
+        // type=1400 (auditd: AVC) carries SELinux's `avc:` records and AppArmor's `apparmor=`.
+        Kind::Avc1400 | Kind::Avc if body.trim_start().starts_with("apparmor=") => {
+            parse_apparmor(stamp, body).map(|r| Some(AuditRecord::AppArmor(r)))
         }
+        Kind::Avc1400 if !body.trim_start().starts_with("avc:") => Ok(None),
         Kind::Avc1400 | Kind::Avc => parse_avc(stamp, body).map(|r| Some(AuditRecord::Avc(r))),
     }
 }
@@ -432,9 +478,93 @@ fn parse_avc(stamp: AuditStamp, body: &str) -> Result<AvcRecord, ParseError> {
     })
 }
 
+fn parse_apparmor(stamp: AuditStamp, body: &str) -> Result<AppArmorRecord, ParseError> {
+    const K: &str = "APPARMOR";
+    let fields = fields(body);
+    let text = |key: &str| field(&fields, key).and_then(text_value).filter(|v| !v.is_empty());
+    let required_text = |key: &'static str| {
+        required(&fields, K, key)?;
+        text(key).ok_or(ParseError::MissingField { kind: K, field: key })
+    };
+    let apparmor = required_text("apparmor")?;
+    let operation = required_text("operation")?;
+    let pid = match field(&fields, "pid") {
+        Some(v) => Some(number(v, K, "pid", false, "a process id")?),
+        None => None,
+    };
+    Ok(AppArmorRecord {
+        stamp,
+        apparmor,
+        operation,
+        profile: text("profile"),
+        name: text("name"),
+        pid,
+        comm: text("comm"),
+        requested_mask: text("requested_mask"),
+        denied_mask: text("denied_mask"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const APPARMOR: &str = "type=1400 audit(1725000000.123:456): apparmor=\"DENIED\" operation=\"open\" class=\"file\" profile=\"spo-nginx\" name=\"/etc/shadow\" pid=1234 comm=\"cat\" requested_mask=\"r\" denied_mask=\"r\" fsuid=0 ouid=0";
+
+    #[test]
+    fn reads_apparmor_records_from_the_kernel_and_auditd() {
+        let expect = AppArmorRecord {
+            stamp: AuditStamp {
+                seconds: 1_725_000_000,
+                millis: 123,
+                serial: 456,
+            },
+            apparmor: "DENIED".into(),
+            operation: "open".into(),
+            profile: Some("spo-nginx".into()),
+            name: Some("/etc/shadow".into()),
+            pid: Some(1234),
+            comm: Some("cat".into()),
+            requested_mask: Some("r".into()),
+            denied_mask: Some("r".into()),
+        };
+        assert_eq!(parse_record(APPARMOR), Ok(Some(AuditRecord::AppArmor(expect.clone()))));
+        assert_eq!(
+            parse_record(&format!("5,99,1,-;audit: {APPARMOR}")),
+            Ok(Some(AuditRecord::AppArmor(expect.clone())))
+        );
+        let auditd = format!(
+            "{}\x1dFSUID=\"root\" OUID=\"root\"",
+            APPARMOR.replace("type=1400 audit(", "type=AVC msg=audit(")
+        );
+        assert_eq!(parse_record(&auditd), Ok(Some(AuditRecord::AppArmor(expect))));
+        // A name with a space is hex-encoded by the kernel.
+        let hex = APPARMOR.replace("name=\"/etc/shadow\"", "name=2F746D702F612062");
+        match parse_record(&hex) {
+            Ok(Some(AuditRecord::AppArmor(r))) => assert_eq!(r.name.as_deref(), Some("/tmp/a b")),
+            other => panic!("{other:?}"),
+        }
+        // A status record without a pid or a name.
+        let status = "type=1400 audit(1725000000.123:457): apparmor=\"STATUS\" operation=\"profile_load\" profile=\"unconfined\" name=\"spo-nginx\"";
+        match parse_record(status) {
+            Ok(Some(AuditRecord::AppArmor(r))) => assert_eq!((r.apparmor.as_str(), r.pid), ("STATUS", None)),
+            other => panic!("{other:?}"),
+        }
+        // Cut before the operation: an error naming it.
+        let cut = &APPARMOR[..APPARMOR.find(" operation").expect("operation")];
+        assert_eq!(
+            parse_record(cut),
+            Err(ParseError::MissingField {
+                kind: "APPARMOR",
+                field: "operation"
+            })
+        );
+        let bad_pid = APPARMOR.replace("pid=1234", "pid=12x4");
+        assert!(matches!(
+            parse_record(&bad_pid),
+            Err(ParseError::BadField { field: "pid", .. })
+        ));
+    }
 
     const KMSG: &str = "5,1625,10772590099,-;audit: type=1326 audit(1795729387.496:1625): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=32724 comm=\"mkdir\" exe=\"/usr/bin/mkdir\" sig=0 arch=c000003e syscall=83 compat=0 ip=0x7f19a1ef7f37 code=0x50000";
     const DMESG: &str = "[ 9208.019769] audit: type=1326 audit(1795727822.924:1623): auid=4294967295 uid=0 gid=0 ses=4294967295 pid=9563 comm=\"uname\" exe=\"/usr/bin/uname\" sig=31 arch=c000003e syscall=63 compat=0 ip=0x7f14d9814b07 code=0x80000000";
@@ -493,7 +623,7 @@ mod tests {
             "",
             "[    0.000000] Linux version 6.18",
             "type=SYSCALL msg=audit(1.001:1): arch=c000003e syscall=59",
-            "audit: type=1400 audit(1.001:2): apparmor=\"DENIED\" operation=\"open\" profile=\"x\" name=\"/etc/shadow\"",
+            "audit: type=1400 audit(1.001:2): some_other_lsm=\"DENIED\" operation=\"open\"",
         ] {
             assert_eq!(parse_record(line), Ok(None), "{line}");
         }

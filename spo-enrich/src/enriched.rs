@@ -2,7 +2,8 @@
 //!
 //! - [`Enriched::log_fields`]: one line per record with upstream's field names in upstream's
 //!   order (`timestamp type node namespace pod container executable pid syscallID syscallName`
-//!   for seccomp; `… perm scontext tcontext tclass` for SELinux), as `key="value"` pairs with
+//!   for seccomp; `… perm scontext tcontext tclass` for SELinux; `… executable pid apparmor
+//!   operation profile name` for AppArmor), as `key="value"` pairs with
 //!   strings quoted and escaped (a newline, quote or escape sequence in a process name cannot
 //!   forge a line or a field).
 //! - [`EnricherFilters`]: SPOD `logEnricherFilters` / `jsonEnricherFilters`, a JSON list of
@@ -15,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
@@ -46,8 +48,10 @@ pub struct Enriched {
     pub syscall: Option<(u32, String)>,
     /// SELinux: permissions, contexts and class.
     pub avc: Option<AvcFields>,
+    /// AppArmor: the decision, operation, profile and object.
+    pub apparmor: Option<AppArmorFields>,
     /// The process's command line, uid and gid, when it was looked up.
-    pub process: Option<ProcessInfo>,
+    pub process: Option<Arc<ProcessInfo>>,
     /// Milliseconds since the epoch of the record.
     pub time_ms: u64,
 }
@@ -65,6 +69,19 @@ pub struct AvcFields {
     pub tclass: String,
 }
 
+/// An AppArmor record's fields as upstream prints them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppArmorFields {
+    /// `DENIED`, `ALLOWED`, `AUDIT`...
+    pub apparmor: String,
+    /// The operation (`open`, `exec`, `capable`...).
+    pub operation: String,
+    /// The profile that decided.
+    pub profile: String,
+    /// The object (path, capability...).
+    pub name: String,
+}
+
 /// Milliseconds since the epoch of an audit stamp.
 pub fn stamp_ms(stamp: &AuditStamp) -> u64 {
     // Saturating: a parsed stamp always fits, but the fields are public.
@@ -80,12 +97,13 @@ impl Enriched {
         record: &AuditRecord,
         node: &str,
         who: &Attribution,
-        process: Option<ProcessInfo>,
+        process: Option<Arc<ProcessInfo>>,
         syscall_name: &dyn Fn(spo_model::seccomp::Arch, u32) -> Option<&'static str>,
     ) -> Enriched {
-        let (stamp, pid, exe) = match record {
-            AuditRecord::Seccomp(r) => (r.stamp, Some(r.pid), r.exe.clone()),
-            AuditRecord::Avc(r) => (r.stamp, r.pid, None),
+        let (stamp, pid) = (record.stamp(), record.pid());
+        let exe = match record {
+            AuditRecord::Seccomp(r) => r.exe.clone(),
+            AuditRecord::Avc(_) | AuditRecord::AppArmor(_) => None,
         };
         let (namespace, pod, container, container_id) = match who {
             Attribution::Pod { info, id } => (
@@ -97,16 +115,22 @@ impl Enriched {
             Attribution::Container(id) => (String::new(), String::new(), String::new(), Some(id.to_string())),
             Attribution::Node | Attribution::Unknown => Default::default(),
         };
+        let comm = match record {
+            AuditRecord::AppArmor(r) => r.comm.clone(),
+            AuditRecord::Seccomp(_) | AuditRecord::Avc(_) => None,
+        };
         let executable = exe
             .or_else(|| process.as_ref().and_then(|p| p.executable.clone()))
+            .or(comm)
             .unwrap_or_default();
-        let (kind, syscall, avc) = match record {
+        let (kind, syscall, avc, apparmor) = match record {
             AuditRecord::Seccomp(r) => (
                 "seccomp",
                 Some((
                     r.syscall,
                     syscall_name(r.arch, r.syscall).unwrap_or_default().to_owned(),
                 )),
+                None,
                 None,
             ),
             AuditRecord::Avc(r) => (
@@ -117,6 +141,18 @@ impl Enriched {
                     scontext: r.scontext.clone(),
                     tcontext: r.tcontext.clone(),
                     tclass: r.denial.class.clone(),
+                }),
+                None,
+            ),
+            AuditRecord::AppArmor(r) => (
+                "apparmor",
+                None,
+                None,
+                Some(AppArmorFields {
+                    apparmor: r.apparmor.clone(),
+                    operation: r.operation.clone(),
+                    profile: r.profile.clone().unwrap_or_default(),
+                    name: r.name.clone().unwrap_or_default(),
                 }),
             ),
         };
@@ -132,6 +168,7 @@ impl Enriched {
             executable,
             syscall,
             avc,
+            apparmor,
             process,
             time_ms: stamp_ms(&stamp),
         }
@@ -155,6 +192,12 @@ impl Enriched {
         } else {
             m.push(("executable", self.executable.clone().into()));
             m.push(("pid", self.pid.map_or(Value::Null, Value::from)));
+            if let Some(a) = &self.apparmor {
+                m.push(("apparmor", a.apparmor.clone().into()));
+                m.push(("operation", a.operation.clone().into()));
+                m.push(("profile", a.profile.clone().into()));
+                m.push(("name", a.name.clone().into()));
+            }
             if let Some((id, name)) = &self.syscall {
                 m.push(("syscallID", (*id).into()));
                 m.push(("syscallName", name.clone().into()));
@@ -223,6 +266,11 @@ impl EnricherFilters {
         Ok(EnricherFilters { filters })
     }
 
+    /// Whether no filter is set (every record is logged).
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
     /// The level of a record with these fields: the first filter (lowest priority number)
     /// with a key present (a `a/b` key looks into object `a`) whose value is one of its
     /// values (any value when it lists none; numbers compare as numbers).
@@ -261,46 +309,88 @@ struct Bucket {
     syscalls: BTreeSet<String>,
 }
 
-/// Groups seccomp records per process over an interval and writes one JSON line each.
+/// Groups seccomp records per process over an interval and writes one JSON line each,
+/// holding at most `max_processes` processes and about `max_bytes` bytes: a caller that must
+/// not drop records flushes early when [`JsonBatcher::would_take`] says no.
 #[derive(Debug)]
 pub struct JsonBatcher {
     max_processes: usize,
+    max_bytes: usize,
+    bytes: usize,
     buckets: BTreeMap<(String, u32), Bucket>,
-    /// Records dropped because the interval already held `max_processes` processes.
+    /// Records dropped because the interval was full.
     pub dropped: u64,
 }
 
+impl Enriched {
+    /// About the bytes this record holds (its strings and the process's).
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<Enriched>()
+            + self.timestamp.len()
+            + self.node.len()
+            + self.namespace.len()
+            + self.pod.len()
+            + self.container.len()
+            + self.container_id.as_ref().map_or(0, String::len)
+            + self.executable.len()
+            + self.syscall.as_ref().map_or(0, |(_, n)| n.len())
+            + self.process.as_ref().map_or(0, |p| p.footprint())
+    }
+}
+
 impl JsonBatcher {
-    /// A batcher holding at most `max_processes` processes per interval.
-    pub fn new(max_processes: usize) -> JsonBatcher {
+    /// A batcher holding at most `max_processes` processes and about `max_bytes` per interval.
+    pub fn new(max_processes: usize, max_bytes: usize) -> JsonBatcher {
         JsonBatcher {
             max_processes,
+            max_bytes,
+            bytes: 0,
             buckets: BTreeMap::new(),
             dropped: 0,
         }
     }
 
+    fn key(record: &Enriched) -> Option<(String, u32)> {
+        Some((record.container_id.clone().unwrap_or_default(), record.pid?))
+    }
+
+    /// Whether `record` fits: its process is batched already, or there is room for one more.
+    pub fn would_take(&self, record: &Enriched) -> bool {
+        match Self::key(record) {
+            Some(key) if self.buckets.contains_key(&key) => true,
+            _ => self.buckets.len() < self.max_processes && self.bytes + record.footprint() <= self.max_bytes,
+        }
+    }
+
+    /// Whether nothing is batched.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
     /// Adds a seccomp record (others are not batched: upstream's JSON enricher writes calls).
     pub fn add(&mut self, record: Enriched) {
-        let (Some(pid), Some((_, name))) = (record.pid, record.syscall.clone()) else {
+        let (Some(key), Some((_, name))) = (Self::key(&record), record.syscall.clone()) else {
             return;
         };
-        let key = (record.container_id.clone().unwrap_or_default(), pid);
-        if !self.buckets.contains_key(&key) && self.buckets.len() >= self.max_processes {
-            self.dropped += 1;
-            return;
+        if !self.buckets.contains_key(&key) {
+            if !self.would_take(&record) {
+                self.dropped += 1;
+                return;
+            }
+            self.bytes += record.footprint();
         }
         let bucket = self.buckets.entry(key).or_insert_with(|| Bucket {
             first: record,
             syscalls: BTreeSet::new(),
         });
-        if !name.is_empty() {
-            bucket.syscalls.insert(name);
+        if !name.is_empty() && bucket.syscalls.insert(name.clone()) {
+            self.bytes += name.len() + 24;
         }
     }
 
     /// The lines of the interval that ended, one JSON object per process; empties the batch.
     pub fn flush(&mut self) -> Vec<String> {
+        self.bytes = 0;
         std::mem::take(&mut self.buckets)
             .into_values()
             .map(|b| json_line(&b.first, &b.syscalls).to_string())
@@ -408,6 +498,24 @@ mod tests {
     }
 
     #[test]
+    fn apparmor_log_line_has_upstreams_fields_in_order() {
+        let line = "type=AVC msg=audit(1796457384.359:3): apparmor=\"DENIED\" operation=\"open\" class=\"file\" \
+                    profile=\"spo-web\" name=\"/etc/shadow\" pid=7236 comm=\"cat\" requested_mask=\"r\" \
+                    denied_mask=\"r\" fsuid=0 ouid=0";
+        let e = Enriched::new(&record(line), "node-1", &pod(), None, &names);
+        assert_eq!(
+            e.log_line(),
+            "audit timestamp=\"1796457384.359:3\" type=\"apparmor\" node=\"node-1\" namespace=\"team-a\" \
+             pod=\"web-0\" container=\"nginx\" executable=\"cat\" pid=7236 apparmor=\"DENIED\" \
+             operation=\"open\" profile=\"spo-web\" name=\"/etc/shadow\""
+        );
+        // The JSON enricher writes calls only.
+        let mut batch = JsonBatcher::new(10, 1 << 20);
+        batch.add(e);
+        assert!(batch.flush().is_empty());
+    }
+
+    #[test]
     fn hostile_executables_cannot_forge_lines_or_fields() {
         // The kernel hex-encodes such names; auditd decodes them in its enriched part, and a
         // process can name itself anything: the line must stay one line with the same fields.
@@ -481,7 +589,7 @@ mod tests {
 
     #[test]
     fn json_lines_group_a_process_calls_per_interval() {
-        let mut batch = JsonBatcher::new(2);
+        let mut batch = JsonBatcher::new(2, 1 << 20);
         for nr in [83, 83, 84] {
             let line = LINE.replace("syscall=83", &format!("syscall={nr}"));
             let mut e = Enriched::new(&record(&line), "node-1", &pod(), None, &names);

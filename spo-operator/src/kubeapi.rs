@@ -317,3 +317,50 @@ pub async fn replace_lease(client: &Client, namespace: &str, lease: &Lease) -> R
     })
     .await
 }
+
+/// Follows the SPOD `namespace/name` in a task: `decide` turns each version of it (`None`
+/// when it is deleted) into the value the receiver holds; `None` from `decide` keeps the
+/// previous value (a setting that cannot be used must not switch a component off). Watch
+/// errors are retried with backoff. The task ends when the receiver is dropped or aborted.
+pub fn follow_spod<T, F>(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    initial: T,
+    decide: F,
+) -> (tokio::sync::watch::Receiver<T>, tokio::task::JoinHandle<()>)
+where
+    T: Send + Sync + 'static,
+    F: Fn(Option<&SecurityProfilesOperatorDaemon>) -> Option<T> + Send + 'static,
+{
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
+
+    let (tx, rx) = tokio::sync::watch::channel(initial);
+    let spods: Api<SecurityProfilesOperatorDaemon> = Api::namespaced(client, namespace);
+    let stream = watcher(
+        spods,
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .default_backoff();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let value = match event {
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => decide(Some(&s)),
+                Ok(watcher::Event::Delete(_)) => decide(None),
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SPOD watch error; retrying");
+                    None
+                }
+            };
+            if let Some(v) = value
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    (rx, task)
+}

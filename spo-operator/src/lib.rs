@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod daemon;
+pub mod enricher;
 pub mod error;
 pub mod kubeapi;
 pub mod leader;

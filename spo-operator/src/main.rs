@@ -78,6 +78,44 @@ enum Command {
         #[arg(long, default_value = "spod")]
         spod_name: String,
     },
+    /// Runs on every node where audit records are enriched: the log enricher and the JSON
+    /// enricher of the SPOD's `spec.enricher`, reading auditd's log or the kernel log once
+    /// for both. Enriched lines go to standard output.
+    Enricher {
+        /// This node's name (set from the downward API in the DaemonSet).
+        #[arg(long, env = "NODE_NAME")]
+        node_name: String,
+        /// The operator's namespace (where the SPOD is).
+        #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "security-profiles-operator")]
+        namespace: String,
+        /// The SPOD object's name.
+        #[arg(long, default_value = "spod")]
+        spod_name: String,
+        /// auditd's log.
+        #[arg(long, default_value = spo_enrich::source::AUDITD_LOG)]
+        audit_log: PathBuf,
+        /// The kernel log device (read when there is no auditd log, or with
+        /// `logEnricherSource: Bpf`).
+        #[arg(long, default_value = spo_enrich::source::KERNEL_LOG)]
+        kernel_log: PathBuf,
+        /// The node's /proc (the SPOD's hostProcVolumePath, mounted in the pod).
+        #[arg(long, default_value = "/proc")]
+        proc_root: PathBuf,
+        /// Where the reader's place in auditd's log is kept, to resume after a restart
+        /// without repeats or gaps (default: start at the log's end).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Milliseconds the reader sleeps when nothing arrived.
+        #[arg(long, default_value_t = 100)]
+        poll_ms: u64,
+        /// Seconds a deleted pod's containers stay known, for records read after it went.
+        #[arg(long, default_value_t = 60)]
+        pod_grace: u64,
+        /// Milliseconds a record of a container no pod names yet waits for the pod's status
+        /// (a container's first records come before the kubelet reports its id).
+        #[arg(long, default_value_t = 5000)]
+        hold_ms: u64,
+    },
     /// The admission webhooks (ProfileBinding, ProfileRecording) over HTTPS.
     Webhook {
         /// The operator's namespace (certificate Secret, SPOD, Service).
@@ -330,6 +368,32 @@ async fn main() -> anyhow::Result<()> {
                 spod_name,
             };
             spo_operator::recorder::run(client, config, shutdown_signal()).await
+        }
+        Command::Enricher {
+            node_name,
+            namespace,
+            spod_name,
+            audit_log,
+            kernel_log,
+            proc_root,
+            checkpoint,
+            poll_ms,
+            pod_grace,
+            hold_ms,
+        } => {
+            let config = spo_operator::enricher::EnricherConfig {
+                node: node_name,
+                namespace,
+                spod_name,
+                audit_log,
+                kernel_log,
+                proc_root,
+                checkpoint,
+                poll: Duration::from_millis(poll_ms.max(1)),
+                pod_grace: Duration::from_secs(pod_grace),
+                hold: Duration::from_millis(hold_ms),
+            };
+            spo_operator::enricher::run(client, config, endpoints.clone(), shutdown_signal()).await
         }
         Command::Webhook {
             namespace,

@@ -41,7 +41,7 @@ mod run {
     use std::collections::{BTreeMap, BTreeSet, HashMap};
     use std::path::PathBuf;
 
-    use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _};
+    use futures::{FutureExt as _, TryStreamExt as _};
     use k8s_openapi::api::core::v1::Pod;
     use kube::api::{Api, ObjectMeta, PostParams};
     use kube::runtime::events::{EventType, Recorder, Reporter};
@@ -51,7 +51,7 @@ mod run {
     use spo_model::names::FINALIZER_HAS_UNMERGED_PROFILES;
     use spo_model::recording::{MergeStrategy, Recorder as RecorderKind, RecordingKind};
     use spo_model::seccomp::Arch;
-    use spo_model::{ProfileRecording, SeccompProfile, SecurityProfilesOperatorDaemon, SpecState};
+    use spo_model::{ProfileRecording, SeccompProfile, SpecState};
     use spo_record::WatchId;
     use spo_seccomp::backend::SeccompBackend;
     use spo_seccomp::node::DirStore;
@@ -125,28 +125,10 @@ mod run {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), OperatorError> {
         let shutdown = shutdown.boxed().shared();
-        let (enabled_tx, mut enabled) = tokio::sync::watch::channel(false);
-        let spods: Api<SecurityProfilesOperatorDaemon> = Api::namespaced(client.clone(), &config.namespace);
-        let spod_stream = watcher(
-            spods,
-            watcher::Config::default().fields(&format!("metadata.name={}", config.spod_name)),
-        )
-        .default_backoff();
-        let spod_task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(spod_stream);
-            while let Some(event) = stream.next().await {
-                match event {
-                    Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
-                        enabled_tx.send_replace(plan::bpf_recorder_enabled(&s));
-                    }
-                    Ok(watcher::Event::Delete(_)) => {
-                        enabled_tx.send_replace(false);
-                    }
-                    Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
-                    Err(e) => warn!(error = %e, "SPOD watch error; retrying"),
-                }
-            }
-        });
+        let (mut enabled, spod_task) =
+            kubeapi::follow_spod(client.clone(), &config.namespace, &config.spod_name, false, |spod| {
+                Some(spod.is_some_and(plan::bpf_recorder_enabled))
+            });
         let result = async {
             loop {
                 info!(
