@@ -2,8 +2,9 @@
 //! the real auditd's log (scripts/test starts Debian's auditd): pods run under a seccomp
 //! profile that logs some calls (SCMP_ACT_LOG), and the enricher must
 //!
-//! - print one line per record, attributed to the right namespace, pod and container, with
-//!   upstream's fields, and drop what `logEnricherFilters` drops;
+//! - print one line per record, attributed to the right namespace, pod and container (also
+//!   for a process that exited before its record was read), with upstream's fields, and drop
+//!   what `logEnricherFilters` drops;
 //! - count the records in `security_profiles_operator_seccomp_profile_audit_total` with
 //!   upstream's labels;
 //! - write the JSON enricher's per-process lines to `jsonEnricherOptions.auditLogPath`;
@@ -160,10 +161,16 @@ fn records_of_real_pods_are_enriched_counted_written_as_json_and_resumed_after_a
     std::thread::sleep(Duration::from_secs(2));
     let all = std::fs::read_to_string(&log1).unwrap_or_default();
     assert!(!all.contains("syscallName=\"umask\""), "umask was filtered out:\n{all}");
-    // mkdir (not filtered) is there. Its process exits before the enricher reads the record,
-    // so it is attributed to the pod only when it was seen before, else to the node (see
-    // docs/decisions.md).
-    assert!(all.contains("syscallName=\"mkdir\""), "{all}");
+    // mkdir (not filtered) is there, attributed to the pod although its process exited long
+    // before the record was read: the exit log (eBPF) remembered its cgroup.
+    let lines = lines_of(&log1, "p1");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("syscallName=\"mkdir\"") || l.contains("syscallName=\"mkdirat\"")),
+        "mkdir attributed to p1:\n{all}"
+    );
+    assert!(all.contains("exit log loaded"), "{all}");
     let auditd = std::fs::read_to_string(AUDITD_LOG).unwrap_or_default();
     assert!(
         auditd

@@ -249,14 +249,14 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         );
     }
 
-    // The enricher: reads pods and its SPOD, writes nothing to the API; two capabilities.
+    // The enricher: reads pods and its SPOD, writes nothing to the API; four capabilities.
     let enricher_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-enricher", "-o", "json"]);
     let spec = &enricher_ds["spec"]["template"]["spec"];
     let sc = &spec["containers"][0]["securityContext"];
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{sc}");
     assert_eq!(
         sc["capabilities"]["add"],
-        serde_json::json!(["SYSLOG", "SYS_PTRACE"]),
+        serde_json::json!(["BPF", "PERFMON", "SYSLOG", "SYS_PTRACE"]),
         "{sc}"
     );
     assert_eq!(sc["readOnlyRootFilesystem"], true, "{sc}");

@@ -168,6 +168,13 @@ pub trait ProcessSource {
     fn started_ms(&self, pid: u32) -> Option<u64> {
         self.lookup(pid).map(|p| p.started_ms)
     }
+    /// A process with this pid that had exited by now but was alive at `record_ms`
+    /// (milliseconds since the epoch), from a record of exits kept outside `/proc` (on a
+    /// node: spo-record's exit log); `None` when there is no such record.
+    fn exited(&self, pid: u32, record_ms: u64) -> Option<ProcessInfo> {
+        let _ = (pid, record_ms);
+        None
+    }
 }
 
 /// How much the process cache may hold: a count and a byte budget, whichever is reached first
@@ -314,6 +321,8 @@ pub struct Attributor<S> {
     pub from_cache: u64,
     /// Records of processes that were gone and never seen.
     pub unknown: u64,
+    /// Records attributed from the source's record of exits (gone, never seen in `/proc`).
+    pub from_exits: u64,
     /// Records attributed from the cache without reading `/proc`.
     pub warm: u64,
 }
@@ -335,6 +344,7 @@ impl<S: ProcessSource> Attributor<S> {
             cache: ProcessCache::new(bounds),
             from_cache: 0,
             unknown: 0,
+            from_exits: 0,
             warm: 0,
         }
     }
@@ -380,10 +390,19 @@ impl<S: ProcessSource> Attributor<S> {
                 self.cache.insert(live, record_ms);
                 self.cache.get(pid).cloned()
             }
-            _ => {
-                self.unknown += 1;
-                None
-            }
+            // Gone (or the pid reused after the record): the exits kept outside /proc may
+            // still know the process that wrote it.
+            _ => match self.source.exited(pid, record_ms) {
+                Some(gone) => {
+                    self.from_exits += 1;
+                    self.cache.insert(gone, record_ms);
+                    self.cache.get(pid).cloned()
+                }
+                None => {
+                    self.unknown += 1;
+                    None
+                }
+            },
         }
     }
 
@@ -666,6 +685,40 @@ mod tests {
         let stray = ContainerId::parse(&"f".repeat(64)).expect("id");
         procs.0.borrow_mut().insert(9, proc_info(9, 0, Some(stray.clone())));
         assert_eq!(attributor.attribute(9, 10, &pods).0, Attribution::Container(stray));
+    }
+
+    /// A `/proc` that knows nothing, and a record of exits.
+    struct Exits(Vec<(ProcessInfo, u64)>);
+
+    impl ProcessSource for &Exits {
+        fn lookup(&self, _: u32) -> Option<ProcessInfo> {
+            None
+        }
+        fn exited(&self, pid: u32, record_ms: u64) -> Option<ProcessInfo> {
+            self.0
+                .iter()
+                .rev()
+                .find(|(p, exited_ms)| p.pid == pid && p.started_ms <= record_ms && record_ms <= *exited_ms)
+                .map(|(p, _)| p.clone())
+        }
+    }
+
+    #[test]
+    fn a_process_gone_before_its_first_record_was_read_is_found_in_the_exits() {
+        let id = ContainerId::parse(ID).expect("id");
+        let mut pods = PodIndex::new(10);
+        pods.set_pod("ns", "p", vec![(id.clone(), info("app"))]);
+        let exits = Exits(vec![(proc_info(7, 1_000, Some(id.clone())), 1_050)]);
+        let mut attributor = Attributor::new(&exits, CacheBounds::processes(100));
+        assert_eq!(
+            attributor.attribute(7, 1_010, &pods).0,
+            Attribution::Pod { info: info("app"), id }
+        );
+        assert_eq!((attributor.from_exits, attributor.unknown), (1, 0));
+        // A record from after that process exited is not its: unknown.
+        assert_eq!(attributor.attribute(8, 1_010, &pods).0, Attribution::Unknown);
+        let mut fresh = Attributor::new(&exits, CacheBounds::processes(100));
+        assert_eq!(fresh.attribute(7, 2_000, &pods).0, Attribution::Unknown);
     }
 
     #[test]

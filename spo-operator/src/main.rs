@@ -115,6 +115,11 @@ enum Command {
         /// (a container's first records come before the kubelet reports its id).
         #[arg(long, default_value_t = 5000)]
         hold_ms: u64,
+        /// Remember exiting processes with eBPF (needs CAP_BPF and CAP_PERFMON), so that
+        /// records of processes gone before they were read are still attributed to their
+        /// containers. Without it (or when it cannot load) those name the node only.
+        #[arg(long, default_value_t = true, action = ArgAction::Set)]
+        exit_log: bool,
     },
     /// The admission webhooks (ProfileBinding, ProfileRecording) over HTTPS.
     Webhook {
@@ -380,6 +385,7 @@ async fn main() -> anyhow::Result<()> {
             poll_ms,
             pod_grace,
             hold_ms,
+            exit_log,
         } => {
             let config = spo_operator::enricher::EnricherConfig {
                 node: node_name,
@@ -392,6 +398,7 @@ async fn main() -> anyhow::Result<()> {
                 poll: Duration::from_millis(poll_ms.max(1)),
                 pod_grace: Duration::from_secs(pod_grace),
                 hold: Duration::from_millis(hold_ms),
+                exit_log,
             };
             spo_operator::enricher::run(client, config, endpoints.clone(), shutdown_signal()).await
         }

@@ -2,6 +2,7 @@
 
 mod bitmap;
 mod events;
+mod exits;
 mod kernel_text;
 mod launch;
 mod loader;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use spo_model::observed::{FileAccess, Recording, RecordingTarget, SocketUse};
 use spo_model::seccomp::Arch;
 
+pub use exits::{EXIT_CGROUP_NAME, ExitLog, Exited, MAX_EXITED};
 pub use loader::containers::{CGROUP_NAME_MAX, ContainerSeen, ContainerWatch, WatchId, cgroup_name_problem};
 pub use loader::{
     LoadOptions, Progress, RecordOptions, RecordStart, Recorder, Selector, cgroup_id, mount_namespace_of,

@@ -31,7 +31,7 @@ use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, ResourceExt as _};
-use spo_enrich::attribution::{CacheBounds, PodIndex, ProcFs};
+use spo_enrich::attribution::{CacheBounds, PodIndex, ProcFs, ProcessInfo, ProcessSource};
 use spo_enrich::pipeline::{Fed, Pipeline};
 use spo_enrich::rotate::RotatingLog;
 use spo_enrich::source::KernelLog;
@@ -78,6 +78,75 @@ pub struct EnricherConfig {
     /// How long a record of a container no pod on the node names yet waits for the pod's
     /// status (a container's first records come before the kubelet reports its id).
     pub hold: Duration,
+    /// Remember exiting processes with eBPF (spo-record's exit log; CAP_BPF, CAP_PERFMON), so
+    /// that records of processes gone before they were read are still attributed.
+    pub exit_log: bool,
+}
+
+/// How far apart the kernel's record stamp (coarse wall clock) and the exit log's boot-clock
+/// times may be and still be the same moment.
+#[cfg(feature = "node-recorder")]
+const CLOCK_SLACK_MS: u64 = 20;
+
+/// The node's processes: its /proc, and the exit log when it is loaded.
+struct NodeProcesses {
+    proc: ProcFs,
+    #[cfg(feature = "node-recorder")]
+    exits: Option<spo_record::ExitLog>,
+}
+
+impl NodeProcesses {
+    fn new(proc: ProcFs, exit_log: bool) -> NodeProcesses {
+        #[cfg(feature = "node-recorder")]
+        let exits = if exit_log {
+            match spo_record::ExitLog::start() {
+                Ok(log) => {
+                    info!("exit log loaded: records of processes gone before they are read are attributed");
+                    Some(log)
+                }
+                Err(e) => {
+                    warn!(error = %e, "exit log not loaded: records of processes gone before they are read name the node only");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        #[cfg(not(feature = "node-recorder"))]
+        if exit_log {
+            warn!("built without the node-recorder feature: no exit log");
+        }
+        NodeProcesses {
+            proc,
+            #[cfg(feature = "node-recorder")]
+            exits,
+        }
+    }
+}
+
+impl ProcessSource for NodeProcesses {
+    fn lookup(&self, pid: u32) -> Option<ProcessInfo> {
+        self.proc.lookup(pid)
+    }
+
+    fn started_ms(&self, pid: u32) -> Option<u64> {
+        self.proc.started_ms(pid)
+    }
+
+    #[cfg(feature = "node-recorder")]
+    fn exited(&self, pid: u32, record_ms: u64) -> Option<ProcessInfo> {
+        let e = self.exits.as_ref()?.get(pid)?;
+        let alive = e.started_ms <= record_ms + CLOCK_SLACK_MS && record_ms <= e.exited_ms + CLOCK_SLACK_MS;
+        alive.then(|| ProcessInfo {
+            pid,
+            started_ms: e.started_ms,
+            container: spo_enrich::attribution::container_id_from_cgroup(&e.cgroup),
+            executable: None,
+            cmdline: None,
+            uid: None,
+            gid: None,
+        })
+    }
 }
 
 /// Runs until `shutdown`.
@@ -125,7 +194,11 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (stop, metrics, pods, config) = (stop.clone(), endpoints.metrics.clone(), pods.clone(), config.clone());
-        tokio::task::spawn_blocking(move || read_loop(&config, procfs, &pods, &metrics, settings_rx, &stop))
+        tokio::task::spawn_blocking(move || {
+            // Made here: the exit log's BPF skeleton stays on this thread.
+            let processes = NodeProcesses::new(procfs, config.exit_log);
+            read_loop(&config, processes, &pods, &metrics, settings_rx, &stop);
+        })
     };
     let mut reader = std::pin::pin!(reader);
     let result = tokio::select! {
@@ -317,13 +390,13 @@ fn audit_event(fed: &Fed) -> Option<AuditEvent<'_>> {
 /// The reader: applies settings, reads, enriches, writes. Runs until `stop`.
 fn read_loop(
     config: &EnricherConfig,
-    procfs: ProcFs,
+    processes: NodeProcesses,
     pods: &Mutex<PodIndex>,
     metrics: &Metrics,
     mut settings_rx: tokio::sync::watch::Receiver<Settings>,
     stop: &AtomicBool,
 ) {
-    let mut pipeline = Pipeline::new(config.node.clone(), procfs, CacheBounds::NODE, names);
+    let mut pipeline = Pipeline::new(config.node.clone(), processes, CacheBounds::NODE, names);
     pipeline.set_hold(config.hold);
     let mut settings = Settings::off();
     let mut reader: Option<Reader> = None;
