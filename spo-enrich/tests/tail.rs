@@ -1,6 +1,7 @@
 //! The log follower against real files: appends, auditd-style rotation (rename, shift, delete
 //! the oldest) during a burst, copytruncate, resuming after a restart, a symlink or FIFO put in
-//! the log's place, and the real auditd's log with real seccomp records.
+//! the log's place, and the real auditd's log with real seccomp records, rotated by the real
+//! auditd during a burst.
 
 // The real-records test installs a seccomp filter in its child between fork and exec.
 #![allow(unsafe_code)]
@@ -354,4 +355,153 @@ fn a_file_rotated_before_the_first_poll_is_still_read() {
     rotate(&log, 5);
     append(&log, "second\n");
     assert_eq!(texts(&tail.poll().expect("poll")), ["first", "second"]);
+}
+
+/// Records of `pid` among `lines`: their serials (the kernel's, unique per boot).
+fn serials_of(lines: &[Line], pid: u32) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| match spo_enrich::audit::parse_record(&l.text) {
+            Ok(Some(spo_enrich::audit::AuditRecord::Seccomp(r))) if r.pid == pid => Some(r.stamp.serial),
+            _ => None,
+        })
+        .collect()
+}
+
+fn audit_lost() -> u64 {
+    let out = std::process::Command::new("auditctl")
+        .arg("-s")
+        .output()
+        .expect("auditctl -s");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("lost ").and_then(|v| v.trim().parse().ok()))
+        .expect("lost in auditctl -s")
+}
+
+/// The real auditd, rotating its log (SIGUSR1, as `service auditd rotate` does) again and
+/// again while a process makes 20,000 logged calls: every record is read once, none is lost
+/// or repeated, and the follower saw the rotations. Only an auditd that scripts/test started
+/// (`SPO_TEST_AUDITD_PID`) is rotated: the machine's own audit trail is never touched.
+#[test]
+fn the_real_auditd_rotating_during_a_burst_loses_and_repeats_nothing() {
+    const CALLS: usize = 20_000;
+    const ROTATIONS: u64 = 12;
+    let log = Path::new("/var/log/audit/audit.log");
+    let ours = std::env::var("SPO_TEST_AUDITD_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok());
+    let Some(auditd) = ours.filter(|p| auditd_pid() == Some(*p)) else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run the tests' own auditd (scripts/test exports SPO_TEST_AUDITD_PID)"
+        );
+        eprintln!("skipped: no auditd started by scripts/test to rotate (SPO_TEST_AUDITD_PID)");
+        return;
+    };
+    let lost_before = audit_lost();
+    let mut tail = LogTail::open(log, Start::End, 64 * 1024).expect("open the audit log");
+    // A child that logs getppid (SECCOMP_RET_LOG for it, allow the rest) and calls it CALLS
+    // times before exec.
+    let mut cmd = std::process::Command::new("/bin/true");
+    // SAFETY: only async-signal-safe calls (prctl, seccomp, getppid) between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            let nr = libc::SYS_getppid as u32;
+            let filter = [
+                // A = seccomp_data.nr
+                libc::sock_filter {
+                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 1,
+                    k: nr,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_LOG,
+                },
+                libc::sock_filter {
+                    code: (libc::BPF_RET | libc::BPF_K) as u16,
+                    jt: 0,
+                    jf: 0,
+                    k: libc::SECCOMP_RET_ALLOW,
+                },
+            ];
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            for _ in 0..CALLS {
+                libc::getppid();
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    let mut read = Vec::new();
+    let mut rotated = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last_rotation = Instant::now();
+    let mut exited = false;
+    while Instant::now() < deadline {
+        read.extend(tail.poll().expect("poll"));
+        if !exited && child.try_wait().expect("try_wait").is_some() {
+            exited = true;
+        }
+        // Rotate while the burst runs (and after it, until the count is reached).
+        if rotated < ROTATIONS && last_rotation.elapsed() >= Duration::from_millis(40) {
+            // SAFETY: kill(2) on the pid of the auditd scripts/test started.
+            let rc = unsafe { libc::kill(auditd as i32, libc::SIGUSR1) };
+            assert_eq!(rc, 0, "signalling the tests' auditd");
+            rotated += 1;
+            last_rotation = Instant::now();
+        }
+        if exited && rotated >= ROTATIONS && serials_of(&read, pid).len() >= CALLS {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "the burst's process: {status}");
+    // A last look for anything still arriving (a repeat would show here).
+    std::thread::sleep(Duration::from_millis(500));
+    read.extend(tail.poll().expect("poll"));
+    let serials = serials_of(&read, pid);
+    let mut unique = serials.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    let stats = tail.stats();
+    assert_eq!(
+        audit_lost(),
+        lost_before,
+        "the kernel lost records (backlog): the count below would not hold"
+    );
+    assert_eq!(unique.len(), serials.len(), "records read twice");
+    assert_eq!(
+        serials.len(),
+        CALLS,
+        "records of pid {pid}: {} of {CALLS}; {stats:?}",
+        serials.len()
+    );
+    assert!(stats.rotations >= ROTATIONS, "{stats:?}");
+    assert_eq!(stats.gaps, 0, "{stats:?}");
+    assert!(serials.windows(2).all(|w| w[0] < w[1]), "in order");
 }
