@@ -107,6 +107,18 @@ impl Kubectl {
         );
     }
 
+    /// Merge-patches the SPOD `spod` in `namespace` (the manager creates it: retried until it
+    /// exists, up to `timeout`).
+    pub fn patch_spod(&self, namespace: &str, patch: &str, timeout: std::time::Duration) {
+        eventually("patching the SPOD", timeout, || {
+            let r = self.run(
+                &["-n", namespace, "patch", "spod", "spod", "--type=merge", "-p", patch],
+                None,
+            );
+            if r.ok { Ok(()) } else { Err(r.stderr) }
+        });
+    }
+
     /// Runs kubectl and parses its stdout as JSON.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args, None);

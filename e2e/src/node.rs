@@ -258,6 +258,35 @@ pub fn busybox_pod(namespace: &str, name: &str, script: &str, localhost_profile:
     .to_string()
 }
 
+/// A recorded workload: lists a directory, reads files, reports its seccomp mode, prints
+/// `WORKLOAD-OK`. With `extra`, something it never did while recorded runs first.
+pub fn workload(extra: &str) -> String {
+    format!(
+        "{extra}ls / >/dev/null && cat /etc/hostname >/dev/null && grep '^Seccomp:' /proc/self/status && echo WORKLOAD-OK"
+    )
+}
+
+/// [`busybox_pod`] labelled `app: <app>`, with no pod-level profile: what the webhooks set on
+/// the container decides.
+pub fn labelled_pod(namespace: &str, name: &str, app: &str, script: &str) -> String {
+    let mut pod: Value = serde_json::from_str(&busybox_pod(namespace, name, script, None)).expect("pod json");
+    pod["metadata"]["labels"] = serde_json::json!({ "app": app });
+    pod["spec"]["securityContext"] = serde_json::json!({});
+    pod.to_string()
+}
+
+/// The syscalls a SeccompProfile object allows.
+pub fn allowed_syscalls(profile: &Value) -> Vec<String> {
+    profile["spec"]["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
+        .flat_map(|r| r["names"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

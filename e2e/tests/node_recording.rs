@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, busybox_pod};
+use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, allowed_syscalls, labelled_pod, workload};
 use spo_e2e::{
     Proc, daemon_args, eventually, free_port, operator_binary, operator_command, recorder_args, webhook_args,
 };
@@ -26,33 +26,6 @@ const RECORDING: &str = "rec";
 const PROFILE: &str = "rec-c";
 /// A recording with `mergeStrategy: Containers`.
 const MERGED: &str = "merged";
-
-/// The recorded workload: lists a directory, reads files, reports its seccomp mode. With
-/// `extra`, something it never did while recorded runs first.
-fn workload(extra: &str) -> String {
-    format!(
-        "{extra}ls / >/dev/null && cat /etc/hostname >/dev/null && grep '^Seccomp:' /proc/self/status && echo WORKLOAD-OK"
-    )
-}
-
-fn pod_with_labels(name: &str, app: &str, script: &str) -> String {
-    let mut pod: Value = serde_json::from_str(&busybox_pod(NS, name, script, None)).expect("pod json");
-    pod["metadata"]["labels"] = serde_json::json!({ "app": app });
-    // No pod-level profile: what the webhooks set on the container decides.
-    pod["spec"]["securityContext"] = serde_json::json!({});
-    pod.to_string()
-}
-
-fn allowed(profile: &Value) -> Vec<String> {
-    profile["spec"]["syscalls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
-        .flat_map(|r| r["names"].as_array().cloned().unwrap_or_default())
-        .filter_map(|n| n.as_str().map(str::to_owned))
-        .collect()
-}
 
 #[test]
 fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
@@ -138,7 +111,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     eventually("the webhook marks pods for the recording", T, || {
         let r = k.run(
             &["create", "--dry-run=server", "-o", "json", "-f", "-"],
-            Some(&pod_with_labels("probe", "recorded", "true")),
+            Some(&labelled_pod(NS, "probe", "recorded", "true")),
         );
         let pod: Value = serde_json::from_str(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))?;
         let marked = pod["metadata"]["annotations"]["io.containers.trace-bpf/c"].is_string();
@@ -159,7 +132,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     // 2. The recorded pod runs to its end; the recorder writes its profile.
     k.ok(
         &["apply", "-f", "-"],
-        Some(&pod_with_labels("recorded", "recorded", &workload(""))),
+        Some(&labelled_pod(NS, "recorded", "recorded", &workload(""))),
     );
     node.wait_pod_phase(NS, "recorded", &["Succeeded"], T)
         .unwrap_or_else(|e| panic!("{e}; {}", logs()));
@@ -185,7 +158,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     assert_eq!(labels["spo.x-k8s.io/recording-namespace"], NS, "{labels}");
     assert!(labels.get("spo.x-k8s.io/partial").is_none(), "{labels}");
     assert_eq!(profile["spec"]["defaultAction"], "SCMP_ACT_ERRNO", "{profile}");
-    let names = allowed(&profile);
+    let names = allowed_syscalls(&profile);
     // The workload's calls, and the Go runtime allowance for runc's init (futex, tgkill...).
     for needed in ["execve", "getdents64", "openat", "futex", "tgkill"] {
         assert!(names.iter().any(|n| n == needed), "{needed} missing: {names:?}");
@@ -211,7 +184,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     eventually("the webhook marks pods for the merged recording", T, || {
         let r = k.run(
             &["create", "--dry-run=server", "-o", "json", "-f", "-"],
-            Some(&pod_with_labels("probe", "replicas", "true")),
+            Some(&labelled_pod(NS, "probe", "replicas", "true")),
         );
         let pod: Value = serde_json::from_str(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))?;
         let mark = pod["metadata"]["annotations"]["io.containers.trace-bpf/c"]
@@ -225,7 +198,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     });
     let mut replicas = Vec::new();
     for script in ["mkdir /tmp/a && echo A", "echo B"] {
-        let mut pod: Value = serde_json::from_str(&pod_with_labels("x", "replicas", script)).expect("pod json");
+        let mut pod: Value = serde_json::from_str(&labelled_pod(NS, "x", "replicas", script)).expect("pod json");
         pod["metadata"]["name"].take();
         pod["metadata"]["generateName"] = "rep-".into();
         let created = k.ok(
@@ -281,7 +254,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     let mkdir = mkdir.unwrap_or_else(|| panic!("only one replica makes a directory: {coverage}"));
     let counts = coverage["syscalls"].as_object().expect("syscalls");
     assert!(counts.values().all(|c| c == 1 || c == 2), "{coverage}");
-    let names = allowed(&merged);
+    let names = allowed_syscalls(&merged);
     let mut covered: Vec<&String> = counts.keys().collect();
     covered.sort();
     let mut merged_names: Vec<&String> = names.iter().collect();
@@ -319,7 +292,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     let before = k.json(&["get", "sp", PROFILE, "-o", "json"]);
     k.ok(
         &["apply", "-f", "-"],
-        Some(&pod_with_labels("interrupted", "recorded", "sleep 10; echo done")),
+        Some(&labelled_pod(NS, "interrupted", "recorded", "sleep 10; echo done")),
     );
     node.wait_pod_phase(NS, "interrupted", &["Running"], T)
         .unwrap_or_else(|e| panic!("{e}; {}", logs()));
@@ -374,7 +347,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     // 2d. A container restarting in a loop, its pod deleted while it runs: every run is in the
     //     profile (the first makes a directory, the second does not), and the pod says the
     //     recording was cut short.
-    let mut looping: Value = serde_json::from_str(&pod_with_labels("looping", "recorded", "true")).expect("pod json");
+    let mut looping: Value = serde_json::from_str(&labelled_pod(NS, "looping", "recorded", "true")).expect("pod json");
     looping["spec"]["restartPolicy"] = "Always".into();
     looping["spec"]["containers"][0]["name"] = "loop".into();
     looping["spec"]["containers"][0]["command"] = serde_json::json!([
@@ -401,7 +374,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         let r = k.run(&["get", "sp", &format!("{RECORDING}-loop"), "-o", "json"], None);
         serde_json::from_str::<Value>(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))
     });
-    let names = allowed(&looped);
+    let names = allowed_syscalls(&looped);
     assert!(
         names.iter().any(|n| n == "mkdir" || n == "mkdirat"),
         "the first run's mkdir is in the profile: {names:?}"
@@ -440,7 +413,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     let replay = eventually("a pod bound to the recorded profile", T, || {
         let r = k.run(
             &["create", "-o", "json", "-f", "-"],
-            Some(&pod_with_labels("replay", "replay", &workload(""))),
+            Some(&labelled_pod(NS, "replay", "replay", &workload(""))),
         );
         let pod: Value = serde_json::from_str(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))?;
         Ok(pod)
@@ -469,7 +442,8 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     // 5. Something it never did is refused.
     k.ok(
         &["apply", "-f", "-"],
-        Some(&pod_with_labels(
+        Some(&labelled_pod(
+            NS,
             "refused",
             "replay",
             &workload("if mkdir /tmp/x; then echo MKDIR-OK; else echo MKDIR-REFUSED; fi; "),

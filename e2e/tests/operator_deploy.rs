@@ -249,7 +249,8 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         );
     }
 
-    // The enricher: reads pods and its SPOD, writes nothing to the API; four capabilities.
+    // The enricher: reads pods and its SPOD, writes recorded profiles and Events (the log
+    // recorder); four capabilities.
     let enricher_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-enricher", "-o", "json"]);
     let spec = &enricher_ds["spec"]["template"]["spec"];
     let sc = &spec["containers"][0]["securityContext"];
@@ -282,14 +283,25 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
             "securityprofilesoperatordaemons.security-profiles-operator.x-k8s.io",
             Some(NS),
         ),
+        (
+            "get",
+            "profilerecordings.security-profiles-operator.x-k8s.io",
+            Some("team"),
+        ),
+        ("create", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("create", "events.events.k8s.io", Some("team")),
     ] {
         assert!(can(verb, what, ns), "the enricher may not {verb} {what}");
     }
     for (verb, what, ns) in [
-        ("create", "events.events.k8s.io", Some("team")),
         ("update", "pods", Some("team")),
         ("list", "secrets", Some(NS)),
-        ("create", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("delete", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        (
+            "delete",
+            "profilerecordings.security-profiles-operator.x-k8s.io",
+            Some("team"),
+        ),
         (
             "patch",
             "securityprofilesoperatordaemons.security-profiles-operator.x-k8s.io",

@@ -46,6 +46,8 @@ pub struct Enriched {
     pub executable: String,
     /// Seccomp: the call's number and name (empty when the table does not know it).
     pub syscall: Option<(u32, String)>,
+    /// Seccomp: the call's architecture.
+    pub arch: Option<spo_model::seccomp::Arch>,
     /// SELinux: permissions, contexts and class.
     pub avc: Option<AvcFields>,
     /// AppArmor: the decision, operation, profile and object.
@@ -167,6 +169,10 @@ impl Enriched {
             pid,
             executable,
             syscall,
+            arch: match record {
+                AuditRecord::Seccomp(r) => Some(r.arch),
+                AuditRecord::Avc(_) | AuditRecord::AppArmor(_) => None,
+            },
             avc,
             apparmor,
             process,

@@ -45,6 +45,9 @@ pub const ANNOTATION_TRACE_LOGS: &str = "io.containers.trace-logs/";
 pub const ANNOTATION_TRACE_BPF_APPARMOR: &str = "io.containers.trace-bpf-apparmor/";
 /// Recording pod annotation prefix for SELinux AVC recording.
 pub const ANNOTATION_TRACE_AVCS: &str = "io.containers.trace-avcs/";
+/// The SeccompProfile log recording runs containers under (`SCMP_ACT_LOG` for every call),
+/// made by the manager while the SPOD enables the log enricher, as upstream names it.
+pub const LOG_ENRICHER_PROFILE: &str = "log-enricher-trace";
 
 /// The longest label value Kubernetes accepts.
 pub const MAX_LABEL_VALUE: usize = 63;

@@ -276,6 +276,26 @@ pub async fn ensure_spod(client: &Client, namespace: &str, name: &str) -> Result
     .await
 }
 
+/// Applies the SeccompProfile log recording runs containers under
+/// ([`spo_model::names::LOG_ENRICHER_PROFILE`]: `SCMP_ACT_LOG` for every call), as the manager.
+pub async fn apply_log_enricher_profile(client: &Client) -> Result<(), OperatorError> {
+    let name = spo_model::names::LOG_ENRICHER_PROFILE;
+    let api: Api<spo_model::SeccompProfile> = Api::all(client.clone());
+    let body = json!({
+        "apiVersion": "security-profiles-operator.x-k8s.io/v1",
+        "kind": "SeccompProfile",
+        "metadata": {"name": name, "labels": {"app": "security-profiles-operator"}},
+        "spec": {"defaultAction": "SCMP_ACT_LOG"},
+    });
+    timed("applying", "SeccompProfile", name, async {
+        api.patch(name, &apply(MANAGER_FIELD_MANAGER), &Patch::Apply(&body))
+            .await
+            .map(|_| ())
+            .map_err(|e| OperatorError::api("applying", "SeccompProfile", name, e))
+    })
+    .await
+}
+
 /// Reads the Lease `namespace/name`; `None` when it does not exist.
 pub async fn get_lease(client: &Client, namespace: &str, name: &str) -> Result<Option<Lease>, OperatorError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);

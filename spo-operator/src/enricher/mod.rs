@@ -19,11 +19,13 @@
 //! kernel log (CAP_SYSLOG), CAP_SYS_PTRACE to read the executable of processes of other
 //! users, and a directory for the checkpoint and the JSON log. See deploy/components/enricher.
 
+pub mod logrec;
 pub mod plan;
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,9 +41,12 @@ use spo_enrich::tail::{Checkpoint, LogTail, Start};
 use spo_hostio::{WritePolicy, write_file};
 use tracing::{error, info, warn};
 
+use self::logrec::LogRecordings;
 use self::plan::{JsonTarget, Settings, SourceChoice};
 use crate::error::OperatorError;
 use crate::metrics::{AuditEvent, AuditWhat, Metrics};
+use crate::recorder::plan::Mark;
+use crate::recorder::publish::Publisher;
 use crate::server::Endpoints;
 
 /// The most containers the pod index holds (a node runs at most a few hundred pods).
@@ -184,7 +189,20 @@ pub async fn run(
     );
 
     let pods = Arc::new(Mutex::new(PodIndex::new(MAX_CONTAINERS)));
-    let pod_task = tokio::spawn(watch_pods(client, config.clone(), pods.clone(), endpoints.clone()));
+    let recordings = Arc::new(Mutex::new(LogRecordings::default()));
+    let polls = Arc::new(AtomicU64::new(0));
+    let pod_task = tokio::spawn(watch_pods(
+        PodWatch {
+            publisher: Publisher::new(client.clone(), "spo-enricher", &config.node),
+            client,
+            config: config.clone(),
+            pods: pods.clone(),
+            endpoints: endpoints.clone(),
+            recordings: recordings.clone(),
+            polls: polls.clone(),
+        },
+        settings_rx.clone(),
+    ));
 
     let procfs = ProcFs::new(&config.proc_root).map_err(|source| OperatorError::Node {
         operation: "reading the node's /proc",
@@ -194,10 +212,15 @@ pub async fn run(
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (stop, metrics, pods, config) = (stop.clone(), endpoints.metrics.clone(), pods.clone(), config.clone());
+        let shared = Shared {
+            pods,
+            recordings,
+            polls,
+        };
         tokio::task::spawn_blocking(move || {
             // Made here: the exit log's BPF skeleton stays on this thread.
             let processes = NodeProcesses::new(procfs, config.exit_log);
-            read_loop(&config, processes, &pods, &metrics, settings_rx, &stop);
+            read_loop(&config, processes, &shared, &metrics, settings_rx, &stop);
         })
     };
     let mut reader = std::pin::pin!(reader);
@@ -216,12 +239,31 @@ pub async fn run(
     })
 }
 
-/// Keeps the pod index in step with this node's pods.
-async fn watch_pods(client: Client, config: EnricherConfig, pods: Arc<Mutex<PodIndex>>, endpoints: Arc<Endpoints>) {
-    let api: Api<Pod> = Api::all(client);
+/// What the pod watch works with.
+struct PodWatch {
+    client: Client,
+    config: EnricherConfig,
+    pods: Arc<Mutex<PodIndex>>,
+    endpoints: Arc<Endpoints>,
+    publisher: Publisher,
+    recordings: Arc<Mutex<LogRecordings>>,
+    /// Reader loops done (the log recorder waits for the reader to catch up).
+    polls: Arc<AtomicU64>,
+}
+
+/// A pod whose containers the log recorder records.
+struct LogRecorded {
+    marks: Vec<(Mark, spo_model::ProfileRecording)>,
+    last: Pod,
+}
+
+/// Keeps the pod index in step with this node's pods, and runs the log recorder's side of
+/// them (marks checked when a pod comes, profiles written when it ends).
+async fn watch_pods(w: PodWatch, settings: tokio::sync::watch::Receiver<Settings>) {
+    let api: Api<Pod> = Api::all(w.client.clone());
     let stream = watcher(
         api,
-        watcher::Config::default().fields(&format!("spec.nodeName={}", config.node)),
+        watcher::Config::default().fields(&format!("spec.nodeName={}", w.config.node)),
     )
     .default_backoff();
     let mut stream = std::pin::pin!(stream);
@@ -229,11 +271,12 @@ async fn watch_pods(client: Client, config: EnricherConfig, pods: Arc<Mutex<PodI
     let mut leaving: std::collections::VecDeque<(Instant, String, String)> = std::collections::VecDeque::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut full_warned = false;
+    let mut recorded: HashMap<String, LogRecorded> = HashMap::new();
     loop {
         let event = tokio::select! {
             event = stream.next() => event,
             _ = tick.tick() => {
-                forget_due(&mut leaving, &pods, &endpoints.metrics, Instant::now());
+                forget_due(&mut leaving, &w.pods, &w.endpoints.metrics, Instant::now());
                 continue;
             }
         };
@@ -242,7 +285,8 @@ async fn watch_pods(client: Client, config: EnricherConfig, pods: Arc<Mutex<PodI
             Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
                 let (namespace, name) = (pod.namespace().unwrap_or_default(), pod.name_any());
                 let containers = plan::pod_containers(&pod);
-                let stored = pods
+                let stored = w
+                    .pods
                     .lock()
                     .map(|mut index| index.set_pod(&namespace, &name, containers))
                     .unwrap_or(false);
@@ -253,17 +297,142 @@ async fn watch_pods(client: Client, config: EnricherConfig, pods: Arc<Mutex<PodI
                         "pod index full: records of new containers are not attributed to their pods"
                     );
                 }
+                log_recording_pod(&w, &settings, &mut recorded, pod).await;
             }
             Ok(watcher::Event::Delete(pod)) => {
+                if let Some(rec) = pod.uid().and_then(|uid| recorded.remove(&uid)) {
+                    finish_log_recording(&w, rec, &pod).await;
+                }
                 leaving.push_back((
-                    Instant::now() + config.pod_grace,
+                    Instant::now() + w.config.pod_grace,
                     pod.namespace().unwrap_or_default(),
                     pod.name_any(),
                 ));
             }
-            Ok(watcher::Event::InitDone) => endpoints.health.set_ready(true),
+            Ok(watcher::Event::InitDone) => w.endpoints.health.set_ready(true),
             Ok(watcher::Event::Init) => {}
             Err(e) => warn!(error = %e, "pod watch error; retrying"),
+        }
+    }
+}
+
+/// The log recorder on a pod event: a new marked pod starts being recorded (its marks
+/// checked against its ProfileRecordings), a recorded pod that ended gets its profiles.
+async fn log_recording_pod(
+    w: &PodWatch,
+    settings: &tokio::sync::watch::Receiver<Settings>,
+    recorded: &mut HashMap<String, LogRecorded>,
+    pod: Pod,
+) {
+    let Some(uid) = pod.uid() else { return };
+    let finished = crate::recorder::plan::pod_finished(&pod);
+    if let Some(rec) = recorded.get_mut(&uid) {
+        rec.last = pod.clone();
+        if finished && let Some(rec) = recorded.remove(&uid) {
+            finish_log_recording(w, rec, &pod).await;
+        }
+        return;
+    }
+    if finished {
+        return;
+    }
+    let (marks, bad) = crate::recorder::plan::log_seccomp_marks(&pod);
+    w.publisher.warn_bad_marks(&pod, &bad).await;
+    if marks.is_empty() {
+        return;
+    }
+    if settings.borrow().log.is_none() {
+        w.publisher
+            .warn_pod(
+                &pod,
+                "RecordingNotPossible",
+                "log recording reads the node's audit records, which the SPOD's spec.enricher.enableLogEnricher \
+                 switches on; it is off, so this pod's containers are not recorded",
+            )
+            .await;
+        return;
+    }
+    let checked = w
+        .publisher
+        .checked_marks(&pod, marks, spo_model::recording::Recorder::Logs)
+        .await;
+    if checked.is_empty() {
+        return;
+    }
+    let namespace = pod.namespace().unwrap_or_default();
+    {
+        let mut r = w.recordings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (mark, _) in &checked {
+            r.start((namespace.clone(), pod.name_any(), mark.container.clone()));
+        }
+    }
+    let containers: Vec<&str> = checked.iter().map(|(m, _)| m.container.as_str()).collect();
+    info!(pod = %pod.name_any(), namespace = %namespace, ?containers, "recording from audit logs");
+    w.publisher
+        .normal_pod(
+            &pod,
+            "ProfileRecording",
+            &format!(
+                "recording seccomp profiles of containers {} from the node's audit records",
+                containers.join(", ")
+            ),
+        )
+        .await;
+    recorded.insert(
+        uid,
+        LogRecorded {
+            marks: checked,
+            last: pod,
+        },
+    );
+}
+
+/// How long the log recorder waits at most for the reader to read what was logged before a
+/// pod ended (it waits for two reader loops that started after the pod's end).
+const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// Writes the profiles of a recorded pod that ended, once the reader has read everything
+/// logged until now.
+async fn finish_log_recording(w: &PodWatch, rec: LogRecorded, pod: &Pod) {
+    let seen = w.polls.load(Ordering::Relaxed);
+    let start = Instant::now();
+    while w.polls.load(Ordering::Relaxed) < seen + 3 && start.elapsed() < CATCH_UP {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pod = if pod.metadata.deletion_timestamp.is_some() || crate::recorder::plan::pod_finished(pod) {
+        pod
+    } else {
+        &rec.last
+    };
+    if crate::recorder::plan::ended_by_deletion(pod) {
+        w.publisher
+            .warn_pod(
+                pod,
+                "RecordingCutShort",
+                "the pod was deleted while it ran: its profiles hold what its containers did until then",
+            )
+            .await;
+    }
+    let namespace = pod.namespace().unwrap_or_default();
+    let ids = crate::recorder::plan::container_ids(pod);
+    for (mark, recording) in &rec.marks {
+        let key = (namespace.clone(), pod.name_any(), mark.container.clone());
+        let calls = w
+            .recordings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(&key)
+            .unwrap_or_default();
+        let id = ids
+            .get(&mark.container)
+            .and_then(|s| s.iter().next())
+            .map(String::as_str);
+        let written = match logrec::recording(&key, id, &calls) {
+            Ok(observed) => w.publisher.write_seccomp(pod, mark, recording, &observed).await,
+            Err(why) => Err(why),
+        };
+        if let Err(why) = written {
+            w.publisher.warn_pod(pod, "ProfileNotRecorded", &why).await;
         }
     }
 }
@@ -388,10 +557,17 @@ fn audit_event(fed: &Fed) -> Option<AuditEvent<'_>> {
 }
 
 /// The reader: applies settings, reads, enriches, writes. Runs until `stop`.
+/// What the reader shares with the pod watch.
+struct Shared {
+    pods: Arc<Mutex<PodIndex>>,
+    recordings: Arc<Mutex<LogRecordings>>,
+    polls: Arc<AtomicU64>,
+}
+
 fn read_loop(
     config: &EnricherConfig,
     processes: NodeProcesses,
-    pods: &Mutex<PodIndex>,
+    shared: &Shared,
     metrics: &Metrics,
     mut settings_rx: tokio::sync::watch::Receiver<Settings>,
     stop: &AtomicBool,
@@ -408,8 +584,10 @@ fn read_loop(
     let mut open_failed: Option<String> = None;
     let stdout = std::io::stdout();
     loop {
+        // Loops started: a loop started after an event has read everything logged before it.
+        shared.polls.fetch_add(1, Ordering::Relaxed);
         if stop.load(Ordering::Relaxed) {
-            let index = pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let index = shared.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut out = stdout.lock();
             for fed in pipeline.release(&index, Instant::now() + config.hold) {
                 print_fed(&mut out, &fed, metrics);
@@ -490,16 +668,27 @@ fn read_loop(
             None => Vec::new(),
         };
         if !lines.is_empty() || pipeline.held() > 0 {
-            // A panic elsewhere while holding the lock leaves a usable index: read on.
-            let index = pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // A panic elsewhere while holding a lock leaves usable data: read on.
+            let index = shared.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut recordings = shared
+                .recordings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let recording = !recordings.is_empty();
             let mut out = stdout.lock();
             let released = pipeline.release(&index, Instant::now());
             for fed in released {
                 print_fed(&mut out, &fed, metrics);
+                if recording {
+                    recordings.add(&fed.record);
+                }
             }
             for line in &lines {
                 if let Some(fed) = pipeline.feed(line, &index) {
                     print_fed(&mut out, &fed, metrics);
+                    if recording {
+                        recordings.add(&fed.record);
+                    }
                 }
             }
             let _ = out.flush();

@@ -284,6 +284,7 @@ pub async fn run(
     if config.create_default_spod {
         tasks.spawn(create_default_spod(client.clone(), config.clone()));
     }
+    tasks.spawn(log_enricher_profile(client.clone(), config.clone()));
     let state = Arc::new(Mutex::new(ManagerState::default()));
     let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(0u8);
     let synced_tx = Arc::new(synced_tx);
@@ -574,6 +575,42 @@ async fn create_default_spod(client: Client, config: ManagerConfig) {
                 warn!(error = %error_chain(&e), retry_in = ?after, "creating the default SPOD failed");
                 tokio::time::sleep(after).await;
             }
+        }
+    }
+}
+
+/// Keeps the SeccompProfile that log recording runs containers under while the SPOD enables
+/// the log enricher, as upstream's manager does (it is not removed when the switch goes off:
+/// pods may still run under it, and the profile's own finalizers guard it).
+async fn log_enricher_profile(client: Client, config: ManagerConfig) {
+    let (mut on, _task) = kubeapi::follow_spod(client.clone(), &config.namespace, &config.spod_name, false, |spod| {
+        Some(spod.is_some_and(|s| s.spec.enricher.as_ref().and_then(|e| e.enable_log_enricher) == Some(true)))
+    });
+    loop {
+        if on.wait_for(|on| *on).await.is_err() {
+            return;
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match kubeapi::apply_log_enricher_profile(&client).await {
+                Ok(()) => {
+                    info!(
+                        name = spo_model::names::LOG_ENRICHER_PROFILE,
+                        "log recording profile applied"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    let after = retry_after(attempt);
+                    warn!(error = %error_chain(&e), retry_in = ?after, "applying the log recording profile failed");
+                    tokio::time::sleep(after).await;
+                }
+            }
+        }
+        // Again when the switch goes off and on.
+        if on.wait_for(|on| !*on).await.is_err() {
+            return;
         }
     }
 }

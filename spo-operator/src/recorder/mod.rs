@@ -32,6 +32,7 @@
 #[cfg(feature = "node-recorder")]
 pub mod engine;
 pub mod plan;
+pub mod publish;
 
 #[cfg(feature = "node-recorder")]
 pub use run::{RecorderConfig, run};
@@ -43,22 +44,19 @@ mod run {
 
     use futures::{FutureExt as _, TryStreamExt as _};
     use k8s_openapi::api::core::v1::Pod;
-    use kube::api::{Api, ObjectMeta, PostParams};
-    use kube::runtime::events::{EventType, Recorder, Reporter};
+    use kube::api::Api;
     use kube::runtime::{WatchStreamExt, watcher};
-    use kube::{Client, Resource, ResourceExt};
-    use spo_model::contract::ProfileBackend as _;
-    use spo_model::names::FINALIZER_HAS_UNMERGED_PROFILES;
-    use spo_model::recording::{MergeStrategy, Recorder as RecorderKind, RecordingKind};
+    use kube::{Client, ResourceExt};
+    use spo_model::ProfileRecording;
+    use spo_model::recording::Recorder as RecorderKind;
     use spo_model::seccomp::Arch;
-    use spo_model::{ProfileRecording, SeccompProfile, SpecState};
     use spo_record::WatchId;
-    use spo_seccomp::backend::SeccompBackend;
     use spo_seccomp::node::DirStore;
     use tracing::{info, warn};
 
     use super::engine::{Collected, Engine};
-    use super::plan::{self, Mark, Overwrite};
+    use super::plan::{self, Mark};
+    use super::publish::Publisher;
     use crate::error::OperatorError;
     use crate::kubeapi;
 
@@ -108,10 +106,8 @@ mod run {
     }
 
     struct Ctx {
-        client: Client,
         engine: Engine,
-        events: Recorder,
-        backend: SeccompBackend,
+        publisher: Publisher,
     }
 
     /// Runs until `shutdown`.
@@ -192,16 +188,8 @@ mod run {
             })?;
         info!(node = %config.node, "eBPF recorder loaded; watching this node's pods");
         let ctx = Ctx {
-            events: Recorder::new(
-                client.clone(),
-                Reporter {
-                    controller: "spo-recorder".into(),
-                    instance: Some(config.node.clone()),
-                },
-            ),
-            client: client.clone(),
             engine,
-            backend: SeccompBackend::default(),
+            publisher: Publisher::new(client.clone(), "spo-recorder", &config.node),
         };
         let pods: Api<Pod> = Api::all(client);
         let stream = watcher(
@@ -220,9 +208,7 @@ mod run {
                 () = &mut shutdown => return Ok(false),
                 () = &mut disabled => {
                     for rec in recording.values() {
-                        warn_pod(
-                            &ctx,
-                            &rec.last,
+                        ctx.publisher.warn_pod(&rec.last,
                             "RecordingStopped",
                             "the eBPF recorder was disabled (SPOD spec.enricher.enableBpfRecorder) while this pod \
                              was recorded; no profile is written",
@@ -275,110 +261,45 @@ mod run {
             return;
         }
         let (marks, bad) = plan::bpf_seccomp_marks(&pod);
-        for b in &bad {
-            warn_pod(
-                ctx,
-                &pod,
-                "RecordingAnnotationInvalid",
-                &format!("annotation {}: {}", b.key, b.why),
-            )
-            .await;
-        }
+        ctx.publisher.warn_bad_marks(&pod, &bad).await;
         if marks.is_empty() {
             return;
         }
-        let namespace = pod.namespace().unwrap_or_default();
-        let recordings: Api<ProfileRecording> = Api::namespaced(ctx.client.clone(), &namespace);
-        let mut checked = Vec::new();
-        for mark in marks {
-            match recordings.get_opt(&mark.recording).await {
-                Ok(Some(r)) if r.spec.kind == RecordingKind::SeccompProfile && r.spec.recorder == RecorderKind::Bpf => {
-                    checked.push((mark, r));
-                }
-                Ok(Some(_)) => {
-                    warn_pod(
-                        ctx,
-                        &pod,
-                        "RecordingMismatch",
-                        &format!(
-                            "ProfileRecording {namespace}/{} does not record SeccompProfiles with Bpf; container {:?} is not recorded",
-                            mark.recording, mark.container
-                        ),
-                    )
-                    .await;
-                }
-                Ok(None) => {
-                    warn_pod(
-                        ctx,
-                        &pod,
-                        "RecordingNotFound",
-                        &format!(
-                            "no ProfileRecording {namespace}/{} exists; container {:?} is not recorded",
-                            mark.recording, mark.container
-                        ),
-                    )
-                    .await;
-                }
-                Err(e) => {
-                    warn_pod(
-                        ctx,
-                        &pod,
-                        "RecordingUnreadable",
-                        &format!("reading ProfileRecording {namespace}/{}: {e}", mark.recording),
-                    )
-                    .await;
-                }
-            }
-        }
+        let checked = ctx.publisher.checked_marks(&pod, marks, RecorderKind::Bpf).await;
         if checked.is_empty() {
             return;
         }
-        // Partial profiles are merged when their recording is deleted: the recording is held
-        // until the manager has merged them.
-        for (_, r) in &checked {
-            if r.spec.merge_strategy == MergeStrategy::Containers
-                && let Err(e) = hold_for_merge(&recordings, r).await
-            {
-                warn_pod(
-                    ctx,
-                    &pod,
-                    "RecordingFailed",
-                    &format!(
-                        "holding ProfileRecording {namespace}/{} for the merge: {e}",
-                        r.name_any()
-                    ),
-                )
-                .await;
-            }
-        }
+        let namespace = pod.namespace().unwrap_or_default();
         let names = plan::pod_cgroup_names(&uid);
         if names.is_empty() {
-            warn_pod(
-                ctx,
-                &pod,
-                "RecordingFailed",
-                "the pod's uid is not a UUID: its cgroup cannot be found",
-            )
-            .await;
+            ctx.publisher
+                .warn_pod(
+                    &pod,
+                    "RecordingFailed",
+                    "the pod's uid is not a UUID: its cgroup cannot be found",
+                )
+                .await;
             return;
         }
         let watches = match ctx.engine.watch(names).await {
             Ok(w) => w,
             Err(e) => {
-                warn_pod(ctx, &pod, "RecordingFailed", &format!("watching the pod's cgroup: {e}")).await;
+                ctx.publisher
+                    .warn_pod(&pod, "RecordingFailed", &format!("watching the pod's cgroup: {e}"))
+                    .await;
                 return;
             }
         };
         let early = plan::started_before_watch(&pod);
         let containers: Vec<&str> = checked.iter().map(|(m, _)| m.container.as_str()).collect();
         info!(pod = %pod.name_any(), namespace = %namespace, ?containers, "recording");
-        normal_pod(
-            ctx,
-            &pod,
-            "ProfileRecording",
-            &format!("recording seccomp profiles of containers {}", containers.join(", ")),
-        )
-        .await;
+        ctx.publisher
+            .normal_pod(
+                &pod,
+                "ProfileRecording",
+                &format!("recording seccomp profiles of containers {}", containers.join(", ")),
+            )
+            .await;
         recording.insert(
             uid,
             Recording {
@@ -391,36 +312,6 @@ mod run {
                 last: pod,
             },
         );
-    }
-
-    /// Puts the `has-unmerged-profiles` finalizer on a recording that merges per-replica
-    /// profiles (retried on conflicts; nothing to do when it is there or the recording is
-    /// being deleted, when no finalizer may be added).
-    async fn hold_for_merge(api: &Api<ProfileRecording>, recording: &ProfileRecording) -> Result<(), OperatorError> {
-        let name = recording.name_any();
-        let mut current = recording.clone();
-        for _ in 0..5 {
-            if current.metadata.deletion_timestamp.is_some()
-                || current
-                    .finalizers()
-                    .iter()
-                    .any(|f| f == FINALIZER_HAS_UNMERGED_PROFILES)
-            {
-                return Ok(());
-            }
-            let mut finalizers = current.finalizers().to_vec();
-            finalizers.push(FINALIZER_HAS_UNMERGED_PROFILES.to_owned());
-            let version = current.resource_version().unwrap_or_default();
-            match kubeapi::replace_finalizers_in(api, &name, &version, &finalizers).await {
-                Err(e) if e.is_conflict() => match api.get_opt(&name).await {
-                    Ok(Some(newer)) => current = newer,
-                    Ok(None) => return Ok(()),
-                    Err(e) => return Err(OperatorError::api("reading", "ProfileRecording", &name, e)),
-                },
-                done => return done,
-            }
-        }
-        Ok(())
     }
 
     /// Writes the profiles of marked containers that exited in pods that never restart them,
@@ -456,13 +347,13 @@ mod run {
                 Ok(Some(c)) => c,
                 Ok(None) => continue,
                 Err(e) => {
-                    warn_pod(
-                        ctx,
-                        &rec.last,
-                        "RecordingFailed",
-                        &format!("collecting container {container:?}: {e}"),
-                    )
-                    .await;
+                    ctx.publisher
+                        .warn_pod(
+                            &rec.last,
+                            "RecordingFailed",
+                            &format!("collecting container {container:?}: {e}"),
+                        )
+                        .await;
                     continue;
                 }
             };
@@ -482,7 +373,7 @@ mod run {
                 )
                 .await
                 {
-                    warn_pod(ctx, &rec.last, "ProfileNotRecorded", &why).await;
+                    ctx.publisher.warn_pod(&rec.last, "ProfileNotRecorded", &why).await;
                 }
             }
         }
@@ -493,7 +384,9 @@ mod run {
         let collected = match ctx.engine.collect(rec.watches.clone()).await {
             Ok(c) => c,
             Err(e) => {
-                warn_pod(ctx, pod, "RecordingFailed", &format!("collecting the recordings: {e}")).await;
+                ctx.publisher
+                    .warn_pod(pod, "RecordingFailed", &format!("collecting the recordings: {e}"))
+                    .await;
                 return;
             }
         };
@@ -501,17 +394,17 @@ mod run {
         if plan::ended_by_deletion(pod) {
             // Deleted while running: the profile holds what the containers did until then, and
             // the pod says so (a profile cut short is never silent).
-            warn_pod(
-                ctx,
-                pod,
-                "RecordingCutShort",
-                "the pod was deleted while it ran: its profiles hold what its containers did until then",
-            )
-            .await;
+            ctx.publisher
+                .warn_pod(
+                    pod,
+                    "RecordingCutShort",
+                    "the pod was deleted while it ran: its profiles hold what its containers did until then",
+                )
+                .await;
         }
         for (mark, recording) in rec.marks.iter().filter(|(m, _)| !rec.written.contains(&m.container)) {
             if let Err(why) = write_profile(ctx, pod, &rec, mark, recording, &collected).await {
-                warn_pod(ctx, pod, "ProfileNotRecorded", &why).await;
+                ctx.publisher.warn_pod(pod, "ProfileNotRecorded", &why).await;
             }
         }
     }
@@ -578,87 +471,8 @@ mod run {
                 named.unnamed
             ));
         }
-        let namespace = pod.namespace().unwrap_or_default();
-        let name = plan::profile_name(mark, &pod.name_any(), pod.meta().generate_name.as_deref()).map_err(|p| p.0)?;
-        let mut profile = ctx
-            .backend
-            .profile_from_recording(&name, &named.recording)
-            .map_err(|e| format!("building the profile of container {container:?}: {e}"))?;
-        // A partial profile is merged when its recording is deleted; when that happened while
-        // this pod ran, nothing would merge it, so the replica's profile is written whole.
-        let mut partial = recording.spec.merge_strategy == MergeStrategy::Containers;
-        if partial {
-            let api: Api<ProfileRecording> = Api::namespaced(ctx.client.clone(), &namespace);
-            let live = api
-                .get_opt(&recording.name_any())
-                .await
-                .map_err(|e| format!("reading ProfileRecording {namespace}/{}: {e}", recording.name_any()))?;
-            if live.is_none_or(|r| r.metadata.deletion_timestamp.is_some()) {
-                partial = false;
-                warn_pod(
-                    ctx,
-                    pod,
-                    "RecordingDeleted",
-                    &format!(
-                        "ProfileRecording {namespace}/{} was deleted before this pod ended, so its profiles were \
-                         merged without this replica; the replica's profile {name} is written whole, not partial",
-                        recording.name_any()
-                    ),
-                )
-                .await;
-            }
-        }
-        if recording.spec.disable_profile_after_recording == Some(true) {
-            profile.spec.state = SpecState::Disabled;
-        }
-        profile.metadata = ObjectMeta {
-            name: Some(name.clone()),
-            labels: Some(plan::profile_labels(mark, &namespace, partial)),
-            ..ObjectMeta::default()
-        };
-        let api: Api<SeccompProfile> = Api::all(ctx.client.clone());
-        let existing = api
-            .get_opt(&name)
+        ctx.publisher
+            .write_seccomp(pod, mark, recording, &named.recording)
             .await
-            .map_err(|e| format!("reading SeccompProfile {name}: {e}"))?;
-        match plan::may_overwrite(existing.as_ref().map(|p| p.labels()), mark, &namespace) {
-            Overwrite::Create => {
-                api.create(&PostParams::default(), &profile)
-                    .await
-                    .map_err(|e| format!("creating SeccompProfile {name}: {e}"))?;
-            }
-            Overwrite::Replace => {
-                profile.metadata.resource_version = existing.and_then(|p| p.metadata.resource_version);
-                api.replace(&name, &PostParams::default(), &profile)
-                    .await
-                    .map_err(|e| format!("replacing SeccompProfile {name}: {e}"))?;
-            }
-            Overwrite::Refuse(why) => {
-                return Err(format!("SeccompProfile {name} exists and is left alone: {why}"));
-            }
-        }
-        let count: usize = named.recording.syscalls.values().map(BTreeSet::len).sum();
-        info!(profile = %name, container = %container, syscalls = count, "recorded profile written");
-        normal_pod(
-            ctx,
-            pod,
-            "ProfileRecorded",
-            &format!("SeccompProfile {name} recorded from container {container:?} ({count} syscalls)"),
-        )
-        .await;
-        Ok(())
-    }
-
-    async fn warn_pod(ctx: &Ctx, pod: &Pod, reason: &str, note: &str) {
-        warn!(pod = %pod.name_any(), namespace = ?pod.namespace(), reason, note);
-        publish(ctx, pod, EventType::Warning, reason, note).await;
-    }
-
-    async fn normal_pod(ctx: &Ctx, pod: &Pod, reason: &str, note: &str) {
-        publish(ctx, pod, EventType::Normal, reason, note).await;
-    }
-
-    async fn publish(ctx: &Ctx, pod: &Pod, type_: EventType, reason: &str, note: &str) {
-        kubeapi::publish_event(&ctx.events, &pod.object_ref(&()), type_, reason, "Record", note).await;
     }
 }

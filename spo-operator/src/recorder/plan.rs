@@ -10,7 +10,9 @@ use spo_model::names::{LABEL_CONTAINER_ID, LABEL_PARTIAL, LABEL_RECORDING_ID, LA
 use spo_model::validate::{is_dns_label, is_dns_subdomain, is_label_value};
 
 /// The annotation prefix of eBPF seccomp recording (see `webhook::recording`).
-pub const BPF_SECCOMP_PREFIX: &str = "io.containers.trace-bpf/";
+pub const BPF_SECCOMP_PREFIX: &str = spo_model::names::ANNOTATION_TRACE_BPF;
+/// The annotation prefix of log recording of seccomp.
+pub const LOG_SECCOMP_PREFIX: &str = spo_model::names::ANNOTATION_TRACE_LOGS;
 
 /// One container of a pod to record, from its annotation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +37,23 @@ pub struct BadMark {
 /// names cannot hold `_`, so the split is exact. The container in the value must be the one in
 /// the key.
 pub fn bpf_seccomp_marks(pod: &Pod) -> (Vec<Mark>, Vec<BadMark>) {
+    marks(pod, BPF_SECCOMP_PREFIX)
+}
+
+/// The log-recording seccomp marks of `pod` (`io.containers.trace-logs/<container>`), as
+/// [`bpf_seccomp_marks`] reads its own.
+pub fn log_seccomp_marks(pod: &Pod) -> (Vec<Mark>, Vec<BadMark>) {
+    marks(pod, LOG_SECCOMP_PREFIX)
+}
+
+fn marks(pod: &Pod, prefix: &str) -> (Vec<Mark>, Vec<BadMark>) {
     let mut marks = Vec::new();
     let mut bad = Vec::new();
     let Some(annotations) = &pod.metadata.annotations else {
         return (marks, bad);
     };
     for (key, value) in annotations {
-        let Some(container) = key.strip_prefix(BPF_SECCOMP_PREFIX) else {
+        let Some(container) = key.strip_prefix(prefix) else {
             continue;
         };
         let fail = |why: String| BadMark { key: key.clone(), why };

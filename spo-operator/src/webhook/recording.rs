@@ -14,9 +14,9 @@
 //!
 //! The value is `<recording>_<container>_<nonce>_<unix seconds>`; the profile written is
 //! named `<recording>-<container>` (plus the replica's suffix). Log recorders also need the
-//! container to run under a logging policy: seccomp gets [`LOG_RECORDING_SECCOMP`] (a
-//! profile the node agent installs, `SCMP_ACT_LOG` for everything; upstream pointed at a
-//! per-namespace path that no longer existed), SELinux gets the permissive
+//! container to run under a logging policy: seccomp gets [`LOG_RECORDING_SECCOMP`] (the
+//! SeccompProfile `log-enricher-trace`, `SCMP_ACT_LOG` for everything, which the manager makes
+//! while the SPOD enables the log enricher and the daemon installs), SELinux gets the permissive
 //! [`LOG_RECORDING_SELINUX_TYPE`]. eBPF recording of seccomp runs the container under
 //! [`BPF_RECORDING_SECCOMP`], a filter that changes nothing, because the node's recorder records
 //! from the filter the runtime installs (upstream left the container's profile alone, and
@@ -37,8 +37,9 @@ use spo_model::recording::{Recorder, RecordingKind, supported_pair};
 
 use super::review::pointer_segment;
 
-/// The seccomp profile log recording runs containers under (`localhostProfile`).
-pub const LOG_RECORDING_SECCOMP: &str = "operator/spo-log-recording.json";
+/// The seccomp profile log recording runs containers under (`localhostProfile`): the
+/// SeccompProfile [`spo_model::names::LOG_ENRICHER_PROFILE`] as the daemon installs it.
+pub const LOG_RECORDING_SECCOMP: &str = "operator/log-enricher-trace.json";
 /// The seccomp profile eBPF recording of seccomp runs containers under (`localhostProfile`): a
 /// filter that changes nothing (`spo_seccomp::backend::recording_filter`), which the node
 /// agent writes outside the `operator/` directory so no SeccompProfile can take its name. The
