@@ -16,48 +16,26 @@ use spo_e2e::{Kubectl, Proc, free_port, http_get, kubeconfig, operator_binary, o
 
 const NS: &str = "spo-bench-enricher";
 
-/// Forks a process that logs getppid (its filter: LOG for getppid, allow the rest) and starts
-/// `n` children from it, each calling getppid once and exiting; returns when all have exited.
+/// Forks a process that logs getppid (a profile allowing everything, logging getppid,
+/// compiled by the project's compiler) and starts `n` children from it, each calling getppid
+/// once and exiting; returns when all have exited.
 fn burst(n: usize) {
-    // SAFETY: the forked processes make only async-signal-safe calls (prctl, fork, getppid,
-    // waitpid, _exit) and never return into Rust code.
+    let spec: spo_model::seccomp::SeccompProfileSpec = serde_json::from_value(serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_LOG"}],
+    }))
+    .expect("profile");
+    let program =
+        spo_seccomp::compile::compile(&spec, &spo_seccomp::compile::CompileOptions::default()).expect("compiles");
+    spo_seccomp::apply::check_installable(&program).expect("installable");
+    // SAFETY: the forked processes make only async-signal-safe calls (prctl and seccomp in
+    // install_filter, which allocates nothing for a checked program; fork, getppid, waitpid,
+    // _exit) and never return into Rust code.
     unsafe {
         let parent = libc::fork();
         assert!(parent >= 0, "fork");
         if parent == 0 {
-            let filter = [
-                libc::sock_filter {
-                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: 0,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 1,
-                    k: libc::SYS_getppid as u32,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_RET | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: libc::SECCOMP_RET_LOG,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_RET | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: libc::SECCOMP_RET_ALLOW,
-                },
-            ];
-            let prog = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr().cast_mut(),
-            };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const _) != 0
-            {
+            if spo_seccomp::apply::install_filter(&program, 0).is_err() {
                 libc::_exit(2);
             }
             for _ in 0..n {

@@ -79,26 +79,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         !filter.exists(),
         "the recorder started before enableBpfRecorder was set"
     );
-    eventually("the default SPOD", T, || {
-        let r = k.run(
-            &[
-                "-n",
-                NS,
-                "patch",
-                "spod",
-                "spod",
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"enricher":{"enableBpfRecorder":true}}}"#,
-            ],
-            None,
-        );
-        if r.ok {
-            Ok(())
-        } else {
-            Err(format!("{}; {}", r.stderr, logs()))
-        }
-    });
+    k.patch_spod(NS, r#"{"spec":{"enricher":{"enableBpfRecorder":true}}}"#, T);
 
     // 1. The recording, and the webhook marking pods for it (a server-side dry run goes
     //    through admission without starting anything).

@@ -3,7 +3,7 @@
 //! the log's place, and the real auditd's log with real seccomp records, rotated by the real
 //! auditd during a burst.
 
-// The real-records test installs a seccomp filter in its child between fork and exec.
+// The burst test makes its calls in its child between fork and exec; it signals auditd.
 #![allow(unsafe_code)]
 
 use std::fs::{self, OpenOptions};
@@ -265,6 +265,13 @@ fn a_symlink_or_fifo_in_the_logs_place_is_refused_and_nothing_read_is_lost() {
 }
 
 /// The audit daemon's pid as the kernel knows it (0: none), from `auditctl -s`.
+/// A profile (JSON) compiled by the project's compiler, for a child to run under.
+fn program(profile: &str) -> spo_seccomp::compile::Program {
+    let spec: spo_model::seccomp::SeccompProfileSpec = serde_json::from_str(profile).expect("profile json");
+    spo_seccomp::compile::compile(&spec, &spo_seccomp::compile::CompileOptions::default())
+        .expect("the profile compiles")
+}
+
 fn auditd_pid() -> Option<u32> {
     let out = std::process::Command::new("auditctl").arg("-s").output().ok()?;
     String::from_utf8_lossy(&out.stdout)
@@ -288,31 +295,7 @@ fn real_seccomp_records_arrive_through_auditds_log() {
     let mut tail = LogTail::open(log, Start::End, 64 * 1024).expect("open the audit log");
     // A child that logs every syscall it makes (SECCOMP_RET_LOG), then runs /bin/true.
     let mut cmd = std::process::Command::new("/bin/true");
-    // SAFETY: only async-signal-safe calls (prctl, seccomp) between fork and exec.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            let filter = [libc::sock_filter {
-                code: (libc::BPF_RET | libc::BPF_K) as u16,
-                jt: 0,
-                jf: 0,
-                k: libc::SECCOMP_RET_LOG,
-            }];
-            let prog = libc::sock_fprog {
-                len: 1,
-                filter: filter.as_ptr().cast_mut(),
-            };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &prog as *const libc::sock_fprog,
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    spo_seccomp::apply::confine_command(&mut cmd, program(r#"{"defaultAction": "SCMP_ACT_LOG"}"#), 0).expect("confine");
     let child = cmd.spawn().expect("spawn");
     let pid = child.id();
     let status = { child }.wait().expect("wait");
@@ -404,50 +387,18 @@ fn the_real_auditd_rotating_during_a_burst_loses_and_repeats_nothing() {
     // A child that logs getppid (SECCOMP_RET_LOG for it, allow the rest) and calls it CALLS
     // times before exec.
     let mut cmd = std::process::Command::new("/bin/true");
-    // SAFETY: only async-signal-safe calls (prctl, seccomp, getppid) between fork and exec.
+    spo_seccomp::apply::confine_command(
+        &mut cmd,
+        program(
+            r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_LOG"}]}"#,
+        ),
+        0,
+    )
+    .expect("confine");
+    // SAFETY: getppid is async-signal-safe; pre_exec closures run in order, so this one runs
+    // under the filter installed above.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            let nr = libc::SYS_getppid as u32;
-            let filter = [
-                // A = seccomp_data.nr
-                libc::sock_filter {
-                    code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: 0,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 1,
-                    k: nr,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_RET | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: libc::SECCOMP_RET_LOG,
-                },
-                libc::sock_filter {
-                    code: (libc::BPF_RET | libc::BPF_K) as u16,
-                    jt: 0,
-                    jf: 0,
-                    k: libc::SECCOMP_RET_ALLOW,
-                },
-            ];
-            let prog = libc::sock_fprog {
-                len: filter.len() as u16,
-                filter: filter.as_ptr().cast_mut(),
-            };
-            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                || libc::prctl(
-                    libc::PR_SET_SECCOMP,
-                    libc::SECCOMP_MODE_FILTER,
-                    &prog as *const libc::sock_fprog,
-                ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
             for _ in 0..CALLS {
                 libc::getppid();
             }
