@@ -89,27 +89,35 @@ fn args_from_key(key: &ArgsKey) -> Vec<SeccompArg> {
         .collect()
 }
 
+/// Argument rules of one name merged by their conditions; `pick` decides between two verdicts
+/// for the same conditions (`earlier` first).
 fn merge_conditional(
     mut earlier: BTreeMap<ArgsKey, Verdict>,
     later: BTreeMap<ArgsKey, Verdict>,
+    pick: fn(Verdict, Verdict) -> Verdict,
 ) -> BTreeMap<ArgsKey, Verdict> {
     for (args, verdict) in later {
         earlier
             .entry(args)
-            .and_modify(|v| *v = less_restrictive(*v, verdict))
+            .and_modify(|v| *v = pick(*v, verdict))
             .or_insert(verdict);
     }
     earlier
 }
 
 /// Two sets of rules of one name in the same profile: an unconditional rule subsumes argument
-/// rules; otherwise the less restrictive wins, `earlier` on a tie.
+/// rules; two unconditional rules give the less restrictive (`earlier` on a tie; validation
+/// refuses such profiles anyway). Two argument rules with the same conditions both match every
+/// call either matches, and the runtime returns the more restrictive of matching rules, so that
+/// is what they mean together.
 fn combine_in_profile(earlier: NameRules, later: NameRules) -> NameRules {
     match (earlier, later) {
         (NameRules::Unconditional(e), NameRules::Unconditional(l)) => NameRules::Unconditional(less_restrictive(e, l)),
         (NameRules::Unconditional(e), NameRules::Conditional(_)) => NameRules::Unconditional(e),
         (NameRules::Conditional(_), NameRules::Unconditional(l)) => NameRules::Unconditional(l),
-        (NameRules::Conditional(e), NameRules::Conditional(l)) => NameRules::Conditional(merge_conditional(e, l)),
+        (NameRules::Conditional(e), NameRules::Conditional(l)) => {
+            NameRules::Conditional(merge_conditional(e, l, more_restrictive))
+        }
     }
 }
 
@@ -125,7 +133,10 @@ fn union_name(earlier: NameRules, later: NameRules) -> NameRules {
             // The child's verdicts come first so they win ties.
             NameRules::Unconditional(e.into_values().chain([l]).reduce(less_restrictive).unwrap_or(l))
         }
-        (earlier, later) => combine_in_profile(earlier, later),
+        (NameRules::Conditional(e), NameRules::Conditional(l)) => {
+            NameRules::Conditional(merge_conditional(e, l, less_restrictive))
+        }
+        (NameRules::Unconditional(e), NameRules::Unconditional(l)) => NameRules::Unconditional(less_restrictive(e, l)),
     }
 }
 
@@ -850,6 +861,32 @@ mod tests {
         let parent = spec(KillThread, vec![arg_rule(&["execve"], KillThread, 0, 0)]);
         let merged = union(&spec(Allow, vec![]), &parent);
         assert_eq!(merged.syscalls, None);
+    }
+
+    #[test]
+    fn argument_rules_with_the_same_conditions_mean_the_more_restrictive() {
+        // Both match every call either matches; the runtime returns the more restrictive.
+        let same_args = spec(
+            KillThread,
+            vec![
+                arg_rule(&["exit_group"], Trap, 4, 2),
+                arg_rule(&["exit_group"], Errno, 4, 2),
+            ],
+        );
+        assert_eq!(
+            canonicalize(&same_args).syscalls,
+            Some(vec![arg_rule(&["exit_group"], Trap, 4, 2)])
+        );
+        assert_eq!(
+            intersect(&same_args, &same_args).expect("intersect").syscalls,
+            Some(vec![arg_rule(&["exit_group"], Trap, 4, 2)])
+        );
+        // Across a union the less restrictive side's rule still wins.
+        let other = spec(KillThread, vec![arg_rule(&["exit_group"], Errno, 4, 2)]);
+        assert_eq!(
+            union(&same_args, &other).syscalls,
+            Some(vec![arg_rule(&["exit_group"], Errno, 4, 2)])
+        );
     }
 
     #[test]
