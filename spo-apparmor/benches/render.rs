@@ -1,5 +1,5 @@
 //! Rendering 1,000 AppArmorProfiles (checks included), and one real apparmor_parser
-//! validation of a rendered profile.
+//! validation of a rendered profile beside the bare parser on the same text.
 //!
 //! `cargo bench -p spo-apparmor --bench render`; figures in `docs/benchmarks.md`.
 
@@ -74,6 +74,24 @@ fn main() {
             group.sample_size(20);
             group.bench_function("render + validate one profile", |b| {
                 b.iter(|| black_box(render_and_check(&validator, black_box(&batch[0])).expect("valid")))
+            });
+            // The tool alone, side by side: the same text and flags, started directly, output
+            // thrown away. The difference to the case above is what our side adds.
+            let text = render_profile(&batch[0]).expect("render").text;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = dir.path().join("profile");
+            std::fs::write(&file, text).expect("write profile");
+            group.bench_function("apparmor_parser alone on the same text", |b| {
+                b.iter(|| {
+                    let status = std::process::Command::new(&validator.parser)
+                        .args(["-Q", "-K", "--features-file"])
+                        .arg(&validator.features_file)
+                        .args(["-o", "/dev/null"])
+                        .arg(&file)
+                        .status()
+                        .expect("apparmor_parser runs");
+                    assert!(status.success(), "apparmor_parser refused the rendered profile");
+                })
             });
             group.finish();
         }

@@ -300,5 +300,196 @@ mod tests {
             prop_assert!(!may_overlap(&one, &deeper), "{} and {}", one, deeper);
             prop_assert!(may_overlap(&any, &deeper), "{} and {}", any, deeper);
         }
+
+        /// Against the brute-force oracle below, over the whole grammar the merge meets
+        /// (literals, `?`, `*`, `**`, classes and negated classes, nested alternations with
+        /// empty options): whenever some path matches both, `may_overlap` says so; and when
+        /// every witness would be short enough to be among the enumerated paths, it says so
+        /// only then.
+        #[test]
+        fn overlap_agrees_with_enumerating_paths(a in oracle::glob(), b in oracle::glob()) {
+            let witness = oracle::PATHS.iter().find(|p| oracle::matches(a.as_bytes(), p) && oracle::matches(b.as_bytes(), p));
+            let got = may_overlap(&a, &b);
+            if let Some(w) = witness {
+                prop_assert!(got, "{} and {} both match {:?}", a, b, String::from_utf8_lossy(w));
+            } else if oracle::witness_bound(&a) + oracle::witness_bound(&b) <= oracle::MAX_LEN {
+                prop_assert!(!got, "{} and {} share no path of up to {} bytes, yet overlap", a, b, oracle::MAX_LEN);
+            }
+        }
+    }
+
+    /// The exact half of the property above is reached in quantity.
+    #[test]
+    fn the_oracle_decides_most_pairs_exactly() {
+        use proptest::test_runner::{Config, TestRunner};
+        let cases = 400;
+        let mut runner = TestRunner::new(Config {
+            cases,
+            ..Config::default()
+        });
+        let (mut overlapping, mut disjoint) = (0u32, 0u32);
+        let strategy = (oracle::glob(), oracle::glob());
+        for _ in 0..cases {
+            let (a, b) = proptest::strategy::ValueTree::current(&strategy.new_tree(&mut runner).expect("globs"));
+            let both = oracle::PATHS
+                .iter()
+                .any(|p| oracle::matches(a.as_bytes(), p) && oracle::matches(b.as_bytes(), p));
+            let exact = oracle::witness_bound(&a) + oracle::witness_bound(&b) <= oracle::MAX_LEN;
+            match (both, exact) {
+                (true, _) => overlapping += 1,
+                (false, true) => disjoint += 1,
+                (false, false) => {}
+            }
+        }
+        eprintln!("oracle: {overlapping} overlapping, {disjoint} exactly disjoint of {cases}");
+        // Both answers are reached often: the generator is neither all-overlap nor all-disjoint.
+        assert!(
+            overlapping * 5 >= cases && disjoint * 5 >= cases,
+            "overlapping {overlapping}, exactly disjoint {disjoint} of {cases}"
+        );
+    }
+
+    /// An oracle written from the grammar alone, sharing nothing with the code under test:
+    /// match a glob against a path by backtracking over its text, and enumerate every path over
+    /// a small alphabet. `z` stands for every byte no generated glob names.
+    mod oracle {
+        use std::sync::LazyLock;
+
+        use proptest::prelude::*;
+
+        /// Longest enumerated path, leading `/` included.
+        pub const MAX_LEN: usize = 7;
+
+        /// Every path of `/` followed by up to `MAX_LEN - 1` bytes of `/ab z`.
+        pub static PATHS: LazyLock<Vec<Vec<u8>>> = LazyLock::new(|| {
+            let mut out = vec![b"/".to_vec()];
+            let mut level = vec![b"/".to_vec()];
+            for _ in 1..MAX_LEN {
+                level = level
+                    .iter()
+                    .flat_map(|p| {
+                        b"/abz".iter().map(move |c| {
+                            let mut q = p.clone();
+                            q.push(*c);
+                            q
+                        })
+                    })
+                    .collect();
+                out.extend(level.iter().cloned());
+            }
+            out
+        });
+
+        /// Globs of the grammar over `a`, `b` and `/`: one to three pieces after the root.
+        pub fn glob() -> impl Strategy<Value = String> {
+            let piece = prop::sample::select(vec![
+                "a",
+                "b",
+                "/",
+                "*",
+                "**",
+                "?",
+                "[ab]",
+                "[^a]",
+                "[a-b]",
+                "{a,b}",
+                "{a,b/}",
+                "{,a}",
+                "{a*,/b}",
+                "{a,{b,/}}",
+                "{**,b}",
+            ]);
+            proptest::collection::vec(piece, 1..4).prop_map(|v| format!("/{}", v.concat()))
+        }
+
+        /// The top-level options of the alternation whose `{` is at 0, and what follows its `}`.
+        fn alternation(glob: &[u8]) -> (Vec<&[u8]>, &[u8]) {
+            let (mut depth, mut start, mut options) = (0, 1, Vec::new());
+            for (i, &c) in glob.iter().enumerate() {
+                match c {
+                    b'{' => depth += 1,
+                    b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            options.push(&glob[start..i]);
+                            return (options, &glob[i + 1..]);
+                        }
+                    }
+                    b',' if depth == 1 => {
+                        options.push(&glob[start..i]);
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            panic!("unbalanced glob {}", String::from_utf8_lossy(glob));
+        }
+
+        /// Whether `path` matches `glob`: `*` any bytes but `/` (none included), `**` any
+        /// bytes, `?` one byte but `/`, a class one byte of it (never `/`), `{x,y}` either.
+        pub fn matches(glob: &[u8], path: &[u8]) -> bool {
+            match glob.first() {
+                None => path.is_empty(),
+                Some(b'*') => {
+                    let any = glob.get(1) == Some(&b'*');
+                    let rest = if any { &glob[2..] } else { &glob[1..] };
+                    for k in 0..=path.len() {
+                        if matches(rest, &path[k..]) {
+                            return true;
+                        }
+                        if k < path.len() && !any && path[k] == b'/' {
+                            return false;
+                        }
+                    }
+                    false
+                }
+                Some(b'?') => path.first().is_some_and(|&c| c != b'/') && matches(&glob[1..], &path[1..]),
+                Some(b'[') => {
+                    let end = glob.iter().position(|&c| c == b']').expect("closed class");
+                    let body = &glob[1..end];
+                    let (negated, body) = match body.split_first() {
+                        Some((b'^', rest)) => (true, rest),
+                        _ => (false, body),
+                    };
+                    let Some(&c) = path.first() else { return false };
+                    let listed = if body.len() == 3 && body[1] == b'-' {
+                        (body[0]..=body[2]).contains(&c)
+                    } else {
+                        body.contains(&c)
+                    };
+                    c != b'/' && listed != negated && matches(&glob[end + 1..], &path[1..])
+                }
+                Some(b'{') => {
+                    let (options, rest) = alternation(glob);
+                    options.iter().any(|o| matches(&[o, rest].concat(), path))
+                }
+                Some(&c) => path.first() == Some(&c) && matches(&glob[1..], &path[1..]),
+            }
+        }
+
+        /// The most bytes one way through `glob` must take (stars count none): two globs that
+        /// share a path share one no longer than the sum of their bounds.
+        pub fn witness_bound(glob: &str) -> usize {
+            fn bound(glob: &[u8]) -> usize {
+                match glob.first() {
+                    None => 0,
+                    Some(b'*') => bound(if glob.get(1) == Some(&b'*') {
+                        &glob[2..]
+                    } else {
+                        &glob[1..]
+                    }),
+                    Some(b'[') => {
+                        let end = glob.iter().position(|&c| c == b']').expect("closed class");
+                        1 + bound(&glob[end + 1..])
+                    }
+                    Some(b'{') => {
+                        let (options, rest) = alternation(glob);
+                        options.iter().map(|o| bound(&[o, rest].concat())).max().unwrap_or(0)
+                    }
+                    Some(_) => 1 + bound(&glob[1..]),
+                }
+            }
+            bound(glob.as_bytes())
+        }
     }
 }

@@ -22,10 +22,9 @@ fn every_fixture_compiles_with_apparmor_parser() {
     let Some(parser) = require_parser() else { return };
     for (stem, profile) in fixtures() {
         let rendered = render_and_check(&parser, &profile).unwrap_or_else(|e| panic!("{stem}: {e}"));
-        assert!(
-            rendered.text.ends_with("}\n") || rendered.text.ends_with('\n'),
-            "{stem}"
-        );
+        // The profile is closed by its last line, and nothing follows it.
+        assert!(rendered.text.ends_with("\n}\n"), "{stem}:\n{}", rendered.text);
+        assert_eq!(rendered.text.matches("\n}\n").count(), 1, "{stem}:\n{}", rendered.text);
     }
 }
 

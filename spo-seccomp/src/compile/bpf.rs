@@ -244,6 +244,19 @@ pub fn disassemble(insns: &[Insn], comments: &[Option<String>]) -> String {
     out
 }
 
+/// The raw bytes of `insns` as a `sock_filter` array in native byte order, as
+/// `seccomp_export_bpf` writes a program (the inverse of [`from_bytes`]).
+pub fn to_bytes(insns: &[Insn]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(insns.len() * 8);
+    for i in insns {
+        out.extend_from_slice(&i.code.to_ne_bytes());
+        out.push(i.jt);
+        out.push(i.jf);
+        out.extend_from_slice(&i.k.to_ne_bytes());
+    }
+    out
+}
+
 /// Parses the raw bytes of a `sock_filter` array in native byte order (what libseccomp's
 /// `seccomp_export_bpf` writes).
 pub fn from_bytes(bytes: &[u8]) -> Option<Vec<Insn>> {
@@ -261,4 +274,36 @@ pub fn from_bytes(bytes: &[u8]) -> Option<Vec<Insn>> {
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_the_kernels_sock_filter_layout() {
+        let insns = [
+            Insn {
+                code: 0x20,
+                jt: 0,
+                jf: 0,
+                k: 4,
+            },
+            Insn {
+                code: 0x15,
+                jt: 1,
+                jf: 2,
+                k: 0xc000_003e,
+            },
+        ];
+        let bytes = to_bytes(&insns);
+        assert_eq!(bytes.len(), insns.len() * std::mem::size_of::<libc::sock_filter>());
+        // struct sock_filter { __u16 code; __u8 jt; __u8 jf; __u32 k; }, native byte order.
+        let mut second = 0x15u16.to_ne_bytes().to_vec();
+        second.extend([1, 2]);
+        second.extend(0xc000_003eu32.to_ne_bytes());
+        assert_eq!(&bytes[8..], &second[..]);
+        assert_eq!(from_bytes(&bytes).as_deref(), Some(&insns[..]));
+        assert_eq!(from_bytes(&bytes[..7]), None);
+    }
 }
