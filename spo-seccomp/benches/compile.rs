@@ -1,6 +1,8 @@
 //! Our compiler against libseccomp, the way a container runtime uses it: the time from a
 //! profile to a loadable cBPF program, and the size and longest executed path of what comes
-//! out. The size table is printed first; criterion then times both compilers side by side.
+//! out. The size table is printed first; criterion then times both compilers side by side,
+//! and the daemon's burst (2,000 Docker-sized profiles rendered on one thread; their writes
+//! through the node store are timed once after it).
 //!
 //! `cargo bench -p spo-seccomp --bench compile`; figures and their meaning in
 //! `docs/benchmarks.md`.
@@ -8,178 +10,27 @@
 use std::fs::File;
 use std::hint::black_box;
 use std::io::{Seek, Write};
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 
+#[path = "support/profiles.rs"]
+mod profiles;
 #[path = "../tests/support/runc_libseccomp.rs"]
 mod runc_libseccomp;
-use libseccomp::{ScmpArch, ScmpSyscall};
+use profiles::{allow_list_50, docker_default_like, names_libseccomp_knows};
 use runc_libseccomp::{libseccomp_export, libseccomp_program};
-use spo_model::seccomp::{Arch, SeccompAction, SeccompArg, SeccompOperator, SeccompProfileSpec, SeccompSyscall};
+use spo_model::SeccompProfile;
+use spo_model::contract::InstallName;
+use spo_model::seccomp::SeccompProfileSpec;
+use spo_seccomp::backend::{RenderContext, render_profile};
 use spo_seccomp::compile::bpf::to_bytes;
 use spo_seccomp::compile::{CompileOptions, compile, longest_path};
-use spo_seccomp::syscalls;
-
-/// The syscalls Docker's default profile allows only for some arguments.
-const WITH_ARGUMENT_RULES: &[&str] = &["personality", "clone", "clone3", "socket"];
-
-/// x86-64 syscalls libseccomp 2.5 knows that Docker's default profile (moby
-/// `profiles/seccomp/default.json`) refuses a container with Docker's default capabilities:
-/// those gated on other capabilities, and those it never lists.
-const DOCKER_REFUSED: &[&str] = &[
-    "_sysctl",
-    "acct",
-    "add_key",
-    "afs_syscall",
-    "bpf",
-    "cachestat",
-    "clock_settime",
-    "create_module",
-    "delete_module",
-    "fanotify_init",
-    "fchmodat2",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "futex_requeue",
-    "futex_wait",
-    "futex_wake",
-    "get_kernel_syms",
-    "get_mempolicy",
-    "getpmsg",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "map_shadow_stack",
-    "mbind",
-    "migrate_pages",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "move_pages",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "pidfd_getfd",
-    "pivot_root",
-    "process_madvise",
-    "putpmsg",
-    "query_module",
-    "quotactl",
-    "quotactl_fd",
-    "reboot",
-    "request_key",
-    "security",
-    "set_mempolicy",
-    "set_mempolicy_home_node",
-    "setdomainname",
-    "sethostname",
-    "setns",
-    "settimeofday",
-    "swapoff",
-    "swapon",
-    "sysfs",
-    "syslog",
-    "tuxcall",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-    "vhangup",
-    "vserver",
-];
-
-/// x86-64 syscall names of our table that libseccomp 2.5 knows under the same number, in
-/// table order.
-fn names_libseccomp_knows() -> Vec<&'static str> {
-    syscalls::table(Arch::X86_64)
-        .expect("x86-64 table")
-        .by_name
-        .iter()
-        .filter(|(name, nr)| {
-            ScmpSyscall::from_name_by_arch(name, ScmpArch::X8664).is_ok_and(|s| i32::from(s) == *nr as i32)
-        })
-        .map(|(name, _)| *name)
-        .collect()
-}
-
-fn allow(names: &[&str]) -> SeccompSyscall {
-    SeccompSyscall {
-        names: names.iter().map(|n| (*n).to_owned()).collect(),
-        action: SeccompAction::Allow,
-        errno_ret: None,
-        args: None,
-    }
-}
-
-fn allow_if(name: &str, index: u32, op: SeccompOperator, value: u64, value_two: u64) -> SeccompSyscall {
-    SeccompSyscall {
-        args: Some(vec![SeccompArg {
-            index,
-            value: Some(value),
-            value_two: Some(value_two),
-            op,
-        }]),
-        ..allow(&[name])
-    }
-}
-
-fn errno_allow_list(rules: Vec<SeccompSyscall>) -> SeccompProfileSpec {
-    SeccompProfileSpec {
-        state: Default::default(),
-        disabled: None,
-        default_action: SeccompAction::Errno,
-        architectures: Some(vec![Arch::X86_64]),
-        listener_path: None,
-        listener_metadata: None,
-        syscalls: Some(rules),
-        flags: None,
-        base_profile_name: None,
-    }
-}
-
-/// Docker's default profile as it resolves on x86-64 (its JSON lists about 370 names, many of
-/// them for other architectures): one big allow rule, `personality` for five personas, `clone` without namespace flags, `socket` except AF_VSOCK, `clone3` ENOSYS.
-fn docker_default_like(known: &[&str]) -> SeccompProfileSpec {
-    let plain: Vec<&str> = known
-        .iter()
-        .copied()
-        .filter(|n| !WITH_ARGUMENT_RULES.contains(n) && !DOCKER_REFUSED.contains(n))
-        .collect();
-    let mut rules = vec![allow(&plain)];
-    for persona in [0, 8, 0x20000, 0x20008, 0xffff_ffff] {
-        rules.push(allow_if("personality", 0, SeccompOperator::Eq, persona, 0));
-    }
-    // CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWCGROUP
-    rules.push(allow_if("clone", 0, SeccompOperator::MaskedEq, 0x7e02_0000, 0));
-    rules.push(allow_if("socket", 0, SeccompOperator::Ne, 40, 0));
-    rules.push(SeccompSyscall {
-        names: vec!["clone3".to_owned()],
-        action: SeccompAction::Errno,
-        errno_ret: Some(38),
-        args: None,
-    });
-    errno_allow_list(rules)
-}
-
-/// A small service's allow list.
-fn allow_list_50(known: &[&str]) -> SeccompProfileSpec {
-    // Spread over the table rather than its first 50 names (all starting with a-e).
-    let step = known.len() / 50;
-    let names: Vec<&str> = known.iter().step_by(step).take(50).copied().collect();
-    assert_eq!(names.len(), 50);
-    errno_allow_list(vec![allow(&names)])
-}
+use spo_seccomp::node::{DirStore, ProfileStore};
+use spo_seccomp::oci::render_node_json;
+use spo_seccomp::resolve::{MemoryResolver, resolve_profile};
+use spo_seccomp::validate::check_fields;
 
 fn print_size_table(profiles: &[(&str, SeccompProfileSpec)]) {
     println!();
@@ -231,6 +82,99 @@ fn bench_compile(c: &mut Criterion, profiles: &[(&str, SeccompProfileSpec)]) {
     }
 }
 
+/// The daemon's burst: 2,000 Docker-default-sized SeccompProfiles (each a little different)
+/// from the object to the node file's bytes on one thread: base resolution, SPOD policy check,
+/// the compile that proves the profile loads, and the JSON the kubelet reads
+/// (`backend::render_profile`, what the daemon runs per profile).
+fn bench_burst(c: &mut Criterion, docker: &SeccompProfileSpec) -> Vec<(InstallName, Vec<u8>)> {
+    let profiles: Vec<SeccompProfile> = (0..BURST)
+        .map(|i| {
+            let mut spec = docker.clone();
+            if let Some(rule) = spec.syscalls.as_mut().and_then(|r| r.last_mut()) {
+                rule.errno_ret = Some(1 + (i % 100) as i64);
+            }
+            SeccompProfile::new(&format!("burst-{i}"), spec)
+        })
+        .collect();
+    let ctx = RenderContext::new(Arc::new(MemoryResolver::new()));
+    let mut group = c.benchmark_group("daemon-burst");
+    group.sample_size(10);
+    group.bench_function(
+        BenchmarkId::from_parameter("2000 profiles rendered (resolve, check, compile, JSON)"),
+        |b| {
+            b.iter(|| {
+                for p in &profiles {
+                    black_box(render_profile(black_box(p), &ctx).expect("render"));
+                }
+            })
+        },
+    );
+    // Its parts, each over the same 2,000 profiles.
+    let native = spo_seccomp::syscalls::native_arch();
+    group.bench_function(
+        BenchmarkId::from_parameter("part: check_fields (names, arguments)"),
+        |b| {
+            b.iter(|| {
+                for p in &profiles {
+                    black_box(check_fields(black_box(&p.spec), native));
+                }
+            })
+        },
+    );
+    let resolver = MemoryResolver::new();
+    group.bench_function(BenchmarkId::from_parameter("part: resolve (canonical form)"), |b| {
+        b.iter(|| {
+            for p in &profiles {
+                black_box(resolve_profile("p", black_box(&p.spec), &resolver).expect("resolve"));
+            }
+        })
+    });
+    let opts = CompileOptions::default();
+    group.bench_function(BenchmarkId::from_parameter("part: compile"), |b| {
+        b.iter(|| {
+            for p in &profiles {
+                black_box(compile(black_box(&p.spec), &opts).expect("compile"));
+            }
+        })
+    });
+    group.bench_function(BenchmarkId::from_parameter("part: node JSON"), |b| {
+        b.iter(|| {
+            for p in &profiles {
+                black_box(render_node_json(black_box(&p.spec)).expect("json"));
+            }
+        })
+    });
+    group.finish();
+    profiles
+        .iter()
+        .map(|p| {
+            let name = InstallName::new(p.metadata.name.as_deref().unwrap_or_default()).expect("install name");
+            (name, render_profile(p, &ctx).expect("render"))
+        })
+        .collect()
+}
+
+/// The burst's files written through the node store as the daemon writes them (atomic, file
+/// and directory fsync), one at a time: disk time, reported beside the CPU figure, once.
+fn time_burst_writes(files: &[(InstallName, Vec<u8>)]) {
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    let store = DirStore::new(dir.path());
+    let start = std::time::Instant::now();
+    for (name, bytes) in files {
+        store.install(name, bytes).expect("install");
+    }
+    let took = start.elapsed();
+    println!(
+        "daemon burst: {} files ({} KiB each) written through DirStore (atomic, fsync) one at a time in {took:.2?} ({:.2?} a file)",
+        files.len(),
+        files.first().map_or(0, |(_, b)| b.len() / 1024),
+        took / files.len() as u32
+    );
+}
+
+/// Profiles in the daemon-burst case.
+const BURST: usize = 2_000;
+
 fn main() {
     let known = names_libseccomp_knows();
     let docker = docker_default_like(&known);
@@ -249,5 +193,7 @@ fn main() {
         .sample_size(30)
         .configure_from_args();
     bench_compile(&mut c, &profiles);
+    let files = bench_burst(&mut c, &profiles[0].1);
     c.final_summary();
+    time_burst_writes(&files);
 }

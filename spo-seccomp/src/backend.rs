@@ -16,7 +16,7 @@ use crate::error::SeccompError;
 use crate::node::{DirStore, ProfileStore};
 use crate::oci::render_node_json;
 use crate::resolve::{BaseResolver, resolve_profile};
-use crate::validate::{check_policy, check_spec, policy_problems};
+use crate::validate::{check_fields, check_policy, compile_problem, policy_problems};
 
 /// The seccomp backend.
 #[derive(Debug, Clone, Default)]
@@ -161,7 +161,7 @@ impl ProfileBackend for SeccompBackend {
     /// runtime skips, among them).
     fn warnings(&self, profile: &SeccompProfile, ctx: &RenderContext) -> Problems {
         let mut out = Problems::new();
-        for p in check_spec(&profile.spec, ctx.native).iter().filter(|p| !p.is_error()) {
+        for p in check_fields(&profile.spec, ctx.native).iter().filter(|p| !p.is_error()) {
             out.push(p.clone());
         }
         out
@@ -220,7 +220,8 @@ fn problems_text(problems: &Problems) -> String {
 /// bytes (the JSON the runtime reads).
 pub fn render_profile(profile: &SeccompProfile, ctx: &RenderContext) -> Result<Vec<u8>, SeccompError> {
     let name = profile.metadata.name.as_deref().unwrap_or_default();
-    let own = check_spec(&profile.spec, ctx.native);
+    // The compile check runs once below, on what the node will load.
+    let own = check_fields(&profile.spec, ctx.native);
     if own.has_errors() {
         return Err(SeccompError::Invalid(problems_text(&own)));
     }
@@ -249,13 +250,21 @@ pub fn render_profile(profile: &SeccompProfile, ctx: &RenderContext) -> Result<V
             )));
         }
     }
-    compile(
-        &resolved.spec,
-        &CompileOptions {
-            native: ctx.native,
-            ..CompileOptions::default()
-        },
-    )?;
+    let options = CompileOptions {
+        native: ctx.native,
+        ..CompileOptions::default()
+    };
+    match compile(&resolved.spec, &options) {
+        Ok(_) => {}
+        // Without bases the resolved spec is the profile's own rules in canonical form: report
+        // as check_spec does, at the field.
+        Err(e) if profile.spec.base_profile_name.is_none() => {
+            let mut problems = Problems::new();
+            problems.push(compile_problem(e));
+            return Err(SeccompError::Invalid(problems_text(&problems)));
+        }
+        Err(e) => return Err(e),
+    }
     render_node_json(&resolved.spec)
 }
 

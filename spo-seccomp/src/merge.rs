@@ -23,7 +23,6 @@
 //! sorted, rules are sorted by `(action, errnoRet, args)` and each rule's comparisons by
 //! `(index, op, value, valueTwo)`. The same inputs always give the same bytes.
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -50,7 +49,48 @@ enum NameRules {
 }
 
 /// The canonical rules of a profile, by syscall name.
-type RuleSet = BTreeMap<String, NameRules>;
+/// The canonical rules of a profile: one entry per syscall name, sorted by name. Names borrow
+/// the input profiles' (a Docker-sized profile has hundreds; only the output owns copies), and
+/// a sorted vector, not a map: building one is a stable sort that finds the already sorted runs
+/// real profiles have, then one pass.
+#[derive(Debug, Default)]
+struct RuleSet<'a>(Vec<(&'a str, NameRules)>);
+
+impl<'a> RuleSet<'a> {
+    /// From entries in rule order: the entries of one name are folded with `combine`,
+    /// earlier first.
+    fn from_entries(mut entries: Vec<(&'a str, NameRules)>, combine: fn(NameRules, NameRules) -> NameRules) -> Self {
+        // Stable: the entries of one name keep their order, so `combine` sees earlier first.
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out: Vec<(&'a str, NameRules)> = Vec::with_capacity(entries.len());
+        for (name, rules) in entries {
+            match out.last_mut() {
+                Some((last, held)) if *last == name => {
+                    // Take the held value out without cloning it; the placeholder is replaced at once.
+                    let earlier = std::mem::replace(held, NameRules::Conditional(BTreeMap::new()));
+                    *held = combine(earlier, rules);
+                }
+                _ => out.push((name, rules)),
+            }
+        }
+        RuleSet(out)
+    }
+
+    fn get(&self, name: &str) -> Option<&NameRules> {
+        self.0
+            .binary_search_by(|(n, _)| (*n).cmp(name))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    fn names(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.0.iter().map(|(n, _)| *n)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &NameRules> {
+        self.0.iter().map(|(_, r)| r)
+    }
+}
 
 /// The less restrictive of two verdicts by [`SeccompAction::permissiveness`]; `first` on a tie.
 fn less_restrictive(first: Verdict, second: Verdict) -> Verdict {
@@ -140,20 +180,7 @@ fn union_name(earlier: NameRules, later: NameRules) -> NameRules {
     }
 }
 
-fn insert_with(set: &mut RuleSet, name: String, rules: NameRules, combine: fn(NameRules, NameRules) -> NameRules) {
-    match set.entry(name) {
-        Entry::Vacant(slot) => {
-            slot.insert(rules);
-        }
-        Entry::Occupied(mut slot) => {
-            // Take the old value out without cloning it; the placeholder is replaced at once.
-            let earlier = std::mem::replace(slot.get_mut(), NameRules::Conditional(BTreeMap::new()));
-            *slot.get_mut() = combine(earlier, rules);
-        }
-    }
-}
-
-fn rule_set(spec: &SeccompProfileSpec) -> RuleSet {
+fn rule_set(spec: &SeccompProfileSpec) -> RuleSet<'_> {
     // A rule with the profile's own default action is no rule at runtime (runc skips it, and
     // so does the compiler). Unconditional, it must not silence the name's argument rules;
     // conditional and restrictive, it must not come alive in a union under another default.
@@ -165,7 +192,7 @@ fn rule_set(spec: &SeccompProfileSpec) -> RuleSet {
         .filter(|r| args_key(r.args.as_deref()).is_some())
         .flat_map(|r| r.names.iter().map(String::as_str))
         .collect();
-    let mut set = RuleSet::new();
+    let mut entries = Vec::with_capacity(spec.rules().iter().map(|r| r.names.len()).sum());
     for rule in spec.rules() {
         let verdict = (rule.action, rule.errno_ret);
         let key = args_key(rule.args.as_deref());
@@ -181,35 +208,32 @@ fn rule_set(spec: &SeccompProfileSpec) -> RuleSet {
                 None => NameRules::Unconditional(verdict),
                 Some(k) => NameRules::Conditional(BTreeMap::from([(k.clone(), verdict)])),
             };
-            insert_with(&mut set, name.clone(), rules, combine_in_profile);
+            entries.push((name.as_str(), rules));
         }
     }
-    set
+    RuleSet::from_entries(entries, combine_in_profile)
 }
 
-fn union_sets(mut child: RuleSet, base: RuleSet) -> RuleSet {
-    for (name, rules) in base {
-        insert_with(&mut child, name, rules, union_name);
-    }
-    child
+fn union_sets<'a>(child: RuleSet<'a>, base: RuleSet<'a>) -> RuleSet<'a> {
+    // The child's entries first, so a name on both sides is combined child first.
+    let mut entries = child.0;
+    entries.extend(base.0);
+    RuleSet::from_entries(entries, union_name)
 }
 
 /// Canonical rules: one rule per `(action, errnoRet, args)`, sorted.
-fn emit(set: &RuleSet) -> Option<Vec<SeccompSyscall>> {
+fn emit(set: &RuleSet<'_>) -> Option<Vec<SeccompSyscall>> {
     // Keyed by what a rule does, in output order.
     type RuleKey<'a> = (SeccompAction, Option<i64>, Option<&'a ArgsKey>);
-    let mut groups: BTreeMap<RuleKey<'_>, Vec<String>> = BTreeMap::new();
-    for (name, rules) in set {
+    let mut groups: BTreeMap<RuleKey<'_>, Vec<&str>> = BTreeMap::new();
+    for (name, rules) in &set.0 {
         match rules {
             NameRules::Unconditional((action, errno)) => {
-                groups.entry((*action, *errno, None)).or_default().push(name.clone());
+                groups.entry((*action, *errno, None)).or_default().push(name);
             }
             NameRules::Conditional(by_args) => {
                 for (args, (action, errno)) in by_args {
-                    groups
-                        .entry((*action, *errno, Some(args)))
-                        .or_default()
-                        .push(name.clone());
+                    groups.entry((*action, *errno, Some(args))).or_default().push(name);
                 }
             }
         }
@@ -221,7 +245,7 @@ fn emit(set: &RuleSet) -> Option<Vec<SeccompSyscall>> {
         groups
             .into_iter()
             .map(|((action, errno_ret, args), names)| SeccompSyscall {
-                names,
+                names: names.into_iter().map(str::to_owned).collect(),
                 action,
                 errno_ret,
                 args: args.map(args_from_key),
@@ -295,13 +319,14 @@ pub(crate) fn union_of(child: &SeccompProfileSpec, bases: &[&SeccompProfileSpec]
 /// `(defaultAction, None)` as well.
 pub fn effective_actions(spec: &SeccompProfileSpec) -> BTreeMap<String, Verdict> {
     rule_set(spec)
+        .0
         .into_iter()
         .map(|(name, rules)| {
             let verdict = match rules {
                 NameRules::Unconditional(v) => v,
                 NameRules::Conditional(_) => (spec.default_action, None),
             };
-            (name, verdict)
+            (name.to_owned(), verdict)
         })
         .collect()
 }
@@ -365,13 +390,14 @@ pub fn intersect(a: &SeccompProfileSpec, b: &SeccompProfileSpec) -> Result<Secco
 
     let set_a = rule_set(a);
     let set_b = rule_set(b);
-    let names: BTreeSet<&String> = set_a.keys().chain(set_b.keys()).collect();
-    let mut set = RuleSet::new();
+    let names: BTreeSet<&str> = set_a.names().chain(set_b.names()).collect();
+    // Names come in order, so the entries are sorted and unique as they are pushed.
+    let mut set = RuleSet::default();
     for name in names {
         let side_a = Side::of(set_a.get(name), a.default_action);
         let side_b = Side::of(set_b.get(name), b.default_action);
         if let Some(rules) = intersect_name(side_a, side_b, default_action) {
-            set.insert(name.clone(), rules);
+            set.0.push((name, rules));
         }
     }
 
@@ -557,7 +583,7 @@ pub fn behaviour_changes(before: &SeccompProfileSpec, after: &SeccompProfileSpec
 
     let set_before = rule_set(before);
     let set_after = rule_set(after);
-    let names: BTreeSet<&String> = set_before.keys().chain(set_after.keys()).collect();
+    let names: BTreeSet<&str> = set_before.names().chain(set_after.names()).collect();
     for name in names {
         let b = Side::of(set_before.get(name), before.default_action);
         let a = Side::of(set_after.get(name), after.default_action);

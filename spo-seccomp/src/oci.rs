@@ -152,6 +152,42 @@ pub fn to_runtime(spec: &SeccompProfileSpec) -> RuntimeSeccomp {
 /// Converts a spec to the runtime shape, refusing values the runtime shape cannot hold
 /// (an `errnoRet` that is negative or above `u32::MAX`).
 pub fn try_to_runtime(spec: &SeccompProfileSpec) -> Result<RuntimeSeccomp, SeccompError> {
+    check_errno_values(spec).map_err(SeccompError::Invalid)?;
+    Ok(to_runtime(spec))
+}
+
+/// [`RuntimeSeccomp`] written from a spec's fields without copying them: the same fields,
+/// names, order and omissions, so the bytes are the same (checked in the tests).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RuntimeView<'a> {
+    default_action: SeccompAction,
+    #[serde(skip_serializing_if = "<[Arch]>::is_empty")]
+    architectures: &'a [Arch],
+    #[serde(skip_serializing_if = "<[SeccompFlag]>::is_empty")]
+    flags: &'a [SeccompFlag],
+    #[serde(skip_serializing_if = "str::is_empty")]
+    listener_path: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    listener_metadata: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    syscalls: Vec<SyscallView<'a>>,
+}
+
+/// [`RuntimeSyscall`] borrowed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SyscallView<'a> {
+    names: &'a [String],
+    action: SeccompAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errno_ret: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    args: Vec<RuntimeArg>,
+}
+
+/// `Err` with every `errnoRet` the runtime shape cannot hold, by field.
+fn check_errno_values(spec: &SeccompProfileSpec) -> Result<(), String> {
     let mut bad = String::new();
     for (i, rule) in spec.rules().iter().enumerate() {
         if let Some(e) = rule.errno_ret
@@ -166,11 +202,7 @@ pub fn try_to_runtime(spec: &SeccompProfileSpec) -> Result<RuntimeSeccomp, Secco
             );
         }
     }
-    if bad.is_empty() {
-        Ok(to_runtime(spec))
-    } else {
-        Err(SeccompError::Invalid(bad))
-    }
+    if bad.is_empty() { Ok(()) } else { Err(bad) }
 }
 
 /// Converts the runtime shape to a spec (state Enabled, no base profile).
@@ -257,8 +289,40 @@ fn parse_strict<T: serde::de::DeserializeOwned>(text: &str, operation: &str) -> 
 /// as Go's `json.Marshal` writes it. Equal specs give equal bytes, so the installer can skip
 /// rewriting a file that has not changed.
 pub fn render_node_json(spec: &SeccompProfileSpec) -> Result<Vec<u8>, SeccompError> {
-    let rt = try_to_runtime(spec)?;
-    serde_json::to_vec(&rt).map_err(|source| SeccompError::Json {
+    // The checks of try_to_runtime, then the same JSON written from borrowed fields (the node
+    // renders every profile of a burst; copying hundreds of names first doubled the cost).
+    if let Err(e) = check_errno_values(spec) {
+        return Err(SeccompError::Invalid(e));
+    }
+    let view = RuntimeView {
+        default_action: spec.default_action,
+        architectures: spec.architectures.as_deref().unwrap_or_default(),
+        flags: spec.flags.as_deref().unwrap_or_default(),
+        listener_path: spec.listener_path.as_deref().unwrap_or_default(),
+        listener_metadata: spec.listener_metadata.as_deref().unwrap_or_default(),
+        syscalls: spec
+            .rules()
+            .iter()
+            .map(|rule| SyscallView {
+                names: &rule.names,
+                action: rule.action,
+                errno_ret: rule.errno_ret.and_then(|e| u32::try_from(e).ok()),
+                args: rule
+                    .args
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| RuntimeArg {
+                        index: a.index,
+                        value: a.value.unwrap_or(0),
+                        value_two: a.value_two.unwrap_or(0),
+                        op: a.op,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    };
+    serde_json::to_vec(&view).map_err(|source| SeccompError::Json {
         operation: "rendering runtime seccomp JSON".to_owned(),
         source,
     })

@@ -38,6 +38,37 @@ pub fn target_arches(spec: &SeccompProfileSpec, native: Arch) -> Vec<Arch> {
 /// - an architecture without a syscall table (an error: we cannot compile for it);
 /// - a compiled program longer than the kernel's 4096 instructions.
 pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
+    let mut problems = check_fields(spec, native);
+    if !problems.has_errors() && spec.base_profile_name.is_none() {
+        let options = CompileOptions {
+            native,
+            ..CompileOptions::default()
+        };
+        if let Err(e) = compile(spec, &options) {
+            problems.push(compile_problem(e));
+        }
+    }
+    problems
+}
+
+/// What a failed compile of a spec is reported as: at `spec.syscalls` when the program is too
+/// long, at `spec` otherwise.
+pub fn compile_problem(error: SeccompError) -> Problem {
+    let root = FieldPath::root().field("spec");
+    match error {
+        SeccompError::TooLong { len, limit } => Problem::error(
+            root.field("syscalls"),
+            format!("compiles to {len} instructions, more than the kernel's {limit}"),
+        )
+        .with_hint("merge rules with the same action, or split argument rules"),
+        e => Problem::error(root, format!("does not compile: {e}")),
+    }
+}
+
+/// Everything [`check_spec`] checks but the compile: for callers that compile the spec (or
+/// what it resolves to) themselves, such as the node's render, which would otherwise compile
+/// twice.
+pub fn check_fields(spec: &SeccompProfileSpec, native: Arch) -> Problems {
     let mut problems = Problems::new();
     let root = FieldPath::root().field("spec");
     let arches = target_arches(spec, native);
@@ -63,7 +94,8 @@ pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
     }
     for (i, rule) in spec.rules().iter().enumerate() {
         for (j, name) in rule.names.iter().enumerate() {
-            let path = root.field("syscalls").index(i).field("names").index(j);
+            // Built only for a problem: a Docker-sized profile has hundreds of names.
+            let path = || root.field("syscalls").index(i).field("names").index(j);
             let missing: Vec<Arch> = usable
                 .iter()
                 .copied()
@@ -79,7 +111,7 @@ pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
                         .map(|s| format!("did you mean {s}?"))
                         .unwrap_or_else(|| "not a Linux syscall name (see syscalls(2))".to_owned());
                     problems.push(
-                        Problem::error(path, format!("unknown syscall {name:?} on {}", list.join(", ")))
+                        Problem::error(path(), format!("unknown syscall {name:?} on {}", list.join(", ")))
                             .with_hint(hint),
                     );
                 } else {
@@ -88,7 +120,7 @@ pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
                     let other: Vec<&str> = elsewhere.iter().map(|a| a.as_str()).collect();
                     problems.push(
                         Problem::warning(
-                            path,
+                            path(),
                             format!(
                                 "{name:?} does not exist on {} (only on {}); runtimes skip it",
                                 list.join(", "),
@@ -102,7 +134,7 @@ pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
                 let list: Vec<&str> = missing.iter().map(|a| a.as_str()).collect();
                 problems.push(
                     Problem::warning(
-                        path,
+                        path(),
                         format!(
                             "{name} does not exist on {}; the rule does nothing there",
                             list.join(", ")
@@ -115,10 +147,20 @@ pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
     }
     // Runtimes (libseccomp) drop the argument rules of a syscall that also has an
     // unconditional rule; say so where a user would expect the argument rule to apply.
+    // Only names that have argument rules matter (a few; unconditional names are hundreds).
+    let with_args: std::collections::BTreeSet<&str> = spec
+        .rules()
+        .iter()
+        .filter(|r| !r.args.as_deref().unwrap_or_default().is_empty())
+        .flat_map(|r| r.names.iter().map(String::as_str))
+        .collect();
     let mut plain: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for (i, rule) in spec.rules().iter().enumerate() {
-        if rule.args.as_deref().unwrap_or_default().is_empty() && rule.action != spec.default_action {
-            for n in &rule.names {
+        if !with_args.is_empty()
+            && rule.args.as_deref().unwrap_or_default().is_empty()
+            && rule.action != spec.default_action
+        {
+            for n in rule.names.iter().filter(|n| with_args.contains(n.as_str())) {
                 plain.entry(n.as_str()).or_insert(i);
             }
         }
@@ -140,25 +182,6 @@ pub fn check_spec(spec: &SeccompProfileSpec, native: Arch) -> Problems {
         }
     }
 
-    if !problems.has_errors() && spec.base_profile_name.is_none() {
-        match compile(
-            spec,
-            &CompileOptions {
-                native,
-                ..CompileOptions::default()
-            },
-        ) {
-            Ok(_) => {}
-            Err(SeccompError::TooLong { len, limit }) => problems.push(
-                Problem::error(
-                    root.field("syscalls"),
-                    format!("compiles to {len} instructions, more than the kernel's {limit}"),
-                )
-                .with_hint("merge rules with the same action, or split argument rules"),
-            ),
-            Err(e) => problems.push(Problem::error(root.clone(), format!("does not compile: {e}"))),
-        }
-    }
     problems
 }
 
