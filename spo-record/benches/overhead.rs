@@ -71,6 +71,7 @@ fn main() -> Result<()> {
         Ok(text) => text.parse().context("parsing SPO_OVERHEAD_ROUNDS")?,
         Err(_) => ROUNDS,
     };
+    println!("machine at the start: {}", machine());
 
     let dir = tempfile::tempdir().context("creating a temp dir for the workload's output")?;
     let exe = fs::read_link("/proc/self/exe").context("finding this binary")?;
@@ -654,11 +655,9 @@ impl Samples {
                 m.maps_kib_busy as f64 / 1024.0
             );
         }
-        // With it on, every BPF program run (the floor's included) also reads the clock twice.
-        match fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled") {
-            Ok(v) => println!("kernel.bpf_stats_enabled = {}", v.trim()),
-            Err(e) => println!("kernel.bpf_stats_enabled: unreadable ({e})"),
-        }
+        // With bpf_stats_enabled on, every BPF program run (the floor's included) also reads
+        // the clock twice.
+        println!("machine at the end: {}", machine());
     }
 }
 
@@ -668,19 +667,38 @@ impl Samples {
 fn print_table(title: &str, cases: &[(&str, &Vec<f64>, bool)], baseline: &[f64], floor: &[f64]) {
     let (base, floor) = (median(baseline), median(floor));
     println!("{title}");
+    // Ratios from a machine whose bare loop moves by more than a tenth between rounds say
+    // more about the machine than about the recorder.
+    let spread = (max(baseline) - min(baseline)) / base;
+    let noisy = spread > MAX_BASELINE_SPREAD;
+    if noisy {
+        println!(
+            "too noisy: the no-recorder rounds spread {:.1}% (more than {:.0}%); ratios are not printed",
+            spread * 100.0,
+            MAX_BASELINE_SPREAD * 100.0
+        );
+    } else {
+        println!("no-recorder rounds spread {:.1}%", spread * 100.0);
+    }
     println!("| case | ns/call | ratio | over the floor (ns/call) | ratio to the floor | rounds (ns/call) |");
     println!("| --- | ---: | ---: | ---: | ---: | --- |");
     for (name, values, attached) in cases {
         let m = median(values);
         let rounds: Vec<String> = values.iter().map(|v| format!("{v:.1}")).collect();
-        let (over, to_floor) = if *attached {
+        let (over, to_floor) = if noisy {
+            ("-".to_owned(), "-".to_owned())
+        } else if *attached {
             (format!("{:+.1}", m - floor), format!("{:.3}x", m / floor))
         } else {
             (String::new(), String::new())
         };
+        let ratio = if noisy {
+            "-".to_owned()
+        } else {
+            format!("{:.3}x", m / base)
+        };
         println!(
-            "| {name} | {m:.1} | {:.3}x | {over} | {to_floor} | {} |",
-            m / base,
+            "| {name} | {m:.1} | {ratio} | {over} | {to_floor} | {} |",
             rounds.join(", ")
         );
     }
@@ -698,4 +716,37 @@ fn median(values: &[f64]) -> f64 {
 
 fn max(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::NAN, f64::max)
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NAN, f64::min)
+}
+
+/// The largest spread (max - min over the median) of the no-recorder rounds with which the
+/// bench still prints ratios.
+const MAX_BASELINE_SPREAD: f64 = 0.10;
+
+/// The machine as the bench found it: what moves the figures.
+fn machine() -> String {
+    let read = |p: &str| {
+        fs::read_to_string(p)
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|e| format!("unreadable ({e})"))
+    };
+    let load = read("/proc/loadavg");
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    format!(
+        "kernel {}, {cpu}, {} cores, load average {}, kernel.bpf_stats_enabled = {}",
+        read("/proc/sys/kernel/osrelease"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        read("/proc/sys/kernel/bpf_stats_enabled")
+    )
 }
