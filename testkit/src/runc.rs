@@ -33,6 +33,8 @@ pub struct Runtime {
     pub runc: PathBuf,
 }
 
+/// The runtime when this machine can run containers: root, runc, and a static busybox for
+/// the bundle; otherwise why not.
 pub fn runtime() -> Result<Runtime, String> {
     if effective_uid() != Some(0) {
         return Err("runc needs root".to_owned());
@@ -63,6 +65,7 @@ pub fn effective_uid() -> Option<u32> {
     line.split_whitespace().nth(2)?.parse().ok()
 }
 
+/// `name` in PATH or the sbin directories, as a regular file.
 pub fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     // sbin directories too: runc lives in /usr/sbin and a test's PATH may lack it.

@@ -6,7 +6,7 @@
 //! statuses of nodes that no longer exist. At start it creates the default SPOD.
 //!
 //! Watches: node statuses, pods and nodes, each fed into its index by one generic driver
-//! ([`drive_index`]) and shared by every kind; and per kind the profiles (the controller's
+//! (`drive_index`) and shared by every kind; and per kind the profiles (the controller's
 //! cache). Pods are full objects, since `securityContext` is in the spec, but each pod is
 //! reduced to the profiles it uses and dropped; see [`index`]. Index entries are keyed by
 //! kind and name ([`crate::workloads::profile_key`]), and each change reconciles only the

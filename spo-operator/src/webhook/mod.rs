@@ -5,7 +5,7 @@
 //! - [`state`]: what they decide with, kept from watches.
 //! - [`certs`]: the CA and serving certificate, renewal decisions.
 //! - [`config`]: the MutatingWebhookConfiguration, from the SPOD.
-//! - [`handle`]: one review in, one answer out (pure but for the clock and the nonce).
+//! - [`handle_binding`] and [`handle_recording`]: one review in, one answer out (pure but for the clock and the nonce).
 //! - [`run`]: the shell: watches, the certificate and configuration loops, the HTTPS server.
 
 pub mod binding;

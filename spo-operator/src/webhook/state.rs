@@ -32,7 +32,7 @@ pub struct WebhookState {
     relist_profiles: RwLock<HashMap<BindingProfileKind, HashMap<String, Readiness>>>,
 }
 
-/// Bits of [`WebhookState::synced`], one per watch.
+/// Bits of the state's `synced` mask, one per watch.
 pub mod synced {
     /// ProfileBindings listed.
     pub const BINDINGS: u8 = 1;
