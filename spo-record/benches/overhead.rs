@@ -152,6 +152,14 @@ fn main() -> Result<()> {
             },
         )?;
         samples.this_resources.push(resources);
+        let (read_resources, _) = reader.run_recorded_with(
+            &mut with_resources,
+            &RecordOptions {
+                resources: true,
+                ..RecordOptions::default()
+            },
+        )?;
+        samples.read_this_resources.push(read_resources);
         drop(with_resources);
 
         // The node recorder's way (issue 16): a pod's containers recorded from their filters
@@ -566,6 +574,7 @@ struct Samples {
     read_baseline: Vec<f64>,
     read_floor: Vec<f64>,
     read_this: Vec<f64>,
+    read_this_resources: Vec<f64>,
     strace: Vec<f64>,
     load: Vec<Duration>,
     attach: Vec<Duration>,
@@ -623,6 +632,11 @@ impl Samples {
                 ("no recorder", &self.read_baseline, false),
                 ("floor: an empty sys_enter program attached", &self.read_floor, true),
                 ("recording this process", &self.read_this, true),
+                (
+                    "recording this process with files, programs, sockets, capabilities",
+                    &self.read_this_resources,
+                    true,
+                ),
             ],
             &self.read_baseline,
             &self.read_floor,

@@ -83,7 +83,14 @@ impl Recorder {
             .map_err(|source| RecordError::Open { source })?;
         let progs = &mut open.progs;
         progs.record_sys_enter_resources.set_autoload(options.resources);
-        progs.record_sys_exit.set_autoload(options.resources);
+        for exit in [
+            &mut progs.exit_open,
+            &mut progs.exit_creat,
+            &mut progs.exit_openat,
+            &mut progs.exit_openat2,
+        ] {
+            exit.set_autoload(options.resources);
+        }
         progs.record_exec.set_autoload(options.resources);
         progs.record_capable.set_autoload(options.resources);
         progs.floor_sys_enter.set_autoload(options.floor_probe);
@@ -101,6 +108,17 @@ impl Recorder {
             });
         }
         let mut skel = skel;
+        if options.resources {
+            // The resource sys_enter program runs as a tail call of the syscall program.
+            let fd = skel.progs.record_sys_enter_resources.as_fd().as_raw_fd();
+            skel.maps
+                .resource_programs
+                .update(&0u32.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                .map_err(|source| RecordError::Map {
+                    operation: "installing the resource program's tail call",
+                    source,
+                })?;
+        }
         if let Some(reading) = capability_callers {
             // A panic while reading leaves the table empty: every check then counts.
             set_capability_callers(&mut skel, &reading.join().unwrap_or_default());
@@ -580,10 +598,13 @@ impl Recorder {
 /// The programs of resource recording (loaded with [`LoadOptions::resources`]), by name.
 fn resource_programs<'p, 'obj>(
     progs: &'p skel::RecorderProgs<'obj>,
-) -> [(&'static str, &'p libbpf_rs::ProgramMut<'obj>); 4] {
+) -> [(&'static str, &'p libbpf_rs::ProgramMut<'obj>); 7] {
     [
         ("record_sys_enter_resources", &progs.record_sys_enter_resources),
-        ("record_sys_exit", &progs.record_sys_exit),
+        ("exit_open", &progs.exit_open),
+        ("exit_creat", &progs.exit_creat),
+        ("exit_openat", &progs.exit_openat),
+        ("exit_openat2", &progs.exit_openat2),
         ("record_exec", &progs.record_exec),
         ("record_capable", &progs.record_capable),
     ]
@@ -671,7 +692,10 @@ impl Collector {
                 what: "file, program, socket and capability recording (load with LoadOptions::resources)",
             });
         }
-        for (program, prog) in resource_programs(&recorder.skel.progs) {
+        for (program, prog) in resource_programs(&recorder.skel.progs)
+            .into_iter()
+            .filter(|(name, _)| *name != "record_sys_enter_resources")
+        {
             collector._links.push(
                 prog.attach()
                     .map_err(|source| RecordError::Attach { program, source })?,

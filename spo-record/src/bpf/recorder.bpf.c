@@ -171,6 +171,17 @@ struct {
 // Set by user space while at least one recording runs; every program returns at once otherwise.
 volatile __u32 enabled = 0;
 
+// Resource recording's sys_enter program (`record_sys_enter_resources`), reached by a tail call
+// from `record_sys_enter` for recording processes while `collect_resources` is set, instead of
+// being attached beside it: one program run per syscall of the machine instead of two, and the
+// second only for the processes it is for. User space fills slot 0 when it loads that program.
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} resource_programs SEC(".maps");
+
 // What the task running on each CPU is to the recorder, so the sys_enter hot path decides with
 // loads only: no helper call (each costs about 20 ns on this project's build VM, whose returns go
 // through the SRSO return thunk) and no hash lookup. `follow_switch` fills the slot for the task a
@@ -615,13 +626,6 @@ static __always_inline long native_call(long id, int compat)
 	}
 }
 
-// Whether syscall `id` (of the ABI `compat` says) is one record_resources arms an open for.
-static __always_inline int is_open_call(long id, int compat)
-{
-	long nr = native_call(id, compat);
-	return nr == 2 || nr == 85 || nr == 257 || nr == 437;
-}
-
 // A socket of `domain` and `type` (its low 4 bits; the rest are flags) created by a recording
 // process: one bit of the target's socket set, domains below 64.
 static __always_inline void record_socket(struct target_syscalls *seen, __u64 domain, __u64 type)
@@ -646,6 +650,17 @@ static __always_inline void record_resources(struct pt_regs *regs, long id, __u3
 		a2 = (__u32)regs->dx;
 		a3 = (__u32)regs->si;
 		a4 = (__u32)regs->di;
+		// ia32 calls have no per-syscall exit events: an open armed at the task's previous
+		// syscall is reported now, at its next one. Its path is in memory by now (the kernel
+		// read it); whether the open succeeded is not known, and the path is the one the
+		// program passed, not the file's resolved one.
+		struct pending_open *previous =
+			bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0, 0);
+		if (previous && previous->armed) {
+			previous->armed = 0;
+			record_open(previous->target, (const char *)previous->path, previous->flags,
+				    previous->dirfd, 0, seen);
+		}
 	} else {
 		a0 = regs->di;
 		a1 = regs->si;
@@ -819,8 +834,11 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 	__u32 bits;
 	int compat;
 	if (read_slot(cur, gen, regs, &bits, &compat)) {
-		if (bits & 1)
+		if (bits & 1) {
 			record_syscall(id, bits >> 1, compat);
+			if (collect_resources)
+				bpf_tail_call(ctx, &resource_programs, 0);
+		}
 		return 0;
 	}
 
@@ -848,8 +866,11 @@ int BPF_PROG(record_sys_enter, struct pt_regs *regs, long id)
 		}
 	}
 	bits = describe_task(cur, task, (__u64)regs, gen);
-	if (bits & 1)
+	if (bits & 1) {
 		record_syscall(id, bits >> 1, compat);
+		if (collect_resources)
+			bpf_tail_call(ctx, &resource_programs, 0);
+	}
 	return 0;
 }
 
@@ -1087,38 +1108,64 @@ static __always_inline int caller_records(struct pt_regs *regs, __u32 *target, i
 	return 1;
 }
 
-// Attached only while resources are recorded: reports the opens that succeeded. Every syscall
-// exit of the machine passes here, so all but the open calls of recording processes leave
-// after loads only (the CPU slot, the syscall number); only those look up the pending open.
-SEC("tp_btf/sys_exit")
-int BPF_PROG(record_sys_exit, struct pt_regs *regs, long ret)
+// The exit of an open-like call of a recording process: reports the pending open armed at its
+// entry when it succeeded.
+static __always_inline void finish_open(long ret)
 {
-#if defined(__TARGET_ARCH_x86)
-	if (!enabled)
-		return 0;
-	__u32 target;
-	int compat;
-	if (!caller_records(regs, &target, &compat) || !is_open_call(regs->orig_ax, compat))
-		return 0;
 	struct pending_open *pending = bpf_task_storage_get(&pending_opens, bpf_get_current_task_btf(), 0, 0);
 	if (!pending || !pending->armed)
-		return 0;
+		return;
 	pending->armed = 0;
 	if (ret < 0)
-		return 0;
-	target = pending->target;
+		return;
+	__u32 target = pending->target;
 	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
 	if (seen)
 		record_open(target, (const char *)pending->path, pending->flags, pending->dirfd,
 			    file_of_fd((__s32)ret), seen);
-#endif
+}
+
+// Attached only while resources are recorded, one per open-like syscall, to the kernel's
+// per-syscall exit events: the kernel tests the syscall number against its bitmap of enabled
+// events before running anything, so the exits of every other syscall of the machine cost no
+// program run (an attached raw sys_exit program ran on all of them). These events do not fire
+// for ia32 calls; those opens are reported at the task's next syscall (`record_resources`).
+SEC("tracepoint/syscalls/sys_exit_open")
+int exit_open(struct syscall_trace_exit *ctx)
+{
+	if (enabled)
+		finish_open(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_creat")
+int exit_creat(struct syscall_trace_exit *ctx)
+{
+	if (enabled)
+		finish_open(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int exit_openat(struct syscall_trace_exit *ctx)
+{
+	if (enabled)
+		finish_open(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int exit_openat2(struct syscall_trace_exit *ctx)
+{
+	if (enabled)
+		finish_open(ctx->ret);
 	return 0;
 }
 
 // The file, mapping and socket side of every syscall of a recording process. A program of its
-// own, loaded (`LoadOptions::resources`) and attached only for recordings that want resources,
-// so the syscall program stays small: quick to verify, and seccomp-only recordings never run
-// this code.
+// own, loaded (`LoadOptions::resources`) only for recordings that want resources and reached by
+// a tail call from `record_sys_enter` (never attached), so the syscall program stays small:
+// quick to verify, and seccomp-only recordings never run this code.
 SEC("tp_btf/sys_enter")
 int BPF_PROG(record_sys_enter_resources, struct pt_regs *regs, long id)
 {
