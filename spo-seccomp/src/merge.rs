@@ -62,18 +62,20 @@ impl<'a> RuleSet<'a> {
     fn from_entries(mut entries: Vec<(&'a str, NameRules)>, combine: fn(NameRules, NameRules) -> NameRules) -> Self {
         // Stable: the entries of one name keep their order, so `combine` sees earlier first.
         entries.sort_by(|a, b| a.0.cmp(b.0));
-        let mut out: Vec<(&'a str, NameRules)> = Vec::with_capacity(entries.len());
-        for (name, rules) in entries {
-            match out.last_mut() {
-                Some((last, held)) if *last == name => {
-                    // Take the held value out without cloning it; the placeholder is replaced at once.
-                    let earlier = std::mem::replace(held, NameRules::Conditional(BTreeMap::new()));
-                    *held = combine(earlier, rules);
-                }
-                _ => out.push((name, rules)),
+        // In place: `later` is dropped when it is folded into `kept` (the entry before it).
+        entries.dedup_by(|later, kept| {
+            if later.0 != kept.0 {
+                return false;
             }
-        }
-        RuleSet(out)
+            // Take both values out without cloning them; the placeholders are dropped or
+            // replaced at once.
+            let placeholder = || NameRules::Conditional(BTreeMap::new());
+            let earlier = std::mem::replace(&mut kept.1, placeholder());
+            let later = std::mem::replace(&mut later.1, placeholder());
+            kept.1 = combine(earlier, later);
+            true
+        });
+        RuleSet(entries)
     }
 
     fn get(&self, name: &str) -> Option<&NameRules> {
