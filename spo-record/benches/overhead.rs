@@ -71,7 +71,7 @@ fn main() -> Result<()> {
         Ok(text) => text.parse().context("parsing SPO_OVERHEAD_ROUNDS")?,
         Err(_) => ROUNDS,
     };
-    println!("machine at the start: {}", machine());
+    println!("machine at the start: {}", spo_testkit::machine());
 
     let dir = tempfile::tempdir().context("creating a temp dir for the workload's output")?;
     let exe = fs::read_link("/proc/self/exe").context("finding this binary")?;
@@ -671,7 +671,7 @@ impl Samples {
         }
         // With bpf_stats_enabled on, every BPF program run (the floor's included) also reads
         // the clock twice.
-        println!("machine at the end: {}", machine());
+        println!("machine at the end: {}", spo_testkit::machine());
     }
 }
 
@@ -739,28 +739,3 @@ fn min(values: &[f64]) -> f64 {
 /// The largest spread (max - min over the median) of the no-recorder rounds with which the
 /// bench still prints ratios.
 const MAX_BASELINE_SPREAD: f64 = 0.10;
-
-/// The machine as the bench found it: what moves the figures.
-fn machine() -> String {
-    let read = |p: &str| {
-        fs::read_to_string(p)
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|e| format!("unreadable ({e})"))
-    };
-    let load = read("/proc/loadavg");
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default();
-    format!(
-        "kernel {}, {cpu}, {} cores, load average {}, kernel.bpf_stats_enabled = {}",
-        read("/proc/sys/kernel/osrelease"),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
-        read("/proc/sys/kernel/bpf_stats_enabled")
-    )
-}

@@ -161,25 +161,6 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn machine() -> String {
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_default();
-    format!(
-        "kernel {}, {cpu}, {} cores, load average {}",
-        kernel.trim(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-    )
-}
-
 fn main() {
     if let Ok(variant) = std::env::var(CHILD_ENV) {
         child(&variant);
@@ -194,7 +175,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
     let exe = std::env::current_exe().expect("this bench's path");
-    println!("machine: {}", machine());
+    println!("machine: {}", spo_testkit::machine());
     println!(
         "profile: Docker-default-like, x86-64 ({} rules); {rounds} rounds, each case in a fresh child",
         profile().rules().len()

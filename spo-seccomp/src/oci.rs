@@ -132,21 +132,25 @@ pub fn to_runtime(spec: &SeccompProfileSpec) -> RuntimeSeccomp {
                 names: rule.names.clone(),
                 action: rule.action,
                 errno_ret: rule.errno_ret.and_then(|e| u32::try_from(e).ok()),
-                args: rule
-                    .args
-                    .as_deref()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|a| RuntimeArg {
-                        index: a.index,
-                        value: a.value.unwrap_or(0),
-                        value_two: a.value_two.unwrap_or(0),
-                        op: a.op,
-                    })
-                    .collect(),
+                args: runtime_args(rule),
             })
             .collect(),
     }
+}
+
+/// A rule's comparisons in the runtime shape (`value` always written, 0 when unset).
+fn runtime_args(rule: &SeccompSyscall) -> Vec<RuntimeArg> {
+    rule.args
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| RuntimeArg {
+            index: a.index,
+            value: a.value.unwrap_or(0),
+            value_two: a.value_two.unwrap_or(0),
+            op: a.op,
+        })
+        .collect()
 }
 
 /// Converts a spec to the runtime shape, refusing values the runtime shape cannot hold
@@ -307,18 +311,7 @@ pub fn render_node_json(spec: &SeccompProfileSpec) -> Result<Vec<u8>, SeccompErr
                 names: &rule.names,
                 action: rule.action,
                 errno_ret: rule.errno_ret.and_then(|e| u32::try_from(e).ok()),
-                args: rule
-                    .args
-                    .as_deref()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|a| RuntimeArg {
-                        index: a.index,
-                        value: a.value.unwrap_or(0),
-                        value_two: a.value_two.unwrap_or(0),
-                        op: a.op,
-                    })
-                    .collect(),
+                args: runtime_args(rule),
             })
             .collect(),
     };

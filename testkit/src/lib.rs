@@ -6,3 +6,33 @@
 //! may be skipped there.
 
 pub mod runc;
+
+/// The machine a benchmark ran on, as one line: kernel, CPU model, cores, load average and
+/// `kernel.bpf_stats_enabled` (with it on, every BPF program run also reads the clock twice).
+/// Benches print it so their figures say where they came from.
+pub fn machine() -> String {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|e| format!("unreadable ({e})"))
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    format!(
+        "kernel {}, {cpu}, {} cores, load average {}, kernel.bpf_stats_enabled = {}",
+        read("/proc/sys/kernel/osrelease"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        read("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        read("/proc/sys/kernel/bpf_stats_enabled")
+    )
+}
