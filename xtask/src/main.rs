@@ -2,6 +2,9 @@
 //! fails when the checked-in files differ from what the Rust types generate.
 //! `cargo xtask syscalls` regenerates `spo-seccomp/src/syscalls/generated.rs` from the
 //! linux-raw-sys sources; `cargo xtask syscalls --check` fails when the checked-in file differs.
+//! `cargo xtask public-api [--check]` snapshots the library crates' public API in `api/`.
+
+mod public_api;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,11 @@ fn main() -> Result<()> {
         ["crds", "--check"] => check_crds(&root.join("deploy/crds")),
         ["syscalls"] => write_syscalls(&root),
         ["syscalls", "--check"] => check_syscalls(&root),
-        _ => bail!("usage: cargo xtask crds [--check] | cargo xtask syscalls [--check]"),
+        ["public-api"] => public_api::run(&root, false),
+        ["public-api", "--check"] => public_api::run(&root, true),
+        _ => bail!(
+            "usage: cargo xtask crds [--check] | cargo xtask syscalls [--check] | cargo xtask public-api [--check]"
+        ),
     }
 }
 
