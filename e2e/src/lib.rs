@@ -119,6 +119,23 @@ impl Kubectl {
         });
     }
 
+    /// Namespace `ns` with each of `labels` set to `'true'`, and what an earlier run on this
+    /// cluster left in it removed: its pods (they would be taken for this run's) and its SPOD
+    /// (which could switch a node part on at once; the manager makes a fresh default one).
+    /// After a failed run, objects with finalizers may be left too: rerun on a fresh node then.
+    pub fn fresh_namespace(&self, ns: &str, labels: &[&str]) {
+        let labels: Vec<String> = labels.iter().map(|l| format!("{l}: 'true'")).collect();
+        self.ok(
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels: {{{}}}\n",
+                labels.join(", ")
+            )),
+        );
+        self.ok(&["-n", ns, "delete", "pods", "--all", "--wait=true"], None);
+        self.ok(&["-n", ns, "delete", "spod", "spod", "--ignore-not-found"], None);
+    }
+
     /// Runs kubectl and parses its stdout as JSON.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args, None);
@@ -174,6 +191,39 @@ pub fn operator_command(
         .env("RUST_LOG", rust_log)
         .args(["--metrics-addr", metrics_addr]);
     cmd
+}
+
+/// The operator's parts as host processes against one cluster: the release binary, one
+/// kubeconfig and log filter, each part's output in `<dir>/<name>.log`, metrics on a free port.
+#[derive(Debug)]
+pub struct OperatorProcs {
+    bin: PathBuf,
+    kubeconfig: PathBuf,
+    rust_log: String,
+    dir: PathBuf,
+}
+
+impl OperatorProcs {
+    /// Parts for the cluster of `kubeconfig`, logging with `rust_log` into `dir`.
+    pub fn new(kubeconfig: &std::path::Path, rust_log: &str, dir: &std::path::Path) -> Self {
+        OperatorProcs {
+            bin: operator_binary(),
+            kubeconfig: kubeconfig.to_owned(),
+            rust_log: rust_log.to_owned(),
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Starts `spo-operator <args>` as `name`, its output appended to `<dir>/<name>.log`.
+    pub fn spawn<I, S>(&self, name: &str, args: I) -> Proc
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = operator_command(&self.bin, &self.kubeconfig, &self.rust_log, "127.0.0.1:0");
+        cmd.args(args);
+        Proc::spawn(name, cmd, &self.dir.join(format!("{name}.log")))
+    }
 }
 
 /// `daemon` for `node` in `namespace`, installing under `kubelet_dir`.

@@ -9,12 +9,11 @@
 //! filter mode; the same pod without the profile succeeds; deleting the profile is held
 //! while the confined pod runs, and completes (file gone from the node) once it is deleted.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, busybox_pod};
-use spo_e2e::{Kubectl, Proc, daemon_args, eventually, operator_binary, operator_command};
+use spo_e2e::{Kubectl, OperatorProcs, daemon_args, eventually};
 
 const NS: &str = "spo-e2e-node";
 const LOG: &str = "info,spo_operator=debug,kube=warn";
@@ -83,16 +82,12 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
     );
     k.ok(&["-n", NS, "delete", "daemonset", "e2e-ds", "--wait=false"], None);
 
-    let bin = operator_binary();
-    let kc: PathBuf = node.kubeconfig().to_path_buf();
-    let mut manager_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    manager_cmd
-        .args(["manager", "--namespace", NS])
-        .args(spo_e2e::FAST_LEASE);
-    let mut manager = Proc::spawn("manager", manager_cmd, &dir.join("manager.log"));
-    let mut daemon_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    daemon_cmd.args(daemon_args(NS, NODE_NAME, node.kubelet_dir()));
-    let mut daemon = Proc::spawn("daemon", daemon_cmd, &dir.join("daemon.log"));
+    let parts = OperatorProcs::new(node.kubeconfig(), LOG, &dir);
+    let mut manager = parts.spawn(
+        "manager",
+        ["manager", "--namespace", NS].iter().chain(spo_e2e::FAST_LEASE),
+    );
+    let mut daemon = parts.spawn("daemon", daemon_args(NS, NODE_NAME, node.kubelet_dir()));
     let logs = || format!("operator logs in {}", dir.display());
 
     // 1. A profile that allows everything but mkdir/mkdirat (EPERM), installed by the daemon

@@ -8,12 +8,11 @@
 //!
 //! Every operator part runs as a host process against the node's apiserver.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
 use spo_e2e::node::{NODE_NAME, Node, allowed_syscalls, busybox_pod, labelled_pod, workload};
-use spo_e2e::{Proc, daemon_args, eventually, free_port, operator_binary, operator_command, webhook_args};
+use spo_e2e::{OperatorProcs, daemon_args, eventually, free_port, webhook_args};
 
 const NS: &str = "spo-e2e-logrec";
 const LOG: &str = "info,spo_operator=debug,kube=warn";
@@ -35,39 +34,16 @@ fn a_pod_recorded_from_audit_logs_runs_under_its_profile_and_nothing_more() {
         .keep();
     let logs = || format!("operator logs in {}", dir.display());
     k.install_crds();
-    k.ok(
-        &["apply", "-f", "-"],
-        Some(&format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n  labels: {{spo.x-k8s.io/enable-recording: 'true'}}\n"
-        )),
-    );
-    k.ok(&["-n", NS, "delete", "pods", "--all", "--wait=true"], None);
-    k.ok(&["-n", NS, "delete", "spod", "spod", "--ignore-not-found"], None);
-    let bin = operator_binary();
-    let kc: PathBuf = node.kubeconfig().to_path_buf();
+    k.fresh_namespace(NS, &["spo.x-k8s.io/enable-recording"]);
+    let parts = OperatorProcs::new(node.kubeconfig(), LOG, &dir);
     let port = free_port();
-    let spawn = |name: &str, args: Vec<std::ffi::OsString>| {
-        let mut cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-        cmd.args(args);
-        Proc::spawn(name, cmd, &dir.join(format!("{name}.log")))
-    };
-    let _webhook = spawn("webhook", webhook_args(NS, port).into_iter().map(Into::into).collect());
-    let _manager = spawn(
+    let _webhook = parts.spawn("webhook", webhook_args(NS, port));
+    let _manager = parts.spawn(
         "manager",
-        ["manager", "--namespace", NS]
-            .into_iter()
-            .chain(spo_e2e::FAST_LEASE.iter().copied())
-            .map(Into::into)
-            .collect(),
+        ["manager", "--namespace", NS].iter().chain(spo_e2e::FAST_LEASE),
     );
-    let _daemon = spawn("daemon", daemon_args(NS, NODE_NAME, node.kubelet_dir()));
-    let _enricher = spawn(
-        "enricher",
-        ["enricher", "--namespace", NS, "--node-name", NODE_NAME]
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    );
+    let _daemon = parts.spawn("daemon", daemon_args(NS, NODE_NAME, node.kubelet_dir()));
+    let _enricher = parts.spawn("enricher", ["enricher", "--namespace", NS, "--node-name", NODE_NAME]);
 
     // 1. The SPOD switches the log enricher on; the manager makes log-enricher-trace, the
     //    daemon installs it.

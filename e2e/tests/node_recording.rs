@@ -9,14 +9,11 @@
 //! Every operator part runs as a host process against the node's apiserver: webhook (with its
 //! own CA, reached at https://127.0.0.1:<port>), manager, daemon and recorder.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, allowed_syscalls, labelled_pod, workload};
-use spo_e2e::{
-    Proc, daemon_args, eventually, free_port, operator_binary, operator_command, recorder_args, webhook_args,
-};
+use spo_e2e::{OperatorProcs, daemon_args, eventually, free_port, recorder_args, webhook_args};
 
 const NS: &str = "spo-e2e-recording";
 const LOG: &str = "info,spo_operator=debug,kube=warn";
@@ -40,38 +37,25 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         .keep();
     let logs = || format!("operator logs in {}", dir.display());
     k.install_crds();
-    k.ok(
-        &["apply", "-f", "-"],
-        Some(&format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n  labels: {{spo.x-k8s.io/enable-recording: 'true', spo.x-k8s.io/enable-binding: 'true'}}\n"
-        )),
-    );
-
-    // What an earlier run on this node left: its pods would be taken for this run's, and its
-    // SPOD would switch the recorder on at once (the manager makes a fresh default one). After
-    // a failed run, objects with finalizers may be left too: rerun on a fresh node then.
-    k.ok(&["-n", NS, "delete", "pods", "--all", "--wait=true"], None);
-    k.ok(&["-n", NS, "delete", "spod", "spod", "--ignore-not-found"], None);
-    let bin = operator_binary();
-    let kc: PathBuf = node.kubeconfig().to_path_buf();
+    k.fresh_namespace(NS, &["spo.x-k8s.io/enable-recording", "spo.x-k8s.io/enable-binding"]);
+    let parts = OperatorProcs::new(node.kubeconfig(), LOG, &dir);
     let port = free_port();
-    let mut webhook_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    webhook_cmd.args(webhook_args(NS, port)).args(["--resync", "2"]);
-    let mut webhook = Proc::spawn("webhook", webhook_cmd, &dir.join("webhook.log"));
-    let mut manager_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    manager_cmd
-        .args(["manager", "--namespace", NS])
-        .args(spo_e2e::FAST_LEASE);
-    let mut manager = Proc::spawn("manager", manager_cmd, &dir.join("manager.log"));
-    let mut daemon_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    daemon_cmd.args(daemon_args(NS, NODE_NAME, node.kubelet_dir()));
-    let mut daemon = Proc::spawn("daemon", daemon_cmd, &dir.join("daemon.log"));
+    let mut webhook = parts.spawn(
+        "webhook",
+        webhook_args(NS, port)
+            .iter()
+            .map(String::as_str)
+            .chain(["--resync", "2"]),
+    );
+    let mut manager = parts.spawn(
+        "manager",
+        ["manager", "--namespace", NS].iter().chain(spo_e2e::FAST_LEASE),
+    );
+    let mut daemon = parts.spawn("daemon", daemon_args(NS, NODE_NAME, node.kubelet_dir()));
     // Left by an earlier run on this node, if any: the recorder writes it once it is on.
     let filter = node.seccomp_root().join("spo-recording/filter.json");
     let _ = std::fs::remove_file(&filter);
-    let mut recorder_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    recorder_cmd.args(recorder_args(NS, NODE_NAME, node.kubelet_dir()));
-    let mut recorder = Proc::spawn("recorder", recorder_cmd, &dir.join("recorder.log"));
+    let mut recorder = parts.spawn("recorder", recorder_args(NS, NODE_NAME, node.kubelet_dir()));
     // The recorder waits for the SPOD's switch (off by default, as upstream); the manager
     // creates the default SPOD.
     std::thread::sleep(Duration::from_secs(1));
@@ -291,9 +275,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         }
     });
     recorder.kill();
-    let mut recorder_cmd = operator_command(&bin, &kc, LOG, "127.0.0.1:0");
-    recorder_cmd.args(recorder_args(NS, NODE_NAME, node.kubelet_dir()));
-    recorder = Proc::spawn("recorder", recorder_cmd, &dir.join("recorder-2.log"));
+    recorder = parts.spawn("recorder-2", recorder_args(NS, NODE_NAME, node.kubelet_dir()));
     node.wait_pod_phase(NS, "interrupted", &["Succeeded"], T)
         .unwrap_or_else(|e| panic!("{e}; {}", logs()));
     eventually("the recording lists no pod once it ended", T, || {
