@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags, OpenObject};
+use libbpf_rs::{Link, MapCore, MapFlags, OpenObject, TracepointCategory};
 use spo_model::seccomp::Arch;
 
 use std::cell::RefCell;
@@ -83,14 +83,7 @@ impl Recorder {
             .map_err(|source| RecordError::Open { source })?;
         let progs = &mut open.progs;
         progs.record_sys_enter_resources.set_autoload(options.resources);
-        for exit in [
-            &mut progs.exit_open,
-            &mut progs.exit_creat,
-            &mut progs.exit_openat,
-            &mut progs.exit_openat2,
-        ] {
-            exit.set_autoload(options.resources);
-        }
+        progs.exit_open_like.set_autoload(options.resources);
         progs.record_exec.set_autoload(options.resources);
         progs.record_capable.set_autoload(options.resources);
         progs.floor_sys_enter.set_autoload(options.floor_probe);
@@ -595,16 +588,17 @@ impl Recorder {
     }
 }
 
+/// The per-syscall exit events `exit_open_like` is attached to: the calls whose pending open
+/// `record_resources` arms (native ABI; ia32 calls have no such events).
+const OPEN_EXITS: [&str; 4] = ["sys_exit_open", "sys_exit_creat", "sys_exit_openat", "sys_exit_openat2"];
+
 /// The programs of resource recording (loaded with [`LoadOptions::resources`]), by name.
 fn resource_programs<'p, 'obj>(
     progs: &'p skel::RecorderProgs<'obj>,
-) -> [(&'static str, &'p libbpf_rs::ProgramMut<'obj>); 7] {
+) -> [(&'static str, &'p libbpf_rs::ProgramMut<'obj>); 4] {
     [
         ("record_sys_enter_resources", &progs.record_sys_enter_resources),
-        ("exit_open", &progs.exit_open),
-        ("exit_creat", &progs.exit_creat),
-        ("exit_openat", &progs.exit_openat),
-        ("exit_openat2", &progs.exit_openat2),
+        ("exit_open_like", &progs.exit_open_like),
         ("record_exec", &progs.record_exec),
         ("record_capable", &progs.record_capable),
     ]
@@ -692,10 +686,23 @@ impl Collector {
                 what: "file, program, socket and capability recording (load with LoadOptions::resources)",
             });
         }
-        for (program, prog) in resource_programs(&recorder.skel.progs)
-            .into_iter()
-            .filter(|(name, _)| *name != "record_sys_enter_resources")
-        {
+        let progs = &recorder.skel.progs;
+        // The sys_enter side runs as a tail call of the syscall program (set up at load).
+        for event in OPEN_EXITS {
+            collector._links.push(
+                progs
+                    .exit_open_like
+                    .attach_tracepoint(TracepointCategory::Syscalls, event)
+                    .map_err(|source| RecordError::Attach {
+                        program: "exit_open_like",
+                        source,
+                    })?,
+            );
+        }
+        for (program, prog) in [
+            ("record_exec", &progs.record_exec),
+            ("record_capable", &progs.record_capable),
+        ] {
             collector._links.push(
                 prog.attach()
                     .map_err(|source| RecordError::Attach { program, source })?,

@@ -1125,37 +1125,15 @@ static __always_inline void finish_open(long ret)
 			    file_of_fd((__s32)ret), seen);
 }
 
-// Attached only while resources are recorded, one per open-like syscall, to the kernel's
-// per-syscall exit events: the kernel tests the syscall number against its bitmap of enabled
-// events before running anything, so the exits of every other syscall of the machine cost no
-// program run (an attached raw sys_exit program ran on all of them). These events do not fire
-// for ia32 calls; those opens are reported at the task's next syscall (`record_resources`).
-SEC("tracepoint/syscalls/sys_exit_open")
-int exit_open(struct syscall_trace_exit *ctx)
-{
-	if (enabled)
-		finish_open(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_creat")
-int exit_creat(struct syscall_trace_exit *ctx)
-{
-	if (enabled)
-		finish_open(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat")
-int exit_openat(struct syscall_trace_exit *ctx)
-{
-	if (enabled)
-		finish_open(ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_openat2")
-int exit_openat2(struct syscall_trace_exit *ctx)
+// Attached only while resources are recorded, once per open-like syscall (open, creat, openat,
+// openat2: `OPEN_EXITS` in src/loader.rs), to the kernel's per-syscall exit events: the kernel
+// tests the syscall number against its bitmap of enabled events before running anything, so
+// the exits of every other syscall of the machine cost no program run (an attached raw
+// sys_exit program ran on all of them). These events do not fire for ia32 calls; those opens
+// are reported at the task's next syscall (`record_resources`). One program for the four
+// events: it is verified once.
+SEC("tracepoint")
+int exit_open_like(struct syscall_trace_exit *ctx)
 {
 	if (enabled)
 		finish_open(ctx->ret);
