@@ -276,9 +276,12 @@ impl ProcessCache {
         self.by_pid.get(&pid).map(|(info, _)| info)
     }
 
+    /// Notes that the process held its pid at record time `record_ms`. The latest record's
+    /// time is kept even when it is earlier than the one before: the wall clock may have been
+    /// stepped back, and trust reaches [`TRUST_MS`] either side of the kept time only.
     fn verified(&mut self, pid: u32, record_ms: u64) {
         if let Some((_, at)) = self.by_pid.get_mut(&pid) {
-            *at = (*at).max(record_ms);
+            *at = record_ms;
         }
     }
 
@@ -353,8 +356,9 @@ impl<S: ProcessSource> Attributor<S> {
     /// naming `pid`.
     ///
     /// A remembered process that started before the record is it when it was known to hold
-    /// the pid less than [`TRUST_MS`] before (no `/proc` read: the warm path), or when `/proc`
-    /// shows the same start time, no process, or one started after the record. Otherwise the
+    /// the pid within [`TRUST_MS`] of the record's time (no `/proc` read: the warm path), or
+    /// when `/proc` shows the same start time (within 20 ms: starts are turned
+    /// into wall time at each look), no process, or one started after the record. Otherwise the
     /// live process is looked up and remembered, unless it started after the record (the pid
     /// was reused), in which case the record's process is unknown.
     pub fn process(&mut self, pid: u32, record_ms: u64) -> Option<Arc<ProcessInfo>> {
@@ -362,12 +366,16 @@ impl<S: ProcessSource> Attributor<S> {
             && seen.started_ms <= record_ms + START_SLACK_MS
         {
             let (started, verified) = (seen.started_ms, *verified);
-            if record_ms <= verified + TRUST_MS {
+            // Either side: a process alive at the verified time and started before the
+            // record held the pid at the record's time too (a pid is held for one unbroken
+            // stretch), unless the wall clock was stepped in between, which a window of a
+            // second either side keeps to a second's worth of records.
+            if record_ms.abs_diff(verified) <= TRUST_MS {
                 self.warm += 1;
                 return self.cache.get(pid).cloned();
             }
             let still = match self.source.started_ms(pid) {
-                Some(now) if now == started => true,
+                Some(now) if now.abs_diff(started) <= START_SLACK_MS => true,
                 // Gone, or reused after the record: the record is the remembered one's.
                 None => false,
                 Some(now) if now > record_ms + START_SLACK_MS => false,
@@ -432,41 +440,59 @@ impl<S: ProcessSource> Attributor<S> {
 
 /// The real `/proc` (or one mounted elsewhere, such as a node's `/proc` in a container at
 /// `hostProcVolumePath`).
+///
+/// A process's start is kept by the kernel in clock ticks since boot; it is turned into wall
+/// time with the wall clock's offset from the boot clock *at the moment of the look*, as the
+/// kernel stamps records with the wall clock of their moment. `btime` in `/proc/stat` is not
+/// used: it is whole seconds (starts up to a second early), and read once it would stay on the
+/// clock of that read, so after the wall clock is stepped (NTP, an operator's `date -s`) every
+/// process started since would look younger than its own records.
 #[derive(Debug, Clone)]
 pub struct ProcFs {
     root: std::path::PathBuf,
-    boot_ms: u64,
     ticks_per_second: u64,
 }
 
 impl ProcFs {
-    /// The `/proc` at `root`; reads the boot time (`btime` of its `stat`) once.
+    /// The `/proc` at `root` (its `stat` must be readable: a `/proc`, not any directory).
     pub fn new(root: impl Into<std::path::PathBuf>) -> std::io::Result<ProcFs> {
         let root = root.into();
-        let stat = std::fs::read_to_string(root.join("stat"))?;
-        let btime = stat
-            .lines()
-            .find_map(|l| l.strip_prefix("btime ").and_then(|v| v.trim().parse::<u64>().ok()))
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no btime line in stat"))?;
+        std::fs::metadata(root.join("stat"))?;
         Ok(ProcFs {
             root,
-            boot_ms: btime * 1000,
-            ticks_per_second: procfs::ticks_per_second(),
+            ticks_per_second: procfs::ticks_per_second().max(1),
         })
     }
+
+    /// The wall time (milliseconds since the epoch) of a start `ticks` after boot, on the wall
+    /// clock as it is now.
+    fn wall_ms(&self, ticks: u64) -> Option<u64> {
+        let since_boot_ns = i128::from(ticks) * 1_000_000_000 / i128::from(self.ticks_per_second);
+        u64::try_from((wall_minus_boot_ns() + since_boot_ns) / 1_000_000).ok()
+    }
+}
+
+/// The wall clock's offset from the boot clock now, in nanoseconds: the wall time at boot as
+/// the wall clock sees it today.
+fn wall_minus_boot_ns() -> i128 {
+    use rustix::time::{ClockId, clock_gettime};
+    let ns = |t: rustix::time::Timespec| i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec);
+    let boot = ns(clock_gettime(ClockId::Boottime));
+    let wall = ns(clock_gettime(ClockId::Realtime));
+    wall - boot
 }
 
 impl ProcessSource for ProcFs {
     fn started_ms(&self, pid: u32) -> Option<u64> {
         let process = procfs::process::Process::new_with_root(self.root.join(pid.to_string())).ok()?;
         let stat = process.stat().ok()?;
-        Some(self.boot_ms + stat.starttime * 1000 / self.ticks_per_second.max(1))
+        self.wall_ms(stat.starttime)
     }
 
     fn lookup(&self, pid: u32) -> Option<ProcessInfo> {
         let process = procfs::process::Process::new_with_root(self.root.join(pid.to_string())).ok()?;
         let stat = process.stat().ok()?;
-        let started_ms = self.boot_ms + stat.starttime * 1000 / self.ticks_per_second.max(1);
+        let started_ms = self.wall_ms(stat.starttime)?;
         let cgroup = std::fs::read_to_string(self.root.join(pid.to_string()).join("cgroup")).ok()?;
         let status = process.status().ok();
         let mut cmdline = process.cmdline().ok().map(|args| args.join(" "));
@@ -493,7 +519,7 @@ impl ProcessSource for ProcFs {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
 
     use super::*;
 
@@ -719,6 +745,91 @@ mod tests {
         assert_eq!(attributor.attribute(8, 1_010, &pods).0, Attribution::Unknown);
         let mut fresh = Attributor::new(&exits, CacheBounds::processes(100));
         assert_eq!(fresh.attribute(7, 2_000, &pods).0, Attribution::Unknown);
+    }
+
+    /// Processes with their start on the boot clock, shown on a wall clock that can be
+    /// stepped, as `ProcFs` shows the kernel's.
+    #[derive(Default)]
+    struct SteppedClock {
+        wall_minus_boot_ms: Cell<u64>,
+        /// pid -> (start on the boot clock, container)
+        procs: RefCell<HashMap<u32, (u64, Option<ContainerId>)>>,
+    }
+
+    impl SteppedClock {
+        fn wall(&self, boot_ms: u64) -> u64 {
+            self.wall_minus_boot_ms.get() + boot_ms
+        }
+    }
+
+    impl ProcessSource for &SteppedClock {
+        fn lookup(&self, pid: u32) -> Option<ProcessInfo> {
+            let (start, container) = self.procs.borrow().get(&pid).cloned()?;
+            Some(proc_info(pid, self.wall(start), container))
+        }
+    }
+
+    #[test]
+    fn wall_clock_steps_neither_lose_records_nor_give_them_to_another_process() {
+        const HOUR: u64 = 3_600_000;
+        let id = ContainerId::parse(ID).expect("id");
+        let mut pods = PodIndex::new(10);
+        pods.set_pod("ns", "p", vec![(id.clone(), info("app"))]);
+        let clock = SteppedClock::default();
+        clock.wall_minus_boot_ms.set(1_700_000_000_000);
+        let mut attributor = Attributor::new(&clock, CacheBounds::processes(100));
+        let pod = Attribution::Pod {
+            info: info("app"),
+            id: id.clone(),
+        };
+        clock.procs.borrow_mut().insert(7, (1_000, Some(id.clone())));
+        assert_eq!(attributor.attribute(7, clock.wall(10_000_000), &pods).0, pod);
+
+        // The wall clock is stepped an hour forward: the same process, and one started since.
+        clock.wall_minus_boot_ms.set(clock.wall_minus_boot_ms.get() + HOUR);
+        assert_eq!(attributor.attribute(7, clock.wall(10_001_000), &pods).0, pod);
+        clock.procs.borrow_mut().insert(8, (10_002_000, Some(id.clone())));
+        assert_eq!(attributor.attribute(8, clock.wall(10_003_000), &pods).0, pod);
+
+        // And back: the process started while it was ahead is still found ...
+        clock.wall_minus_boot_ms.set(clock.wall_minus_boot_ms.get() - HOUR);
+        assert_eq!(attributor.attribute(8, clock.wall(10_004_000), &pods).0, pod);
+        // ... and a host process that took pid 7 after the container's process exited owns
+        // its record, although the container's was last seen "later" on the wall clock.
+        clock.procs.borrow_mut().insert(7, (10_005_000, None));
+        assert_eq!(
+            attributor.attribute(7, clock.wall(10_006_000), &pods).0,
+            Attribution::Node
+        );
+        assert_eq!(attributor.unknown, 0);
+    }
+
+    #[test]
+    fn starts_are_on_the_wall_clock_of_the_records_to_the_tick() {
+        let procfs = ProcFs::new("/proc").expect("/proc");
+        let wall_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_millis() as u64
+        };
+        let tick_ms = 1000 / procfs::ticks_per_second().max(1);
+        for _ in 0..5 {
+            let before = wall_ms();
+            let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
+            let after = wall_ms();
+            let started = procfs.lookup(child.id()).map(|p| p.started_ms);
+            let again = procfs.started_ms(child.id());
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+            let started = started.expect("the child in /proc");
+            // The kernel keeps starts in whole ticks: up to one tick early, never late.
+            assert!(
+                started + tick_ms + 1 >= before && started <= after,
+                "started {started} outside [{before} - {tick_ms}, {after}]"
+            );
+            assert_eq!(again, Some(started));
+        }
     }
 
     #[test]
