@@ -484,3 +484,108 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// A TCP relay in front of an apiserver that can be frozen: while frozen, nothing passes in
+/// either direction (bytes read are held, connections stay open), as a network partition
+/// between one client and the apiserver looks to that client while others still reach it.
+/// TLS passes through untouched. Stopped when dropped.
+#[derive(Debug)]
+pub struct FreezableProxy {
+    port: u16,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableProxy {
+    /// Relays `127.0.0.1:<port>` to `target`.
+    pub fn start(target: std::net::SocketAddr) -> FreezableProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy listener");
+        let port = listener.local_addr().expect("proxy address").port();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(AtomicBool::new(false));
+        let (f, s) = (frozen.clone(), stopped.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if s.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                for (from, to) in [(&client, &server), (&server, &client)] {
+                    let (mut from, mut to) = (
+                        from.try_clone().expect("clone stream"),
+                        to.try_clone().expect("clone stream"),
+                    );
+                    let (f, s) = (f.clone(), s.clone());
+                    std::thread::spawn(move || {
+                        use std::io::{Read as _, Write as _};
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = match from.read(&mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            while f.load(Ordering::SeqCst) && !s.load(Ordering::SeqCst) {
+                                std::thread::sleep(std::time::Duration::from_millis(10));
+                            }
+                            if s.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        FreezableProxy { port, frozen, stopped }
+    }
+
+    /// Relays to the apiserver that `kubeconfig` names, and writes `<dir>/kubeconfig` that goes
+    /// through the relay instead (same credentials; the server certificate still matches,
+    /// since only the port changes).
+    pub fn for_kubeconfig(kubeconfig: &std::path::Path, dir: &std::path::Path) -> (FreezableProxy, PathBuf) {
+        let text = std::fs::read_to_string(kubeconfig).expect("kubeconfig");
+        let server = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: https://"))
+            .expect("a server: https://HOST:PORT line in the kubeconfig")
+            .to_owned();
+        let target: std::net::SocketAddr = server.parse().expect("server HOST:PORT");
+        let proxy = FreezableProxy::start(target);
+        let through = dir.join("kubeconfig");
+        let rewritten = text.replace(
+            &format!("server: https://{server}"),
+            &format!("server: https://127.0.0.1:{}", proxy.port),
+        );
+        std::fs::write(&through, rewritten).expect("writing the relayed kubeconfig");
+        (proxy, through)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops relaying (held, not dropped).
+    pub fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Relays again, what was held first.
+    pub fn thaw(&self) {
+        self.frozen.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FreezableProxy {
+    fn drop(&mut self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}

@@ -8,14 +8,18 @@
 //! - `leader_election`: two manager replicas on the shared apiserver; only the Lease holder
 //!   acts; when it is killed the standby takes over within the lease time, and a replica
 //!   that shuts down cleanly hands over at once.
+//! - `a_leader_cut_off_steps_down_before_another_leads`: the leader reaches the apiserver
+//!   through a relay that the test freezes (a partition: the standby still reaches it); the
+//!   leader stops acting by its own clock before the standby may take the lease, so at no
+//!   moment do both act. (kube-lease-manager fails this one: tests/lease_manager.rs.)
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spo_e2e::{
-    FAST_LEASE, Kubectl, OwnApiserver, Proc, daemon_args, eventually, free_port, http_get, kubeconfig, metric,
-    operator_binary, operator_command, repo_root,
+    FAST_LEASE, FreezableProxy, Kubectl, OwnApiserver, Proc, daemon_args, eventually, free_port, http_get, kubeconfig,
+    metric, operator_binary, operator_command, repo_root,
 };
 
 const T: Duration = Duration::from_secs(60);
@@ -363,5 +367,94 @@ fn leader_election() {
             "--wait=false",
         ],
         None,
+    );
+}
+
+#[test]
+fn a_leader_cut_off_steps_down_before_another_leads() {
+    const NS: &str = "spo-e2e-partition";
+    let Some(kc) = kubeconfig("a_leader_cut_off_steps_down_before_another_leads") else {
+        return;
+    };
+    let k = Kubectl::new(kc.clone());
+    install_crds(&k, NS);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (proxy, relayed) = FreezableProxy::for_kubeconfig(&kc, tmp.path());
+    let bin = operator_binary();
+    let start = |id: &str, kubeconfig: &Path, port: u16| {
+        let mut cmd = operator_command(&bin, kubeconfig, LOG, &format!("127.0.0.1:{port}"));
+        cmd.args([
+            "manager",
+            "--namespace",
+            NS,
+            "--no-default-spod",
+            "--leader-identity",
+            id,
+        ])
+        .args(FAST_LEASE);
+        Proc::spawn(id, cmd, &tmp.path().join(format!("{id}.log")))
+    };
+    let gauge =
+        |port: u16| http_get(port, "/metrics").and_then(|(_, body)| metric(&body, "security_profiles_operator_leader"));
+    let (port_p, port_q) = (free_port(), free_port());
+    let mut p = start("e2e-p", &relayed, port_p);
+    eventually("p leads", T, || match gauge(port_p) {
+        Some(1.0) => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+    let mut q = start("e2e-q", &kc, port_q);
+    eventually("q stands by", T, || {
+        if log_of(tmp.path(), "e2e-q").contains("another replica leads; standing by") {
+            Ok(())
+        } else {
+            Err("not yet".into())
+        }
+    });
+
+    // The partition: p's requests hang; q still reaches the apiserver. Sample both
+    // replicas' leadership every 20 ms until q leads.
+    proxy.freeze();
+    let cut = Instant::now();
+    let mut p_stopped: Option<Duration> = None;
+    let q_leads = loop {
+        let (gp, gq) = (gauge(port_p), gauge(port_q));
+        if gp == Some(0.0) && p_stopped.is_none() {
+            p_stopped = Some(cut.elapsed());
+        }
+        assert!(
+            !(gp == Some(1.0) && gq == Some(1.0)),
+            "both replicas lead {:?} into the partition",
+            cut.elapsed()
+        );
+        if gq == Some(1.0) {
+            break cut.elapsed();
+        }
+        assert!(cut.elapsed() < T, "q never took over (p: {gp:?}, q: {gq:?})");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let p_stopped = p_stopped.expect("p stopped before q led");
+    eprintln!("partition: the cut-off leader stopped acting after {p_stopped:?}; the standby led after {q_leads:?}");
+    // The cut-off leader decides on its own clock: renew deadline 2 s, one request timeout (1 s)
+    // and one retry period (1 s) at most.
+    assert!(
+        p_stopped < Duration::from_secs(4),
+        "p acted {p_stopped:?} without renewing"
+    );
+    assert!(log_of(tmp.path(), "e2e-p").contains("could not renew the leader lease in time; stopping to act"));
+
+    // Healed: p finds q leading and stands by.
+    proxy.thaw();
+    eventually("p stands by after the partition", T, || {
+        if log_of(tmp.path(), "e2e-p").contains("another replica leads; standing by") && gauge(port_p) == Some(0.0) {
+            Ok(())
+        } else {
+            Err(format!("p {:?}", gauge(port_p)))
+        }
+    });
+    assert_eq!(gauge(port_q), Some(1.0));
+    assert!(
+        p.running() && q.running(),
+        "a replica exited; logs in {}",
+        tmp.path().display()
     );
 }
