@@ -8,6 +8,7 @@ pub mod compile;
 pub mod convert;
 pub mod input;
 pub mod merge;
+pub mod oci;
 pub mod output;
 pub mod record;
 pub mod run;
@@ -35,7 +36,9 @@ Examples:
   spoc compile profile.yaml                   our BPF program, disassembled, with stats
   spoc record -o ls.yaml -- ls /              record a command's syscalls with eBPF
   spoc record --container ID -t all -o c.yaml record a running container (seccomp + AppArmor)
-  spoc run -p profile.yaml -- ls /            run a command confined by a profile";
+  spoc run -p profile.yaml -- ls /            run a command confined by a profile
+  spoc push r.io/p:v1 -f p.yaml --sign-key k  push a profile as an OCI artifact, signed
+  spoc pull r.io/p:v1 --verify-key k.pub      pull it, checking the signature";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -63,6 +66,13 @@ enum Command {
     /// AppArmorProfile; -t all: both).
     #[command(after_help = record::EXAMPLES)]
     Record(record::RecordArgs),
+    /// Push profiles to an OCI registry as the Security Profiles Operator's artifact (one layer
+    /// per platform), optionally signed (cosign's format, a key pair).
+    #[command(after_help = oci::PUSH_EXAMPLES)]
+    Push(oci::PushArgs),
+    /// Pull a profile from an OCI registry, checking its signature (cosign's format).
+    #[command(after_help = oci::PULL_EXAMPLES)]
+    Pull(oci::PullArgs),
 }
 
 /// The command line, with the exit-code table after every command's help (one table, so the
@@ -90,5 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compile(args) => compile::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Record(args) => record::run(&args),
+        Command::Push(args) => oci::push(&args),
+        Command::Pull(args) => oci::pull(&args),
     }
 }
