@@ -22,6 +22,7 @@ const LIBRARIES: &[&str] = &[
     "spo-apparmor",
     "spo-record",
     "spo-enrich",
+    "spo-oci",
 ];
 
 /// The public API of `krate`, one item per line, sorted.
