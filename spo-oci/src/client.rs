@@ -132,15 +132,14 @@ impl Registry {
     /// A client of the registry at `host` (`127.0.0.1:5000`, `ghcr.io`).
     pub fn new(host: &str, credentials: Option<Credentials>, options: &ClientOptions) -> Result<Registry, OciError> {
         let scheme = if options.plain_http { "http" } else { "https" };
-        let mut builder = reqwest::Client::builder()
+        // TLS is configured under plain_http too: a plain registry may send blobs to https
+        // storage, and reqwest without a configured rustls provider panics when it builds.
+        let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(options.request_timeout)
             .connect_timeout(options.connect_timeout)
-            .user_agent(concat!("spo-oci/", env!("CARGO_PKG_VERSION")));
-        if !options.plain_http {
-            builder = builder.use_preconfigured_tls(tls_config(&options.ca_files)?);
-        }
-        let http = builder
+            .user_agent(concat!("spo-oci/", env!("CARGO_PKG_VERSION")))
+            .use_preconfigured_tls(tls_config(&options.ca_files)?)
             .build()
             .map_err(|e| OciError::Tls(format!("building the HTTP client: {e}")))?;
         Ok(Registry {

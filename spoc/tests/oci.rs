@@ -170,6 +170,9 @@ fn push_signed_then_pull_verified_through_a_real_registry() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("signature not checked"));
 }
 
+/// Arguments, environment and the expected error text of one refused command.
+type Case<'a> = (Vec<String>, &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn bad_input_is_refused_before_and_at_the_registry() {
     let Some(reg) = Registry::require() else { return };
@@ -179,7 +182,7 @@ fn bad_input_is_refused_before_and_at_the_registry() {
     let ca = reg.ca.display().to_string();
     let p = profile.to_str().expect("utf8");
     let auth = [("PASSWORD", reg.password.as_str())];
-    let cases: Vec<(Vec<String>, &[(&str, &str)], &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (
             vec!["push".into(), format!("{}/Team/web", reg.host), "-f".into(), p.into()],
             &[],
