@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{ArgAction, Parser, Subcommand};
 use spo_operator::daemon::apparmor::{AppArmorKind, SecurityfsLoader};
+use spo_operator::daemon::oci::{OciBases, OciSettings};
 use spo_operator::daemon::seccomp::SeccompNode;
 use spo_operator::daemon::selinux::{BatchInstaller, RawSelinuxKind, SelinuxKind, SelinuxNodeConfig};
 use spo_operator::daemon::{Daemon, DaemonConfig};
@@ -58,6 +59,8 @@ enum Command {
         selinux: Box<SelinuxArgs>,
         #[command(flatten)]
         apparmor: Box<AppArmorArgs>,
+        #[command(flatten)]
+        oci: Box<OciArgs>,
     },
     /// Runs on every node where pods are recorded: records the containers the ProfileRecording
     /// webhook marked with the eBPF recorder, and writes their profiles when their pods end.
@@ -248,6 +251,23 @@ struct SelinuxArgs {
     selinux_batch_max: usize,
 }
 
+/// How the daemon pulls `oci://` base profiles.
+#[derive(clap::Args, Debug)]
+struct OciArgs {
+    /// A CA certificate (PEM) trusted for registries besides the system's; repeatable.
+    #[arg(long, value_name = "FILE")]
+    oci_ca_file: Vec<PathBuf>,
+    /// A public key (PEM, as cosign.pub) whose signatures make an OCI base profile
+    /// acceptable; repeatable. Without one, only the SPOD's
+    /// security.disableOciArtifactSignatureVerification lets artifacts in (keyless
+    /// verification needs Sigstore's services).
+    #[arg(long, value_name = "FILE")]
+    oci_verify_key: Vec<PathBuf>,
+    /// Seconds a tag's digest is trusted before it is resolved again.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    oci_tag_ttl: u64,
+}
+
 /// Where the node's AppArmor is.
 #[derive(clap::Args, Debug)]
 struct AppArmorArgs {
@@ -326,6 +346,7 @@ async fn main() -> anyhow::Result<()> {
             kinds,
             selinux,
             apparmor,
+            oci,
         } => {
             let config = DaemonConfig {
                 node: node_name,
@@ -334,9 +355,22 @@ async fn main() -> anyhow::Result<()> {
                 concurrency,
                 report_concurrency,
             };
+            let settings = OciSettings {
+                ca_files: oci.oci_ca_file,
+                verify_keys: oci.oci_verify_key,
+                tag_ttl: Duration::from_secs(oci.oci_tag_ttl.max(1)),
+                ..OciSettings::default()
+            };
+            let bases = OciBases::new(
+                tokio::runtime::Handle::current(),
+                client.clone(),
+                config.namespace.clone(),
+                settings,
+            )
+            .map_err(|e| spo_operator::OperatorError::Config(format!("--oci-verify-key: {e}")))?;
             let mut d = Daemon::new(client, config, endpoints.clone());
             if kinds.contains(&KindArg::Seccomp) {
-                d = d.with_kind(SeccompNode::new(kubelet_dir, proc_root));
+                d = d.with_kind(SeccompNode::new(kubelet_dir, proc_root).with_oci(Arc::new(bases)));
             }
             if kinds.contains(&KindArg::Selinux) || kinds.contains(&KindArg::Rawselinux) {
                 let config = selinux_config(&selinux)?;

@@ -42,6 +42,7 @@
 //! There is no periodic resync; only failing profiles are requeued, with backoff.
 
 pub mod apparmor;
+pub mod oci;
 pub mod plan;
 pub mod seccomp;
 pub mod selinux;
@@ -147,6 +148,12 @@ pub trait NodeKind: Send + Sync + 'static {
     /// Brings the node in line with one profile (blocking; run off the async threads).
     fn sync(&self, profile: &ProfileOf<Self>, ctx: &ContextOf<Self>) -> SyncOutcome {
         sync_profile(self.backend(), self.target(), profile, ctx)
+    }
+
+    /// How long until the profile is rendered again although nothing it names changed (a
+    /// base profile behind a registry tag that may move); `None`: only on changes.
+    fn recheck_after(&self, _profile: &ProfileOf<Self>) -> Option<Duration> {
+        None
     }
 }
 
@@ -793,7 +800,10 @@ async fn reconcile_node<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>
         return Ok(Action::requeue(retry_after(bump(&ctx.node_failures, &name))));
     }
     lock(&ctx.node_failures).remove(&name);
-    Ok(Action::await_change())
+    Ok(ctx
+        .kind
+        .recheck_after(&profile)
+        .map_or_else(Action::await_change, Action::requeue))
 }
 
 fn node_error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &OperatorError, ctx: Arc<Ctx<K>>) -> Action {

@@ -2,22 +2,25 @@
 //!
 //! spo-seccomp's [`SeccompBackend`] does the work (rendering with the SPOD policy, the node
 //! files); this adds what only the daemon knows: base profiles come from the watched
-//! SeccompProfiles ([`StoreResolver`]), the policy from the watched SPOD, and the kubelet
-//! directory must exist (a missing one is an `Error` that names the flag, not a directory
-//! tree created in the wrong place).
+//! SeccompProfiles ([`StoreResolver`]) or from registries (`oci://`, [`super::oci`]), the
+//! policy from the watched SPOD, and the kubelet directory must exist (a missing one is an
+//! `Error` that names the flag, not a directory tree created in the wrong place).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kube::runtime::reflector::{ObjectRef, Store};
+use spo_model::contract::SyncOutcome;
 use spo_model::seccomp::{Arch, SeccompProfileSpec};
-use spo_model::{SeccompProfile, SecurityProfilesOperatorDaemon};
+use spo_model::{ProfileState, SeccompProfile, SecurityProfilesOperatorDaemon};
 use spo_seccomp::SeccompError;
 use spo_seccomp::backend::{RenderContext, RequiredDir, SeccompBackend};
 use spo_seccomp::node::DirStore;
 use spo_seccomp::resolve::BaseResolver;
 
 use super::NodeKind;
+use super::oci::{OciBases, OciPolicy};
 
 /// SeccompProfiles on one node: files under `<kubelet dir>/seccomp/operator/`.
 #[derive(Debug, Clone)]
@@ -26,6 +29,7 @@ pub struct SeccompNode {
     store: DirStore,
     backend: SeccompBackend,
     native: Arch,
+    oci: Option<Arc<OciBases>>,
 }
 
 impl SeccompNode {
@@ -45,7 +49,14 @@ impl SeccompNode {
             },
             kubelet_dir,
             native: spo_seccomp::syscalls::native_arch(),
+            oci: None,
         }
+    }
+
+    /// Resolves `oci://` base profiles through `bases`.
+    pub fn with_oci(mut self, bases: Arc<OciBases>) -> Self {
+        self.oci = Some(bases);
+        self
     }
 
     /// The kubelet directory.
@@ -59,19 +70,27 @@ impl SeccompNode {
     }
 }
 
-/// Base profiles looked up in the daemon's watch cache of SeccompProfiles.
+/// Base profiles looked up in the daemon's watch cache of SeccompProfiles, and `oci://`
+/// ones pulled from registries under the SPOD's policy.
 #[derive(Clone, Debug)]
-pub struct StoreResolver(pub Store<SeccompProfile>);
+pub struct StoreResolver {
+    /// The watched SeccompProfiles.
+    pub store: Store<SeccompProfile>,
+    /// Registry pulls and the SPOD's policy for them (`None`: `oci://` is refused).
+    pub oci: Option<(Arc<OciBases>, OciPolicy)>,
+}
 
 impl BaseResolver for StoreResolver {
     fn resolve(&self, reference: &str) -> Result<Option<SeccompProfileSpec>, SeccompError> {
-        if reference.starts_with("oci://") {
-            return Err(SeccompError::Resolve(format!(
-                "OCI base profiles are not supported by the operator yet ({reference}); \
-                 apply the base as a SeccompProfile and name that in baseProfileName"
-            )));
+        if let Some(artifact) = reference.strip_prefix("oci://") {
+            let Some((bases, policy)) = &self.oci else {
+                return Err(SeccompError::Resolve(format!(
+                    "{reference}: this daemon pulls no OCI base profiles; apply the base as a SeccompProfile and name that in baseProfileName"
+                )));
+            };
+            return bases.resolve(artifact, policy).map(Some).map_err(SeccompError::Resolve);
         }
-        Ok(self.0.get(&ObjectRef::new(reference)).map(|p| p.spec.clone()))
+        Ok(self.store.get(&ObjectRef::new(reference)).map(|p| p.spec.clone()))
     }
 }
 
@@ -91,8 +110,21 @@ impl NodeKind for SeccompNode {
         profiles: &Store<SeccompProfile>,
         spod: Option<&SecurityProfilesOperatorDaemon>,
     ) -> RenderContext {
+        let oci = self.oci.as_ref().map(|bases| {
+            let secrets = spod
+                .and_then(|s| s.spec.image_pull_secrets.as_ref())
+                .map(|v| v.iter().map(|r| r.name.clone()).collect())
+                .unwrap_or_default();
+            (
+                bases.clone(),
+                OciPolicy::from_spod(spod.and_then(|s| s.spec.security.as_ref()), secrets),
+            )
+        });
         RenderContext {
-            resolver: Arc::new(StoreResolver(profiles.clone())),
+            resolver: Arc::new(StoreResolver {
+                store: profiles.clone(),
+                oci,
+            }),
             native: self.native,
             security: spod.and_then(|s| s.spec.security.clone()),
         }
@@ -108,7 +140,35 @@ impl NodeKind for SeccompNode {
     }
 
     fn settings(&self, spod: Option<&SecurityProfilesOperatorDaemon>) -> String {
-        format!("{:?}", spod.and_then(|s| s.spec.security.as_ref()))
+        format!(
+            "{:?} {:?}",
+            spod.and_then(|s| s.spec.security.as_ref()),
+            spod.and_then(|s| s.spec.image_pull_secrets.as_ref())
+        )
+    }
+
+    fn sync(&self, profile: &SeccompProfile, ctx: &RenderContext) -> SyncOutcome {
+        let mut outcome = spo_model::contract::sync_profile(self.backend(), self.target(), profile, ctx);
+        // The node status tells which digest an oci:// base resolved to.
+        if outcome.state == ProfileState::Installed
+            && outcome.message.is_none()
+            && let (Some(bases), Some(artifact)) = (
+                &self.oci,
+                profile
+                    .spec
+                    .base_profile_name
+                    .as_deref()
+                    .and_then(|b| b.strip_prefix("oci://")),
+            )
+        {
+            outcome.message = bases.last(artifact).map(|r| r.message());
+        }
+        outcome
+    }
+
+    fn recheck_after(&self, profile: &SeccompProfile) -> Option<Duration> {
+        let artifact = profile.spec.base_profile_name.as_deref()?.strip_prefix("oci://")?;
+        self.oci.as_ref()?.recheck_after(artifact)
     }
 
     fn prepare(&self) -> Result<usize, SeccompError> {
