@@ -158,23 +158,35 @@ pub fn repo_root() -> PathBuf {
 /// binary is fresh: `cargo bench -p spo-e2e` builds no binary of another package, and a stale
 /// one would measure old code.
 pub fn operator_binary() -> PathBuf {
+    workspace_binary("spo-operator", "spo-operator")
+}
+
+/// The `spoc` binary of this workspace, built as [`operator_binary`] is.
+pub fn spoc_binary() -> PathBuf {
+    workspace_binary("spoc", "spoc")
+}
+
+/// Binary `bin` of workspace package `package`, next to the running test's profile directory.
+fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
-    // target/<profile>/deps/<test> -> target/<profile>/spo-operator
+    // target/<profile>/deps/<test> -> target/<profile>/<bin>
     let dir = exe.parent().and_then(|d| d.parent()).expect("target directory");
-    let bin = dir.join("spo-operator");
+    let path = dir.join(bin);
     let release = dir.file_name().is_some_and(|n| n == "release");
-    if release || !bin.exists() {
+    if release || !path.exists() {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--package", "spo-operator", "--bin", "spo-operator"]);
+        cmd.args(["build", "--package", package, "--bin", bin]);
         if release {
             cmd.arg("--release");
         }
-        let status = cmd.status().expect("running cargo build for spo-operator");
-        assert!(status.success(), "building spo-operator failed");
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("running cargo build for {bin}: {e}"));
+        assert!(status.success(), "building {bin} failed");
     }
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
+    assert!(path.exists(), "{} was not built", path.display());
+    path
 }
 
 /// The operator binary `bin` run against the apiserver of `kubeconfig`, logging at `rust_log`,

@@ -160,6 +160,11 @@ impl Registry {
         &self.host
     }
 
+    /// Whether credentials were given (an anonymous client cannot answer a login challenge).
+    pub fn has_credentials(&self) -> bool {
+        self.credentials.is_some()
+    }
+
     /// The limits of pulls through this client.
     pub fn limits(&self) -> &Limits {
         &self.limits
@@ -408,7 +413,7 @@ impl Registry {
                         detail: if self.credentials.is_some() {
                             "the registry refused the credentials".into()
                         } else {
-                            "no credentials given (--username and PASSWORD, or a docker config)".into()
+                            "no credentials given".into()
                         },
                     });
                 }
@@ -432,7 +437,7 @@ impl Registry {
                 return Err(OciError::Unauthorized {
                     operation: op.to_owned(),
                     registry: self.host.clone(),
-                    detail: "no credentials given (--username and PASSWORD, or a docker config)".into(),
+                    detail: "no credentials given".into(),
                 });
             }
             *lock(&self.scheme) = Some(scheme);

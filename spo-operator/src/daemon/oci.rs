@@ -318,7 +318,13 @@ impl OciBases {
                 Registry::new(reference.api_host(), credentials, &self.options).map_err(|e| e.to_string())?;
             spo_oci::pull(&registry, reference, &Platform::host(), verification)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| match e {
+                    spo_oci::OciError::Unauthorized { .. } if !registry.has_credentials() => format!(
+                        "{e}; no pull secret in the SPOD's imagePullSecrets has credentials for {}",
+                        reference.registry()
+                    ),
+                    e => e.to_string(),
+                })
         };
         self.handle.block_on(async {
             tokio::time::timeout(self.settings.pull_timeout, work)
