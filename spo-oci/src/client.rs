@@ -172,6 +172,34 @@ impl Registry {
 
     /// Fetches the manifest or index `identifier` (a tag or digest) of `repository`.
     pub async fn manifest(&self, repository: &str, identifier: &str) -> Result<FetchedManifest, OciError> {
+        // With `absent_ok` false a 404 is an error from `expect_status`, with the registry's
+        // message; `None` cannot come back, but is still answered as the 404 it stands for.
+        self.fetch_manifest(repository, identifier, false)
+            .await?
+            .ok_or_else(|| OciError::Status {
+                operation: format!("fetching manifest {repository}:{identifier}"),
+                url: format!("{}/v2/{repository}/manifests/{identifier}", self.base),
+                status: StatusCode::NOT_FOUND.as_u16(),
+                message: "not found".into(),
+            })
+    }
+
+    /// Fetches the manifest or index `identifier` of `repository`, `None` when the registry
+    /// does not have it (one request, where a `HEAD` first would take two).
+    pub async fn manifest_if_exists(
+        &self,
+        repository: &str,
+        identifier: &str,
+    ) -> Result<Option<FetchedManifest>, OciError> {
+        self.fetch_manifest(repository, identifier, true).await
+    }
+
+    async fn fetch_manifest(
+        &self,
+        repository: &str,
+        identifier: &str,
+        absent_ok: bool,
+    ) -> Result<Option<FetchedManifest>, OciError> {
         let url = format!("{}/v2/{repository}/manifests/{identifier}", self.base);
         let op = format!("fetching manifest {repository}:{identifier}");
         let accept = format!("{MANIFEST_MEDIA_TYPE}, {INDEX_MEDIA_TYPE}");
@@ -180,6 +208,9 @@ impl Registry {
                 c.request(Method::GET, &url).header("Accept", accept.as_str())
             })
             .await?;
+        if absent_ok && response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         let response = expect_status(&op, &url, response, &[StatusCode::OK]).await?;
         let said = header(response.headers(), "docker-content-digest");
         let content_type = header(response.headers(), CONTENT_TYPE.as_str());
@@ -201,11 +232,11 @@ impl Registry {
                 actual: digest,
             });
         }
-        Ok(FetchedManifest {
+        Ok(Some(FetchedManifest {
             body,
             content_type,
             digest,
-        })
+        }))
     }
 
     /// Whether the manifest `identifier` exists; its digest if the registry says it.
@@ -294,8 +325,8 @@ impl Registry {
         Ok(body)
     }
 
-    /// Uploads `content` as a blob unless the repository has it (one `POST` and one `PUT`,
-    /// monolithic). Returns its digest.
+    /// Uploads `content` as a blob unless the repository has it (a `HEAD`, then
+    /// [`Registry::upload_blob`]). Returns its digest.
     pub async fn push_blob(&self, repository: &str, content: &[u8]) -> Result<String, OciError> {
         let digest = sha256_digest(content);
         let head = format!("{}/v2/{repository}/blobs/{digest}", self.base);
@@ -306,6 +337,16 @@ impl Registry {
         if exists.status() == StatusCode::OK {
             return Ok(digest);
         }
+        self.upload_blob(repository, content).await
+    }
+
+    /// Uploads `content` as a blob without asking first whether the repository has it (one
+    /// `POST` and one `PUT`, monolithic): for content that is new almost always (a profile
+    /// just written, a signature), where the question costs a round trip and the answer is
+    /// no. A registry that has the blob takes it again unchanged. Returns its digest.
+    pub async fn upload_blob(&self, repository: &str, content: &[u8]) -> Result<String, OciError> {
+        let digest = sha256_digest(content);
+        let op = format!("uploading blob {digest} to {repository}");
         let start = format!("{}/v2/{repository}/blobs/uploads/", self.base);
         let response = self
             .send(&op, repository, true, |c| c.request(Method::POST, &start))

@@ -250,18 +250,33 @@ pub async fn push(
     }
     let packed = artifact::pack(profiles, &options.annotations, &options.created)?;
     let repo = reference.repository();
+    // The first request alone (the empty config, which a registry that has seen an artifact
+    // has): it meets the registry's login challenge once. Then the layers
+    // and the signature's parts (the manifest's digest is known before it is put) go up
+    // together, over one HTTP/2 connection where the registry speaks it (HTTP/1.1 opens more
+    // connections); the manifest is put once its blobs are there.
     registry.push_blob(repo, artifact::EMPTY_CONFIG).await?;
-    for (_, content) in &packed.layers {
-        registry.push_blob(repo, content).await?;
-    }
-    let tag = reference.tag_or_latest();
-    let digest = registry
-        .put_manifest(repo, tag, MANIFEST_MEDIA_TYPE, &packed.manifest)
-        .await?;
-    let signature = match options.sign_with {
-        Some(key) => Some(sign_artifact(registry, reference, &digest, key).await?),
-        None => None,
+    let expected = artifact::sha256_digest(&packed.manifest);
+    let layers = futures_util::future::try_join_all(packed.layers.iter().map(|(_, c)| registry.upload_blob(repo, c)));
+    let signature = async {
+        match options.sign_with {
+            Some(key) => prepare_signature(registry, reference, &expected, key).await.map(Some),
+            None => Ok(None),
+        }
     };
+    let (_, signature) = tokio::try_join!(layers, signature)?;
+    // The manifest and its signature go up together: the signature states that the key holder
+    // signed this digest, which is true whether or not the manifest's put succeeds (when it
+    // fails, the push fails, and a signature tag is left beside the uploaded blobs).
+    let tag = reference.tag_or_latest();
+    let manifest = registry.put_manifest(repo, tag, MANIFEST_MEDIA_TYPE, &packed.manifest);
+    let signature = async {
+        match signature {
+            Some(prepared) => prepared.put(registry, repo).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (digest, signature) = tokio::try_join!(manifest, signature)?;
     Ok(Pushed {
         reference: reference.with_digest(&digest).to_string(),
         digest,
@@ -289,27 +304,58 @@ pub async fn sign_artifact(
     digest: &str,
     key: &SigningKeyPair,
 ) -> Result<String, OciError> {
+    prepare_signature(registry, reference, digest, key)
+        .await?
+        .put(registry, reference.repository())
+        .await
+}
+
+/// A signature whose blobs are in the registry and whose manifest is still to be put.
+struct PreparedSignature {
+    tag: String,
+    manifest: Vec<u8>,
+}
+
+impl PreparedSignature {
+    async fn put(self, registry: &Registry, repo: &str) -> Result<String, OciError> {
+        registry
+            .put_manifest(repo, &self.tag, MANIFEST_MEDIA_TYPE, &self.manifest)
+            .await?;
+        Ok(self.tag)
+    }
+}
+
+/// Signs `digest` and uploads the signature's payload and config, keeping the signatures
+/// already at the signature tag.
+async fn prepare_signature(
+    registry: &Registry,
+    reference: &Reference,
+    digest: &str,
+    key: &SigningKeyPair,
+) -> Result<PreparedSignature, OciError> {
     let repo = reference.repository();
     let payload = sign::payload(&reference.name(), digest)?;
     let signature = sign::sign(key, &payload);
     let mut layer = artifact::Descriptor::of(sign::SIMPLE_SIGNING_MEDIA_TYPE, &payload);
     layer.annotations = Some(BTreeMap::from([(sign::SIGNATURE_ANNOTATION.to_owned(), signature)]));
     let tag = sign::signature_tag(digest);
-    let existing = signature_manifest(registry, repo, &tag).await?;
+    // The payload names the digest, so it is new; the config lists every signature's layer.
+    let (existing, _) = tokio::try_join!(
+        signature_manifest(registry, repo, &tag),
+        registry.upload_blob(repo, &payload)
+    )?;
     let (manifest, config) = sign::signature_manifest(existing.as_ref(), layer);
-    registry.push_blob(repo, &payload).await?;
-    registry.push_blob(repo, &config).await?;
-    let body = serde_json::to_vec(&manifest).map_err(|e| OciError::Pack(format!("serializing the signature: {e}")))?;
-    registry.put_manifest(repo, &tag, MANIFEST_MEDIA_TYPE, &body).await?;
-    Ok(tag)
+    registry.upload_blob(repo, &config).await?;
+    let manifest =
+        serde_json::to_vec(&manifest).map_err(|e| OciError::Pack(format!("serializing the signature: {e}")))?;
+    Ok(PreparedSignature { tag, manifest })
 }
 
 /// The signature manifest at `tag`, if there is one.
 async fn signature_manifest(registry: &Registry, repo: &str, tag: &str) -> Result<Option<Manifest>, OciError> {
-    if !registry.manifest_exists(repo, tag).await? {
+    let Some(fetched) = registry.manifest_if_exists(repo, tag).await? else {
         return Ok(None);
-    }
-    let fetched = registry.manifest(repo, tag).await?;
+    };
     let m: Manifest = serde_json::from_slice(&fetched.body)
         .map_err(|e| OciError::NotAProfileArtifact(format!("the signature manifest {tag} does not read: {e}")))?;
     Ok(Some(m))
@@ -382,13 +428,38 @@ pub async fn pull(
     let repo = reference.repository();
     let limits = *registry.limits();
     let top = registry.manifest(repo, reference.identifier()).await?;
-    let signed_by = verify_signatures(registry, reference, &top.digest, verification).await?;
-    let manifest = match artifact::read_manifest(top.content_type.as_deref(), &top.body, &limits)? {
+    // The signature is checked while the layer is fetched; nothing is returned unless both
+    // succeed, so an unsigned artifact's layer is read but never handed out.
+    let (signed_by, (profile, title)) = tokio::try_join!(
+        verify_signatures(registry, reference, &top.digest, verification),
+        fetch_layer(registry, repo, &top, platform, &limits)
+    )?;
+    let kind = artifact::profile_kind(&profile)?;
+    Ok(Pulled {
+        reference: reference.with_digest(&top.digest),
+        digest: top.digest,
+        profile,
+        kind,
+        title,
+        signed_by,
+    })
+}
+
+/// The layer for `platform` under the manifest or index `top`, checked against its digest,
+/// with its file name.
+async fn fetch_layer(
+    registry: &Registry,
+    repo: &str,
+    top: &client::FetchedManifest,
+    platform: &Platform,
+    limits: &Limits,
+) -> Result<(Vec<u8>, Option<String>), OciError> {
+    let manifest = match artifact::read_manifest(top.content_type.as_deref(), &top.body, limits)? {
         Fetched::Manifest(m) => *m,
         Fetched::Index(index) => {
             let entry = artifact::select_manifest(&index, platform)?;
             let inner = registry.manifest(repo, &entry.digest).await?;
-            match artifact::read_manifest(inner.content_type.as_deref(), &inner.body, &limits)? {
+            match artifact::read_manifest(inner.content_type.as_deref(), &inner.body, limits)? {
                 Fetched::Manifest(m) => *m,
                 Fetched::Index(_) => {
                     return Err(OciError::NotAProfileArtifact("an index inside an index".into()));
@@ -397,15 +468,7 @@ pub async fn pull(
         }
     };
     let layer = artifact::select_layer(&manifest, platform)?;
-    artifact::check_layer_size(layer, &limits)?;
+    artifact::check_layer_size(layer, limits)?;
     let profile = registry.blob(repo, layer).await?;
-    let kind = artifact::profile_kind(&profile)?;
-    Ok(Pulled {
-        reference: reference.with_digest(&top.digest),
-        digest: top.digest,
-        profile,
-        kind,
-        title: layer.title().map(str::to_owned),
-        signed_by,
-    })
+    Ok((profile, layer.title().map(str::to_owned)))
 }
