@@ -313,4 +313,52 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
             "the enricher may {verb} {what}, which it never needs"
         );
     }
+
+    // oci:// base profiles (deploy/overlays/oci): the daemon gets the one pull secret the
+    // component names, by name, and the trust ConfigMap read-only; no other secret.
+    let oci = k.ok(
+        &["kustomize", deploy.join("overlays/oci").to_str().expect("utf-8")],
+        None,
+    );
+    let dry = k.run(&["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&oci));
+    assert!(
+        dry.ok,
+        "dry run rejected deploy/overlays/oci:\n{}{}",
+        dry.stdout, dry.stderr
+    );
+    k.ok(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&oci));
+    let daemon_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-daemon", "-o", "json"]);
+    let container = &daemon_ds["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        container["args"]
+            .as_array()
+            .expect("args")
+            .iter()
+            .any(|a| a == "--oci-verify-key=/etc/spo/oci/cosign.pub"),
+        "{container}"
+    );
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["mountPath"] == "/etc/spo/oci" && m["readOnly"] == true),
+        "{container}"
+    );
+    let can = |verb: &str, what: &str, ns: Option<&str>| can_as(&k, "spo-daemon", verb, what, ns);
+    assert!(
+        can("get", "secrets/spo-oci-pull", Some(NS)),
+        "the daemon may not read its pull secret"
+    );
+    for (verb, what, ns) in [
+        ("get", "secrets/webhook-server-cert", Some(NS)),
+        ("list", "secrets", Some(NS)),
+        ("watch", "secrets", Some(NS)),
+        ("get", "secrets/spo-oci-pull", Some("team")),
+    ] {
+        assert!(
+            !can(verb, what, ns),
+            "the daemon may {verb} {what}, which it never needs"
+        );
+    }
 }

@@ -199,11 +199,17 @@ fn oci_base_profiles_on_a_node() {
     let file = kubelet.join("seccomp/operator/oci-app.json");
     k.ok(&["apply", "-f", "-"], Some(&child("oci-app", &base_ref, &["mkdir"])));
     let refused = wait_status(&k, "oci-app", "Error", "refused access: no credentials given");
-    assert!(refused.contains("imagePullSecrets"), "{refused}");
+    assert!(refused.contains("the SPOD names no imagePullSecrets"), "{refused}");
     assert!(!file.exists(), "installed without its base");
 
-    // 2. A pull secret in the operator's namespace, named by the SPOD: pulled, verified with
-    //    the daemon's key, unioned; the node status names the digest and the key.
+    // 1b. The SPOD names a secret that is not there: the error says which and why.
+    k.patch_spod(NS, r#"{"spec":{"imagePullSecrets":[{"name":"missing"}]}}"#, T);
+    wait_status(&k, "oci-app", "Error", &format!("secret {NS}/missing not readable"));
+    assert!(!file.exists(), "installed without its base");
+
+    // 2. A pull secret in the operator's namespace, named by the SPOD after the missing one:
+    //    pulled, verified with the daemon's key, unioned; the node status names the digest
+    //    and the key.
     let config = std::fs::read_to_string(reg.docker_config()).expect("docker config");
     k.ok(
         &[
@@ -224,7 +230,11 @@ fn oci_base_profiles_on_a_node() {
         .collect::<Vec<_>>(),
         None,
     );
-    k.patch_spod(NS, r#"{"spec":{"imagePullSecrets":[{"name":"regcred"}]}}"#, T);
+    k.patch_spod(
+        NS,
+        r#"{"spec":{"imagePullSecrets":[{"name":"missing"},{"name":"regcred"}]}}"#,
+        T,
+    );
     wait_names(&file, &["read", "write", "exit_group", "mkdir"]);
     let message = wait_status(&k, "oci-app", "Installed", &first);
     assert!(message.contains(&format!("oci://{base_ref}")), "{message}");

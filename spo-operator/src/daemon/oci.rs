@@ -313,16 +313,23 @@ impl OciBases {
         verification: &Verification,
     ) -> Result<spo_oci::Pulled, String> {
         let work = async {
-            let credentials = self.credentials(reference, &policy.pull_secrets).await;
+            let (credentials, passed_over) = self.credentials(reference, &policy.pull_secrets).await;
             let registry =
                 Registry::new(reference.api_host(), credentials, &self.options).map_err(|e| e.to_string())?;
             spo_oci::pull(&registry, reference, &Platform::host(), verification)
                 .await
                 .map_err(|e| match e {
-                    spo_oci::OciError::Unauthorized { .. } if !registry.has_credentials() => format!(
-                        "{e}; no pull secret in the SPOD's imagePullSecrets has credentials for {}",
-                        reference.registry()
-                    ),
+                    spo_oci::OciError::Unauthorized { .. } if !registry.has_credentials() => {
+                        let why = if passed_over.is_empty() {
+                            "the SPOD names no imagePullSecrets".to_owned()
+                        } else {
+                            passed_over.join("; ")
+                        };
+                        format!(
+                            "{e}; no pull secret in the SPOD's imagePullSecrets has credentials for {} ({why})",
+                            reference.registry()
+                        )
+                    }
                     e => e.to_string(),
                 })
         };
@@ -333,28 +340,47 @@ impl OciBases {
         })
     }
 
-    /// The first pull secret with credentials for the reference's registry.
-    async fn credentials(&self, reference: &Reference, secrets: &[String]) -> Option<spo_oci::Credentials> {
+    /// The first pull secret with credentials for the reference's registry, and why each
+    /// secret before it was passed over (for the error when the registry wants a login).
+    async fn credentials(
+        &self,
+        reference: &Reference,
+        secrets: &[String],
+    ) -> (Option<spo_oci::Credentials>, Vec<String>) {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
+        let mut passed_over = Vec::new();
         for name in secrets {
+            let origin = format!("secret {}/{name}", self.namespace);
             let secret = match api.get(name).await {
                 Ok(s) => s,
                 Err(e) => {
                     warn!(secret = %name, error = %e, "pull secret not readable");
+                    passed_over.push(format!("{origin} not readable: {}", api_reason(&e)));
                     continue;
                 }
             };
             let Some(data) = secret.data.as_ref().and_then(|d| d.get(".dockerconfigjson")) else {
+                passed_over.push(format!("{origin} has no .dockerconfigjson"));
                 continue;
             };
-            let origin = format!("secret {}/{name}", self.namespace);
             match spo_oci::auth::credentials_from_docker_config(&data.0, reference.registry(), &origin) {
-                Ok(Some(c)) => return Some(c),
-                Ok(None) => {}
-                Err(e) => warn!(secret = %name, error = %e, "pull secret not usable"),
+                Ok(Some(c)) => return (Some(c), passed_over),
+                Ok(None) => passed_over.push(format!("{origin} has no login for {}", reference.registry())),
+                Err(e) => {
+                    warn!(secret = %name, error = %e, "pull secret not usable");
+                    passed_over.push(e.to_string());
+                }
             }
         }
-        None
+        (None, passed_over)
+    }
+}
+
+/// What the apiserver said, without the client's wrapping (`forbidden`, `not found`).
+fn api_reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        e => e.to_string(),
     }
 }
 
