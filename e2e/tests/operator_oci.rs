@@ -9,7 +9,7 @@
 //! a tag moved to a new push is picked up after `--oci-tag-ttl`; a base that is not a
 //! SeccompProfile is refused by kind.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -31,32 +31,6 @@ fn seccomp(name: &str, names: &[&str]) -> String {
 
 fn child(name: &str, base: &str, names: &[&str]) -> String {
     seccomp(name, names).replace("spec:\n", &format!("spec:\n  baseProfileName: oci://{base}\n"))
-}
-
-/// A P-256 key pair made by openssl: (PKCS#8 private key, public key) files.
-fn openssl_keys(dir: &Path) -> (PathBuf, PathBuf) {
-    let private = dir.join("team.key");
-    let public = dir.join("team.pub");
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let (private_s, public_s) = (private.to_str().expect("utf-8"), public.to_str().expect("utf-8"));
-    run(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        private_s,
-    ]);
-    run(&["pkey", "-in", private_s, "-pubout", "-out", public_s]);
-    (private, public)
 }
 
 struct Pusher<'a> {
@@ -162,7 +136,7 @@ fn oci_base_profiles_on_a_node() {
     }
     let kubelet = tmp.path().join("kubelet");
     std::fs::create_dir_all(&kubelet).expect("kubelet dir");
-    let (private, public) = openssl_keys(tmp.path());
+    let (private, public) = spo_testkit::openssl_p256_keys(tmp.path(), "team");
     let pusher = Pusher {
         reg: &reg,
         dir: tmp.path(),

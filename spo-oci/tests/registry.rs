@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use spo_oci::artifact::{
     ARTIFACT_TYPE, Descriptor, EMPTY_CONFIG, EMPTY_CONFIG_MEDIA_TYPE, LAYER_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
@@ -60,31 +59,7 @@ fn arm64() -> Platform {
 
 /// A P-256 key pair made by openssl: PKCS#8 private key, SubjectPublicKeyInfo public key.
 fn openssl_keys(dir: &Path, name: &str) -> (SigningKeyPair, PublicKey) {
-    let private = dir.join(format!("{name}.key"));
-    let public = dir.join(format!("{name}.pub"));
-    let ok = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-        ])
-        .arg(&private)
-        .status()
-        .expect("openssl genpkey")
-        .success();
-    assert!(ok, "openssl genpkey failed");
-    let ok = Command::new("openssl")
-        .args(["pkey", "-pubout", "-in"])
-        .arg(&private)
-        .arg("-out")
-        .arg(&public)
-        .status()
-        .expect("openssl pkey")
-        .success();
-    assert!(ok, "openssl pkey -pubout failed");
+    let (private, public) = spo_testkit::openssl_p256_keys(dir, name);
     (
         SigningKeyPair::from_file(&private).expect("private key"),
         PublicKey::from_file(&public).expect("public key"),

@@ -25,8 +25,6 @@
 //! Run: `cargo bench -p spo-operator --bench oci` (needs `docker-registry` and `openssl`;
 //! `SPO_OCI_BENCH_ROUNDS` and `SPO_OCI_BENCH_CACHED` change the sizes).
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
@@ -55,37 +53,6 @@ fn profile(name: &str) -> Vec<u8> {
         names.join(", ")
     )
     .into_bytes()
-}
-
-fn openssl_keys(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let private = dir.join("bench.key");
-    let public = dir.join("bench.pub");
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new("openssl").args(args).output().expect("running openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "genpkey".as_ref(),
-        "-algorithm".as_ref(),
-        "EC".as_ref(),
-        "-pkeyopt".as_ref(),
-        "ec_paramgen_curve:P-256".as_ref(),
-        "-out".as_ref(),
-        private.as_os_str(),
-    ]);
-    run(&[
-        "pkey".as_ref(),
-        "-in".as_ref(),
-        private.as_os_str(),
-        "-pubout".as_ref(),
-        "-out".as_ref(),
-        public.as_os_str(),
-    ]);
-    (private, public)
 }
 
 fn quantiles(label: &str, mut samples: Vec<Duration>) -> Duration {
@@ -153,7 +120,7 @@ fn main() {
         std::process::exit(1);
     };
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (private, public) = openssl_keys(tmp.path());
+    let (private, public) = spo_testkit::openssl_p256_keys(tmp.path(), "bench");
     let signer = SigningKeyPair::from_file(&private).expect("private key");
     let key = PublicKey::from_file(&public).expect("public key");
     let options = ClientOptions {

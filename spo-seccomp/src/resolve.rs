@@ -1,8 +1,9 @@
 //! Base profile resolution: following `baseProfileName` chains and unioning them.
 //!
 //! Where base profiles come from is a port, [`BaseResolver`]: [`MemoryResolver`] serves
-//! profiles already in memory (the operator's cache, the files given to `spoc merge`); OCI
-//! artifacts (`oci://...`) get their own resolver later.
+//! profiles already in memory (the operator's cache, the files given to `spoc merge`) and
+//! refuses `oci://` references; the node daemon answers those with a resolver that pulls
+//! them (spo-operator's `daemon::oci`, through spo-oci).
 
 use std::collections::BTreeMap;
 
@@ -48,8 +49,9 @@ impl BaseResolver for MemoryResolver {
     fn resolve(&self, reference: &str) -> Result<Option<SeccompProfileSpec>, SeccompError> {
         if reference.starts_with("oci://") {
             return Err(SeccompError::Resolve(format!(
-                "OCI base profiles are not supported yet ({reference}); \
-                 pull the profile, apply it as a SeccompProfile and name that in baseProfileName"
+                "OCI base profiles are not fetched here ({reference}); \
+                 pull the profile (spoc pull) and give it as a file, or apply it as a \
+                 SeccompProfile and name that in baseProfileName"
             )));
         }
         Ok(self.0.get(reference).cloned())
@@ -307,6 +309,6 @@ mod tests {
         let e = resolve_profile("a", &a, &MemoryResolver::new()).expect_err("oci");
         assert!(e.to_string().contains("chain a -> oci://ghcr.io/x/profile:v1"), "{e}");
         let source = std::error::Error::source(&e).expect("source").to_string();
-        assert!(source.contains("OCI base profiles are not supported yet"), "{source}");
+        assert!(source.contains("OCI base profiles are not fetched here"), "{source}");
     }
 }

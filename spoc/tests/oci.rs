@@ -41,33 +41,7 @@ fn text(out: &Output) -> String {
 const PROFILE: &str = "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata:\n  name: web\nspec:\n  defaultAction: SCMP_ACT_ERRNO\n  syscalls:\n    - action: SCMP_ACT_ALLOW\n      names: [read, write, exit_group]\n";
 
 fn keys(dir: &Path) -> (String, String) {
-    let private = dir.join("team.key");
-    let public = dir.join("team.pub");
-    assert!(
-        Command::new("openssl")
-            .args([
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-out"
-            ])
-            .arg(&private)
-            .status()
-            .expect("openssl")
-            .success()
-    );
-    assert!(
-        Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&private)
-            .arg("-out")
-            .arg(&public)
-            .status()
-            .expect("openssl")
-            .success()
-    );
+    let (private, public) = spo_testkit::openssl_p256_keys(dir, "team");
     (private.display().to_string(), public.display().to_string())
 }
 

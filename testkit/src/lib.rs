@@ -38,3 +38,42 @@ pub fn machine() -> String {
         read("/proc/sys/kernel/bpf_stats_enabled")
     )
 }
+
+/// A P-256 key pair made by openssl in `dir`, as a user makes one for `spoc push --sign-key`
+/// and `--verify-key`: `(NAME.key, NAME.pub)`, a PEM PKCS#8 private key and a PEM
+/// SubjectPublicKeyInfo public key (what cosign calls `cosign.pub`). Panics with openssl's
+/// message when it fails.
+pub fn openssl_p256_keys(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running openssl: {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    run(&[
+        os("genpkey"),
+        os("-algorithm"),
+        os("EC"),
+        os("-pkeyopt"),
+        os("ec_paramgen_curve:P-256"),
+        os("-out"),
+        private.as_os_str(),
+    ]);
+    run(&[
+        os("pkey"),
+        os("-in"),
+        private.as_os_str(),
+        os("-pubout"),
+        os("-out"),
+        public.as_os_str(),
+    ]);
+    (private, public)
+}

@@ -82,13 +82,13 @@ pub struct RegistryArgs {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Where to push: REGISTRY/REPOSITORY[:TAG] (tag `latest` when none).
+    /// Where to push: REGISTRY/REPOSITORY:TAG (or REGISTRY/REPOSITORY for tag `latest`).
     #[arg(value_name = "REFERENCE")]
     reference: String,
     /// A profile to push (`-` reads standard input); repeat with -p for each platform.
     #[arg(long = "profiles", short = 'f', value_name = "PROFILE", required = true)]
     profiles: Vec<PathBuf>,
-    /// The platform of each -f, in order (os/arch[/variant][:os_version]).
+    /// The platform of each -f, in order: os/arch, os/arch/variant, optionally :os_version.
     #[arg(long = "platforms", short = 'p', value_name = "PLATFORM")]
     platforms: Vec<String>,
     /// KEY:VALUE annotation for every layer; repeatable.
@@ -106,7 +106,7 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
-    /// What to pull: REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST].
+    /// What to pull: REGISTRY/REPOSITORY with :TAG, @sha256:DIGEST or both (tag `latest` when neither).
     #[arg(value_name = "REFERENCE")]
     reference: String,
     /// Write the profile to FILE instead of standard output.
