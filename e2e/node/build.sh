@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Build (or reuse) the node binaries of the e2e cluster and print where they are.
 #
-#   e2e/node/build.sh [kube|containerd|pause|images|all]     (default: all)
+#   e2e/node/build.sh [kube|containerd|pause|images|oras|all]     (default: all)
 #
 # Into $SPO_E2E_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/spo-rs):
 #   e2e-kube                       kubelet + kube-controller-manager + kube-scheduler (e2e/node/kube)
 #   containerd/{containerd,containerd-shim-runc-v2,ctr}   containerd v2 (e2e/node/containerd)
 #   pause                          the pod sandbox process (e2e/node/pause)
 #   images/{pause,busybox}.tar     OCI image tarballs (e2e/node/oci-image.sh)
+#   oras                           the ORAS CLI (e2e/tools/oras), for spoc's OCI interop tests
 # Each is rebuilt only when a content hash of its Go module (go.mod, go.sum, *.go) and of
 # this script differs from the `.stamp` beside it, so a fresh clone reuses the cached
 # binaries. SPO_E2E_REBUILD=1 forces a build. Go builds run under `nice -n 10`.
@@ -104,6 +105,23 @@ build_pause() {
   echo "$stamp" >"$out.stamp"
 }
 
+# The ORAS CLI: upstream SPO pushes and pulls profile artifacts with ORAS's Go library, so
+# what oras pushes spoc must pull, and the other way (spoc/tests/oci_interop.rs).
+build_oras() {
+  local src="$here/../tools/oras" out="$cache/oras" stamp
+  stamp="$(stamp_of "$src")"
+  if fresh "$out" "$stamp"; then return; fi
+  need_go
+  mkdir -p "$cache"
+  echo "building $out ..." >&2
+  local started
+  started=$(date +%s)
+  (cd "$src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$out.tmp.$$" oras.land/oras/cmd/oras)
+  mv -f "$out.tmp.$$" "$out"
+  echo "$stamp" >"$out.stamp"
+  echo "built $out in $(( $(date +%s) - started ))s" >&2
+}
+
 # The two images every pod here uses, as OCI tarballs for `ctr images import`: the pause
 # image (our static pause binary alone) and busybox (Debian's busybox-static, one symlink
 # per applet). Rebuilt when the builder, this script or either binary changes.
@@ -147,7 +165,8 @@ case "$what" in
   containerd) build_containerd ;;
   pause) build_pause ;;
   images) build_images ;;
-  all) build_images; build_containerd; build_kube ;;
-  *) echo "usage: $0 [kube|containerd|pause|images|all]" >&2; exit 2 ;;
+  oras) build_oras ;;
+  all) build_images; build_containerd; build_kube; build_oras ;;
+  *) echo "usage: $0 [kube|containerd|pause|images|oras|all]" >&2; exit 2 ;;
 esac
 echo "$cache"
