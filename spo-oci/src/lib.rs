@@ -251,10 +251,10 @@ pub async fn push(
     let packed = artifact::pack(profiles, &options.annotations, &options.created)?;
     let repo = reference.repository();
     // The first request alone (the empty config, which a registry that has seen an artifact
-    // has): it meets the registry's login challenge once. Then the layers
-    // and the signature's parts (the manifest's digest is known before it is put) go up
-    // together, over one HTTP/2 connection where the registry speaks it (HTTP/1.1 opens more
-    // connections); the manifest is put once its blobs are there.
+    // has): it meets the registry's login challenge once. Then the layers and the signature's
+    // parts (the manifest's digest is known before it is put) go up together, over one HTTP/2
+    // connection where the registry speaks it (HTTP/1.1 opens more connections); the
+    // manifest is put once its blobs are there.
     registry.push_blob(repo, artifact::EMPTY_CONFIG).await?;
     let expected = artifact::sha256_digest(&packed.manifest);
     let layers = futures_util::future::try_join_all(packed.layers.iter().map(|(_, c)| registry.upload_blob(repo, c)));
