@@ -40,16 +40,6 @@ fn size(var: &str, default: usize) -> usize {
     std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 fn quantiles(mut v: Vec<Duration>) -> (Duration, Duration, Duration) {
     v.sort();
     let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
@@ -227,7 +217,7 @@ async fn main() {
     println!(
         "webhook ready {:.2} s after start, RSS {} KiB",
         t.elapsed().as_secs_f64(),
-        rss_kib(wh.id())
+        spo_e2e::rss_kib(wh.id()).0
     );
 
     // Server side, over TLS.
@@ -360,7 +350,7 @@ async fn main() {
         q99.map(|x| x.0),
         q99.map(|x| x.1)
     );
-    println!("webhook RSS after the load: {} KiB", rss_kib(wh.id()));
+    println!("webhook RSS after the load: {} KiB", spo_e2e::rss_kib(wh.id()).0);
 
     // Footprint with many bindings and recordings.
     let t = Instant::now();
@@ -415,7 +405,7 @@ async fn main() {
     println!(
         "webhook RSS with {} bindings and {large} recordings: {} KiB",
         n_bindings + large,
-        rss_kib(wh.id())
+        spo_e2e::rss_kib(wh.id()).0
     );
     drop(client);
 }

@@ -94,21 +94,10 @@ build_containerd() {
   echo "built containerd in $(( $(date +%s) - started ))s" >&2
 }
 
-build_pause() {
-  local src="$here/pause" out="$cache/pause" stamp
-  stamp="$(stamp_of "$src")"
-  if fresh "$out" "$stamp"; then return; fi
-  need_go
-  mkdir -p "$cache"
-  (cd "$src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$out.tmp.$$" .)
-  mv -f "$out.tmp.$$" "$out"
-  echo "$stamp" >"$out.stamp"
-}
-
-# The ORAS CLI: upstream SPO pushes and pulls profile artifacts with ORAS's Go library, so
-# what oras pushes spoc must pull, and the other way (spoc/tests/oci_interop.rs).
-build_oras() {
-  local src="$here/../tools/oras" out="$cache/oras" stamp
+# build_static SRC OUT PKG: one static Go command, package PKG of the module in SRC, into
+# OUT, unless OUT was built from the same sources.
+build_static() {
+  local src="$1" out="$2" pkg="$3" stamp
   stamp="$(stamp_of "$src")"
   if fresh "$out" "$stamp"; then return; fi
   need_go
@@ -116,10 +105,20 @@ build_oras() {
   echo "building $out ..." >&2
   local started
   started=$(date +%s)
-  (cd "$src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$out.tmp.$$" oras.land/oras/cmd/oras)
+  (cd "$src" && CGO_ENABLED=0 nice -n 10 go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$out.tmp.$$" "$pkg")
   mv -f "$out.tmp.$$" "$out"
   echo "$stamp" >"$out.stamp"
   echo "built $out in $(( $(date +%s) - started ))s" >&2
+}
+
+build_pause() {
+  build_static "$here/pause" "$cache/pause" .
+}
+
+# The ORAS CLI: upstream SPO pushes and pulls profile artifacts with ORAS's Go library, so
+# what oras pushes spoc must pull, and the other way (spoc/tests/oci_interop.rs).
+build_oras() {
+  build_static "$here/../tools/oras" "$cache/oras" oras.land/oras/cmd/oras
 }
 
 # The two images every pod here uses, as OCI tarballs for `ctr images import`: the pause

@@ -136,6 +136,18 @@ impl Kubectl {
         self.ok(&["-n", ns, "delete", "spod", "spod", "--ignore-not-found"], None);
     }
 
+    /// `kubectl get WHAT NAME -o json`, `None` when the object does not exist; any other
+    /// failure panics.
+    pub fn get(&self, what: &str, name: &str) -> Option<serde_json::Value> {
+        let r = self.run(&["get", what, name, "-o", "json"], None);
+        if r.ok {
+            serde_json::from_str(&r.stdout).ok()
+        } else {
+            assert!(r.stderr.contains("NotFound"), "kubectl get {what} {name}: {}", r.stderr);
+            None
+        }
+    }
+
     /// Runs kubectl and parses its stdout as JSON.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args, None);
@@ -483,19 +495,7 @@ impl Drop for OwnApiserver {
     }
 }
 
-/// `(VmRSS, VmHWM)` of process `pid` in KiB (0 when unreadable), for the benches.
-pub fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
+pub use spo_testkit::rss_kib;
 
 /// A TCP relay in front of an apiserver that can be frozen: while frozen, nothing passes in
 /// either direction (bytes read are held, connections stay open), as a network partition

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, busybox_pod};
-use spo_e2e::{Kubectl, OperatorProcs, daemon_args, eventually};
+use spo_e2e::{OperatorProcs, daemon_args, eventually};
 
 const NS: &str = "spo-e2e-node";
 const LOG: &str = "info,spo_operator=debug,kube=warn";
@@ -33,16 +33,6 @@ fn script(stay: bool) -> String {
     )
 }
 
-fn get(k: &Kubectl, what: &str, name: &str) -> Option<Value> {
-    let r = k.run(&["get", what, name, "-o", "json"], None);
-    if r.ok {
-        serde_json::from_str(&r.stdout).ok()
-    } else {
-        assert!(r.stderr.contains("NotFound"), "kubectl get {what} {name}: {}", r.stderr);
-        None
-    }
-}
-
 #[test]
 fn seccomp_profile_confines_a_pod_on_a_real_node() {
     let Some(node) = Node::from_env("seccomp_profile_confines_a_pod_on_a_real_node") else {
@@ -56,11 +46,11 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
         .expect("tempdir")
         .keep();
     k.install_crds();
-    if get(&k, "namespace", NS).is_none() {
+    if k.get("namespace", NS).is_none() {
         k.ok(&["create", "namespace", NS], None);
     }
     // The kubelet's node is real: Ready, named localhost, with the release we built.
-    let n = get(&k, "node", NODE_NAME).expect("node localhost");
+    let n = k.get("node", NODE_NAME).expect("node localhost");
     assert!(
         n["status"]["nodeInfo"]["kubeletVersion"]
             .as_str()
@@ -100,7 +90,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
         )),
     );
     let sp = eventually(&format!("SeccompProfile {PROFILE} Installed"), T, || {
-        let sp = get(&k, "sp", PROFILE).ok_or("not found")?;
+        let sp = k.get("sp", PROFILE).ok_or("not found")?;
         if sp["status"]["status"] == "Installed" {
             Ok(sp)
         } else {
@@ -158,7 +148,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
     // 4. Deleting the profile is held while the confined pod runs: Terminating, the file
     //    still on the node, the pod still Running.
     eventually("the confined pod listed as an active workload", T, || {
-        let sp = get(&k, "sp", PROFILE).ok_or("gone")?;
+        let sp = k.get("sp", PROFILE).ok_or("gone")?;
         let fins = sp["metadata"]["finalizers"].to_string();
         if sp["status"]["activeWorkloads"] == serde_json::json!([format!("{NS}/confined")])
             && fins.contains("in-use-by-active-pods")
@@ -170,7 +160,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
     });
     k.ok(&["delete", "sp", PROFILE, "--wait=false"], None);
     eventually(&format!("SeccompProfile {PROFILE} Terminating"), T, || {
-        let sp = get(&k, "sp", PROFILE).ok_or("gone before the pod was deleted")?;
+        let sp = k.get("sp", PROFILE).ok_or("gone before the pod was deleted")?;
         if sp["status"]["status"] == "Terminating" {
             Ok(())
         } else {
@@ -178,7 +168,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
         }
     });
     std::thread::sleep(Duration::from_secs(1));
-    assert!(get(&k, "sp", PROFILE).is_some(), "profile deleted while a pod uses it");
+    assert!(k.get("sp", PROFILE).is_some(), "profile deleted while a pod uses it");
     assert!(file.exists(), "profile file removed while a pod uses it");
     let pod = node.pod(NS, "confined").expect("read pod").expect("pod");
     assert_eq!(pod["status"]["phase"], "Running", "{}", pod["status"]);
@@ -189,7 +179,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
         None,
     );
     eventually(&format!("SeccompProfile {PROFILE} gone"), T, || {
-        match get(&k, "sp", PROFILE) {
+        match k.get("sp", PROFILE) {
             None => Ok(()),
             Some(sp) => Err(format!("still there: {} {}", sp["metadata"], sp["status"])),
         }

@@ -184,16 +184,24 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
 
     // Every kind and the eBPF recorder (deploy/overlays/all-kinds): accepted by the server,
     // and the recorder's ServiceAccount may do what it does and nothing else of note.
-    let all = k.ok(
-        &["kustomize", deploy.join("overlays/all-kinds").to_str().expect("utf-8")],
-        None,
-    );
-    let dry = k.run(&["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&all));
-    assert!(
-        dry.ok,
-        "dry run rejected deploy/overlays/all-kinds:\n{}{}",
-        dry.stdout, dry.stderr
-    );
+    // An overlay, rendered and accepted by the server in a dry run.
+    let overlay = |name: &str| {
+        let rendered = k.ok(
+            &["kustomize", deploy.join("overlays").join(name).to_str().expect("utf-8")],
+            None,
+        );
+        let dry = k.run(
+            &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+            Some(&rendered),
+        );
+        assert!(
+            dry.ok,
+            "dry run rejected deploy/overlays/{name}:\n{}{}",
+            dry.stdout, dry.stderr
+        );
+        rendered
+    };
+    let all = overlay("all-kinds");
     k.ok(&["apply", "--server-side", "-f", "-"], Some(&all));
     let recorder_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-recorder", "-o", "json"]);
     let sc = &recorder_ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
@@ -316,16 +324,7 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
 
     // oci:// base profiles (deploy/overlays/oci): the daemon gets the one pull secret the
     // component names, by name, and the trust ConfigMap read-only; no other secret.
-    let oci = k.ok(
-        &["kustomize", deploy.join("overlays/oci").to_str().expect("utf-8")],
-        None,
-    );
-    let dry = k.run(&["apply", "--server-side", "--dry-run=server", "-f", "-"], Some(&oci));
-    assert!(
-        dry.ok,
-        "dry run rejected deploy/overlays/oci:\n{}{}",
-        dry.stdout, dry.stderr
-    );
+    let oci = overlay("oci");
     k.ok(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&oci));
     let daemon_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-daemon", "-o", "json"]);
     let container = &daemon_ds["spec"]["template"]["spec"]["containers"][0];

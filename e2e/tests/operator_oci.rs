@@ -67,22 +67,12 @@ impl Pusher<'_> {
     }
 }
 
-fn get(k: &Kubectl, what: &str, name: &str) -> Option<Value> {
-    let r = k.run(&["get", what, name, "-o", "json"], None);
-    if r.ok {
-        serde_json::from_str(&r.stdout).ok()
-    } else {
-        assert!(r.stderr.contains("NotFound"), "kubectl get {what} {name}: {}", r.stderr);
-        None
-    }
-}
-
 /// Waits until SeccompProfile `name` is `state` and its node status' message contains
 /// `message`; returns that message.
 fn wait_status(k: &Kubectl, name: &str, state: &str, message: &str) -> String {
     eventually(&format!("{name} {state} with {message:?}"), T, || {
-        let sp = get(k, "sp", name).ok_or("no profile")?;
-        let spns = get(k, "spns", &format!("{name}-{NODE}")).ok_or("no node status")?;
+        let sp = k.get("sp", name).ok_or("no profile")?;
+        let spns = k.get("spns", &format!("{name}-{NODE}")).ok_or("no node status")?;
         let got = spns["metadata"]["annotations"]["spo.x-k8s.io/status-message"]
             .as_str()
             .unwrap_or_default()

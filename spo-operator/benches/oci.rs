@@ -68,16 +68,6 @@ fn quantiles(label: &str, mut samples: Vec<Duration>) -> Duration {
     p50
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .expect("/proc/self/status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 /// A kube client whose only answer is the pull secret `regcred` (the stand-in apiserver).
 fn secret_client(docker_config: Vec<u8>) -> kube::Client {
     let secret = Secret {
@@ -255,10 +245,10 @@ fn main() {
     };
     drop(bases);
     let bases = new_bases();
-    let before = rss_kib();
+    let before = spo_testkit::rss_kib(std::process::id()).0;
     fill(&bases, 0, cached);
     let (entries, bytes) = bases.cached();
-    let full = rss_kib();
+    let full = spo_testkit::rss_kib(std::process::id()).0;
     println!(
         "memory: {entries} cached artifacts ({:.1} MiB of profile text): RSS {:.1} -> {:.1} MiB (+{:.1} MiB)",
         bytes as f64 / 1048576.0,
@@ -268,7 +258,7 @@ fn main() {
     );
     fill(&bases, cached, cached + cached / 5);
     let (entries_after, _) = bases.cached();
-    let after = rss_kib();
+    let after = spo_testkit::rss_kib(std::process::id()).0;
     println!(
         "memory: after {} more: {entries_after} cached (bound {}), RSS {:.1} MiB ({:+.1} MiB)",
         cached / 5,

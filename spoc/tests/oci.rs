@@ -6,6 +6,9 @@ use std::process::{Command, Output, Stdio};
 
 use spo_testkit::registry::Registry;
 
+mod common;
+use common::text;
+
 fn spoc_env(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
     use std::io::Write as _;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_spoc"));
@@ -27,15 +30,6 @@ fn spoc_env(args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Output
     }
     drop(pipe);
     child.wait_with_output().expect("wait spoc")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 const PROFILE: &str = "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata:\n  name: web\nspec:\n  defaultAction: SCMP_ACT_ERRNO\n  syscalls:\n    - action: SCMP_ACT_ALLOW\n      names: [read, write, exit_group]\n";

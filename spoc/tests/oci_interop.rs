@@ -10,14 +10,8 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use spo_testkit::registry::Registry;
 
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+mod common;
+use common::text;
 
 /// The oras CLI, built (or found fresh in the cache) by `e2e/node/build.sh oras`; `None`
 /// after saying why when there is no Go toolchain, which CI does not allow.

@@ -39,6 +39,20 @@ pub fn machine() -> String {
     )
 }
 
+/// `(VmRSS, VmHWM)` of process `pid` in KiB (0 when unreadable), for the benches.
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
 /// A P-256 key pair made by openssl in `dir`, as a user makes one for `spoc push --sign-key`
 /// and `--verify-key`: `(NAME.key, NAME.pub)`, a PEM PKCS#8 private key and a PEM
 /// SubjectPublicKeyInfo public key (what cosign calls `cosign.pub`). Panics with openssl's

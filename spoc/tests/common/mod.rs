@@ -74,3 +74,14 @@ pub fn signal_spoc(args: &[&str], signal: &str, ready: impl Fn() -> bool) -> Out
     assert!(ok.success());
     child.wait_with_output().expect("wait spoc")
 }
+
+/// A finished command's status and output, for assertion messages.
+#[allow(dead_code)] // not every test file shows whole outputs
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
