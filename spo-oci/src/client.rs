@@ -50,6 +50,9 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// What a pull holds at most.
     pub limits: Limits,
+    /// How to log in, told when the registry refuses a client without credentials (after
+    /// "no credentials given"): each front end knows its own way (flags, pull secrets).
+    pub login_hint: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -60,6 +63,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             limits: Limits::default(),
+            login_hint: None,
         }
     }
 }
@@ -113,6 +117,7 @@ pub struct Registry {
     limits: Limits,
     plain_http: bool,
     timeout: Duration,
+    login_hint: Option<String>,
     scheme: Arc<Mutex<Option<Scheme>>>,
     tokens: Arc<Mutex<HashMap<String, String>>>,
 }
@@ -150,6 +155,7 @@ impl Registry {
             limits: options.limits,
             plain_http: options.plain_http,
             timeout: options.request_timeout,
+            login_hint: options.login_hint.clone(),
             scheme: Arc::new(Mutex::new(None)),
             tokens: Arc::new(Mutex::new(HashMap::new())),
         })
@@ -160,9 +166,12 @@ impl Registry {
         &self.host
     }
 
-    /// Whether credentials were given (an anonymous client cannot answer a login challenge).
-    pub fn has_credentials(&self) -> bool {
-        self.credentials.is_some()
+    /// Why a client without credentials was refused, with the front end's login hint.
+    fn no_credentials(&self) -> String {
+        match &self.login_hint {
+            Some(hint) => format!("no credentials given; {hint}"),
+            None => "no credentials given".into(),
+        }
     }
 
     /// The limits of pulls through this client.
@@ -172,16 +181,8 @@ impl Registry {
 
     /// Fetches the manifest or index `identifier` (a tag or digest) of `repository`.
     pub async fn manifest(&self, repository: &str, identifier: &str) -> Result<FetchedManifest, OciError> {
-        // With `absent_ok` false a 404 is an error from `expect_status`, with the registry's
-        // message; `None` cannot come back, but is still answered as the 404 it stands for.
-        self.fetch_manifest(repository, identifier, false)
-            .await?
-            .ok_or_else(|| OciError::Status {
-                operation: format!("fetching manifest {repository}:{identifier}"),
-                url: format!("{}/v2/{repository}/manifests/{identifier}", self.base),
-                status: StatusCode::NOT_FOUND.as_u16(),
-                message: "not found".into(),
-            })
+        let (op, url, response) = self.request_manifest(repository, identifier).await?;
+        self.read_manifest(&op, &url, identifier, response).await
     }
 
     /// Fetches the manifest or index `identifier` of `repository`, `None` when the registry
@@ -191,15 +192,19 @@ impl Registry {
         repository: &str,
         identifier: &str,
     ) -> Result<Option<FetchedManifest>, OciError> {
-        self.fetch_manifest(repository, identifier, true).await
+        let (op, url, response) = self.request_manifest(repository, identifier).await?;
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        self.read_manifest(&op, &url, identifier, response).await.map(Some)
     }
 
-    async fn fetch_manifest(
+    /// `GET` of a manifest: the operation's name, the URL and the response.
+    async fn request_manifest(
         &self,
         repository: &str,
         identifier: &str,
-        absent_ok: bool,
-    ) -> Result<Option<FetchedManifest>, OciError> {
+    ) -> Result<(String, String, reqwest::Response), OciError> {
         let url = format!("{}/v2/{repository}/manifests/{identifier}", self.base);
         let op = format!("fetching manifest {repository}:{identifier}");
         let accept = format!("{MANIFEST_MEDIA_TYPE}, {INDEX_MEDIA_TYPE}");
@@ -208,17 +213,26 @@ impl Registry {
                 c.request(Method::GET, &url).header("Accept", accept.as_str())
             })
             .await?;
-        if absent_ok && response.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let response = expect_status(&op, &url, response, &[StatusCode::OK]).await?;
+        Ok((op, url, response))
+    }
+
+    /// A manifest response read to its limit and checked against the digest asked for and
+    /// the one the registry said.
+    async fn read_manifest(
+        &self,
+        op: &str,
+        url: &str,
+        identifier: &str,
+        response: reqwest::Response,
+    ) -> Result<FetchedManifest, OciError> {
+        let response = expect_status(op, url, response, &[StatusCode::OK]).await?;
         let said = header(response.headers(), "docker-content-digest");
         let content_type = header(response.headers(), CONTENT_TYPE.as_str());
-        let body = read_bounded(&op, &url, response, self.limits.manifest_bytes as u64, self.timeout).await?;
+        let body = read_bounded(op, url, response, self.limits.manifest_bytes as u64, self.timeout).await?;
         let digest = sha256_digest(&body);
         if identifier.starts_with("sha256:") && identifier != digest {
             return Err(OciError::DigestMismatch {
-                what: op,
+                what: op.to_owned(),
                 expected: identifier.to_owned(),
                 actual: digest,
             });
@@ -232,11 +246,11 @@ impl Registry {
                 actual: digest,
             });
         }
-        Ok(Some(FetchedManifest {
+        Ok(FetchedManifest {
             body,
             content_type,
             digest,
-        }))
+        })
     }
 
     /// Whether the manifest `identifier` exists; its digest if the registry says it.
@@ -454,7 +468,7 @@ impl Registry {
                         detail: if self.credentials.is_some() {
                             "the registry refused the credentials".into()
                         } else {
-                            "no credentials given".into()
+                            self.no_credentials()
                         },
                     });
                 }
@@ -478,7 +492,7 @@ impl Registry {
                 return Err(OciError::Unauthorized {
                     operation: op.to_owned(),
                     registry: self.host.clone(),
-                    detail: "no credentials given".into(),
+                    detail: self.no_credentials(),
                 });
             }
             *lock(&self.scheme) = Some(scheme);

@@ -314,24 +314,23 @@ impl OciBases {
     ) -> Result<spo_oci::Pulled, String> {
         let work = async {
             let (credentials, passed_over) = self.credentials(reference, &policy.pull_secrets).await;
-            let registry =
-                Registry::new(reference.api_host(), credentials, &self.options).map_err(|e| e.to_string())?;
+            // Only told when the registry refuses this client for want of credentials.
+            let why = if passed_over.is_empty() {
+                "the SPOD names no imagePullSecrets".to_owned()
+            } else {
+                passed_over.join("; ")
+            };
+            let options = ClientOptions {
+                login_hint: Some(format!(
+                    "no pull secret in the SPOD's imagePullSecrets has credentials for {} ({why})",
+                    reference.registry()
+                )),
+                ..self.options.clone()
+            };
+            let registry = Registry::new(reference.api_host(), credentials, &options).map_err(|e| e.to_string())?;
             spo_oci::pull(&registry, reference, &Platform::host(), verification)
                 .await
-                .map_err(|e| match e {
-                    spo_oci::OciError::Unauthorized { .. } if !registry.has_credentials() => {
-                        let why = if passed_over.is_empty() {
-                            "the SPOD names no imagePullSecrets".to_owned()
-                        } else {
-                            passed_over.join("; ")
-                        };
-                        format!(
-                            "{e}; no pull secret in the SPOD's imagePullSecrets has credentials for {} ({why})",
-                            reference.registry()
-                        )
-                    }
-                    e => e.to_string(),
-                })
+                .map_err(|e| e.to_string())
         };
         self.handle.block_on(async {
             tokio::time::timeout(self.settings.pull_timeout, work)

@@ -180,27 +180,12 @@ fn connect(reference: &Reference, args: &RegistryArgs, stdin_used: bool) -> Resu
         ca_files: args.ca_file.clone(),
         plain_http: args.plain_http,
         request_timeout: std::time::Duration::from_secs(args.timeout.max(1)),
+        login_hint: Some(
+            "log in with -u/--username and PASSWORD or --password-stdin, or a docker config (--docker-config)".into(),
+        ),
         ..ClientOptions::default()
     };
     Ok(Registry::new(reference.api_host(), credentials, &options)?)
-}
-
-/// A refusal of an anonymous client, with how to log in.
-fn login_hint(e: spo_oci::OciError, registry: &Registry) -> spo_oci::OciError {
-    match e {
-        spo_oci::OciError::Unauthorized {
-            operation,
-            registry: host,
-            detail,
-        } if !registry.has_credentials() => spo_oci::OciError::Unauthorized {
-            operation,
-            registry: host,
-            detail: format!(
-                "{detail}; log in with -u/--username and PASSWORD or --password-stdin, or a docker config (--docker-config)"
-            ),
-        },
-        e => e,
-    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -278,7 +263,6 @@ pub fn push(args: &PushArgs) -> Result<ExitCode> {
     };
     let pushed = runtime()?
         .block_on(spo_oci::push(&registry, &reference, &files, &options))
-        .map_err(|e| login_hint(e, &registry))
         .with_context(|| format!("pushing {}", clean(&reference.to_string())))?;
     match args.format.serialize(&pushed)? {
         Some(doc) => emit(None, doc.as_bytes())?,
@@ -349,7 +333,6 @@ pub fn pull(args: &PullArgs) -> Result<ExitCode> {
     let registry = connect(&reference, &args.registry, false)?;
     let pulled = runtime()?
         .block_on(spo_oci::pull(&registry, &reference, &platform, &verification))
-        .map_err(|e| login_hint(e, &registry))
         .with_context(|| format!("pulling {}", clean(&reference.to_string())))?;
     emit(args.output.as_deref(), &pulled.profile)?;
     let report = PullReport {
