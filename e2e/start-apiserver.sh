@@ -10,7 +10,10 @@
 #   apiserver ready: kubeconfig=STATE_DIR/kubeconfig
 # Env: SPO_E2E_PORT (secure port, default: a free one), SPO_E2E_REBUILD=1 (force a build),
 # SPO_E2E_KEEP_DATA=1 (restart the cluster of a previous run in STATE_DIR: same etcd data,
-# certificates, ports and kubeconfig; default: a new, empty cluster on every start).
+# certificates, ports and kubeconfig; default: a new, empty cluster on every start),
+# SPO_E2E_SERVICE_ACCOUNTS=1 (ServiceAccount admission on: pods get their ServiceAccount's
+# token; only where a controller-manager creates each namespace's default ServiceAccount,
+# as e2e/start-node.sh runs it).
 set -euo pipefail
 
 if [ $# -lt 1 ]; then
@@ -65,6 +68,9 @@ fi
 
 port_args=()
 if [ -n "${SPO_E2E_PORT:-}" ]; then port_args=(--port "$SPO_E2E_PORT"); fi
+if [ "${SPO_E2E_SERVICE_ACCOUNTS:-0}" = 1 ]; then
+  port_args+=(--service-accounts)
+fi
 if [ "${SPO_E2E_KEEP_DATA:-0}" = 1 ]; then
   port_args+=(--keep-data)
 else

@@ -124,7 +124,7 @@ done < <(awk '$9 == "cgroup" || $9 == "cgroup2" { print $5 }' /proc/self/mountin
 [ -s "$node/cgroups" ] || die "no cgroup hierarchy mounted"
 
 # --- apiserver (in the background: containerd starts meanwhile) ---------------------------
-"$here/start-apiserver.sh" "$state" >"$node/log/start-apiserver.log" 2>&1 &
+SPO_E2E_SERVICE_ACCOUNTS=1 "$here/start-apiserver.sh" "$state" >"$node/log/start-apiserver.log" 2>&1 &
 api_start_pid=$!
 pki="$state/pki"
 
@@ -351,6 +351,7 @@ SPO_E2E_NODE_NAME=localhost
 SPO_E2E_NODE_CONTAINERD_SOCK=$ctrd_sock
 SPO_E2E_NODE_CGROUP=/$cgroup_name
 SPO_E2E_NODE_BUSYBOX_IMAGE=localhost/spo-e2e/busybox:1
+SPO_E2E_NODE_CTR=$ctrd/ctr
 EOF
 ok=1
 echo "(build check $(( (t_built - t0) / 1000000 )) ms, then in parallel: containerd + images ready after $(( (t_ctrd - t_built) / 1000000 )) ms, apiserver after $(( (t_api - t_built) / 1000000 )) ms; then Node Ready $(( (t_ready - t_api) / 1000000 )) ms later; total $(ms_since "$t0") ms; kubelet pid $kubelet_pid, logs $node/log)" >&2

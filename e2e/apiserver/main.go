@@ -1,7 +1,7 @@
 // Command e2e-apiserver runs a real kube-apiserver (k8s.io/kubernetes, in-process)
 // backed by an embedded etcd, both bound to 127.0.0.1 only, for end-to-end tests.
 //
-//	e2e-apiserver --state-dir DIR [--port N] [--kubeconfig PATH] [--keep-data] [-- extra kube-apiserver flags]
+//	e2e-apiserver --state-dir DIR [--port N] [--kubeconfig PATH] [--keep-data] [--service-accounts] [-- extra kube-apiserver flags]
 //
 // It generates a fresh CA, serving certificate, admin client certificate (group
 // system:masters) and service-account key under DIR/pki, wipes and starts etcd in
@@ -71,9 +71,10 @@ func run() error {
 	port := flag.Int("port", 0, "kube-apiserver secure port on 127.0.0.1 (0 = pick a free one)")
 	kubeconfig := flag.String("kubeconfig", "", "where to write the admin kubeconfig (default STATE_DIR/kubeconfig)")
 	etcdLog := flag.String("etcd-log-level", "error", "embedded etcd log level (debug, info, warn, error)")
+	serviceAccounts := flag.Bool("service-accounts", false, "enable the ServiceAccount admission plugin (only where a controller-manager creates each namespace's default ServiceAccount)")
 	keepData := flag.Bool("keep-data", false, "reuse the etcd data, certificates and ports of a previous run in --state-dir (a restart of the same cluster)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s --state-dir DIR [--port N] [--kubeconfig PATH] [--keep-data] [-- kube-apiserver flags...]\n", os.Args[0])
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s --state-dir DIR [--port N] [--kubeconfig PATH] [--keep-data] [--service-accounts] [-- kube-apiserver flags...]\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -171,13 +172,15 @@ func run() error {
 		"--service-account-signing-key-file=" + creds.saKey,
 		"--service-cluster-ip-range=" + serviceCIDR,
 		"--allow-privileged=true",
-		// No kube-controller-manager runs, so no "default" ServiceAccount is ever
-		// created; the ServiceAccount admission plugin would reject every Pod.
-		"--disable-admission-plugins=ServiceAccount",
 		// The endpoint reconciler would try to publish 127.0.0.1 as the endpoint of
 		// the "kubernetes" Service, which validation rejects (loopback).
 		"--endpoint-reconciler-type=none",
 		"--profiling=false",
+	}
+	if !*serviceAccounts {
+		// Without a kube-controller-manager no "default" ServiceAccount is ever created;
+		// the ServiceAccount admission plugin would reject every Pod.
+		args = append(args, "--disable-admission-plugins=ServiceAccount")
 	}
 	args = append(args, flag.Args()...) // user flags last, so they win
 

@@ -54,6 +54,7 @@ fn main() {
             "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n  labels: {{spo.x-k8s.io/enable-recording: 'true'}}\n"
         )),
     );
+    k.wait_default_service_account(NS);
     let tmp = tempfile::Builder::new()
         .prefix("spo-bench-recording-")
         .tempdir()

@@ -45,6 +45,8 @@ trap cleanup EXIT
 k apply --server-side -k "$repo/deploy/crds" >/dev/null
 k wait --for=condition=Established --timeout=60s crd --all >/dev/null
 k get namespace "$ns" >/dev/null 2>&1 || k create namespace "$ns" >/dev/null
+# ServiceAccount admission refuses pods until the namespace's default ServiceAccount exists.
+for _ in $(seq 1 100); do k -n "$ns" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.1; done
 export KUBECONFIG="$kc" RUST_LOG=warn
 "$bin" --metrics-addr 127.0.0.1:0 manager --namespace "$ns" >"$work/manager.log" 2>&1 &
 pids+=($!)

@@ -134,6 +134,27 @@ impl Kubectl {
         );
         self.ok(&["-n", ns, "delete", "pods", "--all", "--wait=true"], None);
         self.ok(&["-n", ns, "delete", "spod", "spod", "--ignore-not-found"], None);
+        self.wait_default_service_account(ns);
+    }
+
+    /// Waits until namespace `ns` has its `default` ServiceAccount, on a cluster whose
+    /// controller-manager makes them (the e2e node's, where ServiceAccount admission refuses
+    /// pods until it exists); on the bare apiserver (no `default/default`) it returns at once.
+    pub fn wait_default_service_account(&self, ns: &str) {
+        if !self
+            .run(&["-n", "default", "get", "serviceaccount", "default"], None)
+            .ok
+        {
+            return;
+        }
+        eventually(
+            &format!("ServiceAccount {ns}/default"),
+            std::time::Duration::from_secs(30),
+            || {
+                let r = self.run(&["-n", ns, "get", "serviceaccount", "default"], None);
+                if r.ok { Ok(()) } else { Err(r.stderr) }
+            },
+        );
     }
 
     /// `kubectl get WHAT NAME -o json`, `None` when the object does not exist; any other
@@ -144,6 +165,21 @@ impl Kubectl {
             serde_json::from_str(&r.stdout).ok()
         } else {
             assert!(r.stderr.contains("NotFound"), "kubectl get {what} {name}: {}", r.stderr);
+            None
+        }
+    }
+
+    /// [`Kubectl::get`] of the namespaced object `namespace/name`.
+    pub fn get_in(&self, namespace: &str, what: &str, name: &str) -> Option<serde_json::Value> {
+        let r = self.run(&["-n", namespace, "get", what, name, "-o", "json"], None);
+        if r.ok {
+            serde_json::from_str(&r.stdout).ok()
+        } else {
+            assert!(
+                r.stderr.contains("NotFound"),
+                "kubectl -n {namespace} get {what} {name}: {}",
+                r.stderr
+            );
             None
         }
     }

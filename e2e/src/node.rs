@@ -227,6 +227,222 @@ fn stuck_container(pod: &Value) -> Option<String> {
     })
 }
 
+/// The operator's namespace in `deploy/`.
+pub const OPERATOR_NS: &str = "security-profiles-operator";
+/// The operator image `deploy/` names (deploy/image/build.sh's default).
+pub const OPERATOR_IMAGE: &str = "localhost/spo-rs/spo-operator:latest";
+
+impl Node {
+    /// A value of the node's `STATE_DIR/node/env` (written by e2e/start-node.sh).
+    pub fn env_value(&self, key: &str) -> Option<String> {
+        let env = self.kubelet_dir.parent()?.join("env");
+        std::fs::read_to_string(env).ok()?.lines().find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::to_owned)
+        })
+    }
+
+    /// Builds the operator's image from the release binary the tests use
+    /// (deploy/image/build.sh, into `dir`) and imports it into the node's containerd as
+    /// [`OPERATOR_IMAGE`].
+    pub fn import_operator_image(&self, dir: &Path) {
+        let tar = dir.join("spo-operator.tar");
+        let out = std::process::Command::new(crate::repo_root().join("deploy/image/build.sh"))
+            .arg("--binary")
+            .arg(crate::operator_binary())
+            .arg("--out")
+            .arg(&tar)
+            .output()
+            .expect("running deploy/image/build.sh");
+        assert!(
+            out.status.success(),
+            "deploy/image/build.sh failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+        let ctr = self
+            .env_value("SPO_E2E_NODE_CTR")
+            .expect("SPO_E2E_NODE_CTR in the node's env");
+        let sock = self
+            .env_value("SPO_E2E_NODE_CONTAINERD_SOCK")
+            .expect("SPO_E2E_NODE_CONTAINERD_SOCK in the node's env");
+        let out = std::process::Command::new(ctr)
+            .args(["--address", &sock, "--namespace", "k8s.io", "images", "import"])
+            .args(["--snapshotter", "overlayfs"])
+            .arg(&tar)
+            .output()
+            .expect("running ctr");
+        assert!(
+            out.status.success(),
+            "ctr images import failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Applies `deploy/overlays/e2e-node` with what only this node knows (the apiserver's
+    /// address for pods without a service network, the kubelet's directory) from a
+    /// kustomization written in `dir`, and returns a guard that deletes it all again.
+    pub fn deploy_operator(&self, dir: &Path) -> DeployedOperator {
+        let k = self.kubectl();
+        let server = k.ok(
+            &[
+                "config",
+                "view",
+                "--minify",
+                "-o",
+                "jsonpath={.clusters[0].cluster.server}",
+            ],
+            None,
+        );
+        let port = server
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or_else(|| panic!("no port in the apiserver address {server:?}"));
+        let kustomize = dir.join("kustomize");
+        std::fs::create_dir_all(&kustomize).expect("kustomize dir");
+        let overlay = crate::repo_root().join("deploy/overlays/e2e-node");
+        let overlay = overlay.canonicalize().expect("deploy/overlays/e2e-node");
+        let kustomize_abs = kustomize.canonicalize().expect("kustomize dir");
+        // kustomize takes relative paths only.
+        let up = kustomize_abs.components().count() - 1;
+        let relative = format!(
+            "{}{}",
+            "../".repeat(up),
+            overlay.to_str().expect("utf-8").trim_start_matches('/')
+        );
+        let env = [
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1".to_owned()),
+            ("KUBERNETES_SERVICE_PORT", port.to_string()),
+        ];
+        let mut ops = Vec::new();
+        for (k, v) in &env {
+            ops.push(serde_json::json!({"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": k, "value": v}}));
+            ops.push(serde_json::json!({"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": format!("--node-env={k}={v}")}));
+        }
+        ops.push(
+            serde_json::json!({"op": "add", "path": "/spec/template/spec/containers/0/args/-",
+            "value": format!("--node-kubelet-dir={}", self.kubelet_dir.display())}),
+        );
+        let kustomization = serde_json::json!({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": [relative],
+            "patches": [{
+                "target": {"kind": "Deployment", "name": "spo-manager"},
+                "patch": serde_json::Value::Array(ops).to_string(),
+            }],
+        });
+        std::fs::write(kustomize.join("kustomization.yaml"), kustomization.to_string()).expect("kustomization");
+        k.ok(
+            &["apply", "--server-side", "-k", kustomize.to_str().expect("utf-8")],
+            None,
+        );
+        DeployedOperator { kubectl: k, kustomize }
+    }
+}
+
+/// The operator deployed on the node by [`Node::deploy_operator`]; dropping it deletes what
+/// was applied (CRDs excepted) and waits until the node pods are gone, so that later tests
+/// meet no daemon of this one.
+#[derive(Debug)]
+pub struct DeployedOperator {
+    kubectl: Kubectl,
+    kustomize: PathBuf,
+}
+
+impl DeployedOperator {
+    /// The running pods of `component` (`manager`, `daemon`, `recorder`, `enricher`).
+    pub fn pods(&self, component: &str) -> Vec<Value> {
+        let list = self.kubectl.json(&[
+            "-n",
+            OPERATOR_NS,
+            "get",
+            "pods",
+            "-l",
+            &format!("app.kubernetes.io/component={component}"),
+            "-o",
+            "json",
+        ]);
+        list["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for DeployedOperator {
+    fn drop(&mut self) {
+        // The SPOD owns the node DaemonSets; the namespace goes last with everything in it.
+        let k = &self.kubectl;
+        let _ = k.run(
+            &[
+                "-n",
+                OPERATOR_NS,
+                "delete",
+                "spod",
+                "--all",
+                "--wait=true",
+                "--timeout=60s",
+            ],
+            None,
+        );
+        let _ = k.run(
+            &[
+                "-n",
+                OPERATOR_NS,
+                "delete",
+                "daemonsets,deployments",
+                "--all",
+                "--wait=true",
+                "--timeout=60s",
+            ],
+            None,
+        );
+        let _ = k.run(
+            &[
+                "-n",
+                OPERATOR_NS,
+                "delete",
+                "pods",
+                "--all",
+                "--grace-period=1",
+                "--wait=true",
+                "--timeout=60s",
+            ],
+            None,
+        );
+        // Everything else applied, CRDs excepted (other tests' objects live in them).
+        let rendered = k.run(&["kustomize", self.kustomize.to_str().unwrap_or_default()], None);
+        let rest: Vec<&str> = rendered
+            .stdout
+            .split("\n---\n")
+            .filter(|doc| !doc.contains("kind: CustomResourceDefinition"))
+            .collect();
+        let _ = k.run(
+            &[
+                "delete",
+                "--ignore-not-found",
+                "--wait=true",
+                "--timeout=60s",
+                "-f",
+                "-",
+            ],
+            Some(&rest.join("\n---\n")),
+        );
+    }
+}
+
 /// A busybox pod for the node: hostNetwork (there is no pod network), `restartPolicy:
 /// Never`, the node's busybox image with `imagePullPolicy: Never`, one container `c`
 /// running `sh -c script`, stopped fast (1 s grace period). With `localhost_profile`, the

@@ -1,22 +1,25 @@
-//! The operator on a real node (e2e/start-node.sh: kubelet + containerd + runc): a
-//! SeccompProfile installed by the daemon confines a pod the kubelet starts.
+//! The operator on a real node (e2e/start-node.sh: kubelet + containerd + runc), deployed as
+//! users deploy it: its own image (deploy/image/build.sh, imported into the node's
+//! containerd) and its own manifests (deploy/overlays/e2e-node, `kubectl apply -k`), the
+//! manager and the daemon as pods with their own ServiceAccounts and RBAC (ServiceAccount
+//! admission is on in this cluster).
 //!
-//! The manager and the daemon run as host processes (as in operator.rs), the daemon with
-//! `--node-name localhost --kubelet-dir <the kubelet's --root-dir>`, so the profile lands in
-//! the kubelet's seccomp root and `localhostProfile: operator/<name>.json` resolves to it.
-//! First a DaemonSet's pod runs (controller-manager and scheduler are real).
-//! Then: a pod under a profile denying mkdir (EPERM) fails its mkdir and runs in seccomp
-//! filter mode; the same pod without the profile succeeds; deleting the profile is held
-//! while the confined pod runs, and completes (file gone from the node) once it is deleted.
+//! First a plain DaemonSet's pod runs (controller-manager and scheduler are real). Then the
+//! manager pod renders the daemon's DaemonSet `spod` from the SPOD and reports it Running; a
+//! SeccompProfile the daemon pod installs confines a pod: mkdir fails (EPERM) in seccomp
+//! filter mode; the same pod without the profile succeeds; deleting the profile is held while
+//! the confined pod runs, and completes (file gone from the node) once it is deleted. A SPOD
+//! change rolls the DaemonSet (Updating, then Running with the new template); a killed
+//! daemon pod and a killed manager pod are replaced and a profile created meanwhile is
+//! installed, nothing lost or left behind.
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, busybox_pod};
-use spo_e2e::{OperatorProcs, daemon_args, eventually};
+use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, OPERATOR_NS, busybox_pod};
+use spo_e2e::{Kubectl, eventually};
 
 const NS: &str = "spo-e2e-node";
-const LOG: &str = "info,spo_operator=debug,kube=warn";
 const PROFILE: &str = "e2e-deny-mkdir";
 const T: Duration = Duration::from_secs(60);
 
@@ -31,6 +34,17 @@ fn script(stay: bool) -> String {
     format!(
         "grep '^Seccomp:' /proc/self/status; if mkdir /tmp/x; then echo MKDIR-OK; else echo MKDIR-FAILED; fi; echo DONE; {tail}"
     )
+}
+
+/// The operator pods' logs (for failure messages).
+fn operator_logs(k: &Kubectl) -> String {
+    ["deployment/spo-manager", "daemonset/spod"]
+        .iter()
+        .map(|w| {
+            let r = k.run(&["-n", OPERATOR_NS, "logs", w, "--tail=40"], None);
+            format!("--- {w}:\n{}{}", r.stdout, r.stderr)
+        })
+        .collect()
 }
 
 #[test]
@@ -49,6 +63,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
     if k.get("namespace", NS).is_none() {
         k.ok(&["create", "namespace", NS], None);
     }
+    k.wait_default_service_account(NS);
     // The kubelet's node is real: Ready, named localhost, with the release we built.
     let n = k.get("node", NODE_NAME).expect("node localhost");
     assert!(
@@ -72,13 +87,39 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
     );
     k.ok(&["-n", NS, "delete", "daemonset", "e2e-ds", "--wait=false"], None);
 
-    let parts = OperatorProcs::new(node.kubeconfig(), LOG, &dir);
-    let mut manager = parts.spawn(
-        "manager",
-        ["manager", "--namespace", NS].iter().chain(spo_e2e::FAST_LEASE),
+    // The operator from its image and manifests.
+    node.import_operator_image(&dir);
+    let operator = node.deploy_operator(&dir);
+    let logs = || operator_logs(&k);
+    let spod = eventually("the SPOD Running with the daemon's DaemonSet rendered", T, || {
+        let spod = k.get_in(OPERATOR_NS, "spod", "spod").ok_or("no SPOD yet")?;
+        if spod["status"]["state"] == "Running" {
+            Ok(spod)
+        } else {
+            Err(format!("{}; {}", spod["status"], logs()))
+        }
+    });
+    let ready = &spod["status"]["conditions"][0];
+    assert_eq!(
+        (
+            ready["type"].as_str(),
+            ready["status"].as_str(),
+            ready["reason"].as_str()
+        ),
+        (Some("Ready"), Some("True"), Some("Available")),
+        "{spod}"
     );
-    let mut daemon = parts.spawn("daemon", daemon_args(NS, NODE_NAME, node.kubelet_dir()));
-    let logs = || format!("operator logs in {}", dir.display());
+    let ds = k.get_in(OPERATOR_NS, "daemonset", "spod").expect("DaemonSet spod");
+    let pod_spec = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod_spec["serviceAccountName"], "spo-daemon", "{pod_spec}");
+    assert_eq!(pod_spec["containers"][0]["image"], spo_e2e::node::OPERATOR_IMAGE);
+    assert_eq!(
+        pod_spec["containers"][0]["securityContext"]["capabilities"],
+        serde_json::json!({"drop": ["ALL"]}),
+        "the seccomp daemon holds no capability"
+    );
+    let daemon_pods = operator.pods("daemon");
+    assert_eq!(daemon_pods.len(), 1, "one daemon pod on the one node");
 
     // 1. A profile that allows everything but mkdir/mkdirat (EPERM), installed by the daemon
     //    into the kubelet's seccomp root.
@@ -192,13 +233,108 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
         }
     });
 
-    assert!(
-        manager.running() && daemon.running(),
-        "an operator process exited; {}",
-        logs()
-    );
     k.ok(&["-n", NS, "delete", "pod", "unconfined", "--wait=false"], None);
-    manager.kill();
-    daemon.kill();
+
+    // 6. A SPOD change rolls the DaemonSet: verbosity 1 is a new template (debug logs);
+    //    the SPOD says Updating, then Running once the new pod is available.
+    let generation = ds["metadata"]["generation"].as_i64().expect("generation");
+    k.patch_spod(OPERATOR_NS, r#"{"spec":{"verbosity":1}}"#, T);
+    let rolled = eventually("the DaemonSet rolled with debug logs", T, || {
+        let ds = k.get_in(OPERATOR_NS, "daemonset", "spod").ok_or("gone")?;
+        let env = ds["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+        let status = &ds["status"];
+        let done = ds["metadata"]["generation"].as_i64() > Some(generation)
+            && env.contains("debug")
+            && status["updatedNumberScheduled"] == 1
+            && status["numberAvailable"] == 1
+            && status["observedGeneration"] == ds["metadata"]["generation"];
+        if done { Ok(ds) } else { Err(format!("{status}")) }
+    });
+    eventually("the SPOD Running again after the roll", T, || {
+        let spod = k.get_in(OPERATOR_NS, "spod", "spod").ok_or("gone")?;
+        let observed = spod["status"]["conditions"][0]["observedGeneration"].clone();
+        if spod["status"]["state"] == "Running" && observed == spod["metadata"]["generation"] {
+            Ok(())
+        } else {
+            Err(format!("{}", spod["status"]))
+        }
+    });
+    let saw_updating = k
+        .run(&["-n", OPERATOR_NS, "logs", "deployment/spo-manager"], None)
+        .stdout
+        .contains("Updating");
+    assert!(saw_updating, "the manager never reported Updating; {}", logs());
+    let new_pod = operator.pods("daemon");
+    assert_eq!(new_pod.len(), 1);
+    assert_ne!(
+        new_pod[0]["metadata"]["name"], daemon_pods[0]["metadata"]["name"],
+        "the DaemonSet {} did not replace its pod",
+        rolled["metadata"]["name"]
+    );
+
+    // 7. Faults: the daemon pod killed, then the manager pod, each with a profile created
+    //    while it is gone: a new pod takes over, the profile is installed, nothing is left.
+    for (component, profile) in [
+        ("daemon", "e2e-after-daemon-kill"),
+        ("manager", "e2e-after-manager-kill"),
+    ] {
+        let victim = operator.pods(component)[0]["metadata"]["name"]
+            .as_str()
+            .expect("pod name")
+            .to_owned();
+        k.ok(
+            &[
+                "-n",
+                OPERATOR_NS,
+                "delete",
+                "pod",
+                &victim,
+                "--grace-period=0",
+                "--force",
+                "--wait=false",
+            ],
+            None,
+        );
+        k.ok(
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {{name: {profile}}}\nspec: {{defaultAction: SCMP_ACT_LOG}}\n"
+            )),
+        );
+        let file = node.seccomp_root().join(format!("operator/{profile}.json"));
+        eventually(
+            &format!("{profile} Installed after the {component} pod was killed"),
+            T,
+            || {
+                let sp = k.get("sp", profile).ok_or("gone")?;
+                let replaced = operator
+                    .pods(component)
+                    .iter()
+                    .any(|p| p["metadata"]["name"] != victim.as_str());
+                if sp["status"]["status"] == "Installed" && file.exists() && replaced {
+                    Ok(())
+                } else {
+                    Err(format!("{} replaced={replaced}; {}", sp["status"], logs()))
+                }
+            },
+        );
+        k.ok(&["delete", "sp", profile, "--wait=true", "--timeout=60s"], None);
+        eventually(&format!("{} removed", file.display()), T, || {
+            if file.exists() {
+                Err("still there".to_owned())
+            } else {
+                Ok(())
+            }
+        });
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(node.seccomp_root().join("operator"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "profile files left behind: {leftovers:?}");
+    drop(operator);
+    assert!(
+        k.get_in(OPERATOR_NS, "daemonset", "spod").is_none(),
+        "the node DaemonSet outlived the operator's removal"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -115,6 +115,7 @@ fn records_of_real_pods_are_enriched_counted_written_as_json_and_resumed_after_a
         Some(&format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {NS}\n")),
     );
     k.ok(&["-n", NS, "delete", "pods", "--all", "--wait=true"], None);
+    k.wait_default_service_account(NS);
     let profile = node.seccomp_root().join(PROFILE);
     std::fs::create_dir_all(profile.parent().expect("parent")).expect("profile dir");
     std::fs::write(&profile, LOGGING_PROFILE).expect("profile");

@@ -52,7 +52,6 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         "ServiceAccount",
         "ClusterRole",
         "Deployment",
-        "DaemonSet",
     ] {
         assert!(
             rendered.contains(&format!("kind: {kind}")),
@@ -82,31 +81,27 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
     );
     assert!(dry.ok, "dry run rejected deploy/:\n{}{}", dry.stdout, dry.stderr);
 
-    // For real (there is no controller-manager: the Deployment and DaemonSet start nothing).
+    // For real (there is no controller-manager: the Deployment starts nothing).
     k.ok(&["apply", "--server-side", "-f", "-"], Some(&rendered));
-    let daemon_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-daemon", "-o", "json"]);
-    let sc = &daemon_ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
-    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{sc}");
     assert!(
-        sc["capabilities"].get("add").is_none(),
-        "the daemon needs no capability: {sc}"
+        !rendered.contains("kind: DaemonSet"),
+        "node DaemonSets are the manager's to render from the SPOD"
     );
-    assert_eq!(sc["allowPrivilegeEscalation"], false);
-    let volumes = &daemon_ds["spec"]["template"]["spec"]["volumes"];
-    assert_eq!(volumes.as_array().map(Vec::len), Some(1), "{volumes}");
-    assert_eq!(volumes[0]["hostPath"]["path"], "/var/lib/kubelet/seccomp");
-
     let tmp = tempfile::tempdir().expect("tempdir");
     let bin = operator_binary();
     let mut procs = Vec::new();
     for (sa, args) in [
         (
             "spo-manager",
-            ["manager"]
-                .iter()
-                .chain(spo_e2e::FAST_LEASE)
-                .map(|s| (*s).to_owned())
-                .collect::<Vec<_>>(),
+            [
+                "manager",
+                "--node-daemonsets",
+                "--node-image=localhost/spo-rs/spo-operator:latest",
+            ]
+            .iter()
+            .chain(spo_e2e::FAST_LEASE)
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<_>>(),
         ),
         (
             "spo-daemon",
@@ -171,16 +166,42 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         let gone = !k.run(&["get", "sp", "e2e-rbac"], None).ok && !file.exists();
         if gone { Ok(()) } else { Err("still there".into()) }
     });
-    for p in &mut procs {
-        assert!(p.running(), "{} exited; see {}", p.name, tmp.path().display());
-    }
-    let logs: String = ["spo-manager", "spo-daemon"]
-        .iter()
-        .map(|sa| std::fs::read_to_string(tmp.path().join(format!("{sa}.log"))).unwrap_or_default())
-        .collect();
-    assert!(!logs.contains("forbidden"), "a request was forbidden by RBAC:\n{logs}");
-    drop(procs);
-    k.ok(&["delete", "node", NODE], None);
+    // The manager rendered the daemon's DaemonSet from the SPOD with its ServiceAccount's
+    // rights: no capability, the one hostPath; the SPOD says Creating (no controller-manager
+    // here fills the DaemonSet's status).
+    let daemon_ds = eventually("DaemonSet spod rendered by the manager", T, || {
+        k.get_in(NS, "daemonset", "spod").ok_or_else(|| "not yet".to_owned())
+    });
+    let sc = &daemon_ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{sc}");
+    assert!(
+        sc["capabilities"].get("add").is_none(),
+        "the daemon needs no capability: {sc}"
+    );
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    let volumes = &daemon_ds["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(volumes.as_array().map(Vec::len), Some(1), "{volumes}");
+    assert_eq!(volumes[0]["hostPath"]["path"], "/var/lib/kubelet/seccomp");
+    let spod_state = |want: &str| {
+        eventually(&format!("SPOD state {want}"), T, || {
+            let spod = k.get_in(NS, "spod", "spod").ok_or("no SPOD")?;
+            if spod["status"]["state"] == want {
+                Ok(spod)
+            } else {
+                Err(spod["status"].to_string())
+            }
+        })
+    };
+    spod_state("Creating");
+    // The recorder switched on before its component is deployed: an Error naming it.
+    k.patch_spod(NS, r#"{"spec":{"enricher":{"enableBpfRecorder":true}}}"#, T);
+    let spod = spod_state("Error");
+    let message = spod["status"]["conditions"][0]["message"].to_string();
+    assert!(
+        message.contains("spo-recorder") && message.contains("deploy/components/recorder"),
+        "{message}"
+    );
+    assert!(k.get_in(NS, "daemonset", "spod-recorder").is_none());
 
     // Every kind and the eBPF recorder (deploy/overlays/all-kinds): accepted by the server,
     // and the recorder's ServiceAccount may do what it does and nothing else of note.
@@ -203,7 +224,18 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
     };
     let all = overlay("all-kinds");
     k.ok(&["apply", "--server-side", "-f", "-"], Some(&all));
-    let recorder_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-recorder", "-o", "json"]);
+    // Every node part on in the SPOD: the manager renders them now that their
+    // ServiceAccounts exist.
+    k.patch_spod(
+        NS,
+        r#"{"spec":{"enableAppArmor":true,"selinux":{"enable":true},"enricher":{"enableBpfRecorder":true,"enableJsonEnricher":true}}}"#,
+        T,
+    );
+    spod_state("Creating");
+    let recorder_ds = eventually("DaemonSet spod-recorder", T, || {
+        k.get_in(NS, "daemonset", "spod-recorder")
+            .ok_or_else(|| "not yet".to_owned())
+    });
     let sc = &recorder_ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{sc}");
     assert_eq!(sc["capabilities"]["add"], serde_json::json!(["BPF", "PERFMON"]), "{sc}");
@@ -259,7 +291,34 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
 
     // The enricher: reads pods and its SPOD, writes recorded profiles and Events (the log
     // recorder); four capabilities.
-    let enricher_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-enricher", "-o", "json"]);
+    let enricher_ds = eventually("DaemonSet spod-enricher", T, || {
+        k.get_in(NS, "daemonset", "spod-enricher")
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    // The daemon with both LSM kinds: their mounts, and CAP_MAC_ADMIN for AppArmor only.
+    let daemon_ds = eventually("DaemonSet spod with every kind", T, || {
+        let ds = k.get_in(NS, "daemonset", "spod").ok_or("gone")?;
+        let args = ds["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        if args.contains("--kinds=seccomp,selinux,rawselinux,apparmor") {
+            Ok(ds)
+        } else {
+            Err(args)
+        }
+    });
+    let daemon = &daemon_ds["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        daemon["securityContext"]["capabilities"]["add"],
+        serde_json::json!(["MAC_ADMIN"])
+    );
+    let mounts = daemon["volumeMounts"].to_string();
+    for path in [
+        "/etc/selinux",
+        "/var/lib/selinux",
+        "/sys/fs/selinux",
+        "/sys/kernel/security",
+    ] {
+        assert!(mounts.contains(path), "{path} not mounted: {mounts}");
+    }
     let spec = &enricher_ds["spec"]["template"]["spec"];
     let sc = &spec["containers"][0]["securityContext"];
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{sc}");
@@ -326,23 +385,11 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
     // component names, by name, and the trust ConfigMap read-only; no other secret.
     let oci = overlay("oci");
     k.ok(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&oci));
-    let daemon_ds: Value = k.json(&["-n", NS, "get", "daemonset", "spo-daemon", "-o", "json"]);
-    let container = &daemon_ds["spec"]["template"]["spec"]["containers"][0];
+    let manager: Value = k.json(&["-n", NS, "get", "deployment", "spo-manager", "-o", "json"]);
+    let args = manager["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(
-        container["args"]
-            .as_array()
-            .expect("args")
-            .iter()
-            .any(|a| a == "--oci-verify-key=/etc/spo/oci/cosign.pub"),
-        "{container}"
-    );
-    assert!(
-        container["volumeMounts"]
-            .as_array()
-            .expect("mounts")
-            .iter()
-            .any(|m| m["mountPath"] == "/etc/spo/oci" && m["readOnly"] == true),
-        "{container}"
+        args.contains("--node-oci-trust=spo-oci-trust"),
+        "the manager does not render the daemon with the signing key: {args}"
     );
     let can = |verb: &str, what: &str, ns: Option<&str>| can_as(&k, "spo-daemon", verb, what, ns);
     assert!(
@@ -360,4 +407,24 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
             "the daemon may {verb} {what}, which it never needs"
         );
     }
+
+    // The recorder switched off: its DaemonSet goes.
+    k.patch_spod(NS, r#"{"spec":{"enricher":{"enableBpfRecorder":false}}}"#, T);
+    eventually("DaemonSet spod-recorder deleted", T, || {
+        if k.get_in(NS, "daemonset", "spod-recorder").is_none() {
+            Ok(())
+        } else {
+            Err("still there".to_owned())
+        }
+    });
+    for p in &mut procs {
+        assert!(p.running(), "{} exited; see {}", p.name, tmp.path().display());
+    }
+    let logs: String = ["spo-manager", "spo-daemon"]
+        .iter()
+        .map(|sa| std::fs::read_to_string(tmp.path().join(format!("{sa}.log"))).unwrap_or_default())
+        .collect();
+    assert!(!logs.contains("forbidden"), "a request was forbidden by RBAC:\n{logs}");
+    drop(procs);
+    k.ok(&["delete", "node", NODE], None);
 }

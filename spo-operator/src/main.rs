@@ -197,7 +197,49 @@ enum Command {
         /// Seconds between renewals (and between a standby's looks at the lease).
         #[arg(long, default_value_t = 2)]
         retry_period: u64,
+        #[command(flatten)]
+        nodes: Box<NodeArgs>,
     },
+}
+
+/// How the manager deploys the node pods (`--node-daemonsets`).
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// Render the node DaemonSets (`spod`, `spod-recorder`, `spod-enricher`) from the SPOD and
+    /// report their rollout in its status, as upstream's manager does.
+    #[arg(long)]
+    node_daemonsets: bool,
+    /// The image of the node pods (default: the manager's own, read from its pod POD_NAME).
+    #[arg(long)]
+    node_image: Option<String>,
+    /// The node pods' image pull policy (default: the manager's own).
+    #[arg(long)]
+    node_image_pull_policy: Option<String>,
+    /// The kubelet's root directory on the nodes.
+    #[arg(long, default_value = "/var/lib/kubelet")]
+    node_kubelet_dir: String,
+    /// Run node pods in the host network (clusters without a pod network).
+    #[arg(long)]
+    node_host_network: bool,
+    /// NAME=VALUE added to every node container's environment (repeatable), such as the
+    /// apiserver's address where there is no service network.
+    #[arg(long, value_parser = parse_env)]
+    node_env: Vec<(String, String)>,
+    /// The ConfigMap (in the operator's namespace) whose `cosign.pub` the daemon checks
+    /// `oci://` base profiles with (deploy/components/oci).
+    #[arg(long)]
+    node_oci_trust: Option<String>,
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not NAME=VALUE"))?;
+    let valid = !k.is_empty()
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !k.starts_with(|c: char| c.is_ascii_digit());
+    if !valid {
+        return Err(format!("{k:?} is not an environment variable name"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
 }
 
 /// Who issues the webhook's certificates.
@@ -506,12 +548,27 @@ async fn main() -> anyhow::Result<()> {
             lease_duration,
             renew_deadline,
             retry_period,
+            nodes,
         } => {
+            let node_sets = nodes.node_daemonsets.then(|| manager::nodeset::NodeSetConfig {
+                namespace: namespace.clone(),
+                spod_name: spod_name.clone(),
+                shape: manager::nodeset::NodeShape {
+                    image: nodes.node_image.clone(),
+                    pull_policy: nodes.node_image_pull_policy.clone(),
+                    kubelet_dir: nodes.node_kubelet_dir.clone(),
+                    host_network: nodes.node_host_network,
+                    env: nodes.node_env.clone(),
+                    oci_trust: nodes.node_oci_trust.clone(),
+                },
+                own_pod: std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()),
+            });
             let config = ManagerConfig {
                 namespace: namespace.clone(),
                 spod_name,
                 create_default_spod: !no_default_spod,
                 concurrency,
+                node_sets,
             };
             if leader_elect {
                 let lease = LeaseConfig {

@@ -19,6 +19,7 @@
 pub mod bindings;
 pub mod decide;
 pub mod index;
+pub mod nodeset;
 pub mod recordings;
 
 use std::collections::{BTreeSet, HashMap};
@@ -66,6 +67,8 @@ pub struct ManagerConfig {
     pub create_default_spod: bool,
     /// How many profiles are reconciled at once (per kind).
     pub concurrency: u16,
+    /// Render the node DaemonSets from the SPOD (`None`: they are deployed some other way).
+    pub node_sets: Option<nodeset::NodeSetConfig>,
 }
 
 /// What the manager's watches feed and its reconciles read.
@@ -285,6 +288,9 @@ pub async fn run(
         tasks.spawn(create_default_spod(client.clone(), config.clone()));
     }
     tasks.spawn(log_enricher_profile(client.clone(), config.clone()));
+    if let Some(node_sets) = config.node_sets.clone() {
+        tasks.spawn(nodeset::run(client.clone(), node_sets, Duration::from_secs(30)));
+    }
     let state = Arc::new(Mutex::new(ManagerState::default()));
     let (synced_tx, mut synced_rx) = tokio::sync::watch::channel(0u8);
     let synced_tx = Arc::new(synced_tx);
