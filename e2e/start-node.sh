@@ -235,9 +235,15 @@ done
 if grep -E "^\s*(address|socket_path|path|root_path) = '/(run|var|opt|etc)/" "$node/containerd/effective.toml" | grep -v "^\s*#" >"$node/log/containerd-host-paths.log"; then
   die "containerd config: host paths in use: $(cat "$node/log/containerd-host-paths.log")"
 fi
-# The shim is found on PATH; runc by its absolute path above.
-PATH="$ctrd:$PATH" nsenter --target "$ns_pid" --mount -- "$ctrd/containerd" --config "$node/containerd/config.toml" --log-level warn \
-  </dev/null >"$node/log/containerd.log" 2>&1 &
+# Each long-running node part starts from a script of its own, so e2e/node/restart.sh can
+# start it again the same way (a kubelet or containerd restart is one of the faults tested).
+cat >"$node/run-containerd.sh" <<EOF
+#!/usr/bin/env bash
+# Written by e2e/start-node.sh: this node's containerd, in the node's mount namespace.
+PATH="$ctrd:\$PATH" exec nsenter --target "$ns_pid" --mount -- "$ctrd/containerd" --config "$node/containerd/config.toml" --log-level warn
+EOF
+chmod +x "$node/run-containerd.sh"
+"$node/run-containerd.sh" </dev/null >"$node/log/containerd.log" 2>&1 &
 echo $! >"$node/containerd.pid"
 ctrd_pid=$!
 ctr() { in_ns "$ctrd/ctr" --address "$ctrd_sock" --namespace k8s.io "$@"; }
@@ -312,11 +318,16 @@ evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available:
 nodeStatusReportFrequency: 10s
 serializeImagePulls: false
 EOF
-SPO_E2E_CONTAINER_LOGS_DIR="$node/container-logs" nsenter --target "$ns_pid" --mount -- "$kube" kubelet \
-  --config="$node/kubelet-config.yaml" --kubeconfig="$kubeconfig" \
-  --root-dir="$node/kubelet" --cert-dir="$node/kubelet/pki" \
-  --hostname-override=localhost --v="${SPO_E2E_KUBELET_V:-2}" \
-  </dev/null >"$node/log/kubelet.log" 2>&1 &
+cat >"$node/run-kubelet.sh" <<EOF
+#!/usr/bin/env bash
+# Written by e2e/start-node.sh: this node's kubelet, in the node's mount namespace.
+SPO_E2E_CONTAINER_LOGS_DIR="$node/container-logs" exec nsenter --target "$ns_pid" --mount -- "$kube" kubelet \\
+  --config="$node/kubelet-config.yaml" --kubeconfig="$kubeconfig" \\
+  --root-dir="$node/kubelet" --cert-dir="$node/kubelet/pki" \\
+  --hostname-override=localhost --v="${SPO_E2E_KUBELET_V:-2}"
+EOF
+chmod +x "$node/run-kubelet.sh"
+"$node/run-kubelet.sh" </dev/null >"$node/log/kubelet.log" 2>&1 &
 echo $! >"$node/kubelet.pid"
 kubelet_pid=$!
 

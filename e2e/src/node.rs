@@ -243,7 +243,29 @@ impl Node {
         })
     }
 
-    /// Builds the operator's image from the release binary the tests use
+    /// Restarts `part` (`kubelet` or `containerd`) of the node (e2e/node/restart.sh) and
+    /// returns when it answers again.
+    pub fn restart(&self, part: &str) {
+        let state = self
+            .kubelet_dir
+            .parent()
+            .and_then(Path::parent)
+            .expect("the kubelet directory is STATE_DIR/node/kubelet");
+        let out = std::process::Command::new(crate::repo_root().join("e2e/node/restart.sh"))
+            .arg(state)
+            .arg(part)
+            .output()
+            .expect("running e2e/node/restart.sh");
+        assert!(
+            out.status.success(),
+            "e2e/node/restart.sh {part} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+    }
+
+    /// Builds the operator's image from the operator binary the tests use
     /// (deploy/image/build.sh, into `dir`) and imports it into the node's containerd as
     /// [`OPERATOR_IMAGE`].
     pub fn import_operator_image(&self, dir: &Path) {

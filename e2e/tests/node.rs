@@ -272,16 +272,24 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
         rolled["metadata"]["name"]
     );
 
-    // 7. Faults: the daemon pod killed, then the manager pod, each with a profile created
-    //    while it is gone: a new pod takes over, the profile is installed, nothing is left.
-    for (component, profile) in [
-        ("daemon", "e2e-after-daemon-kill"),
-        ("manager", "e2e-after-manager-kill"),
-    ] {
+    // 7. Faults: the daemon pod killed, then the manager pod, each in the middle of a burst
+    //    of 10 new profiles: a new pod takes over, every profile is installed with its file
+    //    on the node, and deleting them leaves no file behind.
+    for component in ["daemon", "manager"] {
         let victim = operator.pods(component)[0]["metadata"]["name"]
             .as_str()
             .expect("pod name")
             .to_owned();
+        let names: Vec<String> = (0..10).map(|i| format!("e2e-burst-{component}-{i}")).collect();
+        let burst: Vec<String> = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {{name: {n}}}\nspec: {{defaultAction: SCMP_ACT_LOG}}\n"
+                )
+            })
+            .collect();
+        k.ok(&["apply", "-f", "-"], Some(&burst[..5].join("---\n")));
         k.ok(
             &[
                 "-n",
@@ -295,30 +303,89 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
             ],
             None,
         );
-        k.ok(
-            &["apply", "-f", "-"],
-            Some(&format!(
-                "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {{name: {profile}}}\nspec: {{defaultAction: SCMP_ACT_LOG}}\n"
-            )),
-        );
-        let file = node.seccomp_root().join(format!("operator/{profile}.json"));
+        k.ok(&["apply", "-f", "-"], Some(&burst[5..].join("---\n")));
         eventually(
-            &format!("{profile} Installed after the {component} pod was killed"),
+            &format!("the burst Installed after the {component} pod was killed"),
             T,
             || {
-                let sp = k.get("sp", profile).ok_or("gone")?;
                 let replaced = operator
                     .pods(component)
                     .iter()
                     .any(|p| p["metadata"]["name"] != victim.as_str());
-                if sp["status"]["status"] == "Installed" && file.exists() && replaced {
+                let waiting: Vec<&String> = names
+                    .iter()
+                    .filter(|n| {
+                        let file = node.seccomp_root().join(format!("operator/{n}.json"));
+                        k.get("sp", n).is_none_or(|sp| sp["status"]["status"] != "Installed") || !file.exists()
+                    })
+                    .collect();
+                if replaced && waiting.is_empty() {
                     Ok(())
                 } else {
-                    Err(format!("{} replaced={replaced}; {}", sp["status"], logs()))
+                    Err(format!("replaced={replaced}, not installed: {waiting:?}; {}", logs()))
                 }
             },
         );
-        k.ok(&["delete", "sp", profile, "--wait=true", "--timeout=60s"], None);
+        let mut args = vec!["delete", "sp", "--wait=true", "--timeout=60s"];
+        args.extend(names.iter().map(String::as_str));
+        k.ok(&args, None);
+        eventually(&format!("the {component} burst's files removed"), T, || {
+            let left: Vec<&String> = names
+                .iter()
+                .filter(|n| node.seccomp_root().join(format!("operator/{n}.json")).exists())
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{left:?}"))
+            }
+        });
+    }
+    // 8. The kubelet restarted, then containerd: the daemon pod lives on (its container
+    //    outlives both), a profile created right after is installed and confines a new pod.
+    for part in ["kubelet", "containerd"] {
+        let daemon_before = operator.pods("daemon")[0]["metadata"]["uid"].clone();
+        node.restart(part);
+        let profile = format!("e2e-after-{part}-restart");
+        k.ok(
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {{name: {profile}}}\nspec:\n  defaultAction: SCMP_ACT_ALLOW\n  syscalls:\n  - {{names: [mkdir, mkdirat], action: SCMP_ACT_ERRNO, errnoRet: 1}}\n"
+            )),
+        );
+        eventually(&format!("{profile} Installed"), T, || {
+            let sp = k.get("sp", &profile).ok_or("gone")?;
+            if sp["status"]["status"] == "Installed" {
+                Ok(())
+            } else {
+                Err(format!("{}; {}", sp["status"], logs()))
+            }
+        });
+        let pod = format!("confined-after-{part}");
+        k.ok(
+            &["apply", "-f", "-"],
+            Some(&busybox_pod(
+                NS,
+                &pod,
+                &script(false),
+                Some(&format!("operator/{profile}.json")),
+            )),
+        );
+        node.wait_pod_phase(NS, &pod, &["Succeeded"], T)
+            .unwrap_or_else(|e| panic!("{e}; {}", logs()));
+        let out = node.pod_logs(NS, &pod, "c").unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.contains("MKDIR-FAILED") && out.contains("Seccomp:\t2"),
+            "after the {part} restart:\n{out}"
+        );
+        assert_eq!(
+            operator.pods("daemon")[0]["metadata"]["uid"],
+            daemon_before,
+            "the daemon pod was replaced by a {part} restart"
+        );
+        k.ok(&["-n", NS, "delete", "pod", &pod, "--wait=true", "--timeout=60s"], None);
+        k.ok(&["delete", "sp", &profile, "--wait=true", "--timeout=60s"], None);
+        let file = node.seccomp_root().join(format!("operator/{profile}.json"));
         eventually(&format!("{} removed", file.display()), T, || {
             if file.exists() {
                 Err("still there".to_owned())
