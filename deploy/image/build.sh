@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Build the operator's container image as an OCI image-layout tarball, without a container
-# engine: the release `spo-operator` binary (stripped), the shared libraries it links
-# (found with ldd), and a minimal /etc; nothing else (no shell, no package manager).
+# engine: the release `spo-operator` binary (stripped), the tools the SELinux and AppArmor
+# kinds run on nodes (semodule, secilc, load_policy, setfiles, sefcontext_compile,
+# apparmor_parser, from this machine's Debian packages), the shared libraries all of them
+# link (found with ldd), and a minimal /etc; nothing else (no shell, no package manager).
 #
-#   deploy/image/build.sh [--name REF] [--out FILE.tar] [--binary PATH]
+#   deploy/image/build.sh [--name REF] [--out FILE.tar] [--binary PATH] [--without-lsm-tools]
 #
 #   --name    the image reference (default localhost/spo-rs/spo-operator:latest, the name
 #             deploy/ uses)
 #   --out     where the tarball goes (default $CARGO_TARGET_DIR/image/spo-operator.tar)
 #   --binary  an already built spo-operator (default: cargo build --release --locked)
+#   --without-lsm-tools  leave the SELinux and AppArmor tools out (a seccomp-only image)
 #
 # The same binary gives the same image digest (e2e/node/oci-image.sh: sorted entries,
 # mtime 0, owner root, gzip without a name or time). Load it with
@@ -20,12 +23,13 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}"
-name="localhost/spo-rs/spo-operator:latest" out="$target/image/spo-operator.tar" binary=""
+name="localhost/spo-rs/spo-operator:latest" out="$target/image/spo-operator.tar" binary="" lsm_tools=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --name) name="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --binary) binary="$2"; shift 2 ;;
+    --without-lsm-tools) lsm_tools=0; shift ;;
     *) echo "deploy/image/build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -44,12 +48,25 @@ mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$root/var/lib/kubelet"
 chmod 1777 "$root/tmp"
 strip --strip-all -o "$root/usr/local/bin/spo-operator" "$binary"
 
-# The shared libraries, each at the path the dynamic loader looks for it.
-ldd "$binary" | awk '/=> \//{print $3} /^\s*\/[^ ]*ld-linux/{print $1}' | sort -u | while read -r lib; do
+# The tools the SELinux and AppArmor kinds run (found by the daemon at these paths).
+tools=()
+if [ "$lsm_tools" = 1 ]; then
+  for t in /usr/sbin/semodule /usr/bin/secilc /usr/sbin/load_policy /usr/sbin/setfiles \
+           /usr/sbin/sefcontext_compile /usr/sbin/apparmor_parser; do
+    [ -x "$t" ] || { echo "deploy/image/build.sh: $t not found (scripts/setup installs it; or --without-lsm-tools)" >&2; exit 1; }
+    mkdir -p "$root$(dirname "$t")"
+    cp -L "$t" "$root$t"
+    tools+=("$t")
+  done
+fi
+
+# The shared libraries of the binary and the tools, each at the path the dynamic loader
+# looks for it.
+ldd "$binary" "${tools[@]}" | awk '/=> \//{print $3} /^\s*\/[^ ]*ld-linux/{print $1}' | sort -u | while read -r lib; do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
-# The loader is also found through /lib64 on x86-64 Debian; keep the path the binary names.
+# The loader, at the path the binary names.
 interp="$(readelf -l "$binary" 2>/dev/null | sed -n 's/.*Requesting program interpreter: \(.*\)]/\1/p')"
 if [ -n "$interp" ] && [ ! -e "$root$interp" ]; then
   mkdir -p "$root$(dirname "$interp")"
@@ -63,7 +80,7 @@ printf 'root:x:0:\nnonroot:x:65532:\n' >"$root/etc/group"
 
 "$repo/e2e/node/oci-image.sh" --name "$name" --rootfs "$root" --out "$out" \
   --entrypoint '["/usr/local/bin/spo-operator"]' --user 65532:65532 \
-  --env '["PATH=/usr/local/bin"]'
+  --env '["PATH=/usr/local/bin:/usr/sbin:/usr/bin"]'
 size_kib=$(( $(stat -c %s "$out") / 1024 ))
 unpacked_kib=$(du -sk "$root" | cut -f1)
 echo "image $name: $out (${size_kib} KiB compressed, ${unpacked_kib} KiB unpacked)"

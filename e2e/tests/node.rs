@@ -36,6 +36,66 @@ fn script(stay: bool) -> String {
     )
 }
 
+/// A minimal complete CIL policy (one of everything a policy needs), for secilc.
+const MIN_CIL: &str = "(class CLASS (PERM))\n(classorder (CLASS))\n(sid SID)\n(sidorder (SID))\n(user USER)\n(role ROLE)\n(type TYPE)\n(category CAT)\n(categoryorder (CAT))\n(sensitivity SENS)\n(sensitivityorder (SENS))\n(sensitivitycategory SENS (CAT))\n(allow TYPE self (CLASS (PERM)))\n(roletype ROLE TYPE)\n(userrole USER ROLE)\n(userlevel USER (SENS))\n(userrange USER ((SENS)(SENS (CAT))))\n(sidcontext SID (USER ROLE TYPE ((SENS)(SENS))))\n";
+
+/// The tools the SELinux and AppArmor kinds run on nodes work inside the operator's image
+/// (its libraries complete): apparmor_parser compiles a profile, secilc a policy, semodule
+/// starts. This kernel has neither LSM, so loading is not tried here.
+fn image_tools_run(node: &Node, k: &Kubectl) {
+    let config_map = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "image-tools", "namespace": NS},
+        "data": {
+            "check.aa": "profile spo-image-check /usr/bin/true {\n  /etc/hostname r,\n}\n",
+            "min.cil": MIN_CIL,
+        },
+    });
+    k.ok(&["apply", "-f", "-"], Some(&config_map.to_string()));
+    let container = |name: &str, command: &[&str]| {
+        serde_json::json!({
+            "name": name, "image": spo_e2e::node::OPERATOR_IMAGE, "imagePullPolicy": "Never",
+            "command": command,
+            "volumeMounts": [{"name": "cfg", "mountPath": "/cfg", "readOnly": true}],
+        })
+    };
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "image-tools", "namespace": NS},
+        "spec": {
+            "hostNetwork": true, "restartPolicy": "Never", "automountServiceAccountToken": false,
+            "containers": [
+                container("apparmor-parser", &["/usr/sbin/apparmor_parser", "-Q", "-K", "--skip-cache", "/cfg/check.aa"]),
+                container("secilc", &["/usr/bin/secilc", "-o", "/tmp/policy", "-f", "/tmp/file_contexts", "/cfg/min.cil"]),
+                container("semodule", &["/usr/sbin/semodule", "-h"]),
+            ],
+            "volumes": [{"name": "cfg", "configMap": {"name": "image-tools"}}],
+        },
+    });
+    k.ok(
+        &[
+            "-n",
+            NS,
+            "delete",
+            "pod",
+            "image-tools",
+            "--ignore-not-found",
+            "--wait=true",
+        ],
+        None,
+    );
+    k.ok(&["apply", "-f", "-"], Some(&pod.to_string()));
+    if let Err(e) = node.wait_pod_phase(NS, "image-tools", &["Succeeded"], T) {
+        let logs: String = ["apparmor-parser", "secilc", "semodule"]
+            .iter()
+            .map(|c| format!("--- {c}: {}", node.pod_logs(NS, "image-tools", c).unwrap_or_default()))
+            .collect();
+        panic!("the image's tools failed: {e}\n{logs}");
+    }
+    k.ok(&["-n", NS, "delete", "pod", "image-tools", "--wait=false"], None);
+    k.ok(&["-n", NS, "delete", "configmap", "image-tools"], None);
+}
+
 /// The operator pods' logs (for failure messages).
 fn operator_logs(k: &Kubectl) -> String {
     ["deployment/spo-manager", "daemonset/spod"]
@@ -89,6 +149,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
 
     // The operator from its image and manifests.
     node.import_operator_image(&dir);
+    image_tools_run(&node, &k);
     let operator = node.deploy_operator(&dir);
     let logs = || operator_logs(&k);
     let spod = eventually("the SPOD Running with the daemon's DaemonSet rendered", T, || {
