@@ -405,45 +405,17 @@ impl DeployedOperator {
 
 impl Drop for DeployedOperator {
     fn drop(&mut self) {
-        // The SPOD owns the node DaemonSets; the namespace goes last with everything in it.
+        // The SPOD owns the node DaemonSets; then the manager, then any pod left.
         let k = &self.kubectl;
-        let _ = k.run(
-            &[
-                "-n",
-                OPERATOR_NS,
-                "delete",
-                "spod",
-                "--all",
-                "--wait=true",
-                "--timeout=60s",
-            ],
-            None,
-        );
-        let _ = k.run(
-            &[
-                "-n",
-                OPERATOR_NS,
-                "delete",
-                "daemonsets,deployments",
-                "--all",
-                "--wait=true",
-                "--timeout=60s",
-            ],
-            None,
-        );
-        let _ = k.run(
-            &[
-                "-n",
-                OPERATOR_NS,
-                "delete",
-                "pods",
-                "--all",
-                "--grace-period=1",
-                "--wait=true",
-                "--timeout=60s",
-            ],
-            None,
-        );
+        for what in [
+            &["spod"][..],
+            &["daemonsets,deployments"],
+            &["pods", "--grace-period=1"],
+        ] {
+            let mut args = vec!["-n", OPERATOR_NS, "delete", "--all", "--wait=true", "--timeout=60s"];
+            args.extend_from_slice(what);
+            let _ = k.run(&args, None);
+        }
         // Everything else applied, CRDs excepted (other tests' objects live in them).
         let rendered = k.run(&["kustomize", self.kustomize.to_str().unwrap_or_default()], None);
         let rest: Vec<&str> = rendered
