@@ -330,8 +330,18 @@ fn purge(k: &Kubectl, what: &str) {
     }
 }
 
+/// The `spo-daemon` ClusterRole of rendered manifests.
+fn daemon_role(rendered: &str) -> &str {
+    rendered
+        .split("\n---\n")
+        .find(|doc| doc.contains("kind: ClusterRole\nmetadata:\n  name: spo-daemon\n"))
+        .expect("ClusterRole spo-daemon in the manifests")
+}
+
 /// The manifests with every kind on (`deploy/overlays/all-kinds`: the SELinux and AppArmor
-/// components) pass a server-side dry run, and add their mounts and rights to the daemon only.
+/// components) pass a server-side dry run, and grant the daemon those kinds; the base grants
+/// it SeccompProfiles only. (Their host mounts and CAP_MAC_ADMIN are the manager's to render
+/// from the SPOD: `manager::nodeset` unit tests and e2e/tests/operator_deploy.rs.)
 #[test]
 fn all_kinds_overlay_dry_runs() {
     let Some(kc) = kubeconfig("all_kinds_overlay_dry_runs") else {
@@ -340,21 +350,24 @@ fn all_kinds_overlay_dry_runs() {
     let k = Kubectl::new(kc);
     let overlay = repo_root().join("deploy/overlays/all-kinds");
     let rendered = k.ok(&["kustomize", overlay.to_str().expect("utf-8")], None);
-    for needle in [
-        "--kinds=seccomp,selinux,rawselinux",
-        "--kinds=seccomp,apparmor",
-        "mountPath: /var/lib/selinux",
-        "mountPath: /sys/kernel/security",
-        "- MAC_ADMIN",
-    ] {
-        assert!(rendered.contains(needle), "{needle} missing from the overlay");
+    let all = daemon_role(&rendered);
+    for kind in ["selinuxprofiles", "rawselinuxprofiles", "apparmorprofiles"] {
+        assert!(all.contains(kind), "{kind} not granted to the daemon by the overlay:\n{all}");
     }
     let base = k.ok(
         &["kustomize", repo_root().join("deploy").to_str().expect("utf-8")],
         None,
     );
-    for needle in ["/var/lib/selinux", "/sys/kernel/security", "MAC_ADMIN", "--kinds"] {
-        assert!(!base.contains(needle), "{needle} in the seccomp-only base");
+    let seccomp_only = daemon_role(&base);
+    for kind in ["selinuxprofiles", "apparmorprofiles"] {
+        assert!(
+            !seccomp_only.contains(kind),
+            "{kind} granted to the daemon by the seccomp-only base:\n{seccomp_only}"
+        );
+    }
+    for needle in ["/var/lib/selinux", "/sys/kernel/security", "MAC_ADMIN", "kind: DaemonSet"] {
+        assert!(!base.contains(needle), "{needle} in the base manifests");
+        assert!(!rendered.contains(needle), "{needle} in the overlay (the manager renders it)");
     }
     let crds = repo_root().join("deploy/crds");
     k.ok(&["apply", "--server-side", "-k", crds.to_str().expect("utf-8")], None);

@@ -865,13 +865,29 @@ async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<
         return Ok(Action::await_change());
     }
     debug!(profile = %name, ?plan, "reporting");
-    if plan.add_finalizer {
-        kubeapi::apply_finalizers::<ProfileOf<K>>(&ctx.client, &name, &ctx.field_manager, std::slice::from_ref(&ours))
-            .await?;
-        ctx.remember(&name, &uid, |w| w.finalizer_at = Some(Instant::now()));
-    }
-    if let (true, Some(want), Desired::Status { state, message }) = (plan.apply_status, &want, &desired) {
-        kubeapi::apply_node_status(&ctx.client, &ctx.field_manager, want).await?;
+    let status_to_apply = match (plan.apply_status, &want, &desired) {
+        (true, Some(want), Desired::Status { state, message }) => Some((want, state, message)),
+        _ => None,
+    };
+    // The finalizer and the node status are different objects: written together, so a new
+    // profile's report costs two round trips (finalizer and status object, then its status
+    // subresource), not three.
+    let add_finalizer = async {
+        if plan.add_finalizer {
+            kubeapi::apply_finalizers::<ProfileOf<K>>(&ctx.client, &name, &ctx.field_manager, std::slice::from_ref(&ours))
+                .await?;
+            ctx.remember(&name, &uid, |w| w.finalizer_at = Some(Instant::now()));
+        }
+        Ok::<_, OperatorError>(())
+    };
+    let apply_status = async {
+        if let Some((want, _, _)) = status_to_apply {
+            kubeapi::apply_node_status(&ctx.client, &ctx.field_manager, want).await?;
+        }
+        Ok::<_, OperatorError>(())
+    };
+    tokio::try_join!(add_finalizer, apply_status)?;
+    if let Some((_, state, message)) = status_to_apply {
         ctx.remember(&name, &uid, |w| {
             w.status = Some((*state, message.clone(), Instant::now()));
         });

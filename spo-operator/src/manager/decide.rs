@@ -3,6 +3,7 @@
 //! status type ([`KindStatus`]): seccomp adds `localhostProfile`, the SELinux kinds `usage`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use spo_model::ProfileState;
 use spo_model::apparmor::AppArmorProfileStatus;
@@ -108,7 +109,15 @@ pub struct ProfileView<'a, S> {
     pub finalizers: &'a [String],
     /// The current `status`.
     pub status: Option<&'a S>,
+    /// How long ago it was created (`None`: unknown, as if long ago).
+    pub age: Option<Duration>,
 }
+
+/// How long a new profile may go without a status while no node has reported on it: the
+/// manager does not write `Pending` for it before then (a node's first report usually comes
+/// sooner, and saves the write; in a burst of 1,000 profiles that is 1,000 of about 6,000
+/// API writes).
+pub const QUIET_WHILE_NEW: Duration = Duration::from_secs(10);
 
 /// What the manager does for one profile.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,6 +130,9 @@ pub struct ManagerPlan<S> {
     pub drop_finalizers: Vec<String>,
     /// Node statuses of nodes that no longer exist, to delete (by name).
     pub delete_node_statuses: Vec<String>,
+    /// Look again after this long (a new profile's `Pending`, held back for
+    /// [`QUIET_WHILE_NEW`]).
+    pub recheck_after: Option<Duration>,
 }
 
 impl<S> Default for ManagerPlan<S> {
@@ -130,6 +142,7 @@ impl<S> Default for ManagerPlan<S> {
             in_use_finalizer: None,
             drop_finalizers: Vec::new(),
             delete_node_statuses: Vec::new(),
+            recheck_after: None,
         }
     }
 }
@@ -141,6 +154,7 @@ impl<S> ManagerPlan<S> {
             && self.in_use_finalizer.is_none()
             && self.drop_finalizers.is_empty()
             && self.delete_node_statuses.is_empty()
+            && self.recheck_after.is_none()
     }
 }
 
@@ -159,6 +173,8 @@ pub fn finalizer_node(finalizer: &str) -> Option<&str> {
 ///   `observedGeneration` is the profile's `metadata.generation`, so a spec change rewrites
 ///   the condition.
 /// - The kind's own fields ([`KindStatus::desired`]); `activeWorkloads`: the pods, sorted.
+/// - No status at all for a profile younger than [`QUIET_WHILE_NEW`] that has none and no
+///   node report yet; it is looked at again when that time is up ([`ManagerPlan::recheck_after`]).
 /// - `in-use-by-active-pods` is held while pods use the profile (never added once it is
 ///   being deleted: the apiserver forbids new finalizers then).
 /// - Finalizers and node statuses of nodes that no longer exist are dropped, so a profile
@@ -215,7 +231,16 @@ pub fn plan_profile<S: KindStatus>(
         },
     };
     let desired = S::desired(view.kind, view.name, view.status, common);
-    if view.status != Some(&desired) {
+    // A new profile no node has reported on yet gets no status of its own for a while: the
+    // first report usually comes sooner and makes `Pending` a write nobody reads.
+    let quiet_for = view
+        .age
+        .filter(|_| state == ProfileState::Pending && view.status.is_none() && live.is_empty())
+        .and_then(|age| QUIET_WHILE_NEW.checked_sub(age))
+        .filter(|left| !left.is_zero());
+    if let Some(left) = quiet_for {
+        plan.recheck_after = Some(left);
+    } else if view.status != Some(&desired) {
         plan.status = Some(desired);
     }
 
@@ -284,6 +309,7 @@ mod tests {
             deleting: false,
             finalizers: fins,
             status,
+            age: None,
         }
     }
 
@@ -424,6 +450,37 @@ mod tests {
     }
 
     #[test]
+    fn a_new_profile_without_reports_gets_no_pending_write_until_it_has_waited() {
+        let fresh = ProfileView {
+            age: Some(Duration::from_secs(3)),
+            ..view(&[], None)
+        };
+        let plan = plan_profile(&fresh, None, &set(&["n1"]), true, &set(&[]), NOW);
+        assert_eq!(plan.status, None, "Pending held back");
+        assert_eq!(plan.recheck_after, Some(Duration::from_secs(7)));
+        assert!(!plan.is_empty(), "the recheck must be scheduled");
+        // Once it has waited, Pending is written.
+        let old = ProfileView {
+            age: Some(QUIET_WHILE_NEW),
+            ..view(&[], None)
+        };
+        let plan = plan_profile(&old, None, &set(&["n1"]), true, &set(&[]), NOW);
+        assert_eq!(plan.status.and_then(|s| s.status), Some(ProfileState::Pending));
+        assert_eq!(plan.recheck_after, None);
+        // A node's report is written at once, however new the profile.
+        let r = reports(&[("n1", ProfileState::Installed, None)]);
+        let plan = plan_profile(&fresh, Some(&r), &set(&["n1"]), true, &set(&[]), NOW);
+        assert_eq!(plan.status.and_then(|s| s.status), Some(ProfileState::Installed));
+        // So is a deletion.
+        let deleting = ProfileView {
+            deleting: true,
+            ..fresh
+        };
+        let plan = plan_profile(&deleting, None, &set(&["n1"]), true, &set(&[]), NOW);
+        assert_eq!(plan.status.and_then(|s| s.status), Some(ProfileState::Terminating));
+    }
+
+    #[test]
     fn selinux_kinds_carry_their_usage_and_disabled_nodes_say_why() {
         let r = reports(&[
             ("n1", ProfileState::Disabled, Some("SELinux is off in SPOD ns/spod")),
@@ -440,6 +497,7 @@ mod tests {
                 deleting: false,
                 finalizers: &[],
                 status: None,
+                age: None,
             };
             let st = plan_profile(&v, Some(&r), &set(&["n1", "n2"]), true, &set(&["ns/pod"]), NOW)
                 .status
@@ -456,6 +514,7 @@ mod tests {
             deleting: false,
             finalizers: &[],
             status: None,
+            age: None,
         };
         let plan = plan_profile(&v, None, &set(&["gone"]), true, &set(&[]), NOW);
         assert_eq!(plan.status.and_then(|s| s.status), Some(ProfileState::Pending));

@@ -641,6 +641,7 @@ async fn reconcile<K: ManagedKind>(profile: Arc<K::Profile>, ctx: Arc<Ctx>) -> R
             deleting: Resource::meta(&*profile).deletion_timestamp.is_some(),
             finalizers: &finalizers,
             status: K::status(&profile),
+            age: age_of(Resource::meta(&*profile)),
         };
         let pods: BTreeSet<String> = st
             .pods
@@ -708,7 +709,15 @@ async fn reconcile<K: ManagedKind>(profile: Arc<K::Profile>, ctx: Arc<Ctx>) -> R
         }
         None => {}
     }
-    Ok(Action::await_change())
+    Ok(plan.recheck_after.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// How long ago an object was created, by this machine's clock (`None` when it has no
+/// creation time or the clocks disagree so that it lies in the future).
+fn age_of(meta: &kube::api::ObjectMeta) -> Option<Duration> {
+    let created = meta.creation_timestamp.as_ref()?.0;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    now.duration_since(created).try_into().ok()
 }
 
 fn error_policy<K: ManagedKind>(profile: Arc<K::Profile>, error: &OperatorError, ctx: Arc<Ctx>) -> Action {
