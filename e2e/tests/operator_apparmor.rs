@@ -352,7 +352,10 @@ fn all_kinds_overlay_dry_runs() {
     let rendered = k.ok(&["kustomize", overlay.to_str().expect("utf-8")], None);
     let all = daemon_role(&rendered);
     for kind in ["selinuxprofiles", "rawselinuxprofiles", "apparmorprofiles"] {
-        assert!(all.contains(kind), "{kind} not granted to the daemon by the overlay:\n{all}");
+        assert!(
+            all.contains(kind),
+            "{kind} not granted to the daemon by the overlay:\n{all}"
+        );
     }
     let base = k.ok(
         &["kustomize", repo_root().join("deploy").to_str().expect("utf-8")],
@@ -365,9 +368,17 @@ fn all_kinds_overlay_dry_runs() {
             "{kind} granted to the daemon by the seccomp-only base:\n{seccomp_only}"
         );
     }
-    for needle in ["/var/lib/selinux", "/sys/kernel/security", "MAC_ADMIN", "kind: DaemonSet"] {
+    for needle in [
+        "/var/lib/selinux",
+        "/sys/kernel/security",
+        "MAC_ADMIN",
+        "kind: DaemonSet",
+    ] {
         assert!(!base.contains(needle), "{needle} in the base manifests");
-        assert!(!rendered.contains(needle), "{needle} in the overlay (the manager renders it)");
+        assert!(
+            !rendered.contains(needle),
+            "{needle} in the overlay (the manager renders it)"
+        );
     }
     let crds = repo_root().join("deploy/crds");
     k.ok(&["apply", "--server-side", "-k", crds.to_str().expect("utf-8")], None);

@@ -874,8 +874,13 @@ async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<
     // subresource), not three.
     let add_finalizer = async {
         if plan.add_finalizer {
-            kubeapi::apply_finalizers::<ProfileOf<K>>(&ctx.client, &name, &ctx.field_manager, std::slice::from_ref(&ours))
-                .await?;
+            kubeapi::apply_finalizers::<ProfileOf<K>>(
+                &ctx.client,
+                &name,
+                &ctx.field_manager,
+                std::slice::from_ref(&ours),
+            )
+            .await?;
             ctx.remember(&name, &uid, |w| w.finalizer_at = Some(Instant::now()));
         }
         Ok::<_, OperatorError>(())
