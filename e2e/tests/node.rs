@@ -455,6 +455,27 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
             }
         });
     }
+    // 9. The eBPF recorder switched on in the SPOD: the manager renders `spod-recorder`, whose
+    //    pod (CAP_BPF and CAP_PERFMON only) loads the recorder on the node; the SPOD is
+    //    Running with both DaemonSets.
+    k.patch_spod(OPERATOR_NS, r#"{"spec":{"enricher":{"enableBpfRecorder":true}}}"#, T);
+    eventually("the recorder pod loaded the eBPF recorder", T, || {
+        let log = k.run(&["-n", OPERATOR_NS, "logs", "daemonset/spod-recorder"], None);
+        if log.stdout.contains("eBPF recorder loaded") {
+            Ok(())
+        } else {
+            Err(format!("{}{}", log.stdout, log.stderr))
+        }
+    });
+    eventually("the SPOD Running with the recorder", T, || {
+        let spod = k.get_in(OPERATOR_NS, "spod", "spod").ok_or("gone")?;
+        let message = spod["status"]["conditions"][0]["message"].to_string();
+        if spod["status"]["state"] == "Running" && message.contains("spod-recorder: 1 of 1") {
+            Ok(())
+        } else {
+            Err(spod["status"].to_string())
+        }
+    });
     let leftovers: Vec<_> = std::fs::read_dir(node.seccomp_root().join("operator"))
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
