@@ -195,6 +195,19 @@ impl Kubectl {
 /// takes over within seconds (production default: 15 s).
 pub const FAST_LEASE: &[&str] = &["--lease-duration", "3", "--renew-deadline", "2", "--retry-period", "1"];
 
+/// Runs `cmd` (a project script or tool, named `what` in the failure), panics with its
+/// standard output and error unless it succeeds, and returns its standard output.
+pub fn run_ok(what: &str, cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -465,17 +478,12 @@ impl OwnApiserver {
     }
 
     fn run_start_script(&self, keep_data: bool) {
-        let out = Command::new(repo_root().join("e2e/start-apiserver.sh"))
-            .arg(self.state.path())
-            .env("SPO_E2E_KEEP_DATA", if keep_data { "1" } else { "0" })
-            .stdin(Stdio::null())
-            .output()
-            .expect("running e2e/start-apiserver.sh");
-        assert!(
-            out.status.success(),
-            "e2e/start-apiserver.sh failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            "e2e/start-apiserver.sh",
+            Command::new(repo_root().join("e2e/start-apiserver.sh"))
+                .arg(self.state.path())
+                .env("SPO_E2E_KEEP_DATA", if keep_data { "1" } else { "0" })
+                .stdin(Stdio::null()),
         );
     }
 

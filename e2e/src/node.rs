@@ -251,18 +251,13 @@ impl Node {
             .parent()
             .and_then(Path::parent)
             .expect("the kubelet directory is STATE_DIR/node/kubelet");
-        let out = std::process::Command::new(crate::repo_root().join("e2e/node/restart.sh"))
-            .arg(state)
-            .arg(part)
-            .output()
-            .expect("running e2e/node/restart.sh");
-        assert!(
-            out.status.success(),
-            "e2e/node/restart.sh {part} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let out = crate::run_ok(
+            &format!("e2e/node/restart.sh {part}"),
+            std::process::Command::new(crate::repo_root().join("e2e/node/restart.sh"))
+                .arg(state)
+                .arg(part),
         );
-        eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+        eprintln!("{}", out.trim());
     }
 
     /// Builds the operator's image from the operator binary the tests use
@@ -270,37 +265,27 @@ impl Node {
     /// [`OPERATOR_IMAGE`].
     pub fn import_operator_image(&self, dir: &Path) {
         let tar = dir.join("spo-operator.tar");
-        let out = std::process::Command::new(crate::repo_root().join("deploy/image/build.sh"))
-            .arg("--binary")
-            .arg(crate::operator_binary())
-            .arg("--out")
-            .arg(&tar)
-            .output()
-            .expect("running deploy/image/build.sh");
-        assert!(
-            out.status.success(),
-            "deploy/image/build.sh failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        let out = crate::run_ok(
+            "deploy/image/build.sh",
+            std::process::Command::new(crate::repo_root().join("deploy/image/build.sh"))
+                .arg("--binary")
+                .arg(crate::operator_binary())
+                .arg("--out")
+                .arg(&tar),
         );
-        eprintln!("{}", String::from_utf8_lossy(&out.stdout).trim());
+        eprintln!("{}", out.trim());
         let ctr = self
             .env_value("SPO_E2E_NODE_CTR")
             .expect("SPO_E2E_NODE_CTR in the node's env");
         let sock = self
             .env_value("SPO_E2E_NODE_CONTAINERD_SOCK")
             .expect("SPO_E2E_NODE_CONTAINERD_SOCK in the node's env");
-        let out = std::process::Command::new(ctr)
-            .args(["--address", &sock, "--namespace", "k8s.io", "images", "import"])
-            .args(["--snapshotter", "overlayfs"])
-            .arg(&tar)
-            .output()
-            .expect("running ctr");
-        assert!(
-            out.status.success(),
-            "ctr images import failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        crate::run_ok(
+            "ctr images import",
+            std::process::Command::new(ctr)
+                .args(["--address", &sock, "--namespace", "k8s.io", "images", "import"])
+                .args(["--snapshotter", "overlayfs"])
+                .arg(&tar),
         );
     }
 
