@@ -33,7 +33,8 @@ pub fn daemon_field_manager(node: &str) -> String {
     m
 }
 
-fn apply(manager: &str) -> PatchParams {
+/// Server-side apply as `manager`, taking over fields another manager set.
+pub(crate) fn apply(manager: &str) -> PatchParams {
     PatchParams::apply(manager).force()
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Resource as _};
 use serde_json::{Value, json};
@@ -27,7 +27,8 @@ use tracing::{info, warn};
 
 use crate::daemon::plan::retry_after;
 use crate::error::{OperatorError, is_not_found};
-use crate::kubeapi::MANAGER_FIELD_MANAGER;
+use crate::kubeapi::{self, MANAGER_FIELD_MANAGER};
+use crate::tasks::Tasks;
 
 /// The label that marks the DaemonSets the manager renders (and may delete).
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "spo-manager");
@@ -634,11 +635,7 @@ async fn pass(client: &Client, config: &NodeSetConfig, image: &Result<Image, Str
             continue;
         }
         let applied = daemonsets
-            .patch(
-                name,
-                &PatchParams::apply(MANAGER_FIELD_MANAGER).force(),
-                &Patch::Apply(&r.body),
-            )
+            .patch(name, &kubeapi::apply(MANAGER_FIELD_MANAGER), &Patch::Apply(&r.body))
             .await
             .map_err(|e| OperatorError::api("applying", "DaemonSet", format!("{}/{name}", config.namespace), e))?;
         info!(daemonset = name, hash = %r.hash, "node DaemonSet applied");
@@ -704,7 +701,7 @@ async fn report(
     spods
         .patch_status(
             &config.spod_name,
-            &PatchParams::apply(MANAGER_FIELD_MANAGER).force(),
+            &kubeapi::apply(MANAGER_FIELD_MANAGER),
             &Patch::Apply(&body),
         )
         .await
@@ -737,14 +734,18 @@ pub async fn run(client: Client, config: NodeSetConfig, resync: Duration) {
         watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)),
     )
     .default_backoff();
-    let spod_task = tokio::spawn(forward(spod_watch, changed.clone(), "SecurityProfilesOperatorDaemon"));
-    let ds_task = tokio::spawn(forward(ds_watch, changed.clone(), "DaemonSet"));
-    let _guard = AbortOnDrop(vec![spod_task, ds_task]);
+    let mut watches = Tasks::default();
+    let wake = changed.clone();
+    watches.spawn(super::drive("SecurityProfilesOperatorDaemon", spod_watch, move |_| {
+        wake.notify_one()
+    }));
+    let wake = changed.clone();
+    watches.spawn(super::drive("DaemonSet", ds_watch, move |_| wake.notify_one()));
 
     let mut image = resolve_image(&client, &config).await;
     let mut attempt = 0;
     loop {
-        if image.is_err() && config.shape.image.is_none() && config.own_pod.is_some() {
+        if image.is_err() {
             image = resolve_image(&client, &config).await;
         }
         let result = match pass(&client, &config, &image).await {
@@ -782,32 +783,6 @@ pub async fn run(client: Client, config: NodeSetConfig, resync: Duration) {
         let _ = tokio::time::timeout(wait, changed.notified()).await;
         // Debounce: a rollout changes the DaemonSet's status many times in a row.
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Wakes the pass loop on every event of `stream`.
-async fn forward<T>(
-    stream: impl futures::Stream<Item = Result<watcher::Event<T>, watcher::Error>>,
-    changed: Arc<Notify>,
-    what: &'static str,
-) {
-    use futures::StreamExt as _;
-    let mut stream = std::pin::pin!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(_) => changed.notify_one(),
-            Err(e) => warn!(watch = what, error = %e, "watch error; retrying"),
-        }
-    }
-}
-
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
     }
 }
 
