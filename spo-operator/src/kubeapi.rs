@@ -44,7 +44,9 @@ pub(crate) fn apply(manager: &str) -> PatchParams {
 /// forever.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn timed<T>(
+/// `request`, failed with [`OperatorError::Timeout`] when it takes longer than
+/// [`REQUEST_TIMEOUT`].
+pub(crate) async fn timed<T>(
     operation: &'static str,
     kind: &str,
     name: &str,

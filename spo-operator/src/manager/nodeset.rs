@@ -537,9 +537,15 @@ async fn resolve_image(client: &Client, config: &NodeSetConfig) -> Result<Image,
         );
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
-    let pod = pods
-        .get(pod_name)
+    let pod = tokio::time::timeout(kubeapi::REQUEST_TIMEOUT, pods.get(pod_name))
         .await
+        .map_err(|_| {
+            format!(
+                "reading the manager's own pod {}/{pod_name}: no answer from the apiserver within {} s",
+                config.namespace,
+                kubeapi::REQUEST_TIMEOUT.as_secs()
+            )
+        })?
         .map_err(|e| format!("reading the manager's own pod {}/{pod_name}: {e}", config.namespace))?;
     let containers = pod.spec.map(|s| s.containers).unwrap_or_default();
     let own = containers
@@ -748,23 +754,33 @@ pub async fn run(client: Client, config: NodeSetConfig, resync: Duration) {
         if image.is_err() {
             image = resolve_image(&client, &config).await;
         }
-        let result = match pass(&client, &config, &image).await {
+        // A hung apiserver must not hold the loop: each pass and each report is bounded.
+        let full = format!("{}/{}", config.namespace, config.spod_name);
+        let kind = "SecurityProfilesOperatorDaemon";
+        let passed = kubeapi::timed(
+            "rendering the node DaemonSets of",
+            kind,
+            &full,
+            pass(&client, &config, &image),
+        );
+        let result = match passed.await {
             Ok(Pass::NoSpod) => Ok(()),
             Ok(Pass::Applied(spod, observed)) => {
                 let (state, reason, message) = rollout(&observed);
-                report(&client, &config, &spod, state, reason, &message).await
+                let reported = report(&client, &config, &spod, state, reason, &message);
+                kubeapi::timed("applying the status of", kind, &full, reported).await
             }
             Ok(Pass::Failed(spod, why)) => {
                 warn!(error = %why, "the SPOD's node pods cannot be deployed");
-                report(
+                let reported = report(
                     &client,
                     &config,
                     &spod,
                     SpodState::Error,
                     reason_of(SpodState::Error),
                     &why,
-                )
-                .await
+                );
+                kubeapi::timed("applying the status of", kind, &full, reported).await
             }
             Err(e) => Err(e),
         };
