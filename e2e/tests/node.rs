@@ -23,6 +23,13 @@ const NS: &str = "spo-e2e-node";
 const PROFILE: &str = "e2e-deny-mkdir";
 const T: Duration = Duration::from_secs(60);
 
+/// A SeccompProfile `name` that allows everything but mkdir/mkdirat (EPERM).
+fn deny_mkdir(name: &str) -> String {
+    format!(
+        "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {{name: {name}}}\nspec:\n  defaultAction: SCMP_ACT_ALLOW\n  syscalls:\n  - {{names: [mkdir, mkdirat], action: SCMP_ACT_ERRNO, errnoRet: 1}}\n"
+    )
+}
+
 /// Tries mkdir, says how it went (and the seccomp mode of the shell), then either exits or
 /// stays up until SIGTERM.
 fn script(stay: bool) -> String {
@@ -185,12 +192,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
     // 1. A profile that allows everything but mkdir/mkdirat (EPERM), installed by the daemon
     //    into the kubelet's seccomp root.
     let created = Instant::now();
-    k.ok(
-        &["apply", "-f", "-"],
-        Some(&format!(
-            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {{name: {PROFILE}}}\nspec:\n  defaultAction: SCMP_ACT_ALLOW\n  syscalls:\n  - {{names: [mkdir, mkdirat], action: SCMP_ACT_ERRNO, errnoRet: 1}}\n"
-        )),
-    );
+    k.ok(&["apply", "-f", "-"], Some(&deny_mkdir(PROFILE)));
     let sp = eventually(&format!("SeccompProfile {PROFILE} Installed"), T, || {
         let sp = k.get("sp", PROFILE).ok_or("not found")?;
         if sp["status"]["status"] == "Installed" {
@@ -408,12 +410,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
         let daemon_before = operator.pods("daemon")[0]["metadata"]["uid"].clone();
         node.restart(part);
         let profile = format!("e2e-after-{part}-restart");
-        k.ok(
-            &["apply", "-f", "-"],
-            Some(&format!(
-                "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: SeccompProfile\nmetadata: {{name: {profile}}}\nspec:\n  defaultAction: SCMP_ACT_ALLOW\n  syscalls:\n  - {{names: [mkdir, mkdirat], action: SCMP_ACT_ERRNO, errnoRet: 1}}\n"
-            )),
-        );
+        k.ok(&["apply", "-f", "-"], Some(&deny_mkdir(&profile)));
         eventually(&format!("{profile} Installed"), T, || {
             let sp = k.get("sp", &profile).ok_or("gone")?;
             if sp["status"]["status"] == "Installed" {
