@@ -13,11 +13,14 @@
 //! 2,000, 20,000 and 1,000); extra flags go in `SPO_BENCH_DAEMON_ARGS` and
 //! `SPO_BENCH_MANAGER_ARGS`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::create_all;
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
@@ -148,30 +151,6 @@ where
         }
     });
     (out, task)
-}
-
-async fn create_all<K, F>(api: Api<K>, n: usize, make: F) -> Duration
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-    F: Fn(usize) -> K,
-{
-    let start = Instant::now();
-    let pp = PostParams::default();
-    stream::iter(0..n)
-        .map(|i| {
-            let (api, obj, pp) = (api.clone(), make(i), pp.clone());
-            async move {
-                match api.create(&pp, &obj).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => panic!("create: {e}"),
-                }
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
-    start.elapsed()
 }
 
 #[tokio::main]

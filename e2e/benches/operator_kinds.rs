@@ -24,14 +24,17 @@
 //! `e2e/start-apiserver.sh /tmp/k && SPO_E2E_KUBECONFIG=/tmp/k/kubeconfig cargo bench -p spo-e2e --bench operator_kinds; e2e/stop-apiserver.sh /tmp/k`
 //! A size of 0 leaves its part out.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::create_all;
 use futures::{StreamExt, stream};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use spo_e2e::{Kubectl, Proc, daemon_args, operator_binary, operator_command, repo_root, rss_kib};
 
@@ -104,30 +107,6 @@ fn pod(i: usize) -> k8s_openapi::api::core::v1::Pod {
                  "command": ["sleep", "infinity"], "env": [{"name": "A", "value": "some value to make the pod realistic"}]}]}
     }))
     .expect("pod")
-}
-
-async fn create_all<K, F>(api: Api<K>, n: usize, make: F) -> Duration
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
-    F: Fn(usize) -> K,
-{
-    let start = Instant::now();
-    let pp = PostParams::default();
-    stream::iter(0..n)
-        .map(|i| {
-            let (api, obj, pp) = (api.clone(), make(i), pp.clone());
-            async move {
-                match api.create(&pp, &obj).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
-                    Err(e) => panic!("create: {e}"),
-                }
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await;
-    start.elapsed()
 }
 
 /// This node's statuses of `kind` (all kinds when `None`), counted by state.
