@@ -537,16 +537,15 @@ async fn resolve_image(client: &Client, config: &NodeSetConfig) -> Result<Image,
         );
     };
     let pods: Api<Pod> = Api::namespaced(client.clone(), &config.namespace);
-    let pod = tokio::time::timeout(kubeapi::REQUEST_TIMEOUT, pods.get(pod_name))
+    let full = format!("{}/{pod_name}", config.namespace);
+    let read = async {
+        pods.get(pod_name)
+            .await
+            .map_err(|e| OperatorError::api("reading the manager's own", "Pod", full.clone(), e))
+    };
+    let pod = kubeapi::timed("reading the manager's own", "Pod", &full, read)
         .await
-        .map_err(|_| {
-            format!(
-                "reading the manager's own pod {}/{pod_name}: no answer from the apiserver within {} s",
-                config.namespace,
-                kubeapi::REQUEST_TIMEOUT.as_secs()
-            )
-        })?
-        .map_err(|e| format!("reading the manager's own pod {}/{pod_name}: {e}", config.namespace))?;
+        .map_err(|e| error_chain(&e))?;
     let containers = pod.spec.map(|s| s.containers).unwrap_or_default();
     let own = containers
         .iter()
@@ -748,15 +747,16 @@ pub async fn run(client: Client, config: NodeSetConfig, resync: Duration) {
     let wake = changed.clone();
     watches.spawn(super::drive("DaemonSet", ds_watch, move |_| wake.notify_one()));
 
-    let mut image = resolve_image(&client, &config).await;
+    // Resolved at the first pass, and again at every pass while it fails.
+    let mut image: Result<Image, String> = Err("not resolved yet".into());
     let mut attempt = 0;
+    // A hung apiserver must not hold the loop: each pass and each report is bounded.
+    let full = format!("{}/{}", config.namespace, config.spod_name);
+    let kind = "SecurityProfilesOperatorDaemon";
     loop {
         if image.is_err() {
             image = resolve_image(&client, &config).await;
         }
-        // A hung apiserver must not hold the loop: each pass and each report is bounded.
-        let full = format!("{}/{}", config.namespace, config.spod_name);
-        let kind = "SecurityProfilesOperatorDaemon";
         let passed = kubeapi::timed(
             "rendering the node DaemonSets of",
             kind,
