@@ -28,7 +28,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::create_all;
@@ -36,12 +35,13 @@ use futures::{StreamExt, stream};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use spo_e2e::{Kubectl, Proc, daemon_args, operator_binary, operator_command, repo_root, rss_kib};
+use spo_e2e::{
+    APPARMOR_FEATURES, Kubectl, Proc, copy_selinux_store, daemon_args, operator_binary, operator_command, rss_kib,
+    selinux_base,
+};
 
 const NS: &str = "spo-bench-kinds";
 const GROUP: &str = "security-profiles-operator.x-k8s.io";
-const SYSTEM_STORE: &str = "/var/lib/selinux/default";
-const FEATURES: &str = "/usr/share/apparmor-features/features";
 /// How long any one wait may take before the bench gives up (a semodule transaction over
 /// thousands of modules takes minutes on this VM).
 const LIMIT: Duration = Duration::from_secs(3600);
@@ -166,14 +166,7 @@ struct NodeDirs {
 impl NodeDirs {
     fn new(parent: &Path, node: &str) -> Self {
         let root = parent.join(node);
-        let store = root.join("root/var/lib/selinux/default");
-        std::fs::create_dir_all(store.parent().expect("parent")).expect("store parent");
-        let st = Command::new("cp")
-            .args(["-a", SYSTEM_STORE])
-            .arg(&store)
-            .status()
-            .expect("cp");
-        assert!(st.success(), "copying the SELinux store");
+        copy_selinux_store(&root.join("root/var/lib/selinux/default"));
         std::fs::create_dir_all(root.join("selinuxfs")).expect("selinuxfs");
         std::fs::write(root.join("selinuxfs/enforce"), "1").expect("enforce");
         for d in ["kubelet", "securityfs", "apparmor.d"] {
@@ -199,7 +192,7 @@ impl NodeDirs {
             .arg(base.join("container.cil"))
             .arg("--selinux-extra-module")
             .arg(base.join("shim.cil"))
-            .args(["--apparmor-features-file", FEATURES])
+            .args(["--apparmor-features-file", APPARMOR_FEATURES])
             .arg("--apparmor-securityfs")
             .arg(self.root.join("securityfs"))
             .arg("--apparmor-profile-dir")
@@ -212,17 +205,6 @@ impl NodeDirs {
 /// The number of threads of process `pid`.
 fn threads(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
-}
-
-fn selinux_base() -> PathBuf {
-    if let Some(p) = std::env::var_os("SPO_SELINUX_BASE") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new(repo_root().join("scripts/selinux-base"))
-        .output()
-        .expect("scripts/selinux-base");
-    assert!(out.status.success(), "scripts/selinux-base failed");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// Creates `n` SelinuxProfiles named `<prefix>-<i>` at once with only `daemon` running and
@@ -278,7 +260,7 @@ async fn main() {
             "apiVersion: {GROUP}/v1\nkind: SecurityProfilesOperatorDaemon\nmetadata: {{name: spod, namespace: {NS}}}\nspec:\n  enableAppArmor: true\n  selinux: {{enable: true, enableRawSelinuxProfiles: true}}\n"
         )),
     );
-    let base = selinux_base();
+    let base = selinux_base().expect("SPO_SELINUX_BASE is not set and scripts/selinux-base failed");
     let tmp = tempfile::tempdir().expect("tempdir");
     let bin = operator_binary();
     println!("operator binary: {}", bin.display());

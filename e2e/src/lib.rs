@@ -208,6 +208,36 @@ pub fn run_ok(what: &str, cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// This machine's SELinux policy store (Debian's): tests copy it into private policy roots
+/// and never write to it.
+pub const SELINUX_SYSTEM_STORE: &str = "/var/lib/selinux/default";
+
+/// The AppArmor features apparmor_parser compiles for (this kernel has no AppArmor to ask).
+pub const APPARMOR_FEATURES: &str = "/usr/share/apparmor-features/features";
+
+/// The directory holding refpolicy's container module and the shim (`container.cil`,
+/// `shim.cil`) that nodes install beside our SELinux profiles: `$SPO_SELINUX_BASE`, else what
+/// `scripts/selinux-base` builds; `None` when neither gives one.
+pub fn selinux_base() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SPO_SELINUX_BASE") {
+        return Some(PathBuf::from(p));
+    }
+    let out = Command::new(repo_root().join("scripts/selinux-base")).output().ok()?;
+    out.status
+        .success()
+        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// Copies [`SELINUX_SYSTEM_STORE`] to `to`, the store directory of a private policy root
+/// (`<root>/var/lib/selinux/default` for `semodule -p <root>`).
+pub fn copy_selinux_store(to: &std::path::Path) {
+    std::fs::create_dir_all(to.parent().expect("store parent")).expect("creating the store's parent");
+    run_ok(
+        "cp -a of the SELinux store",
+        Command::new("cp").args(["-a", SELINUX_SYSTEM_STORE]).arg(to),
+    );
+}
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")

@@ -19,7 +19,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use spo_e2e::{Kubectl, Proc, daemon_args, eventually, kubeconfig, operator_binary, operator_command, repo_root};
+use spo_e2e::{
+    APPARMOR_FEATURES, Kubectl, Proc, daemon_args, eventually, kubeconfig, operator_binary, operator_command, repo_root,
+};
 
 const NS: &str = "spo-e2e-apparmor";
 const NODE_A: &str = "e2e-aa-node-a";
@@ -27,7 +29,6 @@ const NODE_A: &str = "e2e-aa-node-a";
 const NODE_B: &str = "e2e-aa-node-b";
 const LOG: &str = "info,spo_operator=debug,kube=warn";
 const T: Duration = Duration::from_secs(60);
-const FEATURES: &str = "/usr/share/apparmor-features/features";
 
 struct Cluster {
     k: Kubectl,
@@ -48,7 +49,12 @@ impl Cluster {
     fn daemon(&self, node: &str) -> Proc {
         let mut cmd = operator_command(&self.bin, &self.kubeconfig, LOG, "127.0.0.1:0");
         cmd.args(daemon_args(NS, node, &self.dir.join(node).join("kubelet")))
-            .args(["--kinds", "seccomp,apparmor", "--apparmor-features-file", FEATURES])
+            .args([
+                "--kinds",
+                "seccomp,apparmor",
+                "--apparmor-features-file",
+                APPARMOR_FEATURES,
+            ])
             .arg("--apparmor-securityfs")
             .arg(self.securityfs(node))
             .arg("--apparmor-profile-dir")
@@ -115,7 +121,7 @@ fn profile(name: &str) -> String {
 fn compiled(file: &Path, dir: &Path) -> Vec<u8> {
     let out = dir.join("expected.bin");
     let st = Command::new("apparmor_parser")
-        .args(["-Q", "-K", "-M", FEATURES, "-o"])
+        .args(["-Q", "-K", "-M", APPARMOR_FEATURES, "-o"])
         .arg(&out)
         .arg(file)
         .status()
@@ -133,11 +139,11 @@ fn apparmor_profiles_on_a_real_apiserver() {
         .arg("--version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !parser_ok || !Path::new(FEATURES).exists() {
+    if !parser_ok || !Path::new(APPARMOR_FEATURES).exists() {
         if std::env::var_os("CI").is_some() {
-            panic!("operator_apparmor: apparmor_parser or {FEATURES} is missing");
+            panic!("operator_apparmor: apparmor_parser or {APPARMOR_FEATURES} is missing");
         }
-        eprintln!("skipped: operator_apparmor: apparmor_parser or {FEATURES} is missing");
+        eprintln!("skipped: operator_apparmor: apparmor_parser or {APPARMOR_FEATURES} is missing");
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -20,30 +20,22 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use spo_e2e::{Kubectl, Proc, daemon_args, eventually, kubeconfig, operator_binary, operator_command, repo_root};
+use spo_e2e::{
+    Kubectl, Proc, SELINUX_SYSTEM_STORE, copy_selinux_store, daemon_args, eventually, kubeconfig, operator_binary,
+    operator_command, selinux_base,
+};
 
 const NS: &str = "spo-e2e-selinux";
 const NODE: &str = "e2e-se-node";
 const LOG: &str = "info,spo_operator=debug,kube=warn";
 /// A semodule transaction rebuilds the whole policy: seconds each, more with other builds.
 const T: Duration = Duration::from_secs(180);
-const SYSTEM_STORE: &str = "/var/lib/selinux/default";
 
 fn skip_or_fail(reason: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("operator_selinux: {reason}");
     }
     eprintln!("skipped: operator_selinux: {reason}");
-}
-
-fn selinux_base() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SPO_SELINUX_BASE") {
-        return Some(PathBuf::from(p));
-    }
-    let out = Command::new(repo_root().join("scripts/selinux-base")).output().ok()?;
-    out.status
-        .success()
-        .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
 }
 
 struct Cluster {
@@ -160,16 +152,6 @@ fn raw(name: &str, policy: &str) -> String {
     )
 }
 
-fn copy_store(to: &Path) {
-    std::fs::create_dir_all(to.parent().expect("parent")).expect("store parent");
-    let st = Command::new("cp")
-        .args(["-a", SYSTEM_STORE])
-        .arg(to)
-        .status()
-        .expect("cp");
-    assert!(st.success(), "copying the store");
-}
-
 #[test]
 fn selinux_profiles_on_a_real_apiserver_and_store() {
     let Some(kc) = kubeconfig("selinux_profiles_on_a_real_apiserver_and_store") else {
@@ -182,7 +164,7 @@ fn selinux_profiles_on_a_real_apiserver_and_store() {
     if !is_root {
         return skip_or_fail("semodule needs root");
     }
-    if !Path::new(SYSTEM_STORE).join("active/modules").is_dir() {
+    if !Path::new(SELINUX_SYSTEM_STORE).join("active/modules").is_dir() {
         return skip_or_fail("no SELinux policy store at /var/lib/selinux/default");
     }
     let Some(base) = selinux_base() else {
@@ -196,7 +178,7 @@ fn selinux_profiles_on_a_real_apiserver_and_store() {
         dir: tmp.path().to_path_buf(),
         base,
     };
-    copy_store(&c.root().join("var/lib/selinux/default"));
+    copy_selinux_store(&c.root().join("var/lib/selinux/default"));
     std::fs::create_dir_all(c.dir.join("selinuxfs")).expect("selinuxfs");
     std::fs::write(c.dir.join("selinuxfs/enforce"), "1").expect("enforce");
     std::fs::create_dir_all(c.dir.join("kubelet")).expect("kubelet");
