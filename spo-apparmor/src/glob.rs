@@ -460,8 +460,12 @@ mod tests {
                     c != b'/' && listed != negated && matches(&glob[end + 1..], &path[1..])
                 }
                 Some(b'{') => {
+                    // An option matches a prefix and the rest the remainder: joining the texts
+                    // instead would fuse `{a*,b}*` into `a**`, which crosses `/`.
                     let (options, rest) = alternation(glob);
-                    options.iter().any(|o| matches(&[o, rest].concat(), path))
+                    options
+                        .iter()
+                        .any(|o| (0..=path.len()).any(|k| matches(o, &path[..k]) && matches(rest, &path[k..])))
                 }
                 Some(&c) => path.first() == Some(&c) && matches(&glob[1..], &path[1..]),
             }
