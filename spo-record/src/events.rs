@@ -120,7 +120,14 @@ pub(crate) struct Resources {
     pub mapped: BTreeSet<String>,
     /// Relative paths whose base directory could not be found (the process was gone).
     pub unresolved: u64,
+    /// New paths left out because the recording held [`MAX_PATHS`] already.
+    pub dropped: u64,
 }
+
+/// The most distinct paths (files, programs and libraries together) one recording keeps: a
+/// bound on the recorder's memory for a workload that opens endless new files. A recording that
+/// reaches it says so ([`crate::RawRecording::lost_events`]).
+pub const MAX_PATHS: usize = 65_536;
 
 impl Resources {
     /// Adds `event`. A relative path starts from the directory the kernel walked, else from
@@ -138,6 +145,14 @@ impl Resources {
                 }
             }
         };
+        let known = match event.kind {
+            EventKind::Map => self.mapped.contains(&absolute),
+            EventKind::Exec | EventKind::Open => self.files.contains_key(&absolute),
+        };
+        if !known && self.files.len() + self.mapped.len() >= MAX_PATHS {
+            self.dropped += 1;
+            return;
+        }
         match event.kind {
             EventKind::Map => {
                 self.mapped.insert(absolute);

@@ -17,7 +17,9 @@ use spo_model::observed::{FileAccess, Recording, RecordingTarget, SocketUse};
 use spo_model::seccomp::Arch;
 
 pub use exits::{EXIT_CGROUP_NAME, ExitLog, Exited, MAX_EXITED};
-pub use loader::containers::{CGROUP_NAME_MAX, ContainerSeen, ContainerWatch, WatchId, cgroup_name_problem};
+pub use loader::containers::{
+    CGROUP_NAME_MAX, ContainerOptions, ContainerSeen, ContainerStart, ContainerWatch, WatchId, cgroup_name_problem,
+};
 pub use loader::{
     LoadOptions, Progress, RecordOptions, RecordStart, Recorder, Selector, cgroup_id, mount_namespace_of,
 };
@@ -36,8 +38,10 @@ pub struct RawRecording {
     pub untracked_processes: u64,
     /// Syscalls with a number too large to record (none exist on current kernels).
     pub out_of_range_syscalls: u64,
-    /// With [`RecordStart::SeccompFilter`], how many processes started being recorded by
-    /// installing a filter (0: nothing was recorded because none did).
+    /// With [`RecordStart::SeccompFilter`] (and a [`ContainerWatch`]), how many processes
+    /// started being recorded by installing a filter, or for a container watch that starts at
+    /// exec ([`ContainerStart::Exec`]) by exec'ing in the container (0: nothing was recorded
+    /// because none did).
     pub filter_starts: u64,
     /// Files opened (absolute, cleaned paths) with the union of the access seen, programs
     /// included (with `exec`). Empty unless resources were recorded.
@@ -66,7 +70,8 @@ pub struct RawRecording {
     /// `kernel.kptr_restrict=2`, or the check came through an unknown path): when not 0,
     /// `capabilities` may hold more than the program needed.
     pub unclassified_capability_checks: u64,
-    /// File and program events lost because the ring buffer was full.
+    /// File and program events lost because the ring buffer was full, or left out because the
+    /// recording held its bound of distinct paths (65,536) already.
     pub lost_events: u64,
     /// Runs of the recorder's programs the kernel skipped during the recording because a run
     /// of the same program was already in progress on that CPU (its per-program recursion

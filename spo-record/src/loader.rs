@@ -393,7 +393,8 @@ impl Recorder {
         Ok(target)
     }
 
-    /// Clears the syscall bitmap and counters of `target`.
+    /// Clears the syscall bitmap and counters of `target`, and the paths it was sent (so the
+    /// next recording of that target is sent them again).
     fn clear_target(&mut self, target: u32) -> Result<(), RecordError> {
         self.skel
             .maps
@@ -402,7 +403,20 @@ impl Recorder {
             .map_err(|source| RecordError::Map {
                 operation: "clearing the syscall bitmap",
                 source,
-            })
+            })?;
+        if self.resources_loaded {
+            let seen = &self.skel.maps.seen_paths;
+            // `struct seen_key` starts with the target.
+            let stale: Vec<Vec<u8>> = seen
+                .keys()
+                .filter(|key| key.get(..4) == Some(&target.to_ne_bytes()[..]))
+                .collect();
+            for key in stale {
+                // Gone already: evicted by the LRU meanwhile.
+                let _ = seen.delete(&key);
+            }
+        }
+        Ok(())
     }
 
     fn set_watching_containers(&mut self, watching: bool) {
@@ -655,37 +669,51 @@ fn bump_generation(bss: Option<&mut skel::types::bss>) {
     generation.fetch_add(1, Ordering::SeqCst);
 }
 
-/// The file, program, socket and capability side of one recording: the ring buffer and the
-/// programs only it needs, attached for the recording's duration.
+/// The file, program, socket and capability side of recordings: the ring buffer and the
+/// programs only it needs, attached while the collector lives. Events are kept per target.
 struct Collector {
     ring: Option<libbpf_rs::RingBuffer<'static>>,
     pending: Rc<RefCell<Vec<Vec<u8>>>>,
-    resources: Resources,
+    resources: std::collections::HashMap<u32, Resources>,
     target: u32,
     _links: Vec<Link>,
 }
 
 impl Collector {
     /// Attaches the resource programs (syscall entry and exit, exec, capability) and opens the
-    /// ring buffer when `on`.
+    /// ring buffer when `on`, for the recording of `target`.
     fn start(recorder: &mut Recorder, target: u32, on: bool) -> Result<Collector, RecordError> {
         recorder.set_collecting(on);
-        let pending = Rc::new(RefCell::new(Vec::new()));
-        let mut collector = Collector {
-            ring: None,
-            pending: Rc::clone(&pending),
-            resources: Resources::default(),
-            target,
-            _links: Vec::new(),
-        };
         if !on {
-            return Ok(collector);
+            return Ok(Collector {
+                ring: None,
+                pending: Rc::default(),
+                resources: std::collections::HashMap::new(),
+                target,
+                _links: Vec::new(),
+            });
         }
+        let mut collector = Collector::open(recorder)?;
+        collector.target = target;
+        Ok(collector)
+    }
+
+    /// Attaches the resource programs and opens the ring buffer; `collect_resources` is left
+    /// as it is (the caller switches it).
+    fn open(recorder: &Recorder) -> Result<Collector, RecordError> {
         if !recorder.resources_loaded {
             return Err(RecordError::NotLoaded {
                 what: "file, program, socket and capability recording (load with LoadOptions::resources)",
             });
         }
+        let pending = Rc::new(RefCell::new(Vec::new()));
+        let mut collector = Collector {
+            ring: None,
+            pending: Rc::clone(&pending),
+            resources: std::collections::HashMap::new(),
+            target: 0,
+            _links: Vec::new(),
+        };
         let progs = &recorder.skel.progs;
         // The sys_enter side runs as a tail call of the syscall program (set up at load).
         for event in OPEN_EXITS {
@@ -723,21 +751,36 @@ impl Collector {
         Ok(collector)
     }
 
-    /// Takes what the ring buffer holds, making relative paths absolute while the processes
-    /// still exist.
+    /// Takes what the ring buffer holds for this collector's one target, making relative paths
+    /// absolute while the processes still exist.
     fn drain(&mut self) {
+        let target = self.target;
+        self.drain_with(|t| t == target, proc_base);
+    }
+
+    /// Takes what the ring buffer holds, keeping the events of the targets `keep` accepts;
+    /// relative paths the kernel could not resolve start from `base_of(pid, dirfd)`.
+    fn drain_with(&mut self, mut keep: impl FnMut(u32) -> bool, base_of: impl Fn(u32, i32) -> Option<String>) {
         let Some(ring) = &self.ring else { return };
         let _ = ring.consume();
         for bytes in self.pending.borrow_mut().drain(..) {
             match PathEvent::decode(&bytes) {
-                Some(event) if event.target == self.target => self.resources.add(&event, proc_base),
+                Some(event) if keep(event.target) => {
+                    self.resources.entry(event.target).or_default().add(&event, &base_of);
+                }
                 _ => {}
             }
         }
     }
 
-    fn finish(self) -> Resources {
-        self.resources
+    /// What was collected for `target` so far, taken out.
+    fn take(&mut self, target: u32) -> Resources {
+        self.resources.remove(&target).unwrap_or_default()
+    }
+
+    fn finish(mut self) -> Resources {
+        let target = self.target;
+        self.take(target)
     }
 }
 
@@ -784,7 +827,7 @@ fn raw_recording(subject: Subject, seen: TargetSyscalls, resources: Resources, o
         capabilities: seen.capabilities,
         unaudited_capability_checks: seen.caps_unaudited,
         unclassified_capability_checks: seen.caps_unclassified,
-        lost_events: seen.lost_events,
+        lost_events: seen.lost_events + resources.dropped,
         skipped_runs: observed.skipped,
         attach_time: observed.attach_time,
     }

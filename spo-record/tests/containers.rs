@@ -247,3 +247,138 @@ fn a_container_has_exited_once_its_last_process_has() {
     }
     assert_eq!(watch.exited().expect("exited"), vec![(pod, "long".to_owned())]);
 }
+
+/// Starts `program args` the way a runtime starts a container for a watch that starts at exec:
+/// the child enters `cgroup` and execs `program` in the test's own mount namespace (as runc's
+/// init re-executes itself before it moves into the container's namespaces).
+#[allow(unsafe_code)]
+fn start_entering(cgroup: &Path, program: &str, args: &[&str]) -> std::process::Child {
+    let procs = fs::OpenOptions::new()
+        .write(true)
+        .open(cgroup.join("cgroup.procs"))
+        .expect("cgroup.procs");
+    let fd = procs.as_raw_fd();
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    // SAFETY: runs in the forked child before execve; write(2) is async-signal-safe and
+    // nothing is allocated.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().expect("the container's process starts");
+    drop(procs);
+    child
+}
+
+#[test]
+fn a_watch_that_starts_at_exec_records_the_container_from_its_own_mount_namespace_with_its_files() {
+    use spo_record::{ContainerOptions, ContainerStart, LoadOptions};
+    let Some(recorder) = common::load_with(&LoadOptions {
+        resources: true,
+        ..LoadOptions::default()
+    }) else {
+        return;
+    };
+    let tree = Tree::new("e");
+    let seccomp_tree = Tree::new("f");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let written = scratch.path().join("written");
+    let before = scratch.path().join("before-the-exec");
+    fs::write(&before, "x").expect("a file only the runtime part reads");
+    let mut watch = ContainerWatch::start(recorder).expect("watch");
+    let pod = watch
+        .watch_with(
+            &tree.pod,
+            ContainerOptions {
+                start: ContainerStart::Exec,
+                resources: true,
+            },
+        )
+        .expect("watch the pod");
+    // A pod recorded from its filter, syscalls only, at the same time.
+    let seccomp_pod = watch.watch(&seccomp_tree.pod).expect("watch the other pod");
+    assert!(
+        watch
+            .watch_with(
+                &tree.pod,
+                ContainerOptions {
+                    start: ContainerStart::SeccompFilter,
+                    resources: false
+                }
+            )
+            .is_err(),
+        "one pod is recorded one way"
+    );
+    let dir = tree.container("app");
+    // The "runtime part": reads a file and execs unshare in the test's mount namespace; unshare
+    // moves into a new mount namespace and execs the "workload", whose calls and files count.
+    let script = format!(
+        "cat {before} >/dev/null; exec unshare -m /bin/sh -c 'cat /etc/hostname >/dev/null; echo y > {written}'",
+        before = before.display(),
+        written = written.display()
+    );
+    let status = start_entering(&dir, "/bin/sh", &["-c", &script]).wait().expect("wait");
+    assert!(status.success(), "{status}");
+    run_in_container(&seccomp_tree.container("s"), "cat /etc/hostname >/dev/null");
+
+    // Events are taken as they come, as the node recorder's thread does.
+    watch.drain();
+    assert_eq!(watch.exited().expect("exited"), {
+        let mut both = vec![(pod, "app".to_owned()), (seccomp_pod, "s".to_owned())];
+        both.sort();
+        both
+    });
+    let rec = watch.collect(pod, "app").expect("collect").expect("seen");
+    assert_eq!(rec.filter_starts, 1, "one start, at the exec in the new namespace");
+    assert_eq!(rec.untracked_processes, 0);
+    assert_eq!(rec.lost_events, 0);
+    let programs: Vec<&str> = rec.executables.iter().map(String::as_str).collect();
+    assert!(
+        !programs.iter().any(|p| p.ends_with("/unshare")),
+        "unshare was exec'd before the container's namespace: {programs:?}"
+    );
+    assert!(
+        programs
+            .iter()
+            .any(|p| p.ends_with("/dash") || p.ends_with("/sh") || p.ends_with("/bash")),
+        "the workload's shell: {programs:?}"
+    );
+    assert!(programs.iter().any(|p| p.ends_with("/cat")), "{programs:?}");
+    let hostname = rec.files.get("/etc/hostname").expect("the workload read /etc/hostname");
+    assert!(hostname.read && !hostname.write, "{hostname:?}");
+    let out = rec
+        .files
+        .get(written.to_str().expect("utf-8"))
+        .unwrap_or_else(|| panic!("the workload wrote {}: {:?}", written.display(), rec.files.keys()));
+    assert!(out.write, "{out:?}");
+    assert!(
+        !rec.files.contains_key(before.to_str().expect("utf-8")),
+        "read before the container's exec: {:?}",
+        rec.files.keys()
+    );
+    assert!(
+        !rec.mapped.is_empty() || programs.iter().all(|p| p.ends_with("/busybox")),
+        "libraries: {rec:?}"
+    );
+    let calls = names(&rec);
+    assert!(calls.contains("execve") && calls.contains("openat"), "{calls:?}");
+    assert!(
+        !calls.contains("unshare"),
+        "called before the exec that started it: {calls:?}"
+    );
+
+    // The seccomp-only pod's recording holds syscalls and no files.
+    let other = watch.collect(seccomp_pod, "s").expect("collect").expect("seen");
+    assert_eq!(other.filter_starts, 1);
+    assert!(
+        other.files.is_empty() && other.executables.is_empty(),
+        "{:?}",
+        other.files
+    );
+    assert!(names(&other).contains("openat"));
+}

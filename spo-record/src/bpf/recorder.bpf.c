@@ -89,7 +89,8 @@ struct target_syscalls {
 	__u64 out_of_range;
 	// Processes the tree created that could not be tracked because `targets` was full.
 	__u64 untracked_processes;
-	// Times a waiting process installed a seccomp filter and so started being recorded.
+	// Times a waiting process started being recorded: it installed a seccomp filter, or it
+	// exec'd in its container (TRACK_WAIT_FOR_EXEC).
 	__u64 filter_starts;
 	// Capabilities checked with auditing, the checks a profile is asked about (bit = CAP_*
 	// number), and those of them the check allowed.
@@ -112,6 +113,11 @@ struct target_syscalls {
 // records exactly the syscalls that filter will judge: the runtime's own calls after installing
 // it included, and none of the thousands before (see RecordOptions in src/loader.rs).
 #define TRACK_WAIT_FOR_FILTER 1
+// A tracked process waits until it execs in a container (see `entered_container`): where an
+// AppArmor profile starts confining, for container watches that record resources. Children
+// inherit the wait, or the recording once it started.
+#define TRACK_WAIT_FOR_EXEC 2
+#define TRACK_WAITING (TRACK_WAIT_FOR_FILTER | TRACK_WAIT_FOR_EXEC)
 
 // Kept in sync with `Tracked` in src/loader.rs.
 struct tracked {
@@ -774,8 +780,11 @@ static __always_inline __u32 describe_task(struct cpu_current *cur, struct task_
 		if (tracked) {
 			if (tracked->flags & TRACK_WAIT_FOR_FILTER)
 				gen -= 1; // a generation already past: decided on every call until it records
-			else
+			else if (!(tracked->flags & TRACK_WAIT_FOR_EXEC))
 				bits = tracked->target << 1 | 1;
+			// Waiting for its exec: cached as not recording; the exec that starts it moves
+			// the generation on (`start_at_exec`).
+
 		}
 	}
 	cur->task = (__u64)task;
@@ -971,12 +980,20 @@ struct cgroup_name {
 	char name[CGROUP_NAME_MAX];
 };
 
-// Watched parent cgroup name -> the watch id user space gave it.
+// Kept in sync with `parent_value` in src/loader/containers.rs.
+struct watched_parent {
+	__u32 watch;
+	// What a process entering one of its containers waits for: TRACK_WAIT_FOR_FILTER or
+	// TRACK_WAIT_FOR_EXEC.
+	__u32 wait;
+};
+
+// Watched parent cgroup name -> the watch id user space gave it and where its recordings start.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
 	__type(key, struct cgroup_name);
-	__type(value, __u32);
+	__type(value, struct watched_parent);
 } watched_parents SEC(".maps");
 
 struct container_key {
@@ -1030,11 +1047,14 @@ int BPF_PROG(select_container, struct cgroup *dst, const char *path, struct task
 	struct cgroup_name parent_name = {};
 	if (bpf_probe_read_kernel_str(parent_name.name, sizeof(parent_name.name), BPF_CORE_READ(parent, name)) <= 0)
 		return 0;
-	__u32 *watch = bpf_map_lookup_elem(&watched_parents, &parent_name);
-	if (!watch)
+	struct watched_parent *watched = bpf_map_lookup_elem(&watched_parents, &parent_name);
+	if (!watched)
 		return 0;
+	__u32 wait = watched->wait & TRACK_WAITING;
+	if (!wait)
+		wait = TRACK_WAIT_FOR_FILTER;
 
-	struct container_key key = {.watch = *watch};
+	struct container_key key = {.watch = watched->watch};
 	if (bpf_probe_read_kernel_str(key.name, sizeof(key.name), BPF_CORE_READ(kn, name)) <= 0)
 		return 0;
 	__u32 target;
@@ -1062,7 +1082,7 @@ int BPF_PROG(select_container, struct cgroup *dst, const char *path, struct task
 	__u32 tgid = BPF_CORE_READ(task, tgid);
 	if (maybe_tracked(tgid) && bpf_map_lookup_elem(&targets, &tgid))
 		return 0; // entered another hierarchy's directory of the same container already
-	struct tracked waiting = {.target = target, .flags = TRACK_WAIT_FOR_FILTER};
+	struct tracked waiting = {.target = target, .flags = wait};
 	count_slot(tgid, 1);
 	if (bpf_map_update_elem(&targets, &tgid, &waiting, BPF_NOEXIST) != 0) {
 		count_slot(tgid, -1);
@@ -1082,9 +1102,60 @@ static __always_inline struct tracked *recording_target(__u32 tgid)
 	if (!maybe_tracked(tgid))
 		return 0;
 	struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
-	if (!tracked || (tracked->flags & TRACK_WAIT_FOR_FILTER))
+	if (!tracked || (tracked->flags & TRACK_WAITING))
 		return 0;
 	return tracked;
+}
+
+// Whether `task`, exec'ing, runs in its container now: its mount namespace is not its parent's.
+// A runtime's init enters the container's cgroup in the runtime's mount namespace and may exec
+// there (runc 1.1 re-executes itself from a sealed copy of its binary, racing the runtime's
+// cgroup write); the workload's exec comes after the init moved into the container's
+// namespaces, whose parent (the runtime, its shim, or `runc exec`) stays outside. Pods cannot
+// share the host's mount namespace.
+static __always_inline int entered_container(struct task_struct *task)
+{
+	__u32 own = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	__u32 parent = BPF_CORE_READ(task, real_parent, nsproxy, mnt_ns, ns.inum);
+	return own != 0 && parent != 0 && own != parent;
+}
+
+// Starts the recording of `task` when it waits for its exec and this exec is the container's
+// (`entered_container`); returns its `tracked` entry when it records now. Called by every exec
+// program that needs it, so their order on the tracepoint does not matter: the first clears the
+// flag and counts the start, the others find it recording.
+static __always_inline struct tracked *start_if_container_exec(struct task_struct *task)
+{
+	__u32 tgid = task->tgid;
+	if (!maybe_tracked(tgid))
+		return 0;
+	struct tracked *tracked = bpf_map_lookup_elem(&targets, &tgid);
+	if (!tracked)
+		return 0;
+	if (tracked->flags & TRACK_WAIT_FOR_FILTER)
+		return 0;
+	if (tracked->flags & TRACK_WAIT_FOR_EXEC) {
+		if (!entered_container(task))
+			return 0;
+		// exec ended the group's other threads: no other CPU runs this process now.
+		*(volatile __u32 *)&tracked->flags = 0;
+		__u32 target = tracked->target;
+		struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &target);
+		if (seen)
+			__sync_fetch_and_add(&seen->filter_starts, 1);
+		// This CPU's slot says the task does not record: make every slot look again.
+		bump_generation();
+	}
+	return tracked;
+}
+
+// Attached while containers are watched: starts the recordings that wait for their exec.
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(start_at_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	if (enabled && watching_containers)
+		start_if_container_exec(task);
+	return 0;
 }
 
 // Whether the task whose syscall passed `regs` belongs to a recording process, with its target
@@ -1183,7 +1254,7 @@ int BPF_PROG(record_exec, struct task_struct *task, pid_t old_pid, struct linux_
 {
 	if (!enabled || !collect_resources)
 		return 0;
-	struct tracked *tracked = recording_target(task->tgid);
+	struct tracked *tracked = watching_containers ? start_if_container_exec(task) : recording_target(task->tgid);
 	if (!tracked)
 		return 0;
 	__u32 target = tracked->target;

@@ -14,17 +14,58 @@
 //! watched before its directory exists, and on a cgroup v1 machine a container has a directory
 //! of the same name in every hierarchy.
 //!
+//! A watch may instead start each container's recording at its exec ([`ContainerStart::Exec`]):
+//! the point an AppArmor profile starts confining, and recorded with files, programs, sockets
+//! and capabilities ([`ContainerOptions::resources`]) for AppArmor profiles. Such containers
+//! need no seccomp filter. The exec that starts them is the first one made in the container's
+//! own mount namespace (a runtime's init may exec before it moves there: runc 1.1 re-executes
+//! itself from a sealed copy of its binary).
+//!
 //! Processes that enter a container's cgroup without passing through `cgroup.procs`
 //! (`clone3(CLONE_INTO_CGROUP)`, which newer runtimes use for `exec` sessions) are not seen.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::{Link, MapCore, MapFlags};
 
-use super::{MAX_TARGETS, Observed, Recorder, raw_recording};
-use crate::events::Resources;
+use super::{Collector, MAX_TARGETS, Observed, Recorder, raw_recording};
 use crate::{RawRecording, RecordError, Subject};
+
+/// `TRACK_WAIT_FOR_FILTER` and `TRACK_WAIT_FOR_EXEC` in `recorder.bpf.c`.
+const WAIT_FOR_FILTER: u32 = 1;
+const WAIT_FOR_EXEC: u32 = 2;
+
+/// Where the recording of each container of a watch starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum ContainerStart {
+    /// Where the container's runtime installs its seccomp filter (the filter its profile
+    /// will be): what a seccomp profile judges, the runtime's calls after the filter included.
+    /// A container without a filter records nothing.
+    #[default]
+    SeccompFilter,
+    /// At the container's exec of its entrypoint (the first exec in its own mount
+    /// namespace): what an AppArmor profile, applied at that exec, confines.
+    Exec,
+}
+
+/// How a watch records its containers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ContainerOptions {
+    /// Where each container's recording starts.
+    pub start: ContainerStart,
+    /// Also record files opened, programs executed, libraries mapped, sockets created and
+    /// capabilities checked (what AppArmor profiles need). Needs a recorder loaded with
+    /// [`LoadOptions::resources`](super::LoadOptions::resources).
+    pub resources: bool,
+}
+
+/// A watched parent: its name and how it records.
+#[derive(Debug, Clone)]
+struct Parent {
+    name: String,
+    options: ContainerOptions,
+}
 
 /// `CGROUP_NAME_MAX` in `recorder.bpf.c`: names are kept up to one byte less (the NUL).
 pub const CGROUP_NAME_MAX: usize = 96;
@@ -53,8 +94,12 @@ pub struct ContainerSeen {
 pub struct ContainerWatch {
     // Detached (dropped) before the recorder's object is closed.
     _links: Vec<Link>,
+    /// The ring buffer and resource programs, while a watch records resources.
+    collector: Option<Collector>,
     recorder: Recorder,
-    parents: BTreeMap<WatchId, String>,
+    parents: BTreeMap<WatchId, Parent>,
+    /// The watch each target belongs to, as last read from `container_targets`.
+    target_watch: HashMap<u32, WatchId>,
     next_watch: u32,
     attach_time: Duration,
 }
@@ -109,17 +154,15 @@ impl ContainerWatch {
     pub fn start(mut recorder: Recorder) -> Result<ContainerWatch, RecordError> {
         let started = Instant::now();
         let mut links = recorder.attach()?;
-        links.push(
-            recorder
-                .skel
-                .progs
-                .select_container
-                .attach()
-                .map_err(|source| RecordError::Attach {
-                    program: "select_container",
-                    source,
-                })?,
-        );
+        for (program, prog) in [
+            ("select_container", &recorder.skel.progs.select_container),
+            ("start_at_exec", &recorder.skel.progs.start_at_exec),
+        ] {
+            links.push(
+                prog.attach()
+                    .map_err(|source| RecordError::Attach { program, source })?,
+            );
+        }
         for target in 0..MAX_TARGETS {
             offer_target(&mut recorder, target)?;
         }
@@ -128,23 +171,42 @@ impl ContainerWatch {
         Ok(ContainerWatch {
             recorder,
             _links: links,
+            collector: None,
             parents: BTreeMap::new(),
+            target_watch: HashMap::new(),
             next_watch: 0,
             attach_time: started.elapsed(),
         })
     }
 
     /// Records every container that starts under a cgroup directory named `parent` from now
-    /// on. Watching a name already watched returns its id.
+    /// on, from its seccomp filter, syscalls only. Watching a name already watched returns its
+    /// id.
     pub fn watch(&mut self, parent: &str) -> Result<WatchId, RecordError> {
+        self.watch_with(parent, ContainerOptions::default())
+    }
+
+    /// Records every container that starts under a cgroup directory named `parent` from now
+    /// on, as `options` say. Watching a name already watched returns its id when the options
+    /// are the same, and fails otherwise (one pod is recorded one way).
+    pub fn watch_with(&mut self, parent: &str, options: ContainerOptions) -> Result<WatchId, RecordError> {
         if let Some(problem) = cgroup_name_problem(parent) {
             return Err(RecordError::BadCgroupName {
                 name: parent.to_owned(),
                 problem,
             });
         }
-        if let Some((&id, _)) = self.parents.iter().find(|(_, name)| *name == parent) {
+        if let Some((&id, known)) = self.parents.iter().find(|(_, p)| p.name == parent) {
+            if known.options != options {
+                return Err(RecordError::BadCgroupName {
+                    name: parent.to_owned(),
+                    problem: "is watched already with other options",
+                });
+            }
             return Ok(id);
+        }
+        if options.resources && self.collector.is_none() {
+            self.collector = Some(Collector::open(&self.recorder)?);
         }
         let id = WatchId(self.next_watch);
         self.recorder
@@ -153,7 +215,7 @@ impl ContainerWatch {
             .watched_parents
             .update(
                 &name_bytes::<CGROUP_NAME_MAX>(parent),
-                &id.0.to_ne_bytes(),
+                &parent_value(id, options),
                 MapFlags::NO_EXIST,
             )
             .map_err(|source| RecordError::Map {
@@ -161,13 +223,65 @@ impl ContainerWatch {
                 source,
             })?;
         self.next_watch = self.next_watch.wrapping_add(1);
-        self.parents.insert(id, parent.to_owned());
+        self.parents.insert(
+            id,
+            Parent {
+                name: parent.to_owned(),
+                options,
+            },
+        );
+        self.update_collecting();
         Ok(id)
     }
 
     /// The parent cgroup names watched now.
     pub fn watched(&self) -> impl Iterator<Item = (WatchId, &str)> {
-        self.parents.iter().map(|(id, name)| (*id, name.as_str()))
+        self.parents.iter().map(|(id, p)| (*id, p.name.as_str()))
+    }
+
+    /// Takes the file, program and library events the kernel has handed over so far, for the
+    /// containers of watches that record resources. Call it often (every 100 ms or so) while
+    /// such watches live: the kernel's buffer holds about 450 events, and relative paths
+    /// are resolved from the kernel's walk only (a path the kernel could not resolve counts as
+    /// unresolved: `/proc` would name it as this process sees it, not as the container does).
+    pub fn drain(&mut self) {
+        let Some(collector) = &mut self.collector else {
+            return;
+        };
+        let map = &self.recorder.skel.maps.container_targets;
+        let parents = &self.parents;
+        let target_watch = &mut self.target_watch;
+        let mut refreshed = false;
+        let mut wants = |target: u32| -> bool {
+            if !target_watch.contains_key(&target) && !refreshed {
+                refreshed = true;
+                target_watch.clear();
+                for key in map.keys() {
+                    let Some((watch, _)) = decode_container_key(&key) else {
+                        continue;
+                    };
+                    if let Some(t) = map
+                        .lookup(&key, MapFlags::ANY)
+                        .ok()
+                        .flatten()
+                        .and_then(|v| v.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()))
+                    {
+                        target_watch.insert(u32::from_ne_bytes(t), watch);
+                    }
+                }
+            }
+            target_watch
+                .get(&target)
+                .and_then(|w| parents.get(w))
+                .is_some_and(|p| p.options.resources)
+        };
+        collector.drain_with(&mut wants, |_, _| None);
+    }
+
+    /// Switches the kernel side's resource recording on while some watch wants it.
+    fn update_collecting(&mut self) {
+        let on = self.parents.values().any(|p| p.options.resources);
+        self.recorder.set_collecting(on);
     }
 
     /// The containers seen under `watch` so far.
@@ -257,14 +371,20 @@ impl ContainerWatch {
             })?;
         self.recorder.forget_target(target)?;
         let seen = self.recorder.read_target(&target.to_ne_bytes())?;
-        let parent = self.parents.get(&watch).cloned().unwrap_or_default();
+        let parent = self.parents.get(&watch).map(|p| p.name.clone()).unwrap_or_default();
+        // What the kernel handed over until now belongs to this container; the target is
+        // known to be this watch's (the cache may not have seen it yet).
+        self.target_watch.insert(target, watch);
+        self.drain();
+        let resources = self.collector.as_mut().map(|c| c.take(target)).unwrap_or_default();
+        self.target_watch.remove(&target);
         let recording = raw_recording(
             Subject::Container {
                 parent,
                 cgroup: cgroup.to_owned(),
             },
             seen,
-            Resources::default(),
+            resources,
             Observed {
                 attach_time: self.attach_time,
                 skipped: 0,
@@ -277,7 +397,7 @@ impl ContainerWatch {
     /// Stops watching `watch` and ends the recordings of its containers, which are returned
     /// with their cgroup names.
     pub fn unwatch(&mut self, watch: WatchId) -> Result<Vec<(String, RawRecording)>, RecordError> {
-        if let Some(parent) = self.parents.remove(&watch) {
+        if let Some(parent) = self.parents.get(&watch).map(|p| p.name.clone()) {
             match self
                 .recorder
                 .skel
@@ -300,6 +420,13 @@ impl ContainerWatch {
             if let Some(recording) = self.collect(watch, &name)? {
                 out.push((name, recording));
             }
+        }
+        // Forgotten after its containers were collected, so their last events were kept.
+        self.parents.remove(&watch);
+        self.update_collecting();
+        if self.collector.is_some() && !self.parents.values().any(|p| p.options.resources) {
+            // Detaches the resource programs: nothing pays for them while no watch wants them.
+            self.collector = None;
         }
         Ok(out)
     }
@@ -325,6 +452,18 @@ impl ContainerWatch {
             })
             .collect()
     }
+}
+
+/// The `watched_parents` value: `struct watched_parent` in `recorder.bpf.c`.
+fn parent_value(watch: WatchId, options: ContainerOptions) -> [u8; 8] {
+    let wait = match options.start {
+        ContainerStart::SeccompFilter => WAIT_FOR_FILTER,
+        ContainerStart::Exec => WAIT_FOR_EXEC,
+    };
+    let mut value = [0; 8];
+    value[..4].copy_from_slice(&watch.0.to_ne_bytes());
+    value[4..].copy_from_slice(&wait.to_ne_bytes());
+    value
 }
 
 /// Clears `target` and offers it to the next container.
