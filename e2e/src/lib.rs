@@ -134,6 +134,27 @@ impl Kubectl {
         );
         self.ok(&["-n", ns, "delete", "pods", "--all", "--wait=true"], None);
         self.ok(&["-n", ns, "delete", "spod", "spod", "--ignore-not-found"], None);
+        // Bindings and recordings an earlier, failed run left (a recording's finalizer is
+        // released by no manager now).
+        let _ = self.run(&["-n", ns, "delete", "profilebindings", "--all"], None);
+        let left = self
+            .run(&["-n", ns, "get", "profilerecordings", "-o", "name"], None)
+            .stdout;
+        for name in left.lines().filter(|l| !l.is_empty()) {
+            let _ = self.run(
+                &[
+                    "-n",
+                    ns,
+                    "patch",
+                    name,
+                    "--type=merge",
+                    "-p",
+                    r#"{"metadata":{"finalizers":null}}"#,
+                ],
+                None,
+            );
+            let _ = self.run(&["-n", ns, "delete", name, "--ignore-not-found"], None);
+        }
         self.wait_default_service_account(ns);
     }
 

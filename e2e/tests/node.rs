@@ -453,7 +453,7 @@ fn seccomp_profile_confines_a_pod_on_a_real_node() {
         });
     }
     // 9. The eBPF recorder switched on in the SPOD: the manager renders `spod-recorder`, whose
-    //    pod (CAP_BPF and CAP_PERFMON only) loads the recorder on the node; the SPOD is
+    //    pod (CAP_BPF, CAP_PERFMON and CAP_SYSLOG only) loads the recorder on the node; the SPOD is
     //    Running with both DaemonSets.
     k.patch_spod(OPERATOR_NS, r#"{"spec":{"enricher":{"enableBpfRecorder":true}}}"#, T);
     eventually("the recorder pod loaded the eBPF recorder", T, || {

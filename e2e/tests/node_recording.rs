@@ -4,7 +4,9 @@
 //! pod ends, the daemon installing that profile, a ProfileBinding putting it on a new pod of the
 //! same workload, which runs, and a pod doing one thing the workload never did, which is
 //! refused. And `mergeStrategy: Containers`: two replicas recorded as partial profiles, merged
-//! by the manager with their coverage when the recording is deleted.
+//! by the manager with their coverage when the recording is deleted. And an AppArmorProfile
+//! recorded from a container's exec with its files, installed by the daemon (real
+//! apparmor_parser, stand-in securityfs: this kernel has no AppArmor) and bound at admission.
 //!
 //! Every operator part runs as a host process against the node's apiserver: webhook (with its
 //! own CA, reached at https://127.0.0.1:<port>), manager, daemon and recorder.
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spo_e2e::node::{BUSYBOX_IMAGE, NODE_NAME, Node, allowed_syscalls, labelled_pod, workload};
-use spo_e2e::{OperatorProcs, daemon_args, eventually, free_port, recorder_args, webhook_args};
+use spo_e2e::{APPARMOR_FEATURES, OperatorProcs, daemon_args, eventually, free_port, recorder_args, webhook_args};
 
 const NS: &str = "spo-e2e-recording";
 const LOG: &str = "info,spo_operator=debug,kube=warn";
@@ -23,6 +25,8 @@ const RECORDING: &str = "rec";
 const PROFILE: &str = "rec-c";
 /// A recording with `mergeStrategy: Containers`.
 const MERGED: &str = "merged";
+/// An AppArmor recording (eBPF).
+const AA_RECORDING: &str = "rec-aa";
 
 #[test]
 fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
@@ -51,7 +55,32 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         "manager",
         ["manager", "--namespace", NS].iter().chain(spo_e2e::FAST_LEASE),
     );
-    let mut daemon = parts.spawn("daemon", daemon_args(NS, NODE_NAME, node.kubelet_dir()));
+    // AppArmor through a stand-in securityfs (this kernel has none; apparmor_parser is real),
+    // for the AppArmor recording of step 6.
+    let securityfs = dir.join("securityfs");
+    let profile_dir = dir.join("apparmor.d");
+    std::fs::create_dir_all(&securityfs).expect("securityfs");
+    std::fs::create_dir_all(&profile_dir).expect("profile dir");
+    for file in ["profiles", ".replace", ".remove"] {
+        std::fs::write(securityfs.join(file), b"").expect("stand-in securityfs");
+    }
+    let mut daemon = parts.spawn(
+        "daemon",
+        daemon_args(NS, NODE_NAME, node.kubelet_dir())
+            .into_iter()
+            .chain(
+                [
+                    "--kinds",
+                    "seccomp,apparmor",
+                    "--apparmor-features-file",
+                    APPARMOR_FEATURES,
+                    "--apparmor-securityfs",
+                ]
+                .map(Into::into),
+            )
+            .chain([securityfs.clone().into_os_string(), "--apparmor-profile-dir".into()])
+            .chain([profile_dir.clone().into_os_string()]),
+    );
     // Left by an earlier run on this node, if any: the recorder writes it once it is on.
     let filter = node.seccomp_root().join("spo-recording/filter.json");
     let _ = std::fs::remove_file(&filter);
@@ -63,7 +92,11 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         !filter.exists(),
         "the recorder started before enableBpfRecorder was set"
     );
-    k.patch_spod(NS, r#"{"spec":{"enricher":{"enableBpfRecorder":true}}}"#, T);
+    k.patch_spod(
+        NS,
+        r#"{"spec":{"enableAppArmor":true,"enricher":{"enableBpfRecorder":true}}}"#,
+        T,
+    );
 
     // 1. The recording, and the webhook marking pods for it (a server-side dry run goes
     //    through admission without starting anything).
@@ -418,6 +451,148 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     assert!(out.contains("MKDIR-REFUSED"), "mkdir was not refused:\n{out}");
     assert!(out.contains("WORKLOAD-OK"), "the recorded part still runs:\n{out}");
 
+    // 6. AppArmor, recorded with eBPF: from the container's exec of its entrypoint (where an
+    //    AppArmor profile starts confining), with its programs, libraries and files; the
+    //    container's seccomp is left alone. The daemon compiles and loads the profile (real
+    //    apparmor_parser, stand-in securityfs: this kernel has no AppArmor, so a pod cannot run
+    //    confined by it here and the refusal cannot be shown; the binding is checked at
+    //    admission).
+    let aa_profile = format!("{AA_RECORDING}-c");
+    // The seccomp binding of step 3 would put its profile on these busybox pods.
+    k.ok(&["-n", NS, "delete", "profilebinding", "bind-recorded"], None);
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: ProfileRecording\nmetadata: {{name: {AA_RECORDING}, namespace: {NS}}}\nspec:\n  kind: AppArmorProfile\n  recorder: Bpf\n  podSelector: {{matchLabels: {{app: aa-recorded}}}}\n"
+        )),
+    );
+    eventually("the webhook marks pods for the AppArmor recording", T, || {
+        let r = k.run(
+            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+            Some(&labelled_pod(NS, "probe", "aa-recorded", "true")),
+        );
+        let pod: Value = serde_json::from_str(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))?;
+        if pod["metadata"]["annotations"]["io.containers.trace-bpf-apparmor/c"].is_string() {
+            assert!(
+                pod["spec"]["containers"][0]["securityContext"]["seccompProfile"].is_null(),
+                "an AppArmor recording must leave the container's seccomp alone: {}",
+                pod["spec"]
+            );
+            Ok(())
+        } else {
+            Err(format!("not marked yet: {}", pod["metadata"]))
+        }
+    });
+    let aa_script = "cat /etc/hostname >/dev/null && echo data > /tmp/written && ls / >/dev/null && echo WORKLOAD-OK";
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&labelled_pod(NS, "aa-recorded", "aa-recorded", aa_script)),
+    );
+    node.wait_pod_phase(NS, "aa-recorded", &["Succeeded"], T)
+        .unwrap_or_else(|e| panic!("{e}; {}", logs()));
+    let aa_succeeded = Instant::now();
+    let out = node.pod_logs(NS, "aa-recorded", "c").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.contains("WORKLOAD-OK"),
+        "the AppArmor-recorded workload failed:\n{out}"
+    );
+    let recorded = eventually(&format!("AppArmorProfile {aa_profile} written"), T, || {
+        let r = k.run(&["get", "apparmorprofile", &aa_profile, "-o", "json"], None);
+        serde_json::from_str::<Value>(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))
+    });
+    eprintln!(
+        "timing: AppArmor-recorded pod Succeeded -> profile object {} ms",
+        aa_succeeded.elapsed().as_millis()
+    );
+    eprintln!("recorded AppArmorProfile {aa_profile}: {}", recorded["spec"]);
+    let labels = &recorded["metadata"]["labels"];
+    assert_eq!(labels["spo.x-k8s.io/recording-id"], AA_RECORDING, "{labels}");
+    assert_eq!(labels["spo.x-k8s.io/container-id"], "c", "{labels}");
+    let abstract_ = &recorded["spec"]["abstract"];
+    let list = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    let programs = list(&abstract_["executable"]["allowedExecutables"]);
+    // busybox-static: every applet is /bin/busybox, exec'd through /bin/sh and its links.
+    assert!(
+        programs.iter().any(|p| p.ends_with("/busybox")),
+        "the workload's program: {abstract_}"
+    );
+    // The overlay's copy-up of /tmp runs as the runtime that mounted it (CAP_SYS_ADMIN for its
+    // trusted xattrs, DAC overrides): AppArmor does not ask the container's profile about
+    // those, so they are not recorded.
+    let caps = list(&abstract_["capability"]["allowedCapabilities"]);
+    for never in ["sys_admin", "dac_read_search"] {
+        assert!(!caps.iter().any(|c| c == never), "{never} recorded: {abstract_}");
+    }
+    let fs = &abstract_["filesystem"];
+    let readable: Vec<String> = list(&fs["readOnlyPaths"])
+        .into_iter()
+        .chain(list(&fs["readWritePaths"]))
+        .collect();
+    let writable: Vec<String> = list(&fs["writeOnlyPaths"])
+        .into_iter()
+        .chain(list(&fs["readWritePaths"]))
+        .collect();
+    assert!(
+        readable.iter().any(|p| p == "/etc/hostname"),
+        "read /etc/hostname: {abstract_}"
+    );
+    assert!(
+        writable.iter().any(|p| p == "/tmp/written"),
+        "wrote /tmp/written: {abstract_}"
+    );
+    // Nothing of the runtime's side: its binary, the node's paths, what runc does before the
+    // container's exec.
+    let everything = recorded["spec"].to_string();
+    for host in ["runc", "containerd", "/tmp/spo-node"] {
+        assert!(
+            !everything.contains(host),
+            "{host} is the runtime's, not the container's: {everything}"
+        );
+    }
+    let aa_installed = eventually(&format!("AppArmorProfile {aa_profile} Installed"), T, || {
+        let p = k.json(&["get", "apparmorprofile", &aa_profile, "-o", "json"]);
+        if p["status"]["status"] == "Installed" {
+            Ok(p)
+        } else {
+            Err(format!("{}; {}", p["status"], logs()))
+        }
+    });
+    assert_eq!(aa_installed["status"]["status"], "Installed");
+    let loaded = std::fs::read_to_string(profile_dir.join(&aa_profile))
+        .unwrap_or_else(|e| panic!("the profile file {aa_profile} in {}: {e}", profile_dir.display()));
+    assert!(
+        loaded.contains("/etc/hostname") && loaded.contains("/tmp/written"),
+        "the loaded profile holds the recorded files:\n{loaded}"
+    );
+    k.ok(&["-n", NS, "delete", "profilerecording", AA_RECORDING], None);
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: ProfileBinding\nmetadata: {{name: bind-aa, namespace: {NS}}}\nspec:\n  profileRef: {{kind: AppArmorProfile, name: {aa_profile}}}\n  image: {BUSYBOX_IMAGE}\n"
+        )),
+    );
+    eventually("a pod bound to the recorded AppArmor profile (admission)", T, || {
+        let r = k.run(
+            &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+            Some(&labelled_pod(NS, "aa-replay", "aa-replay", "true")),
+        );
+        let pod: Value = serde_json::from_str(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))?;
+        let armor = &pod["spec"]["containers"][0]["securityContext"]["appArmorProfile"];
+        if armor["type"] == "Localhost" && armor["localhostProfile"] == aa_profile.as_str() {
+            Ok(())
+        } else {
+            Err(format!("not bound yet: {}", pod["spec"]["containers"][0]))
+        }
+    });
+    k.ok(&["-n", NS, "delete", "profilebinding", "bind-aa", "--wait=false"], None);
+    k.ok(&["-n", NS, "delete", "pod", "aa-recorded", "--wait=false"], None);
+
     for (name, p) in [
         ("webhook", &mut webhook),
         ("manager", &mut manager),
@@ -443,10 +618,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         ],
         None,
     );
-    k.ok(
-        &["-n", NS, "delete", "profilebinding", "bind-recorded", "--wait=false"],
-        None,
-    );
+    k.ok(&["delete", "apparmorprofile", &aa_profile, "--wait=false"], None);
     // Later tests on this node must not meet a webhook that is gone (killed first: it would
     // put its configuration back).
     webhook.kill();

@@ -238,7 +238,11 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
     });
     let sc = &recorder_ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
     assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{sc}");
-    assert_eq!(sc["capabilities"]["add"], serde_json::json!(["BPF", "PERFMON"]), "{sc}");
+    assert_eq!(
+        sc["capabilities"]["add"],
+        serde_json::json!(["BPF", "PERFMON", "SYSLOG"]),
+        "{sc}"
+    );
     assert!(
         recorder_ds["spec"]["template"]["spec"].get("hostPID").is_none(),
         "the recorder needs no host PID namespace"
@@ -258,6 +262,8 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         ),
         ("create", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
         ("update", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("create", "apparmorprofiles.security-profiles-operator.x-k8s.io", None),
+        ("update", "apparmorprofiles.security-profiles-operator.x-k8s.io", None),
         ("create", "events.events.k8s.io", Some("team")),
         (
             "watch",
@@ -270,6 +276,8 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
     for (verb, what, ns) in [
         ("delete", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
         ("patch", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("delete", "apparmorprofiles.security-profiles-operator.x-k8s.io", None),
+        ("create", "selinuxprofiles.security-profiles-operator.x-k8s.io", None),
         ("list", "secrets", Some(NS)),
         ("create", "pods", Some("team")),
         (
@@ -356,6 +364,8 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
             Some("team"),
         ),
         ("create", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("create", "selinuxprofiles.security-profiles-operator.x-k8s.io", None),
+        ("update", "selinuxprofiles.security-profiles-operator.x-k8s.io", None),
         ("create", "events.events.k8s.io", Some("team")),
     ] {
         assert!(can(verb, what, ns), "the enricher may not {verb} {what}");
@@ -364,6 +374,8 @@ fn deploy_manifests_dry_run_and_least_privilege_rbac() {
         ("update", "pods", Some("team")),
         ("list", "secrets", Some(NS)),
         ("delete", "seccompprofiles.security-profiles-operator.x-k8s.io", None),
+        ("delete", "selinuxprofiles.security-profiles-operator.x-k8s.io", None),
+        ("create", "apparmorprofiles.security-profiles-operator.x-k8s.io", None),
         (
             "delete",
             "profilerecordings.security-profiles-operator.x-k8s.io",

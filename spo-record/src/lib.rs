@@ -62,7 +62,9 @@ pub struct RawRecording {
     /// writable mapping) are left out, as they are by AppArmor.
     pub capabilities: BTreeMap<u32, bool>,
     /// Capability checks left out of [`RawRecording::capabilities`] because the kernel made
-    /// them without auditing them. Checks of a capability already recorded are not looked at,
+    /// them without auditing them, or under other credentials than the task's own (an
+    /// overlayfs copy-up in a container runs as whoever mounted the overlay: AppArmor asks
+    /// that one's profile). Checks of a capability already recorded are not looked at,
     /// so this counts only some of them.
     pub unaudited_capability_checks: u64,
     /// Capability checks counted in [`RawRecording::capabilities`] although the recorder could

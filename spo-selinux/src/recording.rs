@@ -22,8 +22,15 @@ pub fn spec_from_recording(recording: &Recording) -> Result<SelinuxProfileSpec, 
     let sources: BTreeSet<&str> = recording.avc_denials.iter().map(|d| d.source_type.as_str()).collect();
     let mut allow: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for (index, d) in recording.avc_denials.iter().enumerate() {
-        check_identifier(&d.source_type, NameRole::Type).map_err(|e| bad(index, format!("sourceType: {e}")))?;
-        check_identifier(&d.target_type, NameRole::Type).map_err(|e| bad(index, format!("targetType: {e}")))?;
+        // The process's type may be a block's (`selinuxrecording.process`, the domain log
+        // recording runs containers in): it is only compared, never written.
+        check_qualified_type(&d.source_type).map_err(|e| bad(index, format!("sourceType: {e}")))?;
+        // A target that is a recorded process is written as `@self`; any other is written as
+        // it is, so it must be a plain name.
+        let is_self = sources.contains(d.target_type.as_str());
+        if !is_self {
+            check_identifier(&d.target_type, NameRole::Type).map_err(|e| bad(index, format!("targetType: {e}")))?;
+        }
         check_identifier(&d.class, NameRole::Class).map_err(|e| bad(index, format!("class: {e}")))?;
         if d.permissions.is_empty() {
             return Err(bad(index, "no permissions".to_owned()));
@@ -31,7 +38,7 @@ pub fn spec_from_recording(recording: &Recording) -> Result<SelinuxProfileSpec, 
         for p in &d.permissions {
             check_identifier(p, NameRole::Permission).map_err(|e| bad(index, format!("permissions: {e}")))?;
         }
-        let label = if sources.contains(d.target_type.as_str()) {
+        let label = if is_self {
             SELF_LABEL.to_owned()
         } else {
             d.target_type.clone()
@@ -56,6 +63,16 @@ pub fn spec_from_recording(recording: &Recording) -> Result<SelinuxProfileSpec, 
         permissive: None,
         allow: if allow.is_empty() { None } else { Some(allow) },
     })
+}
+
+/// A type name, plain or qualified by blocks (`a.b.process`): every part an identifier.
+fn check_qualified_type(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return check_identifier(value, NameRole::Type);
+    }
+    value
+        .split('.')
+        .try_for_each(|part| check_identifier(part, NameRole::Type))
 }
 
 #[cfg(test)]
@@ -89,6 +106,35 @@ mod tests {
         assert_eq!(allow["var_log_t"]["file"], vec!["append", "open", "write"]);
         assert_eq!(allow["var_log_t"]["dir"], vec!["search"]);
         assert_eq!(spec.inherit[0].name, "container");
+    }
+
+    #[test]
+    fn a_block_qualified_process_type_is_the_recorded_self() {
+        let mut rec = Recording::default();
+        rec.avc_denials.extend([
+            denial("selinuxrecording.process", "etc_t", "file", &["read"]),
+            denial(
+                "selinuxrecording.process",
+                "selinuxrecording.process",
+                "unix_stream_socket",
+                &["connectto"],
+            ),
+        ]);
+        let spec = spec_from_recording(&rec).expect("spec");
+        let allow = spec.allow.expect("allow");
+        assert_eq!(allow["etc_t"]["file"], vec!["read"]);
+        assert_eq!(allow["@self"]["unix_stream_socket"], vec!["connectto"]);
+        // Qualified, but every part must still be a name; and only the process may be one.
+        for bad in ["a..b", ".process", "a.b)c", "block.process.", "a.(allow"] {
+            let mut rec = Recording::default();
+            rec.avc_denials.insert(denial(bad, "etc_t", "file", &["read"]));
+            assert!(spec_from_recording(&rec).is_err(), "{bad:?}");
+        }
+        let mut rec = Recording::default();
+        rec.avc_denials
+            .insert(denial("container_t", "other.process", "file", &["read"]));
+        let err = spec_from_recording(&rec).expect_err("a qualified target cannot be an allow key");
+        assert!(err.to_string().contains("targetType"), "{err}");
     }
 
     #[test]

@@ -336,9 +336,11 @@ async fn log_recording_pod(
     if finished {
         return;
     }
-    let (marks, bad) = crate::recorder::plan::log_seccomp_marks(&pod);
+    let (seccomp, bad) = crate::recorder::plan::log_seccomp_marks(&pod);
     w.publisher.warn_bad_marks(&pod, &bad).await;
-    if marks.is_empty() {
+    let (selinux, bad) = crate::recorder::plan::log_selinux_marks(&pod);
+    w.publisher.warn_bad_marks(&pod, &bad).await;
+    if seccomp.is_empty() && selinux.is_empty() {
         return;
     }
     if settings.borrow().log.is_none() {
@@ -352,10 +354,25 @@ async fn log_recording_pod(
             .await;
         return;
     }
-    let checked = w
+    let mut checked = w
         .publisher
-        .checked_marks(&pod, marks, spo_model::recording::Recorder::Logs)
+        .checked_marks(
+            &pod,
+            seccomp,
+            spo_model::recording::RecordingKind::SeccompProfile,
+            spo_model::recording::Recorder::Logs,
+        )
         .await;
+    checked.extend(
+        w.publisher
+            .checked_marks(
+                &pod,
+                selinux,
+                spo_model::recording::RecordingKind::SelinuxProfile,
+                spo_model::recording::Recorder::Logs,
+            )
+            .await,
+    );
     if checked.is_empty() {
         return;
     }
@@ -366,14 +383,17 @@ async fn log_recording_pod(
             r.start((namespace.clone(), pod.name_any(), mark.container.clone()));
         }
     }
-    let containers: Vec<&str> = checked.iter().map(|(m, _)| m.container.as_str()).collect();
+    let containers: Vec<String> = checked
+        .iter()
+        .map(|(m, r)| format!("{} ({})", m.container, r.spec.kind))
+        .collect();
     info!(pod = %pod.name_any(), namespace = %namespace, ?containers, "recording from audit logs");
     w.publisher
         .normal_pod(
             &pod,
             "ProfileRecording",
             &format!(
-                "recording seccomp profiles of containers {} from the node's audit records",
+                "recording the profiles of containers {} from the node's audit records",
                 containers.join(", ")
             ),
         )
@@ -415,21 +435,31 @@ async fn finish_log_recording(w: &PodWatch, rec: LogRecorded, pod: &Pod) {
     }
     let namespace = pod.namespace().unwrap_or_default();
     let ids = crate::recorder::plan::container_ids(pod);
+    // A container marked for both kinds has one entry: taken once, used by both marks.
+    let mut taken: HashMap<String, logrec::Calls> = HashMap::new();
     for (mark, recording) in &rec.marks {
         let key = (namespace.clone(), pod.name_any(), mark.container.clone());
-        let calls = w
-            .recordings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take(&key)
-            .unwrap_or_default();
+        let calls = taken.entry(mark.container.clone()).or_insert_with(|| {
+            w.recordings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(&key)
+                .unwrap_or_default()
+        });
         let id = ids
             .get(&mark.container)
             .and_then(|s| s.iter().next())
             .map(String::as_str);
-        let written = match logrec::recording(&key, id, &calls) {
-            Ok(observed) => w.publisher.write_seccomp(pod, mark, recording, &observed).await,
-            Err(why) => Err(why),
+        let written = if recording.spec.kind == spo_model::recording::RecordingKind::SelinuxProfile {
+            match logrec::selinux_recording(&key, id, calls) {
+                Ok(observed) => w.publisher.write_selinux(pod, mark, recording, &observed).await,
+                Err(why) => Err(why),
+            }
+        } else {
+            match logrec::recording(&key, id, calls) {
+                Ok(observed) => w.publisher.write_seccomp(pod, mark, recording, &observed).await,
+                Err(why) => Err(why),
+            }
         };
         if let Err(why) = written {
             w.publisher.warn_pod(pod, "ProfileNotRecorded", &why).await;

@@ -265,7 +265,10 @@ fn parts(component: Component, spec: &SpodSpec, shape: &NodeShape) -> Parts {
         }
         Component::Recorder => Parts {
             args: vec!["recorder".into(), format!("--kubelet-dir={POD_KUBELET_DIR}")],
-            add_caps: vec!["BPF", "PERFMON"],
+            // SYSLOG: /proc/kallsyms with addresses, which AppArmor recording needs to leave
+            // the kernel's unaudited capability checks out of profiles (CAP_BPF reads kernel
+            // memory already, so this adds no power).
+            add_caps: vec!["BPF", "PERFMON", "SYSLOG"],
             mounts: vec![seccomp_mount()],
             volumes: vec![seccomp_volume()],
             resources: json!({"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}),
@@ -902,7 +905,7 @@ mod tests {
         let recorder = container(&out[1]);
         assert_eq!(
             recorder["securityContext"]["capabilities"]["add"],
-            json!(["BPF", "PERFMON"])
+            json!(["BPF", "PERFMON", "SYSLOG"])
         );
         let enricher_volumes = &out[2].body["spec"]["template"]["spec"]["volumes"];
         assert_eq!(enricher_volumes[0]["hostPath"]["path"], "/proc-host");

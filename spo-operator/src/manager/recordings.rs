@@ -22,10 +22,13 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::core::ClusterResourceScope;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use spo_model::apparmor::AppArmorProfile;
+use spo_model::contract::SecurityProfile;
 use spo_model::names::{
     ANNOTATION_TRACE_AVCS, ANNOTATION_TRACE_BPF, ANNOTATION_TRACE_BPF_APPARMOR, ANNOTATION_TRACE_LOGS,
     FINALIZER_HAS_UNMERGED_PROFILES, LABEL_CONTAINER_ID, LABEL_PARTIAL, LABEL_RECORDING_ID, LABEL_RECORDING_NAMESPACE,
@@ -96,22 +99,74 @@ pub fn plan_status<'a>(recording: &ProfileRecording, pods: impl IntoIterator<Ite
     (current != want).then_some(want)
 }
 
+/// A profile kind whose recorded partial profiles the manager merges.
+pub trait MergeKind: SecurityProfile + Resource<DynamicType = (), Scope = ClusterResourceScope> {
+    /// The union of `partials` (at least one, in name order): a profile that allows what any
+    /// of them allows, or why there is none.
+    fn union(partials: &[&Self]) -> Result<Self, String>;
+    /// Sets `spec.state` (deprecated spellings cleared).
+    fn set_state(&mut self, state: SpecState);
+    /// Annotations the merged profile carries about its partials.
+    fn merge_annotations(_partials: &[&Self]) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+}
+
+impl MergeKind for SeccompProfile {
+    fn union(partials: &[&Self]) -> Result<Self, String> {
+        let specs: Vec<_> = partials.iter().map(|p| p.spec.clone()).collect();
+        let spec = spo_seccomp::merge::union_all(&specs).ok_or_else(|| "no partial profiles".to_owned())?;
+        Ok(SeccompProfile {
+            metadata: ObjectMeta::default(),
+            spec,
+            status: None,
+        })
+    }
+
+    fn set_state(&mut self, state: SpecState) {
+        self.spec.state = state;
+    }
+
+    /// Upstream's `spo.x-k8s.io/syscall-coverage`.
+    fn merge_annotations(partials: &[&Self]) -> BTreeMap<String, String> {
+        BTreeMap::from([(COVERAGE_ANNOTATION.to_owned(), coverage(partials))])
+    }
+}
+
+impl MergeKind for AppArmorProfile {
+    fn union(partials: &[&Self]) -> Result<Self, String> {
+        let (first, rest) = partials.split_first().ok_or_else(|| "no partial profiles".to_owned())?;
+        let mut merged = (*first).clone();
+        for p in rest {
+            merged = spo_apparmor::merge::merge_profiles(&merged, p)
+                .map_err(|e| format!("merging AppArmorProfile {}: {e}", p.name_any()))?;
+        }
+        merged.status = None;
+        Ok(merged)
+    }
+
+    fn set_state(&mut self, state: SpecState) {
+        self.spec.state = state;
+        self.spec.disabled = None;
+    }
+}
+
 /// One container's merged profile.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Merged {
+pub struct Merged<P> {
     /// The container's name.
     pub container: String,
-    /// The merged profile, with its name, labels and coverage annotation.
-    pub profile: SeccompProfile,
+    /// The merged profile, with its name, labels and annotations.
+    pub profile: P,
     /// The partial profiles it was merged from (to delete once it is written).
     pub partials: Vec<String>,
 }
 
 /// What merging a recording's partial profiles comes to.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct MergePlan {
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergePlan<P> {
     /// One profile per container.
-    pub merged: Vec<Merged>,
+    pub merged: Vec<Merged<P>>,
     /// Partial profiles that cannot be merged, and why (they are left in place).
     pub problems: Vec<String>,
 }
@@ -126,15 +181,19 @@ pub fn partial_selector(recording: &ProfileRecording) -> String {
 }
 
 /// Merges `partials` (the recording's partial profiles, in any order) per container (pure).
-/// Each container's profile is the union of its partials (`spo_seccomp::merge::union_all`, in
-/// name order, so the result does not depend on list order), named `<recording>-<container>`,
+/// Each container's profile is the union of its partials ([`MergeKind::union`], in name
+/// order, so the result does not depend on list order), named `<recording>-<container>`,
 /// labelled with the recording and the container, `state: Disabled` when the recording says
 /// `disableProfileAfterRecording`.
-pub fn plan_merge(recording: &ProfileRecording, partials: &[SeccompProfile]) -> MergePlan {
+pub fn plan_merge<P: MergeKind>(recording: &ProfileRecording, partials: &[P]) -> MergePlan<P> {
+    let kind = P::KIND.kind_name();
     let name = recording.name_any();
     let namespace = recording.namespace().unwrap_or_default();
-    let mut plan = MergePlan::default();
-    let mut by_container: BTreeMap<String, Vec<&SeccompProfile>> = BTreeMap::new();
+    let mut plan = MergePlan {
+        merged: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut by_container: BTreeMap<String, Vec<&P>> = BTreeMap::new();
     for p in partials {
         let labels = p.labels();
         let ours = labels.get(LABEL_RECORDING_ID) == Some(&name)
@@ -148,7 +207,7 @@ pub fn plan_merge(recording: &ProfileRecording, partials: &[SeccompProfile]) -> 
                 by_container.entry(container.clone()).or_default().push(p);
             }
             _ => plan.problems.push(format!(
-                "partial SeccompProfile {} has no {LABEL_CONTAINER_ID} label and is not merged",
+                "partial {kind} {} has no {LABEL_CONTAINER_ID} label and is not merged",
                 p.name_any()
             )),
         }
@@ -166,30 +225,31 @@ pub fn plan_merge(recording: &ProfileRecording, partials: &[SeccompProfile]) -> 
                 continue;
             }
         };
-        let specs: Vec<_> = group.iter().map(|p| p.spec.clone()).collect();
-        let Some(mut spec) = spo_seccomp::merge::union_all(&specs) else {
-            continue;
+        let mut profile = match P::union(&group) {
+            Ok(p) => p,
+            Err(why) => {
+                plan.problems.push(format!(
+                    "the partial {kind}s of container {container:?} are not merged: {why}"
+                ));
+                continue;
+            }
         };
-        spec.state = if recording.spec.disable_profile_after_recording == Some(true) {
+        profile.set_state(if recording.spec.disable_profile_after_recording == Some(true) {
             SpecState::Disabled
         } else {
             SpecState::Enabled
-        };
-        let coverage = coverage(&group);
+        });
         let labels = BTreeMap::from([
             (LABEL_RECORDING_ID.to_owned(), name.clone()),
             (LABEL_RECORDING_NAMESPACE.to_owned(), namespace.clone()),
             (LABEL_CONTAINER_ID.to_owned(), container.clone()),
         ]);
-        let profile = SeccompProfile {
-            metadata: ObjectMeta {
-                name: Some(merged_name),
-                labels: Some(labels),
-                annotations: Some(BTreeMap::from([(COVERAGE_ANNOTATION.to_owned(), coverage)])),
-                ..ObjectMeta::default()
-            },
-            spec,
-            status: None,
+        let annotations = P::merge_annotations(&group);
+        *profile.meta_mut() = ObjectMeta {
+            name: Some(merged_name),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..ObjectMeta::default()
         };
         plan.merged.push(Merged {
             container,
@@ -290,94 +350,19 @@ async fn reconcile(recording: Arc<ProfileRecording>, ctx: Arc<Ctx>) -> Result<Ac
         async move { kubeapi::publish_event(events, reference, type_, reason, "Merge", &note).await }
     };
 
-    if recording.spec.kind == RecordingKind::SeccompProfile
-        && recording.spec.merge_strategy == MergeStrategy::Containers
-    {
-        let profiles: Api<SeccompProfile> = Api::all(ctx.client.clone());
-        let partials = profiles
-            .list(&ListParams::default().labels(&partial_selector(&recording)))
-            .await
-            .map_err(|e| OperatorError::api("listing the partial profiles of", "ProfileRecording", &full, e))?;
-        let plan = plan_merge(&recording, &partials.items);
-        for problem in &plan.problems {
-            publish(EventType::Warning, "PartialProfileNotMerged", problem.clone()).await;
-        }
-        if plan.merged.is_empty() {
-            publish(
-                EventType::Warning,
-                "NoPartialProfiles",
-                "no partial profiles to merge".to_owned(),
-            )
-            .await;
-        }
-        for merged in plan.merged {
-            let target = merged.profile.name_any();
-            let existing = profiles
-                .get_opt(&target)
-                .await
-                .map_err(|e| OperatorError::api("reading", "SeccompProfile", &target, e))?;
-            let mark = Mark {
-                recording: name.clone(),
-                container: merged.container.clone(),
-            };
-            let mut profile = merged.profile;
-            match may_overwrite(existing.as_ref().map(|p| p.labels()), &mark, &ns) {
-                Overwrite::Create => {
-                    profiles
-                        .create(&PostParams::default(), &profile)
-                        .await
-                        .map_err(|e| OperatorError::api("creating", "SeccompProfile", &target, e))?;
-                }
-                Overwrite::Replace => {
-                    profile.metadata.resource_version = existing.and_then(|p| p.metadata.resource_version);
-                    profiles
-                        .replace(&target, &PostParams::default(), &profile)
-                        .await
-                        .map_err(|e| OperatorError::api("replacing", "SeccompProfile", &target, e))?;
-                }
-                Overwrite::Refuse(why) => {
-                    publish(
-                        EventType::Warning,
-                        "CannotCreateUpdateMergedProfile",
-                        format!(
-                            "SeccompProfile {target} exists and is left alone ({why}); the partial profiles {} \
-                             are kept",
-                            merged.partials.join(", ")
-                        ),
-                    )
-                    .await;
-                    continue;
-                }
+    if recording.spec.merge_strategy == MergeStrategy::Containers {
+        match recording.spec.kind {
+            RecordingKind::SeccompProfile => merge::<SeccompProfile, _, _>(&ctx, &recording, &publish).await?,
+            RecordingKind::AppArmorProfile => merge::<AppArmorProfile, _, _>(&ctx, &recording, &publish).await?,
+            RecordingKind::SelinuxProfile => {
+                publish(
+                    EventType::Warning,
+                    "KindNotSupportedForMerge",
+                    "merging recorded SelinuxProfiles is not supported yet; nothing was merged".to_owned(),
+                )
+                .await;
             }
-            for partial in &merged.partials {
-                match profiles.delete(partial, &DeleteParams::default()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(OperatorError::api("deleting the partial", "SeccompProfile", partial, e)),
-                }
-            }
-            info!(recording = %full, profile = %target, partials = merged.partials.len(), "partial profiles merged");
-            publish(
-                EventType::Normal,
-                "MergedProfile",
-                format!(
-                    "SeccompProfile {target} merged from {} partial profiles of container {:?}",
-                    merged.partials.len(),
-                    merged.container
-                ),
-            )
-            .await;
         }
-    } else {
-        publish(
-            EventType::Warning,
-            "KindNotSupportedForMerge",
-            format!(
-                "merging recorded {} profiles is not supported yet; nothing was merged",
-                recording.spec.kind.as_str()
-            ),
-        )
-        .await;
     }
 
     let finalizers: Vec<String> = recording
@@ -395,6 +380,96 @@ async fn reconcile(recording: Arc<ProfileRecording>, ctx: Arc<Ctx>) -> Result<Ac
     )
     .await?;
     Ok(Action::await_change())
+}
+
+/// Merges the partial profiles of kind `P` of `recording` (being deleted): writes each
+/// container's merged profile unless another recording's object holds its name, then deletes
+/// the partials it was merged from.
+async fn merge<P, F, Fut>(ctx: &Ctx, recording: &ProfileRecording, publish: &F) -> Result<(), OperatorError>
+where
+    P: MergeKind,
+    F: Fn(EventType, &'static str, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let kind = P::KIND.kind_name();
+    let ns = recording.namespace().unwrap_or_default();
+    let name = recording.name_any();
+    let full = format!("{ns}/{name}");
+    let profiles: Api<P> = Api::all(ctx.client.clone());
+    let partials = profiles
+        .list(&ListParams::default().labels(&partial_selector(recording)))
+        .await
+        .map_err(|e| OperatorError::api("listing the partial profiles of", "ProfileRecording", &full, e))?;
+    let plan = plan_merge(recording, &partials.items);
+    for problem in &plan.problems {
+        publish(EventType::Warning, "PartialProfileNotMerged", problem.clone()).await;
+    }
+    if plan.merged.is_empty() {
+        publish(
+            EventType::Warning,
+            "NoPartialProfiles",
+            "no partial profiles to merge".to_owned(),
+        )
+        .await;
+    }
+    for merged in plan.merged {
+        let target = merged.profile.name_any();
+        let existing = profiles
+            .get_opt(&target)
+            .await
+            .map_err(|e| OperatorError::api("reading", kind, &target, e))?;
+        let mark = Mark {
+            recording: name.clone(),
+            container: merged.container.clone(),
+        };
+        let mut profile = merged.profile;
+        match may_overwrite(existing.as_ref().map(ResourceExt::labels), &mark, &ns) {
+            Overwrite::Create => {
+                profiles
+                    .create(&PostParams::default(), &profile)
+                    .await
+                    .map_err(|e| OperatorError::api("creating", kind, &target, e))?;
+            }
+            Overwrite::Replace => {
+                profile.meta_mut().resource_version = existing.and_then(|p| ResourceExt::resource_version(&p));
+                profiles
+                    .replace(&target, &PostParams::default(), &profile)
+                    .await
+                    .map_err(|e| OperatorError::api("replacing", kind, &target, e))?;
+            }
+            Overwrite::Refuse(why) => {
+                publish(
+                    EventType::Warning,
+                    "CannotCreateUpdateMergedProfile",
+                    format!(
+                        "{kind} {target} exists and is left alone ({why}); the partial profiles {} are kept",
+                        merged.partials.join(", ")
+                    ),
+                )
+                .await;
+                continue;
+            }
+        }
+        for partial in &merged.partials {
+            match profiles.delete(partial, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(OperatorError::api("deleting the partial", kind, partial, e)),
+            }
+        }
+        info!(recording = %full, kind, profile = %target, partials = merged.partials.len(), "partial profiles merged");
+        publish(
+            EventType::Normal,
+            "MergedProfile",
+            format!(
+                "{kind} {target} merged from {} partial profiles of container {:?}",
+                merged.partials.len(),
+                merged.container
+            ),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -434,6 +509,80 @@ mod tests {
         let mut v: Vec<String> = p.spec.syscalls.iter().flatten().flat_map(|r| r.names.clone()).collect();
         v.sort();
         v
+    }
+
+    fn apparmor_partial(name: &str, container: &str, read: &[&str], programs: &[&str]) -> AppArmorProfile {
+        serde_json::from_value(json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1", "kind": "AppArmorProfile",
+            "metadata": {"name": name, "labels": {
+                LABEL_RECORDING_ID: "rec", LABEL_RECORDING_NAMESPACE: "team",
+                LABEL_CONTAINER_ID: container, LABEL_PARTIAL: "true",
+            }},
+            "spec": {"abstract": {
+                "executable": {"allowedExecutables": programs},
+                "filesystem": {"readOnlyPaths": read},
+            }},
+        }))
+        .expect("profile")
+    }
+
+    #[test]
+    fn apparmor_partials_merge_into_the_union_of_each_containers_replicas() {
+        let mut rec = recording("Containers", true);
+        rec.spec.kind = RecordingKind::AppArmorProfile;
+        let partials = [
+            apparmor_partial("rec-web-b", "web", &["/etc/b"], &["/bin/busybox"]),
+            apparmor_partial("rec-web-a", "web", &["/etc/a"], &["/bin/busybox", "/bin/extra"]),
+            apparmor_partial("rec-db-x", "db", &["/var/db"], &["/usr/bin/db"]),
+        ];
+        let plan = plan_merge(&rec, &partials);
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+        let names: Vec<&str> = plan.merged.iter().map(|m| m.profile.name()).collect();
+        assert_eq!(names, ["rec-db", "rec-web"]);
+        let web = &plan.merged[1];
+        assert_eq!(web.partials, ["rec-web-a", "rec-web-b"]);
+        let a = web.profile.spec.abstract_.as_ref().expect("abstract");
+        let fs = a.filesystem.as_ref().expect("filesystem");
+        assert_eq!(
+            fs.read_only_paths.as_deref(),
+            Some(&["/etc/a".to_owned(), "/etc/b".to_owned()][..])
+        );
+        let exe = a.executable.as_ref().expect("executable");
+        assert_eq!(
+            exe.allowed_executables.as_deref(),
+            Some(&["/bin/busybox".to_owned(), "/bin/extra".to_owned()][..])
+        );
+        assert_eq!(
+            web.profile.spec.state,
+            SpecState::Disabled,
+            "disableProfileAfterRecording"
+        );
+        let labels = web.profile.labels();
+        assert_eq!(labels.get(LABEL_CONTAINER_ID).map(String::as_str), Some("web"));
+        assert!(
+            labels.get(LABEL_PARTIAL).is_none(),
+            "the merged profile is whole: {labels:?}"
+        );
+        assert!(
+            web.profile.metadata.annotations.is_none(),
+            "syscall coverage is for seccomp only"
+        );
+        // The order partials are listed in does not matter.
+        let reversed: Vec<AppArmorProfile> = partials.iter().rev().cloned().collect();
+        assert_eq!(plan_merge(&rec, &reversed), plan);
+    }
+
+    #[test]
+    fn apparmor_partials_with_raw_policy_are_said_not_merged() {
+        let mut rec = recording("Containers", false);
+        rec.spec.kind = RecordingKind::AppArmorProfile;
+        let mut raw = apparmor_partial("rec-web-a", "web", &["/etc/a"], &[]);
+        raw.spec.abstract_ = None;
+        raw.spec.policy = Some("profile x {}".into());
+        let plan = plan_merge(&rec, &[raw, apparmor_partial("rec-web-b", "web", &["/etc/b"], &[])]);
+        assert!(plan.merged.is_empty());
+        assert_eq!(plan.problems.len(), 1, "{:?}", plan.problems);
+        assert!(plan.problems[0].contains("\"web\""), "{:?}", plan.problems);
     }
 
     #[test]

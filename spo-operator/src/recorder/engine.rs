@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 use std::thread;
 
-use spo_record::{ContainerWatch, RawRecording, RecordError, Recorder, WatchId};
+use spo_record::{ContainerOptions, ContainerWatch, LoadOptions, RawRecording, RecordError, Recorder, WatchId};
 use tokio::sync::oneshot;
 
 /// A container's recording, with its cgroup directory name.
@@ -20,6 +20,7 @@ pub struct Collected {
 enum Request {
     Watch {
         names: Vec<String>,
+        options: ContainerOptions,
         reply: oneshot::Sender<Result<Vec<WatchId>, RecordError>>,
     },
     Collect {
@@ -65,7 +66,13 @@ impl Engine {
         thread::Builder::new()
             .name("spo-recorder".into())
             .spawn(move || {
-                let watch = match Recorder::load().and_then(ContainerWatch::start) {
+                // With the resource programs: AppArmor recordings need them, and they are
+                // attached only while a watch records resources.
+                let options = LoadOptions {
+                    resources: true,
+                    ..LoadOptions::default()
+                };
+                let watch = match Recorder::load_with(&options).and_then(ContainerWatch::start) {
                     Ok(watch) => {
                         let _ = ready_tx.send(Ok(()));
                         watch
@@ -82,11 +89,11 @@ impl Engine {
         Ok(Engine { tx })
     }
 
-    /// Watches the cgroup names of one pod.
-    pub async fn watch(&self, names: Vec<String>) -> Result<Vec<WatchId>, EngineError> {
+    /// Watches the cgroup names of one pod, recording its containers as `options` say.
+    pub async fn watch(&self, names: Vec<String>, options: ContainerOptions) -> Result<Vec<WatchId>, EngineError> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Request::Watch { names, reply })
+            .send(Request::Watch { names, options, reply })
             .map_err(|_| EngineError::Stopped)?;
         Ok(rx.await.map_err(|_| EngineError::Stopped)??)
     }
@@ -128,11 +135,26 @@ impl Engine {
     }
 }
 
+/// How often the kernel's file and program events are taken while nothing is asked: its ring
+/// buffer holds about 450 events.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 fn serve(mut watch: ContainerWatch, rx: &mpsc::Receiver<Request>) {
-    while let Ok(request) = rx.recv() {
+    let mut drained = std::time::Instant::now();
+    loop {
+        // Requests may come more often than the drain is due (the exit check, every 100 ms).
+        if drained.elapsed() >= DRAIN_EVERY {
+            watch.drain();
+            drained = std::time::Instant::now();
+        }
+        let request = match rx.recv_timeout(DRAIN_EVERY) {
+            Ok(request) => request,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         match request {
-            Request::Watch { names, reply } => {
-                let result = names.iter().map(|n| watch.watch(n)).collect();
+            Request::Watch { names, options, reply } => {
+                let result = names.iter().map(|n| watch.watch_with(n, options)).collect();
                 let _ = reply.send(result);
             }
             Request::Collect { watches, reply } => {

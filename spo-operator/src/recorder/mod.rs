@@ -23,6 +23,17 @@
 //!    Recordings that merge are held with the `has-unmerged-profiles` finalizer from the first
 //!    pod on, until the manager merges their partials ([`crate::manager::recordings`]).
 //!
+//! eBPF recording of AppArmor (`io.containers.trace-bpf-apparmor/<container>`) runs the same
+//! way, with two differences: each container is recorded from its exec of the entrypoint in its
+//! own mount namespace (where the runtime puts it under its AppArmor profile; no seccomp filter
+//! is needed, and the webhook leaves the container's seccomp alone), with the files it opened,
+//! the programs it ran, the libraries it mapped, its sockets and the capabilities the kernel
+//! asked about; and the profile written is an `AppArmorProfile` (`spo_apparmor`'s recording
+//! rules). A pod marked for both kinds is recorded once, from the filter, with resources
+//! ([`plan::how_to_record`]). An AppArmor recording that lost file events (the kernel's buffer
+//! was full, or the container touched more than 65,536 paths) writes no profile; relative paths
+//! the kernel could not resolve are left out with a Warning Event.
+//!
 //! A profile is never silently incomplete: a container that had started before its pod was
 //! watched (the recorder restarted, or the pod came first), one that never installed a filter,
 //! or one whose processes could not all be tracked gets a Warning Event on the pod and no
@@ -48,9 +59,8 @@ mod run {
     use kube::runtime::{WatchStreamExt, watcher};
     use kube::{Client, ResourceExt};
     use spo_model::ProfileRecording;
-    use spo_model::recording::Recorder as RecorderKind;
-    use spo_model::seccomp::Arch;
-    use spo_record::WatchId;
+    use spo_model::recording::{Recorder as RecorderKind, RecordingKind};
+    use spo_record::{ContainerOptions, ContainerStart, RawRecording, WatchId};
     use spo_seccomp::node::DirStore;
     use tracing::{info, warn};
 
@@ -80,6 +90,8 @@ mod run {
     /// A pod being recorded.
     struct Recording {
         watches: Vec<WatchId>,
+        /// Recorded from the seccomp filter (else from the exec).
+        from_filter: bool,
         /// `restartPolicy: Never`: a container that exited is done, and its profile is
         /// written at once instead of when the pod ends.
         never: bool,
@@ -260,15 +272,29 @@ mod run {
         if plan::pod_finished(&pod) {
             return;
         }
-        let (marks, bad) = plan::bpf_seccomp_marks(&pod);
+        let (seccomp, bad) = plan::bpf_seccomp_marks(&pod);
         ctx.publisher.warn_bad_marks(&pod, &bad).await;
-        if marks.is_empty() {
+        let (apparmor, bad) = plan::bpf_apparmor_marks(&pod);
+        ctx.publisher.warn_bad_marks(&pod, &bad).await;
+        if seccomp.is_empty() && apparmor.is_empty() {
             return;
         }
-        let checked = ctx.publisher.checked_marks(&pod, marks, RecorderKind::Bpf).await;
-        if checked.is_empty() {
+        let mut checked = ctx
+            .publisher
+            .checked_marks(&pod, seccomp, RecordingKind::SeccompProfile, RecorderKind::Bpf)
+            .await;
+        checked.extend(
+            ctx.publisher
+                .checked_marks(&pod, apparmor, RecordingKind::AppArmorProfile, RecorderKind::Bpf)
+                .await,
+        );
+        let records = |kind| checked.iter().any(|(_, r)| r.spec.kind == kind);
+        let Some(how) = plan::how_to_record(
+            records(RecordingKind::SeccompProfile),
+            records(RecordingKind::AppArmorProfile),
+        ) else {
             return;
-        }
+        };
         let namespace = pod.namespace().unwrap_or_default();
         let names = plan::pod_cgroup_names(&uid);
         if names.is_empty() {
@@ -281,7 +307,15 @@ mod run {
                 .await;
             return;
         }
-        let watches = match ctx.engine.watch(names).await {
+        let options = ContainerOptions {
+            start: if how.from_filter {
+                ContainerStart::SeccompFilter
+            } else {
+                ContainerStart::Exec
+            },
+            resources: how.resources,
+        };
+        let watches = match ctx.engine.watch(names, options).await {
             Ok(w) => w,
             Err(e) => {
                 ctx.publisher
@@ -291,19 +325,23 @@ mod run {
             }
         };
         let early = plan::started_before_watch(&pod);
-        let containers: Vec<&str> = checked.iter().map(|(m, _)| m.container.as_str()).collect();
+        let containers: Vec<String> = checked
+            .iter()
+            .map(|(m, r)| format!("{} ({})", m.container, r.spec.kind))
+            .collect();
         info!(pod = %pod.name_any(), namespace = %namespace, ?containers, "recording");
         ctx.publisher
             .normal_pod(
                 &pod,
                 "ProfileRecording",
-                &format!("recording seccomp profiles of containers {}", containers.join(", ")),
+                &format!("recording the profiles of containers {}", containers.join(", ")),
             )
             .await;
         recording.insert(
             uid,
             Recording {
                 watches,
+                from_filter: how.from_filter,
                 never: pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()) == Some("Never"),
                 written: BTreeSet::new(),
                 marks: checked,
@@ -429,38 +467,66 @@ mod run {
             .get(container)
             .map(|s| s.iter().map(String::as_str).collect())
             .unwrap_or_default();
-        let runs: Vec<&Collected> = collected
+        let runs: Vec<&RawRecording> = collected
             .iter()
             .filter(|c| own.contains(plan::container_id_of_cgroup(&c.cgroup)))
+            .map(|c| &c.recording)
             .collect();
         if runs.is_empty() {
             return Err(format!(
                 "container {container:?} was not seen running; no profile is written"
             ));
         }
-        if runs.iter().any(|c| c.recording.filter_starts == 0) {
-            return Err(format!(
-                "container {container:?} never installed a seccomp filter, so nothing was recorded (is its \
-                 seccompProfile still {}?); no profile is written",
-                spo_seccomp::node::RECORDING_FILTER_PROFILE
-            ));
+        let apparmor = recording.spec.kind == RecordingKind::AppArmorProfile;
+        if runs.iter().any(|r| r.filter_starts == 0) {
+            return Err(if rec.from_filter {
+                format!(
+                    "container {container:?} never installed a seccomp filter, so nothing was recorded (is its \
+                     seccompProfile still {}?); no profile is written",
+                    spo_seccomp::node::RECORDING_FILTER_PROFILE
+                )
+            } else {
+                format!(
+                    "container {container:?} never exec'd its entrypoint in its own mount namespace, so nothing \
+                     was recorded; no profile is written"
+                )
+            });
         }
-        let untracked: u64 = runs.iter().map(|c| c.recording.untracked_processes).sum();
+        let untracked: u64 = runs.iter().map(|r| r.untracked_processes).sum();
         if untracked > 0 {
             return Err(format!(
                 "{untracked} processes of container {container:?} could not be tracked (the recorder's process \
                  table was full); the recording is incomplete and no profile is written"
             ));
         }
-        let mut syscalls: BTreeMap<Arch, BTreeSet<u32>> = BTreeMap::new();
-        for run in &runs {
-            for (arch, numbers) in &run.recording.syscalls {
-                syscalls.entry(*arch).or_default().extend(numbers);
-            }
+        let merged = merge_runs(runs[0], &runs[1..]);
+        if apparmor && merged.lost_events > 0 {
+            return Err(format!(
+                "{} file and program events of container {container:?} were lost (the kernel's buffer was full, or \
+                 the recording held 65,536 paths); the AppArmor profile would be incomplete and is not written",
+                merged.lost_events
+            ));
         }
-        let mut merged = runs[0].recording.clone();
-        merged.syscalls = syscalls;
         let mut named = spo_record::into_recording(&merged, |arch, nr| spo_seccomp::syscalls::table(arch)?.name(nr));
+        if apparmor {
+            if merged.unresolved_paths > 0 {
+                ctx.publisher
+                    .warn_pod(
+                        pod,
+                        "RecordingIncomplete",
+                        &format!(
+                            "{} relative paths opened by container {container:?} could not be resolved and are not \
+                             in its AppArmor profile",
+                            merged.unresolved_paths
+                        ),
+                    )
+                    .await;
+            }
+            return ctx
+                .publisher
+                .write_apparmor(pod, mark, recording, &named.recording)
+                .await;
+        }
         // runc's own calls after the filter vary with its scheduler: one recording may miss one
         // the next start needs (the demo's replay failed one run in three without this).
         spo_seccomp::backend::add_runtime_allowance(&mut named.recording);
@@ -474,5 +540,30 @@ mod run {
         ctx.publisher
             .write_seccomp(pod, mark, recording, &named.recording)
             .await
+    }
+
+    /// Every run of one container as one recording: the union of what each did, and the sum
+    /// of what each lost.
+    fn merge_runs(first: &RawRecording, rest: &[&RawRecording]) -> RawRecording {
+        let mut merged = first.clone();
+        for run in rest {
+            for (arch, numbers) in &run.syscalls {
+                merged.syscalls.entry(*arch).or_default().extend(numbers);
+            }
+            for (path, access) in &run.files {
+                let entry = merged.files.entry(path.clone()).or_default();
+                *entry = entry.union(*access);
+            }
+            merged.executables.extend(run.executables.iter().cloned());
+            merged.mapped.extend(run.mapped.iter().cloned());
+            merged.sockets.extend(run.sockets.iter().copied());
+            for (cap, allowed) in &run.capabilities {
+                *merged.capabilities.entry(*cap).or_default() |= *allowed;
+            }
+            merged.unresolved_paths += run.unresolved_paths;
+            merged.lost_events += run.lost_events;
+            merged.untracked_processes += run.untracked_processes;
+        }
+        merged
     }
 }

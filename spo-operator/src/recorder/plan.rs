@@ -11,6 +11,8 @@ use spo_model::validate::{is_dns_label, is_dns_subdomain, is_label_value};
 
 /// The annotation prefix of eBPF seccomp recording (see `webhook::recording`).
 pub const BPF_SECCOMP_PREFIX: &str = spo_model::names::ANNOTATION_TRACE_BPF;
+/// The annotation prefix of eBPF AppArmor recording.
+pub const BPF_APPARMOR_PREFIX: &str = spo_model::names::ANNOTATION_TRACE_BPF_APPARMOR;
 /// The annotation prefix of log recording of seccomp.
 pub const LOG_SECCOMP_PREFIX: &str = spo_model::names::ANNOTATION_TRACE_LOGS;
 
@@ -38,6 +40,18 @@ pub struct BadMark {
 /// the key.
 pub fn bpf_seccomp_marks(pod: &Pod) -> (Vec<Mark>, Vec<BadMark>) {
     marks(pod, BPF_SECCOMP_PREFIX)
+}
+
+/// The eBPF AppArmor marks of `pod` (`io.containers.trace-bpf-apparmor/<container>`), as
+/// [`bpf_seccomp_marks`] reads its own.
+pub fn bpf_apparmor_marks(pod: &Pod) -> (Vec<Mark>, Vec<BadMark>) {
+    marks(pod, BPF_APPARMOR_PREFIX)
+}
+
+/// The log-recording SELinux marks of `pod` (`io.containers.trace-avcs/<container>`), as
+/// [`bpf_seccomp_marks`] reads its own.
+pub fn log_selinux_marks(pod: &Pod) -> (Vec<Mark>, Vec<BadMark>) {
+    marks(pod, spo_model::names::ANNOTATION_TRACE_AVCS)
 }
 
 /// The log-recording seccomp marks of `pod` (`io.containers.trace-logs/<container>`), as
@@ -185,6 +199,28 @@ pub fn pod_finished(pod: &Pod) -> bool {
 /// it goes, so the phase alone does not tell).
 pub fn ended_by_deletion(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_some() || !pod_finished(pod)
+}
+
+/// How the containers of one pod are recorded, from the kinds its marks record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HowToRecord {
+    /// Start each container's recording where its runtime installs the seccomp filter (the
+    /// recording filter the webhook set): a seccomp profile must let the runtime's calls after
+    /// that point through. Otherwise at the container's exec, where an AppArmor profile starts.
+    pub from_filter: bool,
+    /// Record files, programs, libraries, sockets and capabilities (AppArmor profiles).
+    pub resources: bool,
+}
+
+/// How to record a pod marked for seccomp and/or AppArmor profiles (`None`: for neither).
+/// A pod marked for both is recorded once, from the filter: the seccomp profile needs the
+/// runtime's calls after it, and the AppArmor profile then holds what the runtime did between
+/// the filter and the exec as well (a few files at most), more than it needs, never less.
+pub fn how_to_record(seccomp: bool, apparmor: bool) -> Option<HowToRecord> {
+    (seccomp || apparmor).then_some(HowToRecord {
+        from_filter: seccomp,
+        resources: apparmor,
+    })
 }
 
 /// Why a recorded profile cannot get a name.
@@ -448,5 +484,56 @@ mod tests {
             Overwrite::Refuse(_)
         ));
         assert_eq!(profile_labels(&mark, "ns", true)[LABEL_PARTIAL], "true");
+    }
+
+    #[test]
+    fn a_pod_is_recorded_from_its_filter_when_seccomp_needs_it_and_with_resources_for_apparmor() {
+        assert_eq!(how_to_record(false, false), None);
+        assert_eq!(
+            how_to_record(true, false),
+            Some(HowToRecord {
+                from_filter: true,
+                resources: false
+            })
+        );
+        assert_eq!(
+            how_to_record(false, true),
+            Some(HowToRecord {
+                from_filter: false,
+                resources: true
+            })
+        );
+        assert_eq!(
+            how_to_record(true, true),
+            Some(HowToRecord {
+                from_filter: true,
+                resources: true
+            })
+        );
+    }
+
+    #[test]
+    fn apparmor_marks_are_read_under_their_own_prefix() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "annotations": {
+                "io.containers.trace-bpf-apparmor/web": "rec_web_n2xyz_1700000000",
+                "io.containers.trace-bpf/side": "rec2_side_n3xyz_1700000000",
+                "io.containers.trace-bpf-apparmor/bad": "rec_other_n2xyz_1700000000"
+            }}
+        }))
+        .expect("pod");
+        let (marks, bad) = bpf_apparmor_marks(&pod);
+        assert_eq!(
+            marks,
+            vec![Mark {
+                recording: "rec".into(),
+                container: "web".into()
+            }]
+        );
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].key, "io.containers.trace-bpf-apparmor/bad");
+        let (seccomp, _) = bpf_seccomp_marks(&pod);
+        assert_eq!(seccomp.len(), 1);
+        assert_eq!(seccomp[0].container, "side");
     }
 }

@@ -10,12 +10,14 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
-use spo_model::contract::ProfileBackend as _;
+use spo_apparmor::backend::AppArmorBackend;
+use spo_model::contract::{ProfileBackend, SecurityProfile};
 use spo_model::names::FINALIZER_HAS_UNMERGED_PROFILES;
 use spo_model::observed::Recording as Observed;
 use spo_model::recording::{MergeStrategy, Recorder as RecorderKind, RecordingKind};
-use spo_model::{ProfileRecording, SeccompProfile, SpecState};
+use spo_model::{ProfileRecording, SpecState};
 use spo_seccomp::backend::SeccompBackend;
+use spo_selinux::backend::SelinuxBackend;
 use tracing::{info, warn};
 
 use super::plan::{self, Mark, Overwrite};
@@ -27,7 +29,9 @@ pub struct Publisher {
     /// The API client.
     pub client: Client,
     events: Recorder,
-    backend: SeccompBackend,
+    seccomp: SeccompBackend,
+    apparmor: AppArmorBackend,
+    selinux: SelinuxBackend,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -48,7 +52,9 @@ impl Publisher {
                 },
             ),
             client,
-            backend: SeccompBackend::default(),
+            seccomp: SeccompBackend::default(),
+            apparmor: AppArmorBackend::default(),
+            selinux: SelinuxBackend::default(),
         }
     }
 
@@ -80,13 +86,14 @@ impl Publisher {
     }
 
     /// The marks of `pod` whose ProfileRecordings exist in the pod's namespace and record
-    /// SeccompProfiles with `recorder` (annotations are writable by whoever creates the pod,
+    /// `kind` with `recorder` (annotations are writable by whoever creates the pod,
     /// and a recording writes cluster-scoped objects), each with its recording; the others get
     /// a Warning Event. Recordings that merge are held for the merge from their first pod on.
     pub async fn checked_marks(
         &self,
         pod: &Pod,
         marks: Vec<Mark>,
+        kind: RecordingKind,
         recorder: RecorderKind,
     ) -> Vec<(Mark, ProfileRecording)> {
         let namespace = pod.namespace().unwrap_or_default();
@@ -94,7 +101,7 @@ impl Publisher {
         let mut checked = Vec::new();
         for mark in marks {
             match recordings.get_opt(&mark.recording).await {
-                Ok(Some(r)) if r.spec.kind == RecordingKind::SeccompProfile && r.spec.recorder == recorder => {
+                Ok(Some(r)) if r.spec.kind == kind && r.spec.recorder == recorder => {
                     checked.push((mark, r));
                 }
                 Ok(Some(_)) => {
@@ -102,7 +109,7 @@ impl Publisher {
                         pod,
                         "RecordingMismatch",
                         &format!(
-                            "ProfileRecording {namespace}/{} does not record SeccompProfiles with {recorder:?}; container {:?} is not recorded",
+                            "ProfileRecording {namespace}/{} does not record {kind}s with {recorder:?}; container {:?} is not recorded",
                             mark.recording, mark.container
                         ),
                     )
@@ -157,13 +164,100 @@ impl Publisher {
         recording: &ProfileRecording,
         recorded: &Observed,
     ) -> Result<(), String> {
+        let count: usize = recorded.syscalls.values().map(BTreeSet::len).sum();
+        self.write_recorded(
+            &self.seccomp,
+            pod,
+            mark,
+            recording,
+            recorded,
+            |p| p.spec.state = SpecState::Disabled,
+            &format!("{count} syscalls"),
+        )
+        .await
+    }
+
+    /// Writes the SelinuxProfile recorded (from its AVC denials) from `mark`'s container of
+    /// `pod` for `recording`.
+    pub async fn write_selinux(
+        &self,
+        pod: &Pod,
+        mark: &Mark,
+        recording: &ProfileRecording,
+        recorded: &Observed,
+    ) -> Result<(), String> {
+        let summary = format!("{} denials", recorded.avc_denials.len());
+        self.write_recorded(
+            &self.selinux,
+            pod,
+            mark,
+            recording,
+            recorded,
+            |p| {
+                p.spec.state = SpecState::Disabled;
+                p.spec.disabled = None;
+            },
+            &summary,
+        )
+        .await
+    }
+
+    /// Writes the AppArmorProfile recorded from `mark`'s container of `pod` for `recording`.
+    pub async fn write_apparmor(
+        &self,
+        pod: &Pod,
+        mark: &Mark,
+        recording: &ProfileRecording,
+        recorded: &Observed,
+    ) -> Result<(), String> {
+        let summary = format!(
+            "{} programs, {} libraries, {} files, {} sockets, {} capabilities",
+            recorded.executables.len(),
+            recorded.libraries.len(),
+            recorded.files.len(),
+            recorded.sockets.len(),
+            recorded.capabilities.values().filter(|allowed| **allowed).count()
+        );
+        self.write_recorded(
+            &self.apparmor,
+            pod,
+            mark,
+            recording,
+            recorded,
+            |p| {
+                p.spec.state = SpecState::Disabled;
+                p.spec.disabled = None;
+            },
+            &summary,
+        )
+        .await
+    }
+
+    /// Writes the profile `backend` builds from what `mark`'s container of `pod` did, for
+    /// `recording`: named and labelled as upstream, partial while the recording merges, and
+    /// written over an existing object only when that came from the same recording.
+    #[allow(clippy::too_many_arguments)]
+    async fn write_recorded<B>(
+        &self,
+        backend: &B,
+        pod: &Pod,
+        mark: &Mark,
+        recording: &ProfileRecording,
+        recorded: &Observed,
+        disable: impl FnOnce(&mut B::Profile),
+        summary: &str,
+    ) -> Result<(), String>
+    where
+        B: ProfileBackend,
+        B::Profile: SecurityProfile + Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>,
+    {
+        let kind = <B::Profile as SecurityProfile>::KIND.kind_name();
         let container = &mark.container;
         let namespace = pod.namespace().unwrap_or_default();
         let name = plan::profile_name(mark, &pod.name_any(), pod.meta().generate_name.as_deref()).map_err(|p| p.0)?;
-        let mut profile = self
-            .backend
+        let mut profile = backend
             .profile_from_recording(&name, recorded)
-            .map_err(|e| format!("building the profile of container {container:?}: {e}"))?;
+            .map_err(|e| format!("building the {kind} of container {container:?}: {e}"))?;
         // A partial profile is merged when its recording is deleted; when that happened while
         // this pod ran, nothing would merge it, so the replica's profile is written whole.
         let mut partial = recording.spec.merge_strategy == MergeStrategy::Containers;
@@ -188,40 +282,40 @@ impl Publisher {
             }
         }
         if recording.spec.disable_profile_after_recording == Some(true) {
-            profile.spec.state = SpecState::Disabled;
+            disable(&mut profile);
         }
-        profile.metadata = ObjectMeta {
+        *profile.meta_mut() = ObjectMeta {
             name: Some(name.clone()),
             labels: Some(plan::profile_labels(mark, &namespace, partial)),
             ..ObjectMeta::default()
         };
-        let api: Api<SeccompProfile> = Api::all(self.client.clone());
+        let api: Api<B::Profile> = Api::all(self.client.clone());
         let existing = api
             .get_opt(&name)
             .await
-            .map_err(|e| format!("reading SeccompProfile {name}: {e}"))?;
-        match plan::may_overwrite(existing.as_ref().map(|p| p.labels()), mark, &namespace) {
+            .map_err(|e| format!("reading {kind} {name}: {e}"))?;
+        match plan::may_overwrite(existing.as_ref().map(ResourceExt::labels), mark, &namespace) {
             Overwrite::Create => {
                 api.create(&PostParams::default(), &profile)
                     .await
-                    .map_err(|e| format!("creating SeccompProfile {name}: {e}"))?;
+                    .map_err(|e| format!("creating {kind} {name}: {e}"))?;
             }
             Overwrite::Replace => {
-                profile.metadata.resource_version = existing.and_then(|p| p.metadata.resource_version);
+                profile.meta_mut().resource_version =
+                    existing.and_then(|p| SecurityProfile::meta(&p).resource_version.clone());
                 api.replace(&name, &PostParams::default(), &profile)
                     .await
-                    .map_err(|e| format!("replacing SeccompProfile {name}: {e}"))?;
+                    .map_err(|e| format!("replacing {kind} {name}: {e}"))?;
             }
             Overwrite::Refuse(why) => {
-                return Err(format!("SeccompProfile {name} exists and is left alone: {why}"));
+                return Err(format!("{kind} {name} exists and is left alone: {why}"));
             }
         }
-        let count: usize = recorded.syscalls.values().map(BTreeSet::len).sum();
-        info!(profile = %name, container = %container, syscalls = count, "recorded profile written");
+        info!(kind, profile = %name, container = %container, summary, "recorded profile written");
         self.normal_pod(
             pod,
             "ProfileRecorded",
-            &format!("SeccompProfile {name} recorded from container {container:?} ({count} syscalls)"),
+            &format!("{kind} {name} recorded from container {container:?} ({summary})"),
         )
         .await;
         Ok(())

@@ -20,7 +20,9 @@
 //! [`LOG_RECORDING_SELINUX_TYPE`]. eBPF recording of seccomp runs the container under
 //! [`BPF_RECORDING_SECCOMP`], a filter that changes nothing, because the node's recorder records
 //! from the filter the runtime installs (upstream left the container's profile alone, and
-//! recorded everything the runtime did in the container's mount namespace).
+//! recorded everything the runtime did in the container's mount namespace). eBPF recording of
+//! AppArmor changes nothing in the pod: the node's recorder starts at the container's exec,
+//! where its AppArmor profile will start.
 //!
 //! Recordings are applied in name order; when two would mark one container under the same
 //! key, the first wins and the other is a warning. Pairs upstream does not support

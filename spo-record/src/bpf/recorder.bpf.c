@@ -101,8 +101,8 @@ struct target_syscalls {
 	// File and exec events that did not fit in the ring buffer.
 	__u64 lost_events;
 	// Capability checks left out because the kernel made them without auditing them
-	// (CAP_OPT_NOAUDIT), and checks counted although their caller could not be told (see
-	// `record_capable`).
+	// (CAP_OPT_NOAUDIT) or under other credentials than the task's own, and checks counted
+	// although their caller could not be told (see `record_capable`).
 	__u64 caps_unaudited;
 	__u64 caps_unclassified;
 };
@@ -1397,12 +1397,21 @@ int BPF_PROG(record_capable, const struct cred *cred, struct user_namespace *tar
 {
 	if (!enabled || !collect_resources || cap < 0 || cap >= 64)
 		return 0;
-	struct tracked *tracked = recording_target(bpf_get_current_pid_tgid() >> 32);
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct tracked *tracked = recording_target(task->tgid);
 	if (!tracked)
 		return 0;
 	struct target_syscalls *seen = bpf_map_lookup_elem(&syscalls, &tracked->target);
 	if (!seen)
 		return 0;
+	// Checked under other credentials than the task's own: the kernel acting for someone else
+	// (an overlayfs copy-up in a container runs as whoever mounted the overlay, the
+	// container runtime), or a check of another task's capabilities. AppArmor asks the
+	// profile of whoever those credentials belong to, not this task's.
+	if (cred != task->real_cred) {
+		__sync_fetch_and_add(&seen->caps_unaudited, 1);
+		return 0;
+	}
 	__u64 bit = 1ULL << cap;
 	// A check that would add nothing is not looked at: the stack walk (about a microsecond) is
 	// paid only until a capability is recorded, and by checks of capabilities never recorded
