@@ -233,6 +233,15 @@ fn selinux_profiles_on_a_real_apiserver_and_store() {
         assert_eq!(s["status"]["status"], "Installed", "{s}");
     }
 
+    // 2b. Log recording on: the manager makes the permissive domain SELinux recording runs
+    //     containers as (`selinuxrecording.process`, upstream's type), and the daemon installs
+    //     it like any SelinuxProfile.
+    c.spod(r#"{"spec":{"enricher":{"enableLogEnricher":true}}}"#);
+    let domain = c.wait_state("selinuxprofile", "selinuxrecording", "Installed");
+    assert_eq!(domain["status"]["usage"], "selinuxrecording.process", "{domain}");
+    assert_eq!(domain["spec"]["mode"], "Permissive", "{domain}");
+    c.wait_modules(&["selinuxrecording"], &[]);
+
     // 3. A child created before its parent fails, and is re-rendered when the parent appears.
     c.apply(&selinux(
         "e2e-child",
@@ -355,6 +364,19 @@ fn selinux_profiles_on_a_real_apiserver_and_store() {
 
     for what in ["selinuxprofile", "rawselinuxprofile"] {
         purge(&c.k, what);
+    }
+    for name in ["selinuxprofile/selinuxrecording", "seccompprofile/log-enricher-trace"] {
+        let _ = c.k.run(&["delete", name, "--wait=false", "--ignore-not-found"], None);
+        let _ = c.k.run(
+            &[
+                "patch",
+                name,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ],
+            None,
+        );
     }
 }
 

@@ -48,6 +48,10 @@ pub const ANNOTATION_TRACE_AVCS: &str = "io.containers.trace-avcs/";
 /// The SeccompProfile log recording runs containers under (`SCMP_ACT_LOG` for every call),
 /// made by the manager while the SPOD enables the log enricher, as upstream names it.
 pub const LOG_ENRICHER_PROFILE: &str = "log-enricher-trace";
+/// The SelinuxProfile SELinux log recording runs containers as: a permissive domain that
+/// inherits `container` (pods use `selinuxrecording.process`), which the manager makes while
+/// the SPOD enables the log enricher and SELinux.
+pub const SELINUX_RECORDING_PROFILE: &str = "selinuxrecording";
 
 /// The longest label value Kubernetes accepts.
 pub const MAX_LABEL_VALUE: usize = 63;

@@ -299,6 +299,36 @@ pub async fn apply_log_enricher_profile(client: &Client) -> Result<(), OperatorE
     .await
 }
 
+/// The SelinuxProfile [`apply_selinux_recording_profile`] applies (pure).
+pub fn selinux_recording_profile() -> serde_json::Value {
+    json!({
+        "apiVersion": "security-profiles-operator.x-k8s.io/v1",
+        "kind": "SelinuxProfile",
+        "metadata": {
+            "name": spo_model::names::SELINUX_RECORDING_PROFILE,
+            "labels": {"app": "security-profiles-operator"},
+        },
+        "spec": {"inherit": [{"kind": "System", "name": "container"}], "mode": "Permissive"},
+    })
+}
+
+/// Applies the SelinuxProfile SELinux log recording runs containers as
+/// ([`spo_model::names::SELINUX_RECORDING_PROFILE`]: a permissive domain that inherits
+/// `container`, so pods use `selinuxrecording.process`, the type upstream's recording uses), as
+/// the manager.
+pub async fn apply_selinux_recording_profile(client: &Client) -> Result<(), OperatorError> {
+    let name = spo_model::names::SELINUX_RECORDING_PROFILE;
+    let api: Api<spo_model::SelinuxProfile> = Api::all(client.clone());
+    let body = selinux_recording_profile();
+    timed("applying", "SelinuxProfile", name, async {
+        api.patch(name, &apply(MANAGER_FIELD_MANAGER), &Patch::Apply(&body))
+            .await
+            .map(|_| ())
+            .map_err(|e| OperatorError::api("applying", "SelinuxProfile", name, e))
+    })
+    .await
+}
+
 /// Reads the Lease `namespace/name`; `None` when it does not exist.
 pub async fn get_lease(client: &Client, namespace: &str, name: &str) -> Result<Option<Lease>, OperatorError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);

@@ -585,37 +585,86 @@ async fn create_default_spod(client: Client, config: ManagerConfig) {
     }
 }
 
-/// Keeps the SeccompProfile that log recording runs containers under while the SPOD enables
-/// the log enricher, as upstream's manager does (it is not removed when the switch goes off:
-/// pods may still run under it, and the profile's own finalizers guard it).
+/// What log recording needs on nodes, by the SPOD: the SeccompProfile seccomp recording runs
+/// containers under (while the log enricher is on), and the SelinuxProfile of the permissive
+/// domain SELinux recording runs them as (while the log enricher and SELinux are on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogRecordingNeeds {
+    /// `log-enricher-trace` (SeccompProfile).
+    pub seccomp: bool,
+    /// `selinuxrecording` (SelinuxProfile).
+    pub selinux: bool,
+}
+
+/// What log recording needs, from the SPOD (pure).
+pub fn log_recording_needs(spod: Option<&spo_model::SecurityProfilesOperatorDaemon>) -> LogRecordingNeeds {
+    let Some(spod) = spod else {
+        return LogRecordingNeeds::default();
+    };
+    let log = spod.spec.enricher.as_ref().and_then(|e| e.enable_log_enricher) == Some(true);
+    LogRecordingNeeds {
+        seccomp: log,
+        selinux: log && spod.spec.selinux.as_ref().and_then(|s| s.enable) == Some(true),
+    }
+}
+
+/// Keeps what log recording runs containers under while the SPOD enables it, as upstream's
+/// manager does ([`LogRecordingNeeds`]; never removed when a switch goes off: pods may still
+/// run under them, and the profiles' own finalizers guard them). Each is applied again when its
+/// switch goes off and on.
 async fn log_enricher_profile(client: Client, config: ManagerConfig) {
-    let (mut on, _task) = kubeapi::follow_spod(client.clone(), &config.namespace, &config.spod_name, false, |spod| {
-        Some(spod.is_some_and(|s| s.spec.enricher.as_ref().and_then(|e| e.enable_log_enricher) == Some(true)))
-    });
+    let (mut needs, _task) = kubeapi::follow_spod(
+        client.clone(),
+        &config.namespace,
+        &config.spod_name,
+        LogRecordingNeeds::default(),
+        |spod| Some(log_recording_needs(spod)),
+    );
+    let mut applied = LogRecordingNeeds::default();
     loop {
-        if on.wait_for(|on| *on).await.is_err() {
-            return;
-        }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match kubeapi::apply_log_enricher_profile(&client).await {
-                Ok(()) => {
-                    info!(
-                        name = spo_model::names::LOG_ENRICHER_PROFILE,
-                        "log recording profile applied"
-                    );
-                    break;
-                }
-                Err(e) => {
-                    let after = retry_after(attempt);
-                    warn!(error = %error_chain(&e), retry_in = ?after, "applying the log recording profile failed");
-                    tokio::time::sleep(after).await;
+        let want = *needs.borrow_and_update();
+        applied.seccomp &= want.seccomp;
+        applied.selinux &= want.selinux;
+        for (wanted, done, what, name) in [
+            (
+                want.seccomp,
+                &mut applied.seccomp,
+                "SeccompProfile",
+                spo_model::names::LOG_ENRICHER_PROFILE,
+            ),
+            (
+                want.selinux,
+                &mut applied.selinux,
+                "SelinuxProfile",
+                spo_model::names::SELINUX_RECORDING_PROFILE,
+            ),
+        ] {
+            if !wanted || *done {
+                continue;
+            }
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let result = if what == "SeccompProfile" {
+                    kubeapi::apply_log_enricher_profile(&client).await
+                } else {
+                    kubeapi::apply_selinux_recording_profile(&client).await
+                };
+                match result {
+                    Ok(()) => {
+                        info!(kind = what, name, "log recording profile applied");
+                        *done = true;
+                        break;
+                    }
+                    Err(e) => {
+                        let after = retry_after(attempt);
+                        warn!(error = %error_chain(&e), kind = what, retry_in = ?after, "applying a log recording profile failed");
+                        tokio::time::sleep(after).await;
+                    }
                 }
             }
         }
-        // Again when the switch goes off and on.
-        if on.wait_for(|on| !*on).await.is_err() {
+        if needs.changed().await.is_err() {
             return;
         }
     }
@@ -733,4 +782,66 @@ fn error_policy<K: ManagedKind>(profile: Arc<K::Profile>, error: &OperatorError,
     };
     warn!(%kind, profile = %name, error = %error_chain(error), retry_in = ?after, "reconcile failed");
     Action::requeue(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spod(spec: serde_json::Value) -> spo_model::SecurityProfilesOperatorDaemon {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "security-profiles-operator.x-k8s.io/v1",
+            "kind": "SecurityProfilesOperatorDaemon",
+            "metadata": {"name": "spod", "namespace": "spo"},
+            "spec": spec,
+        }))
+        .expect("spod")
+    }
+
+    #[test]
+    fn log_recording_needs_the_selinux_domain_only_with_selinux_on() {
+        assert_eq!(log_recording_needs(None), LogRecordingNeeds::default());
+        let off = spod(serde_json::json!({"selinux": {"enable": true}}));
+        assert_eq!(log_recording_needs(Some(&off)), LogRecordingNeeds::default());
+        let log = spod(serde_json::json!({"enricher": {"enableLogEnricher": true}}));
+        assert_eq!(
+            log_recording_needs(Some(&log)),
+            LogRecordingNeeds {
+                seccomp: true,
+                selinux: false
+            }
+        );
+        let both = spod(serde_json::json!({"enricher": {"enableLogEnricher": true}, "selinux": {"enable": true}}));
+        assert_eq!(
+            log_recording_needs(Some(&both)),
+            LogRecordingNeeds {
+                seccomp: true,
+                selinux: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_selinux_recording_domain_is_a_valid_permissive_profile_with_the_upstream_type() {
+        let name = spo_model::names::SELINUX_RECORDING_PROFILE;
+        let profile: spo_model::SelinuxProfile =
+            serde_json::from_value(kubeapi::selinux_recording_profile()).expect("profile");
+        assert!(!profile.validate().has_errors(), "{:?}", profile.validate());
+        assert_eq!(profile.metadata.name.as_deref(), Some(name));
+        assert_eq!(
+            profile.spec.effective_mode(),
+            spo_model::selinux::SelinuxMode::Permissive
+        );
+        // Rendered, it is the permissive block the type names.
+        let rendered =
+            spo_selinux::render::render_selinux_profile(&profile, &spo_selinux::render::RenderContext::default())
+                .expect("renders");
+        assert!(rendered.text.contains(&format!("(block {name}")), "{}", rendered.text);
+        assert!(rendered.text.contains("(typepermissive process)"), "{}", rendered.text);
+        assert_eq!(
+            format!("{name}.process"),
+            crate::webhook::recording::LOG_RECORDING_SELINUX_TYPE,
+            "the type the webhook runs recorded containers as"
+        );
+    }
 }
