@@ -1,8 +1,9 @@
-//! Recording in the cluster on the real node (issue 16, "Numbers"), a plain bench binary: a
-//! ProfileRecording (eBPF, seccomp) selects `SPO_BENCH_RECORDED` pods (default 20, created at
-//! once with `generateName`, so each gets its own profile); each pod's container prints the
-//! node's uptime as its last act and exits. Reported: from each container's exit to its
-//! SeccompProfile object being seen in the cluster (a `kubectl get --watch` stamping the node's
+//! Recording in the cluster on the real node (issue 16, "Numbers"), a plain bench binary: for
+//! each kind of `SPO_BENCH_KINDS` (default `seccomp,apparmor`), a ProfileRecording (eBPF)
+//! selects `SPO_BENCH_RECORDED` pods (default 20, created at once with `generateName`, so each
+//! gets its own profile); each pod's container prints the node's uptime as its last act and
+//! exits. Reported: from each container's exit to its SeccompProfile or AppArmorProfile object
+//! being seen in the cluster (a `kubectl get --watch` stamping the node's
 //! uptime as each name arrives; both clocks are the node's /proc/uptime, 10 ms resolution), p50,
 //! p99 and max; and the recorder's memory (VmRSS, VmHWM) afterwards.
 //!
@@ -23,7 +24,6 @@ use spo_e2e::node::{NODE_NAME, Node, busybox_pod};
 use spo_e2e::{Proc, free_port, operator_binary, operator_command, recorder_args, rss_kib, webhook_args};
 
 const NS: &str = "spo-bench-recording";
-const RECORDING: &str = "bench";
 
 /// The node's uptime in seconds (`/proc/uptime`, the clock the containers print).
 fn uptime() -> f64 {
@@ -75,10 +75,72 @@ fn main() {
         )),
     );
     let recorder = Proc::spawn("recorder", recorder, &tmp.join("recorder.log"));
+    let kinds = std::env::var("SPO_BENCH_KINDS").unwrap_or_else(|_| "seccomp,apparmor".to_owned());
+    for kind in kinds.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        let kind = match kind {
+            "seccomp" => &SECCOMP,
+            "apparmor" => &APPARMOR,
+            other => panic!("SPO_BENCH_KINDS: unknown kind {other:?} (seccomp, apparmor)"),
+        };
+        measure(&k, &kc, &tmp, n, kind);
+    }
+    let (rss, hwm) = rss_kib(recorder.id());
+    println!(
+        "recorder: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    webhook.kill();
+    k.ok(
+        &[
+            "delete",
+            "mutatingwebhookconfiguration",
+            "spo-mutating-webhook-configuration",
+            "--ignore-not-found",
+        ],
+        None,
+    );
+    drop(recorder);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// What one recorded kind's run uses.
+struct Kind {
+    /// The ProfileRecording's `spec.kind`.
+    kind: &'static str,
+    /// Its plural, for the watch.
+    resource: &'static str,
+    /// The recording's name, and the pods' `app` label.
+    recording: &'static str,
+    /// The annotation the webhook puts on recorded pods.
+    annotation: &'static str,
+    /// The pods' `generateName`.
+    prefix: &'static str,
+}
+
+const SECCOMP: Kind = Kind {
+    kind: "SeccompProfile",
+    resource: "seccompprofiles",
+    recording: "bench",
+    annotation: "io.containers.trace-bpf/c",
+    prefix: "b-",
+};
+
+const APPARMOR: Kind = Kind {
+    kind: "AppArmorProfile",
+    resource: "apparmorprofiles",
+    recording: "bench-aa",
+    annotation: "io.containers.trace-bpf-apparmor/c",
+    prefix: "a-",
+};
+
+/// Records `n` pods at once for `kind` and prints the exit-to-object latencies.
+fn measure(k: &spo_e2e::Kubectl, kc: &std::path::Path, tmp: &std::path::Path, n: usize, kind: &Kind) {
     k.ok(
         &["apply", "-f", "-"],
         Some(&format!(
-            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: ProfileRecording\nmetadata: {{name: {RECORDING}, namespace: {NS}}}\nspec: {{kind: SeccompProfile, recorder: Bpf, podSelector: {{matchLabels: {{app: bench}}}}}}\n"
+            "apiVersion: security-profiles-operator.x-k8s.io/v1\nkind: ProfileRecording\nmetadata: {{name: {}, namespace: {NS}}}\nspec: {{kind: {}, recorder: Bpf, podSelector: {{matchLabels: {{app: {}}}}}}}\n",
+            kind.recording, kind.kind, kind.recording
         )),
     );
     let mut pod: Value = serde_json::from_str(&busybox_pod(
@@ -89,8 +151,8 @@ fn main() {
     ))
     .expect("pod json");
     pod["metadata"]["name"].take();
-    pod["metadata"]["generateName"] = "b-".into();
-    pod["metadata"]["labels"] = json!({"app": "bench"});
+    pod["metadata"]["generateName"] = kind.prefix.into();
+    pod["metadata"]["labels"] = json!({"app": kind.recording});
     pod["spec"]["securityContext"] = json!({});
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -98,7 +160,7 @@ fn main() {
             &["create", "--dry-run=server", "-o", "json", "-f", "-"],
             Some(&pod.to_string()),
         );
-        if r.stdout.contains("io.containers.trace-bpf/c") {
+        if r.stdout.contains(kind.annotation) {
             break;
         }
         assert!(
@@ -113,7 +175,7 @@ fn main() {
     let seen: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
     let mut watch = Command::new("kubectl")
         .env("KUBECONFIG", &kc)
-        .args(["get", "seccompprofiles", "--watch", "-o", "name"])
+        .args(["get", kind.resource, "--watch", "-o", "name"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -176,8 +238,8 @@ fn main() {
         latencies.clear();
         let mut missing = Vec::new();
         for (p, exit) in &exits {
-            let suffix = p.strip_prefix("b-").expect("generated name");
-            match s.get(&format!("{RECORDING}-c-{suffix}")) {
+            let suffix = p.strip_prefix(kind.prefix).expect("generated name");
+            match s.get(&format!("{}-c-{suffix}", kind.recording)) {
                 Some(at) => latencies.push(at - exit),
                 None => missing.push(p.clone()),
             }
@@ -195,29 +257,12 @@ fn main() {
     let _ = watch.kill();
     let _ = watch.wait();
     latencies.sort_by(f64::total_cmp);
-    let (rss, hwm) = rss_kib(recorder.id());
     println!(
-        "container exit -> SeccompProfile object, {n} pods recorded at once: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms \
+        "container exit -> {} object, {n} pods recorded at once: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms \
          (uptime clock, 10 ms resolution)",
+        kind.kind,
         percentile(&latencies, 0.5) * 1e3,
         percentile(&latencies, 0.99) * 1e3,
         latencies[latencies.len() - 1] * 1e3
     );
-    println!(
-        "recorder: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-        rss as f64 / 1024.0,
-        hwm as f64 / 1024.0
-    );
-    webhook.kill();
-    k.ok(
-        &[
-            "delete",
-            "mutatingwebhookconfiguration",
-            "spo-mutating-webhook-configuration",
-            "--ignore-not-found",
-        ],
-        None,
-    );
-    drop(recorder);
-    let _ = std::fs::remove_dir_all(&tmp);
 }
