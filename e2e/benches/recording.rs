@@ -174,7 +174,7 @@ fn measure(k: &spo_e2e::Kubectl, kc: &std::path::Path, tmp: &std::path::Path, n:
     // Profiles as they arrive, stamped with the node's uptime.
     let seen: Arc<Mutex<HashMap<String, f64>>> = Arc::default();
     let mut watch = Command::new("kubectl")
-        .env("KUBECONFIG", &kc)
+        .env("KUBECONFIG", kc)
         .args(["get", kind.resource, "--watch", "-o", "name"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

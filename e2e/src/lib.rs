@@ -140,22 +140,38 @@ impl Kubectl {
         let left = self
             .run(&["-n", ns, "get", "profilerecordings", "-o", "name"], None)
             .stdout;
-        for name in left.lines().filter(|l| !l.is_empty()) {
-            let _ = self.run(
-                &[
-                    "-n",
-                    ns,
-                    "patch",
-                    name,
-                    "--type=merge",
-                    "-p",
-                    r#"{"metadata":{"finalizers":null}}"#,
-                ],
-                None,
-            );
-            let _ = self.run(&["-n", ns, "delete", name, "--ignore-not-found"], None);
+        for name in left.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            self.force_delete(Some(ns), name);
         }
         self.wait_default_service_account(ns);
+    }
+
+    /// Deletes `name` (`kind/name`, in `namespace` when given) without waiting and releases its
+    /// finalizers, so nothing is left Terminating where no operator runs to release them. Gone
+    /// already is fine.
+    pub fn force_delete(&self, namespace: Option<&str>, name: &str) {
+        let ns: Vec<&str> = namespace.map(|n| vec!["-n", n]).unwrap_or_default();
+        let release = r#"{"metadata":{"finalizers":null}}"#;
+        for args in [
+            vec!["delete", name, "--wait=false", "--ignore-not-found"],
+            vec!["patch", name, "--type=merge", "-p", release],
+        ] {
+            let all: Vec<&str> = ns.iter().copied().chain(args).collect();
+            let _ = self.run(&all, None);
+        }
+    }
+
+    /// [`Kubectl::force_delete`] for every cluster-scoped object of `what` whose name starts
+    /// with `prefix`: a test's leftovers in a shared apiserver.
+    pub fn purge(&self, what: &str, prefix: &str) {
+        let names = self.ok(&["get", what, "-o", "name"], None);
+        for name in names
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.split_once('/').is_some_and(|(_, n)| n.starts_with(prefix)))
+        {
+            self.force_delete(None, name);
+        }
     }
 
     /// Waits until namespace `ns` has its `default` ServiceAccount, on a cluster whose

@@ -170,7 +170,7 @@ fn apparmor_profiles_on_a_real_apiserver() {
         c.k.ok(&["create", "namespace", NS], None);
     }
     // Leftovers of an earlier, failed run: its profiles and its SPOD settings.
-    purge(&c.k, "apparmorprofile");
+    c.k.purge("apparmorprofile", "e2e-");
     let _ =
         c.k.run(&["-n", NS, "delete", "spod", "spod", "--ignore-not-found"], None);
     for node in [NODE_A, NODE_B] {
@@ -313,27 +313,7 @@ fn apparmor_profiles_on_a_real_apiserver() {
             Ok(())
         }
     });
-    purge(&c.k, "apparmorprofile");
-}
-
-/// Deletes this test's objects of `what` (named `e2e-...`) and releases their finalizers, so
-/// nothing of it is left Terminating in the shared apiserver (its daemons and manager are
-/// gone).
-fn purge(k: &Kubectl, what: &str) {
-    let names = k.ok(&["get", what, "-o", "name"], None);
-    for name in names.lines().map(str::trim).filter(|l| l.contains("/e2e-")) {
-        let _ = k.run(&["delete", name, "--wait=false"], None);
-        let _ = k.run(
-            &[
-                "patch",
-                name.trim(),
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ],
-            None,
-        );
-    }
+    c.k.purge("apparmorprofile", "e2e-");
 }
 
 /// The `spo-daemon` ClusterRole of rendered manifests.

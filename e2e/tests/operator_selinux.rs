@@ -189,7 +189,7 @@ fn selinux_profiles_on_a_real_apiserver_and_store() {
     }
     // Leftovers of an earlier, failed run: its profiles and its SPOD settings.
     for what in ["selinuxprofile", "rawselinuxprofile"] {
-        purge(&c.k, what);
+        c.k.purge(what, "e2e-");
     }
     let _ =
         c.k.run(&["-n", NS, "delete", "spod", "spod", "--ignore-not-found"], None);
@@ -326,18 +326,7 @@ fn selinux_profiles_on_a_real_apiserver_and_store() {
         .status()
         .expect("semodule");
     assert!(st.success(), "installing a foreign module");
-    c.k.ok(&["delete", "selinuxprofile", "e2e-child", "--wait=false"], None);
-    c.k.ok(
-        &[
-            "patch",
-            "selinuxprofile",
-            "e2e-child",
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ],
-        None,
-    );
+    c.k.force_delete(None, "selinuxprofile/e2e-child");
     c.wait_gone("selinuxprofile", "e2e-child");
     assert!(
         c.modules().iter().any(|m| m == "e2e-child"),
@@ -363,39 +352,9 @@ fn selinux_profiles_on_a_real_apiserver_and_store() {
     c.wait_modules(&[], &["e2e-web_raw", "e2e-parent", "e2e-shadow"]);
 
     for what in ["selinuxprofile", "rawselinuxprofile"] {
-        purge(&c.k, what);
+        c.k.purge(what, "e2e-");
     }
     for name in ["selinuxprofile/selinuxrecording", "seccompprofile/log-enricher-trace"] {
-        let _ = c.k.run(&["delete", name, "--wait=false", "--ignore-not-found"], None);
-        let _ = c.k.run(
-            &[
-                "patch",
-                name,
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ],
-            None,
-        );
-    }
-}
-
-/// Deletes this test's objects of `what` (named `e2e-...`) and releases their finalizers, so
-/// nothing of it is left Terminating in the shared apiserver (its daemons and manager are
-/// gone).
-fn purge(k: &Kubectl, what: &str) {
-    let names = k.ok(&["get", what, "-o", "name"], None);
-    for name in names.lines().map(str::trim).filter(|l| l.contains("/e2e-")) {
-        let _ = k.run(&["delete", name, "--wait=false"], None);
-        let _ = k.run(
-            &[
-                "patch",
-                name.trim(),
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ],
-            None,
-        );
+        c.k.force_delete(None, name);
     }
 }

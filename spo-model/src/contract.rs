@@ -208,6 +208,9 @@ pub trait SecurityProfile: Clone + fmt::Debug + Serialize + DeserializeOwned + S
     /// `spec.state`, with the deprecated `disabled` flag folded in.
     fn spec_state(&self) -> SpecState;
 
+    /// Sets `spec.state`, clearing the deprecated `disabled` flag so the two cannot disagree.
+    fn set_spec_state(&mut self, state: SpecState);
+
     /// Whether the profile should be on nodes.
     fn is_enabled(&self) -> bool {
         self.spec_state() == SpecState::Enabled
@@ -256,6 +259,11 @@ macro_rules! impl_security_profile {
 
             fn spec_state(&self) -> SpecState {
                 self.spec.effective_state()
+            }
+
+            fn set_spec_state(&mut self, state: SpecState) {
+                self.spec.state = state;
+                self.spec.disabled = None;
             }
 
             fn profile_state(&self) -> Option<ProfileState> {

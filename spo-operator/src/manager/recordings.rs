@@ -104,8 +104,6 @@ pub trait MergeKind: SecurityProfile + Resource<DynamicType = (), Scope = Cluste
     /// The union of `partials` (at least one, in name order): a profile that allows what any
     /// of them allows, or why there is none.
     fn union(partials: &[&Self]) -> Result<Self, String>;
-    /// Sets `spec.state` (deprecated spellings cleared).
-    fn set_state(&mut self, state: SpecState);
     /// Annotations the merged profile carries about its partials.
     fn merge_annotations(_partials: &[&Self]) -> BTreeMap<String, String> {
         BTreeMap::new()
@@ -121,10 +119,6 @@ impl MergeKind for SeccompProfile {
             spec,
             status: None,
         })
-    }
-
-    fn set_state(&mut self, state: SpecState) {
-        self.spec.state = state;
     }
 
     /// Upstream's `spo.x-k8s.io/syscall-coverage`.
@@ -143,11 +137,6 @@ impl MergeKind for AppArmorProfile {
         }
         merged.status = None;
         Ok(merged)
-    }
-
-    fn set_state(&mut self, state: SpecState) {
-        self.spec.state = state;
-        self.spec.disabled = None;
     }
 }
 
@@ -234,7 +223,7 @@ pub fn plan_merge<P: MergeKind>(recording: &ProfileRecording, partials: &[P]) ->
                 continue;
             }
         };
-        profile.set_state(if recording.spec.disable_profile_after_recording == Some(true) {
+        profile.set_spec_state(if recording.spec.disable_profile_after_recording == Some(true) {
             SpecState::Disabled
         } else {
             SpecState::Enabled

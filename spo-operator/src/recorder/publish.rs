@@ -171,7 +171,6 @@ impl Publisher {
             mark,
             recording,
             recorded,
-            |p| p.spec.state = SpecState::Disabled,
             &format!("{count} syscalls"),
         )
         .await
@@ -187,19 +186,8 @@ impl Publisher {
         recorded: &Observed,
     ) -> Result<(), String> {
         let summary = format!("{} denials", recorded.avc_denials.len());
-        self.write_recorded(
-            &self.selinux,
-            pod,
-            mark,
-            recording,
-            recorded,
-            |p| {
-                p.spec.state = SpecState::Disabled;
-                p.spec.disabled = None;
-            },
-            &summary,
-        )
-        .await
+        self.write_recorded(&self.selinux, pod, mark, recording, recorded, &summary)
+            .await
     }
 
     /// Writes the AppArmorProfile recorded from `mark`'s container of `pod` for `recording`.
@@ -218,25 +206,13 @@ impl Publisher {
             recorded.sockets.len(),
             recorded.capabilities.values().filter(|allowed| **allowed).count()
         );
-        self.write_recorded(
-            &self.apparmor,
-            pod,
-            mark,
-            recording,
-            recorded,
-            |p| {
-                p.spec.state = SpecState::Disabled;
-                p.spec.disabled = None;
-            },
-            &summary,
-        )
-        .await
+        self.write_recorded(&self.apparmor, pod, mark, recording, recorded, &summary)
+            .await
     }
 
     /// Writes the profile `backend` builds from what `mark`'s container of `pod` did, for
     /// `recording`: named and labelled as upstream, partial while the recording merges, and
     /// written over an existing object only when that came from the same recording.
-    #[allow(clippy::too_many_arguments)]
     async fn write_recorded<B>(
         &self,
         backend: &B,
@@ -244,7 +220,6 @@ impl Publisher {
         mark: &Mark,
         recording: &ProfileRecording,
         recorded: &Observed,
-        disable: impl FnOnce(&mut B::Profile),
         summary: &str,
     ) -> Result<(), String>
     where
@@ -282,7 +257,7 @@ impl Publisher {
             }
         }
         if recording.spec.disable_profile_after_recording == Some(true) {
-            disable(&mut profile);
+            profile.set_spec_state(SpecState::Disabled);
         }
         *profile.meta_mut() = ObjectMeta {
             name: Some(name.clone()),
