@@ -566,4 +566,60 @@ mod run {
         }
         merged
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use spo_model::observed::FileAccess;
+
+        fn run(files: &[(&str, FileAccess)], caps: &[(u32, bool)], lost: u64) -> RawRecording {
+            RawRecording {
+                subject: spo_record::Subject::Container {
+                    parent: "pod".into(),
+                    cgroup: "c".into(),
+                },
+                syscalls: BTreeMap::new(),
+                untracked_processes: 0,
+                out_of_range_syscalls: 0,
+                filter_starts: 1,
+                files: files.iter().map(|(p, a)| ((*p).to_owned(), *a)).collect(),
+                executables: BTreeSet::from(["/bin/sh".to_owned()]),
+                mapped: BTreeSet::new(),
+                unresolved_paths: 1,
+                sockets: BTreeSet::new(),
+                capabilities: caps.iter().copied().collect(),
+                unaudited_capability_checks: 0,
+                unclassified_capability_checks: 0,
+                lost_events: lost,
+                skipped_runs: 0,
+                attach_time: std::time::Duration::ZERO,
+            }
+        }
+
+        #[test]
+        fn every_run_of_a_container_is_in_its_recording() {
+            let read = FileAccess {
+                read: true,
+                ..FileAccess::default()
+            };
+            let write = FileAccess {
+                write: true,
+                ..FileAccess::default()
+            };
+            let first = run(&[("/etc/a", read), ("/data", read)], &[(1, false)], 0);
+            let second = run(&[("/data", write)], &[(1, true), (2, false)], 3);
+            let merged = merge_runs(&first, &[&second]);
+            assert_eq!(merged.files["/etc/a"], read);
+            assert!(
+                merged.files["/data"].read && merged.files["/data"].write,
+                "{:?}",
+                merged.files
+            );
+            // A capability some run was allowed is allowed; one never allowed stays refused.
+            assert_eq!(merged.capabilities, BTreeMap::from([(1, true), (2, false)]));
+            assert_eq!(merged.lost_events, 3, "what any run lost is lost");
+            assert_eq!(merged.unresolved_paths, 2);
+            assert_eq!(merge_runs(&first, &[]), first);
+        }
+    }
 }
