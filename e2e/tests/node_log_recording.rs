@@ -262,6 +262,28 @@ fn a_pod_recorded_from_audit_logs_runs_under_its_profile_and_nothing_more() {
         ],
         None,
     );
+
+    // 6. Nothing of this test stays on the node: with the log enricher off, the manager no
+    //    longer keeps log-enricher-trace; both profiles are deleted once their pods are gone,
+    //    and the daemon removes their files.
+    k.patch_spod(NS, r#"{"spec":{"enricher":{"enableLogEnricher":false}}}"#, T);
+    k.ok(&["-n", NS, "delete", "pods", "--all", "--wait=false"], None);
+    k.ok(&["delete", "sp", PROFILE, "log-enricher-trace", "--wait=false"], None);
+    let operator_dir = node.seccomp_root().join("operator");
+    eventually("the recorded profiles' files removed from the node", T, || {
+        let left: Vec<String> = std::fs::read_dir(&operator_dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("left: {left:?}; {}", logs()))
+        }
+    });
 }
 
 /// A process whose cgroup names container `id`, from the host's /proc.

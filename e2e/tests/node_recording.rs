@@ -619,6 +619,22 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         None,
     );
     k.ok(&["delete", "apparmorprofile", &aa_profile, "--wait=false"], None);
+    // Nothing of this test stays on the node: the daemon removes each profile's file once its
+    // pods are gone and the manager lets the deletion through.
+    let ours = [
+        node.seccomp_root().join(format!("operator/{PROFILE}.json")),
+        node.seccomp_root().join(format!("operator/{MERGED}-c.json")),
+        node.seccomp_root().join(format!("operator/{RECORDING}-loop.json")),
+        profile_dir.join(&aa_profile),
+    ];
+    eventually("the recorded profiles' files removed from the node", T, || {
+        let left: Vec<_> = ours.iter().filter(|p| p.exists()).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("left: {left:?}; {}", logs()))
+        }
+    });
     // Later tests on this node must not meet a webhook that is gone (killed first: it would
     // put its configuration back).
     webhook.kill();
