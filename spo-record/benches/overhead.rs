@@ -12,9 +12,16 @@
 //! workload runs in another cgroup; it also prints the recorder's memory with 0 and 100
 //! containers.
 //!
+//! `SPO_OVERHEAD_PAIRS=SETS` runs the paired comparison instead (issue 16's "other pods"
+//! figure): the container case against the floor and against nothing, run by run in rotating
+//! order with the workload pinned to one CPU (`SPO_OVERHEAD_CPU`, the last one by default;
+//! `any` leaves it to the scheduler),
+//! each set giving its own ratio; see `run_paired`.
+//!
 //! Needs root (it loads BPF); prints `skipped: <reason>` and exits 0 otherwise.
 //!
-//! Run: `cargo bench -p spo-record --bench overhead`
+//! Run: `cargo bench -p spo-record --bench overhead`;
+//! `SPO_OVERHEAD_PAIRS=150 cargo bench -p spo-record --bench overhead` for the paired one.
 
 use std::fs;
 use std::hint::black_box;
@@ -85,6 +92,11 @@ fn main() -> Result<()> {
         out: dir.path().join("elapsed-ns-read"),
         kind: Kind::Read4k,
     };
+
+    if let Ok(text) = std::env::var("SPO_OVERHEAD_PAIRS") {
+        let sets: usize = text.parse().context("parsing SPO_OVERHEAD_PAIRS")?;
+        return run_paired(&workload, sets);
+    }
 
     let mut samples = Samples::default();
     for round in 0..rounds {
@@ -212,11 +224,16 @@ impl Kind {
 
 /// The child's side: the timed loop.
 fn run_workload(args: &[String]) -> Result<()> {
-    let [calls, out, kind] = args else {
-        bail!("usage: overhead {WORKLOAD_FLAG} CALLS OUT getppid|read4k");
+    let (calls, out, kind, cpu) = match args {
+        [calls, out, kind] => (calls, out, kind, None),
+        [calls, out, kind, cpu] => (calls, out, kind, Some(cpu.parse().context("parsing CPU")?)),
+        _ => bail!("usage: overhead {WORKLOAD_FLAG} CALLS OUT getppid|read4k [CPU]"),
     };
     let calls: u64 = calls.parse().context("parsing CALLS")?;
     let kind = Kind::parse(kind)?;
+    if let Some(cpu) = cpu {
+        pin_to_cpu(cpu)?;
+    }
     let mut zero = fs::File::open("/dev/zero").context("opening /dev/zero")?;
     let mut buf = [0u8; 4096];
     let started = Instant::now();
@@ -235,6 +252,24 @@ fn run_workload(args: &[String]) -> Result<()> {
     }
     let elapsed = started.elapsed().as_nanos();
     fs::write(out, elapsed.to_string()).with_context(|| format!("writing {out}"))?;
+    Ok(())
+}
+
+/// Keeps this process on one CPU (the paired comparison's workload).
+#[allow(unsafe_code)]
+fn pin_to_cpu(cpu: usize) -> Result<()> {
+    // SAFETY: `set` is a plain bit set owned by this frame; CPU_SET checks nothing but writes
+    // within it (cpu is below CPU_SETSIZE, checked first), and sched_setaffinity only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= libc::CPU_SETSIZE as usize {
+            bail!("CPU {cpu} is beyond what a cpu_set_t holds");
+        }
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("pinning the workload to CPU {cpu}"));
+        }
+    }
     Ok(())
 }
 
@@ -279,6 +314,20 @@ impl Workload {
 
     fn run_plain(&self, calls: u64) -> Result<f64> {
         self.run_command(&self.exe, &[], 1, calls)
+    }
+
+    /// [`Workload::run_plain`] with the child kept on `cpu`.
+    fn run_pinned(&self, calls: u64, cpu: usize) -> Result<f64> {
+        let mut argv = self.argv(calls);
+        argv.push(cpu.to_string());
+        let status = Command::new(&self.exe)
+            .args(&argv[1..])
+            .status()
+            .with_context(|| format!("running {}", self.exe.display()))?;
+        if !status.success() {
+            bail!("the pinned workload failed: {status}");
+        }
+        self.per_call(calls)
     }
 
     fn run_under_strace(&self, strace: &Path) -> Result<f64> {
@@ -430,6 +479,89 @@ impl Drop for CgroupTree {
     }
 }
 
+/// A watched pod whose containers record: `sleep`s under the recording filter, each in its own
+/// cgroup under the pod's, in a cgroup tree the bench made (removed when dropped, after the
+/// containers are killed).
+struct RecordingPod {
+    children: Vec<std::process::Child>,
+    watch_id: spo_record::WatchId,
+    containers: usize,
+    // Dropped last: the cgroups empty once the children are gone.
+    _tree: CgroupTree,
+}
+
+impl RecordingPod {
+    /// Starts `containers` containers of a newly watched pod and waits until each records.
+    fn start(watch: &mut ContainerWatch, containers: usize) -> Result<RecordingPod> {
+        let tag = std::process::id();
+        let tree = CgroupTree(cgroup2_mount()?.join(format!("spo-overhead-{tag}")));
+        let pod_name = format!("pod-spo-overhead-{tag}");
+        let watch_id = watch.watch(&pod_name).context("watching the pod")?;
+        let filter = spo_seccomp::compile::compile(
+            &spo_seccomp::backend::recording_filter(),
+            &spo_seccomp::compile::CompileOptions::default(),
+        )
+        .context("compiling the recording filter")?;
+        let mut pod = RecordingPod {
+            children: Vec::new(),
+            watch_id,
+            containers,
+            _tree: tree,
+        };
+        for i in 0..containers {
+            let dir = pod._tree.0.join(&pod_name).join(format!("c{i}"));
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            pod.children.push(start_container(&dir, &filter)?);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = watch.containers(watch_id)?;
+            let recording = seen.iter().filter(|c| c.filter_starts > 0).count();
+            if recording == containers {
+                return Ok(pod);
+            }
+            if Instant::now() > deadline {
+                bail!("{recording} of {containers} containers recording after 10 s");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Ends the containers and checks their recordings: one per container, none holding the
+    /// workload's syscall, no container left without a target.
+    fn finish(mut self, watch: &mut ContainerWatch, workload: Kind) -> Result<()> {
+        self.kill();
+        let recordings = watch.unwatch(self.watch_id).context("collecting the containers")?;
+        if recordings.len() != self.containers {
+            bail!("{} of {} containers recorded", recordings.len(), self.containers);
+        }
+        if recordings
+            .iter()
+            .any(|(_, raw)| raw.syscalls.values().any(|n| n.contains(&workload.nr())))
+        {
+            bail!("a container's recording holds the workload's {}", workload.name());
+        }
+        if watch.containers_without_target() != 0 {
+            bail!("{} containers had no target", watch.containers_without_target());
+        }
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for RecordingPod {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 impl Workload {
     /// `containers` containers of one watched pod recording (each a `sleep` under the recording
     /// filter in its own cgroup) while the workload runs in no watched cgroup; the recordings
@@ -437,70 +569,20 @@ impl Workload {
     fn run_beside_containers(&self, containers: usize) -> Result<(f64, ContainerMemory)> {
         let recorder = Recorder::load().context("loading the recorder for the container case")?;
         let mut watch = ContainerWatch::start(recorder).context("starting the container watch")?;
-        let tag = std::process::id();
-        let tree = CgroupTree(cgroup2_mount()?.join(format!("spo-overhead-{tag}")));
-        let pod_name = format!("pod-spo-overhead-{tag}");
-        let pod = watch.watch(&pod_name).context("watching the pod")?;
         let mut memory = ContainerMemory {
             rss_kib_idle: vm_rss_kib()?,
             maps_kib_idle: bpf_maps_kib()?,
             ..ContainerMemory::default()
         };
-        let filter = spo_seccomp::compile::compile(
-            &spo_seccomp::backend::recording_filter(),
-            &spo_seccomp::compile::CompileOptions::default(),
-        )
-        .context("compiling the recording filter")?;
-        let mut children = Vec::new();
-        let started = (|| -> Result<()> {
-            for i in 0..containers {
-                let dir = tree.0.join(&pod_name).join(format!("c{i}"));
-                fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-                children.push(start_container(&dir, &filter)?);
-            }
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let seen = watch.containers(pod)?;
-                let recording = seen.iter().filter(|c| c.filter_starts > 0).count();
-                if recording == containers {
-                    return Ok(());
-                }
-                if Instant::now() > deadline {
-                    bail!("{recording} of {containers} containers recording after 10 s");
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-        })();
-        let measured = started.and_then(|()| {
-            memory.rss_kib_busy = vm_rss_kib()?;
-            memory.maps_kib_busy = bpf_maps_kib()?;
-            self.run_plain(self.calls())
-        });
-        for child in &mut children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let per_call = measured?;
-        let recordings = watch.unwatch(pod).context("collecting the containers")?;
-        if recordings.len() != containers {
-            bail!("{} of {containers} containers recorded", recordings.len());
-        }
-        if recordings
-            .iter()
-            .any(|(_, raw)| raw.syscalls.values().any(|n| n.contains(&self.kind.nr())))
-        {
-            bail!("a container's recording holds the workload's {}", self.kind.name());
-        }
-        if watch.containers_without_target() != 0 {
-            bail!("{} containers had no target", watch.containers_without_target());
-        }
-        drop(watch);
-        drop(tree);
+        let pod = RecordingPod::start(&mut watch, containers)?;
+        memory.rss_kib_busy = vm_rss_kib()?;
+        memory.maps_kib_busy = bpf_maps_kib()?;
+        let per_call = self.run_plain(self.calls())?;
+        pod.finish(&mut watch, self.kind)?;
         Ok((per_call, memory))
     }
 }
 
-/// The pid of this process's child that runs `comm` (after its exec), waiting up to 5 s.
 fn wait_for_child(comm: &str) -> Result<u32> {
     let me = std::process::id();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -716,6 +798,162 @@ fn print_table(title: &str, cases: &[(&str, &Vec<f64>, bool)], baseline: &[f64],
             rounds.join(", ")
         );
     }
+}
+
+/// Calls per run of the paired comparison: about a tenth of a second each, short enough that
+/// the machine drifts little between the runs of one set.
+const PAIRED_CALLS: u64 = 400_000;
+
+/// What is attached while one run of the paired comparison runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PairedState {
+    /// Nothing of ours.
+    Bare,
+    /// The empty `sys_enter` program (the floor).
+    Floor,
+    /// The node recorder's programs, with `CONTAINERS` containers of a watched pod recording.
+    Recording,
+}
+
+/// The six orders of the three states; set `i` runs them in order `i % 6`, so each state comes
+/// first, second and third equally often and an order bias cancels out.
+const ORDERS: [[PairedState; 3]; 6] = {
+    use PairedState::{Bare as B, Floor as F, Recording as R};
+    [[B, F, R], [B, R, F], [F, B, R], [F, R, B], [R, B, F], [R, F, B]]
+};
+
+/// The paired comparison (`SPO_OVERHEAD_PAIRS=SETS`): one container watch with `CONTAINERS`
+/// containers recording stays up the whole time; each set runs the pinned getppid workload
+/// three times back to back, with nothing attached, with the empty `sys_enter` program, and
+/// with the watch's programs attached (detached and attached again between runs; the
+/// containers sit idle in `sleep`, so nothing of theirs is missed), in a rotating order. Each
+/// set gives its own ratio, so drift between sets (which made the rounds of the main table
+/// spread by up to 29 % on this project's VM) divides out; the figure is the median of the
+/// sets' ratios with its quartiles.
+fn run_paired(workload: &Workload, sets: usize) -> Result<()> {
+    if sets == 0 {
+        bail!("SPO_OVERHEAD_PAIRS must be at least 1");
+    }
+    // `SPO_OVERHEAD_CPU=any` leaves the workload to the scheduler.
+    let cpu = match std::env::var("SPO_OVERHEAD_CPU").as_deref() {
+        Ok("any") => None,
+        Ok(text) => Some(text.parse().context("parsing SPO_OVERHEAD_CPU")?),
+        Err(_) => Some(thread::available_parallelism().map_or(0, |n| n.get() - 1)),
+    };
+    let floor_recorder = Recorder::load_with(&LoadOptions {
+        floor_probe: true,
+        ..LoadOptions::default()
+    })
+    .context("loading the recorder with the floor program")?;
+    let recorder = Recorder::load().context("loading the recorder for the container watch")?;
+    let mut watch = ContainerWatch::start(recorder).context("starting the container watch")?;
+    let pod = RecordingPod::start(&mut watch, CONTAINERS)?;
+
+    let mut floor_link = None;
+    let mut results = [Vec::new(), Vec::new(), Vec::new()];
+    let measured = (|| -> Result<()> {
+        for set in 0..sets {
+            if set % 10 == 0 {
+                eprintln!("set {}/{sets}", set + 1);
+            }
+            for state in ORDERS[set % ORDERS.len()] {
+                // Detach before attaching: never two states at once.
+                floor_link = None;
+                watch.detach_for_bench();
+                match state {
+                    PairedState::Bare => {}
+                    PairedState::Floor => {
+                        floor_link = Some(floor_recorder.attach_floor_probe().context("attaching the floor")?);
+                    }
+                    PairedState::Recording => watch
+                        .attach_again_for_bench()
+                        .context("attaching the container watch again")?,
+                }
+                let per_call = match cpu {
+                    Some(cpu) => workload.run_pinned(PAIRED_CALLS, cpu)?,
+                    None => workload.run_plain(PAIRED_CALLS)?,
+                };
+                results[state as usize].push(per_call);
+            }
+        }
+        Ok(())
+    })();
+    drop(floor_link);
+    watch
+        .attach_again_for_bench()
+        .context("attaching the container watch for its end")?;
+    measured?;
+    pod.finish(&mut watch, workload.kind)?;
+    drop(watch);
+
+    let [bare, floor, recording] = &results;
+    let ratios = |over: &[f64], under: &[f64]| -> Vec<f64> { over.iter().zip(under).map(|(o, u)| o / u).collect() };
+    let diffs = |over: &[f64], under: &[f64]| -> Vec<f64> { over.iter().zip(under).map(|(o, u)| o - u).collect() };
+    println!();
+    let placement = cpu.map_or_else(|| "on any CPU".to_owned(), |cpu| format!("pinned to CPU {cpu}"));
+    println!(
+        "paired comparison: getppid loop, {PAIRED_CALLS} calls a run, {placement}, {sets} sets of three runs \
+         (nothing / empty sys_enter program / node recorder with {CONTAINERS} containers of a watched pod recording, \
+         the workload in another cgroup), orders rotated"
+    );
+    println!("| state | ns/call (median of runs) | runs spread (max-min over median) |");
+    println!("| --- | ---: | ---: |");
+    for (name, values) in [
+        ("nothing attached", bare),
+        ("floor: an empty sys_enter program", floor),
+        ("node recorder, 100 containers recording", recording),
+    ] {
+        let m = median(values);
+        println!("| {name} | {m:.1} | {:.1}% |", (max(values) - min(values)) / m * 100.0);
+    }
+    println!();
+    println!("| per set | median | 95% confidence interval of the median | quartiles |");
+    println!("| --- | ---: | --- | --- |");
+    for (name, values, unit) in [
+        ("recorder / floor", ratios(recording, floor), "x"),
+        ("recorder - floor (ns/call)", diffs(recording, floor), ""),
+        ("floor / nothing", ratios(floor, bare), "x"),
+        ("floor - nothing (ns/call)", diffs(floor, bare), ""),
+    ] {
+        let (q1, q2, q3) = quartiles(&values);
+        let (low, high) = median_confidence(&values);
+        let digits = if unit == "x" { 4 } else { 1 };
+        println!(
+            "| {name} | {q2:.digits$}{unit} | {low:.digits$} .. {high:.digits$} | {q1:.digits$} .. {q3:.digits$} |"
+        );
+    }
+    println!("machine at the end: {}", spo_testkit::machine());
+    Ok(())
+}
+
+/// A 95 % confidence interval of the median that assumes no distribution: the order statistics
+/// at ranks n/2 -+ 1.96 sqrt(n)/2 (the binomial's normal approximation; sound from about 20
+/// values on).
+fn median_confidence(values: &[f64]) -> (f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let half_width = 1.96 * (n as f64).sqrt() / 2.0;
+    let low = ((n as f64 / 2.0 - half_width).floor().max(0.0)) as usize;
+    let high = ((n as f64 / 2.0 + half_width).ceil() as usize).min(n - 1);
+    (sorted[low], sorted[high])
+}
+
+/// The 25th, 50th and 75th percentiles (nearest rank on the sorted values).
+fn quartiles(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        if sorted.is_empty() {
+            f64::NAN
+        } else {
+            sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    (at(0.25), median(&sorted), at(0.75))
 }
 
 fn median(values: &[f64]) -> f64 {

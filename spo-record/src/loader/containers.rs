@@ -153,16 +153,7 @@ impl ContainerWatch {
     /// the watch lives.
     pub fn start(mut recorder: Recorder) -> Result<ContainerWatch, RecordError> {
         let started = Instant::now();
-        let mut links = recorder.attach()?;
-        for (program, prog) in [
-            ("select_container", &recorder.skel.progs.select_container),
-            ("start_at_exec", &recorder.skel.progs.start_at_exec),
-        ] {
-            links.push(
-                prog.attach()
-                    .map_err(|source| RecordError::Attach { program, source })?,
-            );
-        }
+        let links = attach_programs(&recorder)?;
         for target in 0..MAX_TARGETS {
             offer_target(&mut recorder, target)?;
         }
@@ -177,6 +168,26 @@ impl ContainerWatch {
             next_watch: 0,
             attach_time: started.elapsed(),
         })
+    }
+
+    /// For benchmarks: detaches every program of the watch, so the machine pays nothing for it
+    /// until [`ContainerWatch::attach_again_for_bench`]. Nothing is seen meanwhile (no syscall,
+    /// fork, exit or exec): only for a bench whose containers sit idle while it compares the
+    /// watch against an empty program.
+    #[doc(hidden)]
+    pub fn detach_for_bench(&mut self) {
+        self._links.clear();
+    }
+
+    /// For benchmarks: attaches the programs again after [`ContainerWatch::detach_for_bench`],
+    /// moving the generation on so nothing a CPU cached before is used.
+    #[doc(hidden)]
+    pub fn attach_again_for_bench(&mut self) -> Result<(), RecordError> {
+        if self._links.is_empty() {
+            self._links = attach_programs(&self.recorder)?;
+            self.recorder.set_enabled(true);
+        }
+        Ok(())
     }
 
     /// Records every container that starts under a cgroup directory named `parent` from now
@@ -478,6 +489,22 @@ fn offer_target(recorder: &mut Recorder, target: u32) -> Result<(), RecordError>
             operation: "offering a target to containers",
             source,
         })
+}
+
+/// Attaches what a watch runs: the recorder's programs, then the container selection and the
+/// start at exec.
+fn attach_programs(recorder: &Recorder) -> Result<Vec<Link>, RecordError> {
+    let mut links = recorder.attach()?;
+    for (program, prog) in [
+        ("select_container", &recorder.skel.progs.select_container),
+        ("start_at_exec", &recorder.skel.progs.start_at_exec),
+    ] {
+        links.push(
+            prog.attach()
+                .map_err(|source| RecordError::Attach { program, source })?,
+        );
+    }
+    Ok(links)
 }
 
 impl Drop for ContainerWatch {
