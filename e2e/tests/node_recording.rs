@@ -4,7 +4,8 @@
 //! pod ends, the daemon installing that profile, a ProfileBinding putting it on a new pod of the
 //! same workload, which runs, and a pod doing one thing the workload never did, which is
 //! refused. And `mergeStrategy: Containers`: two replicas recorded as partial profiles, merged
-//! by the manager with their coverage when the recording is deleted. And an AppArmorProfile
+//! by the manager with their coverage once every pod of the recording has ended, a third
+//! replica folded in later, the recording deleted with its merged profile kept. And an AppArmorProfile
 //! recorded from a container's exec with its files, installed by the daemon (real
 //! apparmor_parser, stand-in securityfs: this kernel has no AppArmor) and bound at admission.
 //!
@@ -171,8 +172,8 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
     );
 
     // 2b. Replicas, merged: two pods of one workload (generateName), each doing something the
-    //     other does not, are recorded as partial profiles; deleting the recording merges them
-    //     into one profile with the coverage of each call.
+    //     other does not, are recorded as partial profiles; once both have ended the manager
+    //     merges them into one profile with the coverage of each call.
     k.ok(
         &["apply", "-f", "-"],
         Some(&format!(
@@ -194,8 +195,8 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
             Err(format!("not marked yet: {}", pod["metadata"]))
         }
     });
-    let mut replicas = Vec::new();
-    for script in ["mkdir /tmp/a && echo A", "echo B"] {
+    // Runs one replica (a pod named by generateName) to its end; returns its partial's name.
+    let run_replica = |script: &str| -> String {
         let mut pod: Value = serde_json::from_str(&labelled_pod(NS, "x", "replicas", script)).expect("pod json");
         pod["metadata"]["name"].take();
         pod["metadata"]["generateName"] = "rep-".into();
@@ -203,8 +204,12 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
             &["create", "-o", "jsonpath={.metadata.name}", "-f", "-"],
             Some(&pod.to_string()),
         );
-        replicas.push(created.trim().to_owned());
-    }
+        created.trim().to_owned()
+    };
+    let replicas: Vec<String> = ["mkdir /tmp/a && echo A", "echo B"]
+        .into_iter()
+        .map(run_replica)
+        .collect();
     let mut partial_names = Vec::new();
     for pod in &replicas {
         node.wait_pod_phase(NS, pod, &["Succeeded"], T)
@@ -212,41 +217,35 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         let suffix = pod.strip_prefix("rep-").expect("generated name");
         partial_names.push(format!("{MERGED}-c-{suffix}"));
     }
-    for name in &partial_names {
-        let partial = eventually(&format!("partial SeccompProfile {name}"), T, || {
-            let r = k.run(&["get", "sp", name, "-o", "json"], None);
-            serde_json::from_str::<Value>(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))
-        });
-        assert_eq!(
-            partial["metadata"]["labels"]["spo.x-k8s.io/partial"], "true",
-            "{partial}"
-        );
-    }
-    let held = k.json(&["-n", NS, "get", "profilerecording", MERGED, "-o", "json"]);
-    assert!(
-        held["metadata"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|f| f == "spo.x-k8s.io/has-unmerged-profiles")),
-        "the recording is held for the merge: {}",
-        held["metadata"]
-    );
-    k.ok(&["-n", NS, "delete", "profilerecording", MERGED, "--wait=false"], None);
-    let merged = eventually(&format!("merged SeccompProfile {MERGED}-c"), T, || {
-        let r = k.run(&["get", "sp", &format!("{MERGED}-c"), "-o", "json"], None);
-        serde_json::from_str::<Value>(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))
-    });
+    // The merged profile of the replicas so far, once its coverage counts `total` replicas, and
+    // its coverage.
+    let merged_with = |total: u64| -> (Value, Value) {
+        eventually(
+            &format!("merged SeccompProfile {MERGED}-c of {total} replicas"),
+            T,
+            || {
+                let r = k.run(&["get", "sp", &format!("{MERGED}-c"), "-o", "json"], None);
+                let merged: Value = serde_json::from_str(&r.stdout).map_err(|_| format!("{}; {}", r.stderr, logs()))?;
+                let coverage: Value = merged["metadata"]["annotations"]["spo.x-k8s.io/syscall-coverage"]
+                    .as_str()
+                    .and_then(|c| serde_json::from_str(c).ok())
+                    .ok_or_else(|| format!("no coverage annotation: {}", merged["metadata"]))?;
+                if coverage["total"] == total {
+                    Ok((merged, coverage))
+                } else {
+                    Err(format!("coverage {coverage}; {}", logs()))
+                }
+            },
+        )
+    };
+    // Every pod of the recording has ended: the manager merges without waiting for the
+    // recording's deletion, and keeps the recording held (more pods may come).
+    let (merged, coverage) = merged_with(2);
     assert!(
         merged["metadata"]["labels"].get("spo.x-k8s.io/partial").is_none(),
         "{merged}"
     );
-    let coverage: Value = serde_json::from_str(
-        merged["metadata"]["annotations"]["spo.x-k8s.io/syscall-coverage"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no coverage annotation: {}", merged["metadata"])),
-    )
-    .expect("coverage json");
     assert_eq!(coverage["version"], "v1", "{coverage}");
-    assert_eq!(coverage["total"], 2, "{coverage}");
     assert_eq!(coverage["syscalls"]["execve"], 2, "both replicas exec: {coverage}");
     let mkdir = ["mkdir", "mkdirat"].into_iter().find(|n| coverage["syscalls"][n] == 1);
     let mkdir = mkdir.unwrap_or_else(|| panic!("only one replica makes a directory: {coverage}"));
@@ -262,20 +261,52 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
         names.iter().any(|n| n == mkdir),
         "the union keeps every replica's calls: {names:?}"
     );
-    eventually("the partial profiles and the recording are gone", T, || {
-        for name in &partial_names {
-            let r = k.run(&["get", "sp", name], None);
-            if r.ok {
-                return Err(format!("{name} still exists; {}", logs()));
-            }
-        }
-        let r = k.run(&["-n", NS, "get", "profilerecording", MERGED], None);
-        if r.ok {
+    eventually(
+        "the merged replicas' partial profiles are gone",
+        T,
+        || match partial_names.iter().find(|name| k.run(&["get", "sp", name], None).ok) {
+            Some(name) => Err(format!("{name} still exists; {}", logs())),
+            None => Ok(()),
+        },
+    );
+    let held = k.json(&["-n", NS, "get", "profilerecording", MERGED, "-o", "json"]);
+    assert!(
+        held["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "spo.x-k8s.io/has-unmerged-profiles")),
+        "the recording stays held while it may record more: {}",
+        held["metadata"]
+    );
+    // A third replica later: its calls are folded into the merged profile, the coverage adds
+    // up, and nothing the first two did is lost.
+    let third = run_replica("echo C");
+    node.wait_pod_phase(NS, &third, &["Succeeded"], T)
+        .unwrap_or_else(|e| panic!("{e}; {}", logs()));
+    let (merged, coverage) = merged_with(3);
+    assert_eq!(coverage["syscalls"]["execve"], 3, "{coverage}");
+    assert_eq!(coverage["syscalls"][mkdir], 1, "{coverage}");
+    let counts = coverage["syscalls"].as_object().expect("syscalls");
+    assert!(
+        counts.values().all(|c| (1..=3).contains(&c.as_u64().unwrap_or(0))),
+        "{coverage}"
+    );
+    let later_names = allowed_syscalls(&merged);
+    assert!(
+        names.iter().all(|n| later_names.contains(n)),
+        "the fold keeps the earlier merge's calls: {names:?} vs {later_names:?}"
+    );
+    // Deleting the recording ends it: nothing left to merge, the finalizer is released, the
+    // merged profile stays.
+    k.ok(&["-n", NS, "delete", "profilerecording", MERGED, "--wait=false"], None);
+    eventually("the recording is gone", T, || {
+        if k.run(&["-n", NS, "get", "profilerecording", MERGED], None).ok {
             Err(format!("the recording is still there; {}", logs()))
         } else {
             Ok(())
         }
     });
+    let (_, coverage) = merged_with(3);
+    assert_eq!(coverage["syscalls"]["execve"], 3, "{coverage}");
     eventually(&format!("SeccompProfile {MERGED}-c Installed"), T, || {
         let sp = k.json(&["get", "sp", &format!("{MERGED}-c"), "-o", "json"]);
         if sp["status"]["status"] == "Installed" {

@@ -65,7 +65,13 @@ pub(crate) async fn timed<T>(
 
 /// Applies, as `field_manager`, the finalizer set `finalizers` on the cluster-scoped
 /// object `name` of kind `K`: adds those missing, and removes those this manager added
-/// before and no longer lists. Returns the object's finalizers afterwards.
+/// before and no longer lists. Returns the object's finalizers afterwards (none when the
+/// object is gone).
+///
+/// An apply to an object that no longer exists is a create; the body holds no `spec`, which
+/// every profile CRD requires, so the apiserver refuses it. That refusal, for an object
+/// deleted meanwhile (typically its last finalizer removed by another node), is not an
+/// error: a GET confirms the object is gone.
 pub async fn apply_finalizers<K>(
     client: &Client,
     name: &str,
@@ -89,13 +95,27 @@ where
         "metadata": meta,
     });
     let kind = K::kind(&());
-    let obj = timed("applying finalizers of", &kind, name, async {
+    let applied = timed("applying finalizers of", &kind, name, async {
         api.patch(name, &apply(field_manager), &Patch::Apply(&body))
             .await
             .map_err(|e| OperatorError::api("applying finalizers of", kind.clone().into_owned(), name, e))
     })
-    .await?;
-    Ok(obj.finalizers().to_vec())
+    .await;
+    match applied {
+        Ok(obj) => Ok(obj.finalizers().to_vec()),
+        Err(e) => {
+            let gone = timed("reading", &kind, name, async {
+                api.get_opt(name)
+                    .await
+                    .map_err(|e| OperatorError::api("reading", kind.clone().into_owned(), name, e))
+            })
+            .await;
+            match gone {
+                Ok(None) => Ok(Vec::new()),
+                _ => Err(e),
+            }
+        }
+    }
 }
 
 /// Replaces the finalizers of the cluster-scoped `name` with `finalizers`, only if the object

@@ -142,6 +142,9 @@ struct Ctx {
     failures: Mutex<HashMap<String, u32>>,
     /// Events the manager publishes (about recordings it merges).
     events: Recorder,
+    /// The recording controller's input (`namespace/name`): a partial profile's arrival brings
+    /// its recording back for a merge once its pods are gone.
+    recording_refs: Option<mpsc::UnboundedSender<String>>,
 }
 
 fn lock(state: &Mutex<ManagerState>) -> std::sync::MutexGuard<'_, ManagerState> {
@@ -315,6 +318,7 @@ pub async fn run(
     let (binding_tx, binding_rx) = mpsc::unbounded::<String>();
     router.bindings = Some(binding_tx);
     let (recording_tx, recording_rx) = mpsc::unbounded::<String>();
+    let router_recordings = Some(recording_tx.clone());
     router.recordings = Some(recording_tx);
     let feed = Feed {
         state: state.clone(),
@@ -413,6 +417,7 @@ pub async fn run(
                 instance: None,
             },
         ),
+        recording_refs: router_recordings,
         client,
         state,
         failures: Mutex::new(HashMap::new()),
@@ -680,6 +685,9 @@ async fn reconcile<K: ManagedKind>(profile: Arc<K::Profile>, ctx: Arc<Ctx>) -> R
     let kind = <K::Profile as SecurityProfile>::KIND;
     let name = profile.name_any();
     let key = profile_key(kind, &name);
+    if let (Some(tx), Some(recording)) = (&ctx.recording_refs, recordings::recording_of_partial(profile.labels())) {
+        let _ = tx.unbounded_send(recording);
+    }
     let finalizers = profile.finalizers().to_vec();
     let plan = {
         let st = lock(&ctx.state);

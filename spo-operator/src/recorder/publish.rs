@@ -136,8 +136,8 @@ impl Publisher {
                 }
             }
         }
-        // Partial profiles are merged when their recording is deleted: the recording is held
-        // until the manager has merged them.
+        // Partial profiles are merged by the manager once the recording's pods are gone and
+        // when it is deleted: the recording is held until that last merge.
         for (_, r) in &checked {
             if r.spec.merge_strategy == MergeStrategy::Containers
                 && let Err(e) = hold_for_merge(&recordings, r).await
