@@ -286,6 +286,11 @@ pub fn repo_root() -> PathBuf {
 /// binary is fresh: `cargo bench -p spo-e2e` builds no binary of another package, and a stale
 /// one would measure old code.
 pub fn operator_binary() -> PathBuf {
+    // `SPO_E2E_OPERATOR_BINARY`: another build or a wrapper (for example a heap profiler
+    // running a glibc-allocator build, docs/benchmarks.md), used as it is, never built.
+    if let Some(path) = std::env::var_os("SPO_E2E_OPERATOR_BINARY") {
+        return PathBuf::from(path);
+    }
     workspace_binary("spo-operator", "spo-operator")
 }
 
