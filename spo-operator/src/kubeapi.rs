@@ -118,6 +118,17 @@ where
     }
 }
 
+/// Readies `meta`, of an object about to replace `existing` with a PUT (pure): the existing
+/// object's resourceVersion (the write fails if it changed meanwhile) and its finalizers, so the
+/// holds others put on it (the nodes', in-use) stay: a PUT's metadata replaces them all.
+pub fn carry_over_for_replace(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    existing: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) {
+    meta.resource_version = existing.resource_version.clone();
+    meta.finalizers = existing.finalizers.clone();
+}
+
 /// Replaces the finalizers of the cluster-scoped `name` with `finalizers`, only if the object
 /// is still at `resource_version` (409 otherwise). Used to remove finalizers this writer does
 /// not own. See [`replace_finalizers_in`].
@@ -436,4 +447,34 @@ where
         }
     });
     (rx, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    #[test]
+    fn a_replacement_keeps_the_holds_others_put_on_the_object() {
+        let existing = ObjectMeta {
+            name: Some("rec-web".into()),
+            resource_version: Some("41".into()),
+            finalizers: Some(vec!["node-a-deleted".into(), "in-use-by-active-pods".into()]),
+            annotations: Some([("old".to_owned(), "x".to_owned())].into()),
+            ..ObjectMeta::default()
+        };
+        let mut new = ObjectMeta {
+            name: Some("rec-web".into()),
+            annotations: Some([("new".to_owned(), "y".to_owned())].into()),
+            ..ObjectMeta::default()
+        };
+        carry_over_for_replace(&mut new, &existing);
+        assert_eq!(new.resource_version.as_deref(), Some("41"));
+        assert_eq!(new.finalizers, existing.finalizers);
+        assert_eq!(
+            new.annotations,
+            Some([("new".to_owned(), "y".to_owned())].into()),
+            "what the writer says stays its own"
+        );
+    }
 }

@@ -606,7 +606,9 @@ where
                         }
                     };
                 }
-                profile.meta_mut().resource_version = existing.and_then(|p| ResourceExt::resource_version(&p));
+                if let Some(existing) = &existing {
+                    kubeapi::carry_over_for_replace(profile.meta_mut(), SecurityProfile::meta(existing));
+                }
                 profiles
                     .replace(&target, &PostParams::default(), &profile)
                     .await

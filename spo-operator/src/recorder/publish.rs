@@ -276,8 +276,9 @@ impl Publisher {
                     .map_err(|e| format!("creating {kind} {name}: {e}"))?;
             }
             Overwrite::Replace => {
-                profile.meta_mut().resource_version =
-                    existing.and_then(|p| SecurityProfile::meta(&p).resource_version.clone());
+                if let Some(existing) = &existing {
+                    kubeapi::carry_over_for_replace(profile.meta_mut(), SecurityProfile::meta(existing));
+                }
                 api.replace(&name, &PostParams::default(), &profile)
                     .await
                     .map_err(|e| format!("replacing {kind} {name}: {e}"))?;
