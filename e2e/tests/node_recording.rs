@@ -195,7 +195,7 @@ fn a_pod_recorded_on_a_real_node_runs_under_its_profile_and_nothing_more() {
             Err(format!("not marked yet: {}", pod["metadata"]))
         }
     });
-    // Runs one replica (a pod named by generateName) to its end; returns its partial's name.
+    // Creates one replica (a pod named by generateName); returns the pod's name.
     let run_replica = |script: &str| -> String {
         let mut pod: Value = serde_json::from_str(&labelled_pod(NS, "x", "replicas", script)).expect("pod json");
         pod["metadata"]["name"].take();

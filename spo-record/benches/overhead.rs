@@ -15,8 +15,7 @@
 //! `SPO_OVERHEAD_PAIRS=SETS` runs the paired comparison instead (issue 16's "other pods"
 //! figure): the container case against the floor and against nothing, run by run in rotating
 //! order with the workload pinned to one CPU (`SPO_OVERHEAD_CPU`, the last one by default;
-//! `any` leaves it to the scheduler),
-//! each set giving its own ratio; see `run_paired`.
+//! `any` leaves it to the scheduler), each set giving its own ratio; see `run_paired`.
 //!
 //! Needs root (it loads BPF); prints `skipped: <reason>` and exits 0 otherwise.
 //!
@@ -258,13 +257,13 @@ fn run_workload(args: &[String]) -> Result<()> {
 /// Keeps this process on one CPU (the paired comparison's workload).
 #[allow(unsafe_code)]
 fn pin_to_cpu(cpu: usize) -> Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        bail!("CPU {cpu} is beyond what a cpu_set_t holds");
+    }
     // SAFETY: `set` is a plain bit set owned by this frame; CPU_SET checks nothing but writes
-    // within it (cpu is below CPU_SETSIZE, checked first), and sched_setaffinity only reads it.
+    // within it (cpu is below CPU_SETSIZE, checked above), and sched_setaffinity only reads it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= libc::CPU_SETSIZE as usize {
-            bail!("CPU {cpu} is beyond what a cpu_set_t holds");
-        }
         libc::CPU_SET(cpu, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(std::io::Error::last_os_error()).with_context(|| format!("pinning the workload to CPU {cpu}"));
@@ -299,11 +298,13 @@ impl Workload {
     }
 
     /// Runs `program` with `args`, then the workload's argument list (`skip` of its words left
-    /// off: 1 when `program` is the workload itself, whose path is not an argument).
-    fn run_command(&self, program: &Path, args: &[&str], skip: usize, calls: u64) -> Result<f64> {
+    /// off: 1 when `program` is the workload itself, whose path is not an argument), the child
+    /// kept on `cpu` when one is given.
+    fn run_command(&self, program: &Path, args: &[&str], skip: usize, calls: u64, cpu: Option<usize>) -> Result<f64> {
         let status = Command::new(program)
             .args(args)
             .args(&self.argv(calls)[skip..])
+            .args(cpu.map(|cpu| cpu.to_string()))
             .status()
             .with_context(|| format!("running {}", program.display()))?;
         if !status.success() {
@@ -313,25 +314,16 @@ impl Workload {
     }
 
     fn run_plain(&self, calls: u64) -> Result<f64> {
-        self.run_command(&self.exe, &[], 1, calls)
+        self.run_on(calls, None)
     }
 
-    /// [`Workload::run_plain`] with the child kept on `cpu`.
-    fn run_pinned(&self, calls: u64, cpu: usize) -> Result<f64> {
-        let mut argv = self.argv(calls);
-        argv.push(cpu.to_string());
-        let status = Command::new(&self.exe)
-            .args(&argv[1..])
-            .status()
-            .with_context(|| format!("running {}", self.exe.display()))?;
-        if !status.success() {
-            bail!("the pinned workload failed: {status}");
-        }
-        self.per_call(calls)
+    /// [`Workload::run_plain`] with the child kept on `cpu` (any CPU: `None`).
+    fn run_on(&self, calls: u64, cpu: Option<usize>) -> Result<f64> {
+        self.run_command(&self.exe, &[], 1, calls, cpu)
     }
 
     fn run_under_strace(&self, strace: &Path) -> Result<f64> {
-        self.run_command(strace, &["-f", "-o", "/dev/null"], 0, STRACE_CALLS)
+        self.run_command(strace, &["-f", "-o", "/dev/null"], 0, STRACE_CALLS, None)
     }
 
     fn run_recorded(&self, recorder: &mut Recorder) -> Result<(f64, Duration)> {
@@ -583,6 +575,7 @@ impl Workload {
     }
 }
 
+/// The pid of this process's child that runs `comm` (after its exec), waiting up to 5 s.
 fn wait_for_child(comm: &str) -> Result<u32> {
     let me = std::process::id();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -869,11 +862,7 @@ fn run_paired(workload: &Workload, sets: usize) -> Result<()> {
                         .attach_again_for_bench()
                         .context("attaching the container watch again")?,
                 }
-                let per_call = match cpu {
-                    Some(cpu) => workload.run_pinned(PAIRED_CALLS, cpu)?,
-                    None => workload.run_plain(PAIRED_CALLS)?,
-                };
-                results[state as usize].push(per_call);
+                results[state as usize].push(workload.run_on(PAIRED_CALLS, cpu)?);
             }
         }
         Ok(())

@@ -141,12 +141,10 @@ impl MergeKind for SeccompProfile {
 
     /// The coverage counts added up: the earlier merge's replicas and the new ones.
     fn fold_annotations(earlier: &Self, merged: &Self) -> BTreeMap<String, String> {
+        // No readable coverage (written by hand, or before coverage existed): the earlier
+        // profile counts as one replica.
         let earlier_counts = coverage_counts(earlier.annotations().get(COVERAGE_ANNOTATION).map(String::as_str))
-            .unwrap_or_else(|| {
-                // No readable coverage (written by hand, or before coverage existed): the
-                // earlier profile counts as one replica.
-                coverage_counts(Some(&coverage(&[earlier]))).unwrap_or_default()
-            });
+            .unwrap_or_else(|| coverage_of(&[earlier]));
         let merged_counts =
             coverage_counts(merged.annotations().get(COVERAGE_ANNOTATION).map(String::as_str)).unwrap_or_default();
         let mut syscalls = earlier_counts.1;
@@ -368,7 +366,13 @@ pub fn fold_merged<P: MergeKind>(earlier: &P, merged: &P) -> Result<P, String> {
 /// The coverage annotation's value: `{"version":"v1","total":N,"syscalls":{"<name>":count}}`,
 /// every name of every rule of each partial counted once per partial, keys sorted.
 pub fn coverage(partials: &[&SeccompProfile]) -> String {
-    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+    let (total, counts) = coverage_of(partials);
+    json!({"version": "v1", "total": total, "syscalls": counts}).to_string()
+}
+
+/// How many of `partials` there are and how many of them name each syscall.
+fn coverage_of(partials: &[&SeccompProfile]) -> (u64, BTreeMap<String, u64>) {
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for p in partials {
         let mut seen: Vec<&str> = p
             .spec
@@ -380,10 +384,10 @@ pub fn coverage(partials: &[&SeccompProfile]) -> String {
         seen.sort_unstable();
         seen.dedup();
         for name in seen {
-            *counts.entry(name).or_default() += 1;
+            *counts.entry(name.to_owned()).or_default() += 1;
         }
     }
-    json!({"version": "v1", "total": partials.len(), "syscalls": counts}).to_string()
+    (partials.len() as u64, counts)
 }
 
 /// Why the manager merges a recording's partial profiles now.
@@ -549,11 +553,17 @@ where
         .list(&ListParams::default().labels(&partial_selector(recording)))
         .await
         .map_err(|e| OperatorError::api("listing the partial profiles of", "ProfileRecording", &full, e))?;
-    let earlier = profiles
-        .list(&ListParams::default().labels(&merged_selector(recording)))
-        .await
-        .map_err(|e| OperatorError::api("listing the merged profiles of", "ProfileRecording", &full, e))?;
-    let plan = plan_merge(recording, &partials.items, &already_merged(&earlier.items));
+    // What earlier merges took in matters only when there are partials to judge.
+    let earlier = if partials.items.is_empty() {
+        Vec::new()
+    } else {
+        profiles
+            .list(&ListParams::default().labels(&merged_selector(recording)))
+            .await
+            .map_err(|e| OperatorError::api("listing the merged profiles of", "ProfileRecording", &full, e))?
+            .items
+    };
+    let plan = plan_merge(recording, &partials.items, &already_merged(&earlier));
     for leftover in &plan.leftovers {
         delete_partial(&profiles, kind, leftover).await?;
     }
