@@ -236,6 +236,10 @@ pub trait SecurityProfile: Clone + fmt::Debug + Serialize + DeserializeOwned + S
     /// `status.conditions`.
     fn conditions(&self) -> &[Condition];
 
+    /// Drops the whole status (for caches that act on the spec and metadata only, such as
+    /// a node daemon's: a profile's status is the cluster's aggregate, not the node's input).
+    fn clear_status(&mut self);
+
     /// Sets `status.status` and replaces the `Ready` condition.
     fn set_profile_state(&mut self, state: ProfileState, ready: Condition);
 
@@ -275,6 +279,10 @@ macro_rules! impl_security_profile {
                     .as_ref()
                     .map(|s| s.conditions.as_slice())
                     .unwrap_or_default()
+            }
+
+            fn clear_status(&mut self) {
+                self.status = None;
             }
 
             fn set_profile_state(&mut self, state: ProfileState, ready: Condition) {

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod cache;
 pub mod daemon;
 pub mod enricher;
 pub mod error;
@@ -13,5 +14,6 @@ pub mod server;
 pub mod tasks;
 pub mod webhook;
 pub mod workloads;
+pub mod workqueue;
 
 pub use error::OperatorError;

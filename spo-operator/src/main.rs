@@ -12,6 +12,7 @@ use spo_operator::daemon::oci::{OciBases, OciSettings};
 use spo_operator::daemon::seccomp::SeccompNode;
 use spo_operator::daemon::selinux::{BatchInstaller, RawSelinuxKind, SelinuxKind, SelinuxNodeConfig};
 use spo_operator::daemon::{Daemon, DaemonConfig};
+use spo_operator::kubeapi;
 use spo_operator::leader::{Elector, LeaseConfig, run_while_leading};
 use spo_operator::manager::{self, ManagerConfig};
 use spo_operator::server::{self, Endpoints};
@@ -390,9 +391,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .context("connecting to the apiserver (KUBECONFIG or the in-cluster service account)")?;
+        .context("reading the apiserver's address and credentials (KUBECONFIG or the in-cluster service account)")?;
+    let client = kubeapi::client(config).context("building the apiserver client")?;
     let endpoints = Arc::new(Endpoints::default());
     let (listener, _) = server::bind(cli.metrics_addr).await?;
     let endpoints_task = tokio::spawn(server::serve(listener, endpoints.clone()));

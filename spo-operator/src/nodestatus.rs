@@ -191,6 +191,95 @@ pub fn node_status_is_current(current: &SecurityProfileNodeStatus, desired: &Sec
         && current.spec == desired.spec
 }
 
+/// What a daemon keeps of one of its node statuses: the facts
+/// [`node_status_is_current`] compares and [`read_report`] reads, not the object (about a
+/// tenth of its memory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusDigest {
+    /// The profile it belongs to ([`owning_profile`]).
+    pub profile: Option<(ProfileKind, Box<str>)>,
+    /// The node it reports for.
+    pub node: Box<str>,
+    /// The state; `None` until the status subresource was written.
+    pub state: Option<ProfileState>,
+    /// Why, for `Error`.
+    pub message: Option<Box<str>>,
+    /// The values of the four labels a daemon sets and the node name of the spec, hashed.
+    facts: u64,
+    /// Each owner reference's (kind, uid), hashed.
+    owners: Box<[u64]>,
+}
+
+fn hash_of(value: impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(value)
+}
+
+fn facts_of(status: &SecurityProfileNodeStatus) -> u64 {
+    let label = |k: &str| {
+        status
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(k))
+            .map(String::as_str)
+    };
+    hash_of((
+        label(LABEL_NODE_NAME),
+        label(LABEL_PROFILE_STATE),
+        label(LABEL_PROFILE_KIND),
+        label(LABEL_PROFILE_ID),
+        &status.spec.node_name,
+    ))
+}
+
+fn owners_of(status: &SecurityProfileNodeStatus) -> impl Iterator<Item = u64> + '_ {
+    status
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|o| hash_of((&o.kind, &o.uid)))
+}
+
+fn message_of(status: &SecurityProfileNodeStatus) -> Option<&String> {
+    status.metadata.annotations.as_ref()?.get(ANNOTATION_MESSAGE)
+}
+
+impl StatusDigest {
+    /// The digest of a node status, or `None` when it is not one of ours (no node).
+    pub fn of(status: &SecurityProfileNodeStatus) -> Option<Self> {
+        let report = read_report(status)?;
+        Some(StatusDigest {
+            profile: owning_profile(status).map(|(k, n)| (k, n.into_boxed_str())),
+            node: report.node.into_boxed_str(),
+            state: report.state,
+            message: report.message.map(String::into_boxed_str),
+            facts: facts_of(status),
+            owners: owners_of(status).collect(),
+        })
+    }
+
+    /// Whether the status already says everything `desired` (built by
+    /// [`desired_node_status`], which sets exactly the four labels hashed here) says: the same
+    /// answer as [`node_status_is_current`] on the whole object.
+    pub fn is_current(&self, desired: &SecurityProfileNodeStatus) -> bool {
+        self.facts == facts_of(desired)
+            && owners_of(desired).all(|o| self.owners.contains(&o))
+            && self.message.as_deref() == message_of(desired).map(String::as_str)
+            && self.state == desired.state()
+    }
+
+    /// The report it holds.
+    pub fn report(&self) -> NodeReport {
+        NodeReport {
+            node: self.node.to_string(),
+            state: self.state,
+            message: self.message.as_deref().map(str::to_owned),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +374,68 @@ mod tests {
         let mut other_owner = want.clone();
         other_owner.metadata.owner_references = None;
         assert!(!node_status_is_current(&other_owner, &want));
+    }
+
+    #[test]
+    fn digests_answer_as_the_whole_object_does() {
+        let want = desired_node_status(&profile(), "n", ProfileState::Installed, None);
+        let error = desired_node_status(&profile(), "n", ProfileState::Error, Some("bad"));
+        let mut variants = vec![want.clone(), error.clone()];
+        let mut v = want.clone();
+        v.metadata
+            .labels
+            .get_or_insert_default()
+            .insert("user".into(), "x".into());
+        variants.push(v);
+        let mut v = want.clone();
+        v.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(LABEL_PROFILE_STATE.into(), "Error".into());
+        variants.push(v);
+        let mut v = want.clone();
+        v.metadata.labels.get_or_insert_default().remove(LABEL_PROFILE_ID);
+        variants.push(v);
+        let mut v = want.clone();
+        v.status = None;
+        variants.push(v);
+        let mut v = want.clone();
+        v.metadata.owner_references = None;
+        variants.push(v);
+        let mut v = want.clone();
+        if let Some(o) = v.metadata.owner_references.as_mut() {
+            o[0].uid = "other".into();
+        }
+        variants.push(v);
+        let mut v = want.clone();
+        if let Some(o) = v.metadata.owner_references.as_mut() {
+            let mut second = o[0].clone();
+            second.uid = "another".into();
+            o.insert(0, second);
+        }
+        variants.push(v);
+        let mut v = want.clone();
+        v.spec.node_name = "elsewhere".into();
+        variants.push(v);
+        let mut v = error.clone();
+        v.metadata.annotations = Some(BTreeMap::from([(ANNOTATION_MESSAGE.to_owned(), "other".to_owned())]));
+        variants.push(v);
+        for (i, current) in variants.iter().enumerate() {
+            let digest = StatusDigest::of(current).expect("ours");
+            for desired in [&want, &error] {
+                assert_eq!(
+                    digest.is_current(desired),
+                    node_status_is_current(current, desired),
+                    "variant {i} against {:?}",
+                    desired.state()
+                );
+            }
+            assert_eq!(Some(digest.report()), read_report(current), "variant {i}");
+        }
+        assert_eq!(
+            StatusDigest::of(&want).and_then(|d| d.profile),
+            Some((ProfileKind::Seccomp, "nginx".into()))
+        );
     }
 
     #[test]

@@ -23,14 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::reflector::Store;
 use spo_apparmor::loader::{LoadedProfile, ProfileLoader, parse_profile_list, write_file_atomic};
 use spo_apparmor::{AppArmorBackend, AppArmorError};
 use spo_hostio::run::ToolCommand;
 use spo_model::contract::{InstallName, InstallOutcome, RemoveOutcome};
 use spo_model::{AppArmorProfile, SecurityProfilesOperatorDaemon};
 
-use super::NodeKind;
+use super::{NodeKind, ProfileCache};
 
 /// The first line of every profile file this loader writes, followed by the profile name.
 pub const MARKER: &str = "# Managed by spo-rs (AppArmorProfile): ";
@@ -310,7 +309,7 @@ impl NodeKind for AppArmorKind {
         &self.target
     }
 
-    fn context(&self, _: &Store<AppArmorProfile>, _: Option<&SecurityProfilesOperatorDaemon>) {}
+    fn context(&self, _: &ProfileCache<AppArmorProfile>, _: Option<&SecurityProfilesOperatorDaemon>) {}
 
     fn disabled_by(&self, spod: Option<&SecurityProfilesOperatorDaemon>) -> Option<String> {
         apparmor_disabled_by(spod)

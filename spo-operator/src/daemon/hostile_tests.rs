@@ -108,14 +108,14 @@ fn hostile_names_reach_no_target() {
         let mut sp: spo_model::SeccompProfile =
             serde_norway::from_str("metadata: {name: x}\nspec: {defaultAction: SCMP_ACT_ERRNO}\n").expect("sp");
         sp.metadata = meta(name);
-        let cx = seccomp.context(&kube::runtime::reflector::store().0, None);
+        let cx = seccomp.context(&super::ProfileCache::default(), None);
         let out = seccomp.sync(&sp, &cx);
         assert_eq!(out.state, ProfileState::Error, "seccomp {name:?}: {out:?}");
         assert!(refused(out.failure.map(|f| f.step)), "seccomp {name:?}: {out:?}");
 
         let mut se: spo_model::SelinuxProfile = serde_norway::from_str("metadata: {name: x}\nspec: {}\n").expect("se");
         se.metadata = meta(name);
-        let cx = selinux.context(&kube::runtime::reflector::store().0, None);
+        let cx = selinux.context(&super::ProfileCache::default(), None);
         let out = selinux.sync(&se, &cx);
         assert!(refused(out.failure.map(|f| f.step)), "selinux {name:?}: {out:?}");
 
@@ -174,7 +174,7 @@ fn hostile_fields_reach_no_target() {
             .into_iter()
             .collect(),
         );
-        let cx = selinux.context(&kube::runtime::reflector::store().0, None);
+        let cx = selinux.context(&super::ProfileCache::default(), None);
         let out = selinux.sync(&se, &cx);
         assert!(refused(out.failure.map(|f| f.step)), "label {label:?}: {out:?}");
         assert!(

@@ -21,8 +21,9 @@
 //!   renders with (its policy, guardrails, whether the kind is enabled) re-checks every
 //!   profile of that kind.
 //!
-//! Two kube-runtime controllers per kind share the profile cache (see [`plan`] for the
-//! decisions):
+//! Two sides per kind share the profile cache, each a [`WorkQueue`] of profile names with its
+//! own concurrency (see [`plan`] for the decisions, and [`crate::workqueue`] for why these are
+//! not kube-runtime controllers):
 //!
 //! - the **node side** installs or removes the artifact as soon as an event arrives. It
 //!   touches only the node, so a burst of new profiles is on disk within moments, whatever
@@ -56,9 +57,8 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::core::ClusterResourceScope;
-use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use spo_model::contract::{
@@ -68,14 +68,14 @@ use spo_model::names::{LABEL_NODE_NAME, node_finalizer};
 use spo_model::{ProfileState, SecurityProfileNodeStatus, SecurityProfilesOperatorDaemon};
 use tracing::{debug, info, warn};
 
+use crate::cache::WatchCache;
 use crate::error::OperatorError;
 use crate::kubeapi;
 use crate::metrics::{ErrorReason, Operation};
-use crate::nodestatus::{
-    NodeReport, ProfileRef, desired_node_status, node_status_is_current, owning_profile, read_report, status_name,
-};
+use crate::nodestatus::{ProfileRef, StatusDigest, desired_node_status, owning_profile, status_name};
 use crate::server::Endpoints;
 use crate::tasks::Tasks;
+use crate::workqueue::{self, Key, WorkQueue};
 use plan::{
     Desired, NodePlan, NodeResult, Reported, api_retry_after, desired_report, error_reason, plan_node, plan_report,
     retry_after, should_emit_event,
@@ -87,6 +87,9 @@ pub type ProfileOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Profile;
 pub type ContextOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Context;
 /// The install target of a [`NodeKind`].
 pub type TargetOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Target;
+/// The daemon's cache of one kind's profiles (trimmed: no status, annotations or managed
+/// fields), by name.
+pub type ProfileCache<P> = WatchCache<Arc<P>>;
 /// The backend error of a [`NodeKind`].
 pub type BackendErrorOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Error;
 
@@ -112,13 +115,13 @@ pub trait NodeKind: Send + Sync + 'static {
     /// The render context, from the watched profiles and the SPOD (when it exists).
     fn context(
         &self,
-        profiles: &Store<ProfileOf<Self>>,
+        profiles: &ProfileCache<ProfileOf<Self>>,
         spod: Option<&SecurityProfilesOperatorDaemon>,
     ) -> ContextOf<Self>;
 
     /// Profiles whose rendering depends on `changed` (base profiles): they are re-rendered
     /// when it changes or goes away.
-    fn dependents(&self, _changed: &str, _profiles: &Store<ProfileOf<Self>>) -> Vec<String> {
+    fn dependents(&self, _changed: &str, _profiles: &ProfileCache<ProfileOf<Self>>) -> Vec<String> {
         Vec::new()
     }
 
@@ -190,8 +193,8 @@ struct Ctx<K: NodeKind> {
     client: Client,
     node: String,
     field_manager: String,
-    profiles: Store<ProfileOf<K>>,
-    statuses: Store<SecurityProfileNodeStatus>,
+    profiles: ProfileCache<ProfileOf<K>>,
+    statuses: WatchCache<StatusDigest>,
     spod: Store<SecurityProfilesOperatorDaemon>,
     recorder: Recorder,
     endpoints: Arc<Endpoints>,
@@ -200,7 +203,8 @@ struct Ctx<K: NodeKind> {
     written: Mutex<HashMap<String, Written>>,
     node_failures: Mutex<HashMap<String, u32>>,
     report_failures: Mutex<HashMap<String, u32>>,
-    report_tx: mpsc::UnboundedSender<ObjectRef<ProfileOf<K>>>,
+    /// The API side's queue.
+    reports: Arc<WorkQueue>,
     shared: Arc<Shared>,
 }
 
@@ -224,10 +228,8 @@ impl<K: NodeKind> Ctx<K> {
         status_name(Self::kind_id(), name, &self.node)
     }
 
-    fn previous_report(&self, name: &str) -> Option<(SecurityProfileNodeStatus, Option<NodeReport>)> {
-        let status = self.statuses.get(&ObjectRef::new(&self.status_name(name)))?;
-        let report = read_report(&status);
-        Some(((*status).clone(), report))
+    fn previous_report(&self, name: &str) -> Option<StatusDigest> {
+        self.statuses.get(&self.status_name(name))
     }
 
     fn outcome(&self, name: &str, uid: &str) -> Option<NodeResult> {
@@ -258,6 +260,20 @@ impl<K: NodeKind> Ctx<K> {
         update(entry);
     }
 
+    /// Drops what was written longer than [`REPORT_MEMORY`] ago: past it the watch cache is
+    /// trusted again, so keeping it would only grow with every profile ever reported.
+    fn forget_old_writes(&self) {
+        let mut written = lock(&self.written);
+        written.retain(|_, w| {
+            w.finalizer_at.is_some_and(|at| at.elapsed() < REPORT_MEMORY)
+                || w.status.as_ref().is_some_and(|(_, _, at)| at.elapsed() < REPORT_MEMORY)
+        });
+        if written.capacity() > 64 && written.len().saturating_mul(4) < written.capacity() {
+            let keep = written.len().saturating_mul(2);
+            written.shrink_to(keep);
+        }
+    }
+
     fn forget_status(&self, name: &str) {
         if let Some(w) = lock(&self.written).get_mut(name) {
             w.status = None;
@@ -266,11 +282,11 @@ impl<K: NodeKind> Ctx<K> {
 
     /// Whether the profile `name` is still in the cache (not deleted meanwhile).
     fn exists(&self, name: &str) -> bool {
-        self.profiles.get(&ObjectRef::new(name)).is_some()
+        self.profiles.contains(name)
     }
 
     fn trigger_report(&self, name: &str) {
-        let _ = self.report_tx.unbounded_send(ObjectRef::new(name));
+        self.reports.add(name);
     }
 }
 
@@ -280,7 +296,7 @@ struct Shared {
     client: Client,
     node: String,
     field_manager: String,
-    statuses: Store<SecurityProfileNodeStatus>,
+    statuses: WatchCache<StatusDigest>,
     spod: Store<SecurityProfilesOperatorDaemon>,
     recorder: Recorder,
     endpoints: Arc<Endpoints>,
@@ -412,32 +428,32 @@ impl Daemon {
                 report_all: all_rx,
             });
         }
-        let (status_reader, status_writer) = reflector::store::<SecurityProfileNodeStatus>();
+        // Kept as digests (state, message, what the currency check compares), not objects.
+        let statuses: WatchCache<StatusDigest> = WatchCache::default();
         let status_api: Api<SecurityProfileNodeStatus> = Api::all(client.clone());
         let status_cfg = watcher::Config::default().labels(&format!("{LABEL_NODE_NAME}={}", config.node));
         let mut listed_once = false;
-        let status_stream = reflector::reflector(
-            status_writer,
-            watcher(status_api, status_cfg).modify(|s| s.managed_fields_mut().clear()),
-        )
-        .default_backoff()
-        .inspect_ok(move |ev| match ev {
-            watcher::Event::Delete(s) => {
-                if let Some((kind, profile)) = owning_profile(s)
-                    && let Some(tx) = gone_txs.get(&kind)
-                {
-                    let _ = tx.unbounded_send(profile);
-                }
-            }
-            watcher::Event::InitDone => {
-                if listed_once {
-                    for tx in &report_all_txs {
-                        let _ = tx.unbounded_send(());
+        let status_cache = statuses.clone();
+        let status_stream = watcher(status_api, status_cfg).default_backoff().inspect_ok(move |ev| {
+            status_cache.apply(ev, |s| Some((s.metadata.name.clone()?, StatusDigest::of(s)?)));
+            match ev {
+                watcher::Event::Delete(s) => {
+                    if let Some((kind, profile)) = owning_profile(s)
+                        && let Some(tx) = gone_txs.get(&kind)
+                    {
+                        let _ = tx.unbounded_send(profile);
                     }
                 }
-                listed_once = true;
+                watcher::Event::InitDone => {
+                    if listed_once {
+                        for tx in &report_all_txs {
+                            let _ = tx.unbounded_send(());
+                        }
+                    }
+                    listed_once = true;
+                }
+                _ => {}
             }
-            _ => {}
         });
         tasks.spawn(drive("SecurityProfileNodeStatus", status_stream));
 
@@ -453,7 +469,7 @@ impl Daemon {
             client: client.clone(),
             node: config.node.clone(),
             field_manager: kubeapi::daemon_field_manager(&config.node),
-            statuses: status_reader.clone(),
+            statuses: statuses.clone(),
             spod: spod_reader.clone(),
             recorder,
             endpoints: endpoints.clone(),
@@ -464,7 +480,7 @@ impl Daemon {
         // Render nothing before the policy and our statuses are known.
         let ready = async {
             let _ = spod_reader.wait_until_ready().await;
-            let _ = status_reader.wait_until_ready().await;
+            statuses.wait_until_listed().await;
         };
         if tokio::time::timeout(Duration::from_secs(300), ready).await.is_err() {
             warn!("SPOD or node statuses not listed after 5 minutes; starting anyway");
@@ -527,10 +543,14 @@ async fn run_kind<K: NodeKind>(
         }
     }
 
+    // The node side's and the API side's queues (see `workqueue` for why not kube-runtime's
+    // controller).
+    let (nodes, reports) = (WorkQueue::new(), WorkQueue::new());
+    let profiles: ProfileCache<ProfileOf<K>> = WatchCache::default();
+
     // A change of the SPOD settings this kind uses re-checks every profile of the kind.
-    let (all_tx, all_rx) = mpsc::unbounded::<()>();
     {
-        let (kind, spod) = (kind.clone(), shared.spod.clone());
+        let (kind, spod, store, nodes) = (kind.clone(), shared.spod.clone(), profiles.clone(), nodes.clone());
         tasks.spawn(async move {
             let current = || {
                 let s = spod.state().into_iter().next();
@@ -542,67 +562,77 @@ async fn run_kind<K: NodeKind>(
                 if now != last {
                     info!(kind = %kind_id, "SPOD settings of the kind changed; re-checking every profile");
                     last = now;
-                    let _ = all_tx.unbounded_send(());
+                    queue_all(&nodes, &store);
                 }
             }
         });
     }
+    // The node statuses were listed again: compare every report.
+    {
+        let (store, reports) = (profiles.clone(), reports.clone());
+        let mut report_all = report_all_rx;
+        tasks.spawn(async move {
+            while report_all.next().await.is_some() {
+                queue_all(&reports, &store);
+            }
+        });
+    }
 
-    let (report_tx, report_rx) = mpsc::unbounded::<ObjectRef<ProfileOf<K>>>();
-
-    // The profiles, with deletions and base-profile changes picked off the stream.
-    let (profile_reader, profile_writer) = reflector::store::<ProfileOf<K>>();
-    let (dep_tx, dep_rx) = mpsc::unbounded::<ObjectRef<ProfileOf<K>>>();
+    // The profiles: every applied object queues the node side, a (re)list all of them once it
+    // is complete; deletions and base-profile changes are picked off the stream.
     let (gone_tx, gone_rx) = mpsc::unbounded::<String>();
-    let mut generations: HashMap<String, Option<i64>> = HashMap::new();
-    let (dep_kind, dep_store) = (kind.clone(), profile_reader.clone());
+    let (dep_kind, cache, feed) = (kind.clone(), profiles.clone(), nodes.clone());
     // When the profiles are first listed. `Store::wait_until_ready` wakes only the last of
-    // several concurrent waiters, so the node side's controller is its only waiter and
-    // everything else waits on this channel.
+    // several concurrent waiters, so everything waits on this channel instead.
     let (listed_tx, listed) = tokio::sync::watch::channel(false);
     let profile_api: Api<ProfileOf<K>> = Api::all(shared.client.clone());
-    let profile_stream = reflector::reflector(
-        profile_writer,
-        watcher(profile_api, watcher::Config::default()).modify(|p| p.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    .inspect_ok(move |ev| {
-        let notify = |name: &str| {
-            for child in dep_kind.dependents(name, &dep_store) {
-                let _ = dep_tx.unbounded_send(ObjectRef::new(&child));
-            }
-        };
-        match ev {
-            watcher::Event::InitApply(p) => {
-                generations.insert(p.name_any(), Resource::meta(p).generation);
-            }
-            watcher::Event::Apply(p) => {
-                let name = p.name_any();
-                if generations.insert(name.clone(), Resource::meta(p).generation) != Some(Resource::meta(p).generation)
-                {
+    let profile_stream = watcher(profile_api, watcher::Config::default())
+        // The node acts on the spec and metadata only: the status (the cluster's aggregate),
+        // annotations (recording notes, `kubectl apply`'s copy of the whole object) and
+        // managed fields are not kept.
+        .modify(|p| {
+            p.managed_fields_mut().clear();
+            p.annotations_mut().clear();
+            p.clear_status();
+        })
+        .default_backoff()
+        .inspect_ok(move |ev| {
+            let before = cache.apply(ev, |p| Some((Resource::meta(p).name.clone()?, Arc::new(p.clone()))));
+            let notify = |name: &str| {
+                for child in dep_kind.dependents(name, &cache) {
+                    feed.add(&child);
+                }
+            };
+            match ev {
+                // Queued at `InitDone`: until then the cache holds the previous list.
+                watcher::Event::Init | watcher::Event::InitApply(_) => {}
+                watcher::Event::Apply(p) => {
+                    let name = p.name_any();
+                    feed.add(&name);
+                    let generation = |p: &ProfileOf<K>| Resource::meta(p).generation;
+                    if before.as_deref().map(generation) != Some(generation(p)) {
+                        notify(&name);
+                    }
+                }
+                watcher::Event::Delete(p) => {
+                    let name = p.name_any();
+                    let _ = gone_tx.unbounded_send(name.clone());
                     notify(&name);
                 }
+                watcher::Event::InitDone => {
+                    queue_all(&feed, &cache);
+                    listed_tx.send_replace(true);
+                }
             }
-            watcher::Event::Delete(p) => {
-                let name = p.name_any();
-                generations.remove(&name);
-                let _ = gone_tx.unbounded_send(name.clone());
-                notify(&name);
-            }
-            watcher::Event::InitDone => {
-                listed_tx.send_replace(true);
-            }
-            watcher::Event::Init => {}
-        }
-    })
-    .applied_objects();
+        });
+    tasks.spawn(drive("profiles", profile_stream));
 
     let ctx = Arc::new(Ctx {
         kind: kind.clone(),
         client: shared.client.clone(),
         node: shared.node.clone(),
         field_manager: shared.field_manager.clone(),
-        profiles: profile_reader.clone(),
+        profiles: profiles.clone(),
         statuses: shared.statuses.clone(),
         spod: shared.spod.clone(),
         recorder: shared.recorder.clone(),
@@ -611,11 +641,22 @@ async fn run_kind<K: NodeKind>(
         written: Mutex::new(HashMap::new()),
         node_failures: Mutex::new(HashMap::new()),
         report_failures: Mutex::new(HashMap::new()),
-        report_tx,
+        reports: reports.clone(),
         shared: shared.clone(),
     });
 
     tasks.spawn(cleanup_gone(ctx.clone(), gone_rx));
+    {
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            let mut every = tokio::time::interval(REPORT_MEMORY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                ctx.forget_old_writes();
+            }
+        });
+    }
     tasks.spawn(sweep_orphans(ctx.clone(), listed.clone()));
     {
         let ctx = ctx.clone();
@@ -636,17 +677,9 @@ async fn run_kind<K: NodeKind>(
         });
     }
 
-    let node_side = Controller::for_stream(profile_stream, profile_reader.clone())
-        .with_config(controller::Config::default().concurrency(config.concurrency))
-        .reconcile_all_on(all_rx)
-        .reconcile_on(dep_rx)
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_node::<K>, node_error_policy::<K>, ctx.clone())
-        .for_each(|res| async move { log_result("node", res) });
-    // The API side starts once the profiles are listed (its store is then ready at once);
-    // triggers sent before wait in the channel.
-    let api_side = {
-        let (ctx, mut listed) = (ctx.clone(), listed);
+    // Both sides start once the profiles are listed; what is queued before waits.
+    let side = |queue: Arc<WorkQueue>, concurrency: u16, report: bool| {
+        let (ctx, mut listed, shutdown) = (ctx.clone(), listed.clone(), shutdown.clone());
         async move {
             tokio::select! {
                 listed = listed.wait_for(|l| *l) => {
@@ -656,36 +689,40 @@ async fn run_kind<K: NodeKind>(
                 }
                 () = shutdown.clone() => return,
             }
-            Controller::for_stream(
-                futures::stream::pending::<Result<ProfileOf<K>, watcher::Error>>(),
-                profile_reader,
-            )
-            .with_config(controller::Config::default().concurrency(config.report_concurrency))
-            .reconcile_on(report_rx)
-            .reconcile_all_on(report_all_rx)
-            .graceful_shutdown_on(shutdown)
-            .run(reconcile_report::<K>, report_error_policy::<K>, ctx)
-            .for_each(|res| async move { log_result("report", res) })
+            workqueue::run(queue, usize::from(concurrency), shutdown, |key: Key| {
+                let ctx = ctx.clone();
+                async move {
+                    let Some(profile) = ctx.profiles.get(&key) else {
+                        debug!(profile = %key, "gone before reconcile");
+                        return None;
+                    };
+                    if report {
+                        match reconcile_report::<K>(profile.clone(), ctx.clone()).await {
+                            Ok(()) => None,
+                            Err(e) => Some(report_error_policy::<K>(&profile, &e, &ctx)),
+                        }
+                    } else {
+                        match reconcile_node::<K>(profile.clone(), ctx.clone()).await {
+                            Ok(next) => next,
+                            Err(e) => Some(node_error_policy::<K>(&profile, &e, &ctx)),
+                        }
+                    }
+                }
+            })
             .await;
         }
     };
+    let node_side = side(nodes, config.concurrency, false);
+    let api_side = side(reports, config.report_concurrency, true);
     futures::join!(node_side, api_side);
     info!(kind = %kind_id, "kind stopped");
     drop(tasks);
 }
 
-fn log_result<K: Resource>(
-    side: &'static str,
-    res: Result<(ObjectRef<K>, Action), controller::Error<OperatorError, watcher::Error>>,
-) {
-    match res {
-        Ok(_) => {}
-        Err(controller::Error::ReconcilerFailed(e, obj)) => {
-            debug!(side, profile = %obj.name, error = %error_chain(&e), "reconcile failed; requeued")
-        }
-        // Deleted after a trigger was queued: nothing to do.
-        Err(controller::Error::ObjectNotFound(obj)) => debug!(side, profile = %obj.name, "gone before reconcile"),
-        Err(e) => warn!(side, error = %error_chain(&e), "controller"),
+/// Queues every profile in the cache.
+fn queue_all<V: Clone>(queue: &WorkQueue, cache: &WatchCache<V>) {
+    for name in cache.names() {
+        queue.add(&name);
     }
 }
 
@@ -714,7 +751,12 @@ where
 
 /// The node side: brings the node in line with one profile, records what it did and
 /// hands over to the API side.
-async fn reconcile_node<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>>) -> Result<Action, OperatorError> {
+///
+/// Returns when to look at the profile again (`None`: on its next change).
+async fn reconcile_node<K: NodeKind>(
+    profile: Arc<ProfileOf<K>>,
+    ctx: Arc<Ctx<K>>,
+) -> Result<Option<Duration>, OperatorError> {
     let name = profile.name_any();
     let uid = profile.uid().unwrap_or_default();
     let kind_id = Ctx::<K>::kind_id();
@@ -750,7 +792,7 @@ async fn reconcile_node<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>
                 if outcome.changed {
                     remove_from_node(&ctx, &name).await?;
                 }
-                return Ok(Action::await_change());
+                return Ok(None);
             }
             if outcome.changed {
                 let op = if outcome.state == ProfileState::Installed {
@@ -797,16 +839,14 @@ async fn reconcile_node<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>
     ctx.trigger_report(&name);
     if failed {
         // Errors may be transient (disk, kubelet dir mounted later): look again later.
-        return Ok(Action::requeue(retry_after(bump(&ctx.node_failures, &name))));
+        return Ok(Some(retry_after(bump(&ctx.node_failures, &name))));
     }
     lock(&ctx.node_failures).remove(&name);
-    Ok(ctx
-        .kind
-        .recheck_after(&profile)
-        .map_or_else(Action::await_change, Action::requeue))
+    Ok(ctx.kind.recheck_after(&profile))
 }
 
-fn node_error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &OperatorError, ctx: Arc<Ctx<K>>) -> Action {
+/// A failed node-side pass: counted, logged, and retried with backoff.
+fn node_error_policy<K: NodeKind>(profile: &ProfileOf<K>, error: &OperatorError, ctx: &Ctx<K>) -> Duration {
     let name = profile.name_any();
     if matches!(error, OperatorError::Node { .. }) {
         ctx.endpoints
@@ -815,18 +855,18 @@ fn node_error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &OperatorEr
     }
     let after = retry_after(bump(&ctx.node_failures, &name));
     warn!(profile = %name, error = %error_chain(error), retry_in = ?after, "node update failed");
-    Action::requeue(after)
+    after
 }
 
 /// The API side: tells the cluster what the node side did for one profile.
-async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>>) -> Result<Action, OperatorError> {
+async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<K>>) -> Result<(), OperatorError> {
     let name = profile.name_any();
     let uid = profile.uid().unwrap_or_default();
     let deleting = Resource::meta(&*profile).deletion_timestamp.is_some();
     let result = ctx.outcome(&name, &uid);
     let desired = desired_report(deleting, result.as_ref());
     if desired == Desired::Wait {
-        return Ok(Action::await_change());
+        return Ok(());
     }
     let pref = ProfileRef {
         kind: Ctx::<K>::kind_id(),
@@ -851,9 +891,7 @@ async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<
         status_exists: previous.is_some() || remembered_status.is_some(),
         status_current: match (&desired, &want) {
             (Desired::Status { state, message }, Some(want)) => {
-                previous
-                    .as_ref()
-                    .is_some_and(|(current, _)| node_status_is_current(current, want))
+                previous.as_ref().is_some_and(|current| current.is_current(want))
                     || remembered_status.is_some_and(|(s, m, _)| s == state && m == message)
             }
             _ => false,
@@ -862,7 +900,7 @@ async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<
     let plan = plan_report(&desired, deleting, reported);
     if plan.is_empty() {
         lock(&ctx.report_failures).remove(&name);
-        return Ok(Action::await_change());
+        return Ok(());
     }
     debug!(profile = %name, ?plan, "reporting");
     let status_to_apply = match (plan.apply_status, &want, &desired) {
@@ -896,8 +934,8 @@ async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<
         ctx.remember(&name, &uid, |w| {
             w.status = Some((*state, message.clone(), Instant::now()));
         });
-        let prev_report = previous.as_ref().and_then(|(_, r)| r.as_ref());
-        if should_emit_event(prev_report, *state, message.as_deref()) {
+        let prev_report = previous.as_ref().map(StatusDigest::report);
+        if should_emit_event(prev_report.as_ref(), *state, message.as_deref()) {
             emit_error(&ctx, &profile, result.as_ref(), message.as_deref().unwrap_or_default()).await;
         }
         if !ctx.exists(&name) {
@@ -921,7 +959,7 @@ async fn reconcile_report<K: NodeKind>(profile: Arc<ProfileOf<K>>, ctx: Arc<Ctx<
         lock(&ctx.written).remove(&name);
     }
     lock(&ctx.report_failures).remove(&name);
-    Ok(Action::await_change())
+    Ok(())
 }
 
 /// A new error on this node: counted, logged and published as a Warning Event.
@@ -962,7 +1000,9 @@ async fn emit_warnings<K: NodeKind>(ctx: &Ctx<K>, profile: &ProfileOf<K>, warnin
     .await;
 }
 
-fn report_error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &OperatorError, ctx: Arc<Ctx<K>>) -> Action {
+/// A failed report: counted, logged, and retried (at once after a conflict, else with
+/// backoff).
+fn report_error_policy<K: NodeKind>(profile: &ProfileOf<K>, error: &OperatorError, ctx: &Ctx<K>) -> Duration {
     let name = profile.name_any();
     let reason = if error.api_kind() == Some("SecurityProfileNodeStatus") {
         ErrorReason::CannotUpdateNodeStatus
@@ -976,7 +1016,7 @@ fn report_error_policy<K: NodeKind>(profile: Arc<ProfileOf<K>>, error: &Operator
         api_retry_after(bump(&ctx.report_failures, &name))
     };
     warn!(profile = %name, error = %error_chain(error), retry_in = ?after, "reporting failed");
-    Action::requeue(after)
+    after
 }
 
 async fn remove_from_node<K: NodeKind>(ctx: &Ctx<K>, name: &str) -> Result<RemoveOutcome, OperatorError> {
@@ -1047,12 +1087,12 @@ async fn sweep_orphans<K: NodeKind>(ctx: Arc<Ctx<K>>, mut listed: tokio::sync::w
         None => Vec::new(),
     };
     let mut orphans: Vec<String> = installed.into_iter().filter(|n| !ctx.exists(n)).collect();
-    for status in ctx.statuses.state() {
-        if let Some((kind, profile)) = owning_profile(&status)
+    for status in ctx.statuses.values() {
+        if let Some((kind, profile)) = status.profile
             && kind == kind_id
             && !ctx.exists(&profile)
         {
-            orphans.push(profile);
+            orphans.push(profile.into());
         }
     }
     orphans.sort();

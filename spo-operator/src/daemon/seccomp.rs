@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::reflector::{ObjectRef, Store};
 use spo_model::contract::SyncOutcome;
 use spo_model::seccomp::{Arch, SeccompProfileSpec};
 use spo_model::{ProfileState, SeccompProfile, SecurityProfilesOperatorDaemon};
@@ -19,8 +18,8 @@ use spo_seccomp::backend::{RenderContext, RequiredDir, SeccompBackend};
 use spo_seccomp::node::DirStore;
 use spo_seccomp::resolve::BaseResolver;
 
-use super::NodeKind;
 use super::oci::{OciBases, OciPolicy};
+use super::{NodeKind, ProfileCache};
 
 /// SeccompProfiles on one node: files under `<kubelet dir>/seccomp/operator/`.
 #[derive(Debug, Clone)]
@@ -75,7 +74,7 @@ impl SeccompNode {
 #[derive(Clone, Debug)]
 pub struct StoreResolver {
     /// The watched SeccompProfiles.
-    pub store: Store<SeccompProfile>,
+    pub store: ProfileCache<SeccompProfile>,
     /// Registry pulls and the SPOD's policy for them (`None`: `oci://` is refused).
     pub oci: Option<(Arc<OciBases>, OciPolicy)>,
 }
@@ -90,7 +89,7 @@ impl BaseResolver for StoreResolver {
             };
             return bases.resolve(artifact, policy).map(Some).map_err(SeccompError::Resolve);
         }
-        Ok(self.store.get(&ObjectRef::new(reference)).map(|p| p.spec.clone()))
+        Ok(self.store.get(reference).map(|p| p.spec.clone()))
     }
 }
 
@@ -107,7 +106,7 @@ impl NodeKind for SeccompNode {
 
     fn context(
         &self,
-        profiles: &Store<SeccompProfile>,
+        profiles: &ProfileCache<SeccompProfile>,
         spod: Option<&SecurityProfilesOperatorDaemon>,
     ) -> RenderContext {
         let oci = self.oci.as_ref().map(|bases| {
@@ -130,9 +129,9 @@ impl NodeKind for SeccompNode {
         }
     }
 
-    fn dependents(&self, changed: &str, profiles: &Store<SeccompProfile>) -> Vec<String> {
+    fn dependents(&self, changed: &str, profiles: &ProfileCache<SeccompProfile>) -> Vec<String> {
         profiles
-            .state()
+            .values()
             .iter()
             .filter(|p| p.spec.base_profile_name.as_deref() == Some(changed))
             .filter_map(|p| p.metadata.name.clone())

@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use kube::runtime::reflector::{ObjectRef, Store};
 use spo_model::contract::{InstallName, InstallOutcome, NodeSupport, ProfileBackend, RemoveOutcome};
 use spo_model::observed::Recording;
 use spo_model::selinux::{PolicyRefKind, RawSelinuxProfile, SelinuxProfile};
@@ -37,7 +36,7 @@ use spo_selinux::install::ModuleStore;
 use spo_selinux::render::{ModuleOrigin, ProfileLookup, RenderContext, RenderedModule};
 use spo_selinux::{Guardrails, RawSelinuxBackend, SelinuxBackend, SelinuxError, SelinuxNode};
 
-use super::NodeKind;
+use super::{NodeKind, ProfileCache};
 
 /// The suffix of RawSelinuxProfile module names: `<name>_raw`.
 pub const RAW_SUFFIX: &str = "raw";
@@ -357,11 +356,11 @@ fn clone_error(e: &SelinuxError) -> SelinuxError {
 
 /// Reads SPO's SelinuxProfiles from the daemon's watch cache, for `inherit`.
 #[derive(Clone, Debug)]
-pub struct StoreLookup(pub Store<SelinuxProfile>);
+pub struct StoreLookup(pub ProfileCache<SelinuxProfile>);
 
 impl ProfileLookup for StoreLookup {
     fn selinux_profile(&self, name: &str) -> Result<Option<SelinuxProfile>, String> {
-        Ok(self.0.get(&ObjectRef::new(name)).map(|p| (*p).clone()))
+        Ok(self.0.get(name).map(|p| (*p).clone()))
     }
 }
 
@@ -591,7 +590,7 @@ impl NodeKind for SelinuxKind {
 
     fn context(
         &self,
-        profiles: &Store<SelinuxProfile>,
+        profiles: &ProfileCache<SelinuxProfile>,
         spod: Option<&SecurityProfilesOperatorDaemon>,
     ) -> RenderContext {
         let options = spod
@@ -603,8 +602,8 @@ impl NodeKind for SelinuxKind {
         }
     }
 
-    fn dependents(&self, changed: &str, profiles: &Store<SelinuxProfile>) -> Vec<String> {
-        inheriting(changed, &profiles.state())
+    fn dependents(&self, changed: &str, profiles: &ProfileCache<SelinuxProfile>) -> Vec<String> {
+        inheriting(changed, &profiles.values())
     }
 
     fn disabled_by(&self, spod: Option<&SecurityProfilesOperatorDaemon>) -> Option<String> {
@@ -648,7 +647,7 @@ impl NodeKind for RawSelinuxKind {
         &self.installer
     }
 
-    fn context(&self, _: &Store<RawSelinuxProfile>, _: Option<&SecurityProfilesOperatorDaemon>) {}
+    fn context(&self, _: &ProfileCache<RawSelinuxProfile>, _: Option<&SecurityProfilesOperatorDaemon>) {}
 
     fn disabled_by(&self, spod: Option<&SecurityProfilesOperatorDaemon>) -> Option<String> {
         selinux_disabled_by(spod, true)

@@ -1,0 +1,232 @@
+//! A watch cache keyed by name, holding what its user needs of each object: a small digest,
+//! or the (trimmed) object itself.
+//!
+//! kube-runtime's reflector store keeps every watched object whole (about 1 KB for a node
+//! status even without its managed fields), keyed by an `ObjectRef` holding four more strings
+//! (name, namespace, resource version, uid). A [`WatchCache`] is keyed by the name alone (the
+//! daemon's objects are cluster-scoped, or all in one namespace) and keeps whatever its user
+//! derives from an object. It follows the watch the way a reflector does: a (re)list is
+//! collected aside and replaces the cache when it is complete, so readers never see a
+//! half-listed cache, and objects deleted while the watch was down disappear with the relist.
+//! Its table is given back when most of it was deleted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use kube::runtime::watcher;
+
+/// What is kept of watched objects, by name; see the module documentation. Clones share
+/// the cache.
+#[derive(Debug)]
+pub struct WatchCache<D> {
+    inner: Arc<Inner<D>>,
+}
+
+impl<D> Clone for WatchCache<D> {
+    fn clone(&self) -> Self {
+        WatchCache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Inner<D> {
+    state: RwLock<State<D>>,
+    listed: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+struct State<D> {
+    live: HashMap<Box<str>, D>,
+    /// A list in progress.
+    relist: Option<HashMap<Box<str>, D>>,
+}
+
+impl<D: Clone> Default for WatchCache<D> {
+    fn default() -> Self {
+        WatchCache {
+            inner: Arc::new(Inner {
+                state: RwLock::new(State {
+                    live: HashMap::new(),
+                    relist: None,
+                }),
+                listed: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+}
+
+impl<D: Clone> WatchCache<D> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State<D>> {
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State<D>> {
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Follows one watch event: `keep` gives an object's name and what is kept of it
+    /// (`None`: the object is not cached). Returns what the cache held for that name before
+    /// an `Apply` or `Delete` (for an `InitApply`: what it holds until the list is complete).
+    pub fn apply<K>(&self, event: &watcher::Event<K>, keep: impl Fn(&K) -> Option<(String, D)>) -> Option<D> {
+        match event {
+            watcher::Event::Init => {
+                self.write().relist = Some(HashMap::new());
+                None
+            }
+            watcher::Event::InitApply(obj) => {
+                let (name, d) = keep(obj)?;
+                let mut state = self.write();
+                let before = state.live.get(name.as_str()).cloned();
+                state.relist.get_or_insert_with(HashMap::new).insert(name.into(), d);
+                before
+            }
+            watcher::Event::InitDone => {
+                {
+                    let mut state = self.write();
+                    let mut fresh = state.relist.take().unwrap_or_default();
+                    fresh.shrink_to_fit();
+                    state.live = fresh;
+                }
+                self.inner.listed.send_replace(true);
+                None
+            }
+            watcher::Event::Apply(obj) => {
+                let (name, d) = keep(obj)?;
+                self.write().live.insert(name.into(), d)
+            }
+            watcher::Event::Delete(obj) => {
+                let (name, _) = keep(obj)?;
+                let mut state = self.write();
+                let before = state.live.remove(name.as_str());
+                if state.live.capacity() > 64 && state.live.len().saturating_mul(4) < state.live.capacity() {
+                    let keep = state.live.len().saturating_mul(2);
+                    state.live.shrink_to(keep);
+                }
+                before
+            }
+        }
+    }
+
+    /// What is kept of `name`.
+    pub fn get(&self, name: &str) -> Option<D> {
+        self.read().live.get(name).cloned()
+    }
+
+    /// Whether `name` is cached.
+    pub fn contains(&self, name: &str) -> bool {
+        self.read().live.contains_key(name)
+    }
+
+    /// Every cached name.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        self.read().live.keys().map(|k| Arc::from(&**k)).collect()
+    }
+
+    /// Everything cached.
+    pub fn values(&self) -> Vec<D> {
+        self.read().live.values().cloned().collect()
+    }
+
+    /// How many objects are cached.
+    pub fn len(&self) -> usize {
+        self.read().live.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits until the first list is complete.
+    pub async fn wait_until_listed(&self) {
+        let mut rx = self.inner.listed.subscribe();
+        let _ = rx.wait_for(|l| *l).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use watcher::Event;
+
+    fn d(s: &&'static str) -> Option<(String, usize)> {
+        (!s.starts_with("skip")).then(|| (s.to_string(), s.len()))
+    }
+
+    #[test]
+    fn follows_lists_applies_and_deletes() {
+        let c = WatchCache::<usize>::default();
+        c.apply(&Event::Init, d);
+        c.apply(&Event::InitApply("a"), d);
+        c.apply(&Event::InitApply("skip-me"), d);
+        assert!(c.is_empty(), "a list in progress is not visible");
+        c.apply(&Event::InitDone, d);
+        assert_eq!(c.get("a"), Some(1));
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.apply(&Event::Apply("bb"), d), None);
+        assert_eq!(c.get("bb"), Some(2));
+        assert!(c.contains("bb"));
+        assert_eq!(c.apply(&Event::Delete("a"), d), Some(1), "what was deleted");
+        assert_eq!(c.get("a"), None);
+        // A relist replaces everything: what was deleted meanwhile goes.
+        c.apply(&Event::Init, d);
+        c.apply(&Event::InitApply("ccc"), d);
+        assert_eq!(
+            c.apply(&Event::InitApply("bb"), d),
+            Some(2),
+            "what the cache holds until the list is done"
+        );
+        assert_eq!(c.get("bb"), Some(2), "the old state stays readable during the relist");
+        c.apply(&Event::InitDone, d);
+        c.apply(&Event::Delete("bb"), d);
+        assert_eq!(c.get("bb"), None);
+        assert_eq!(c.values(), vec![3]);
+        assert_eq!(c.names(), vec![Arc::<str>::from("ccc")]);
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_first_list() {
+        let c = WatchCache::<usize>::default();
+        let waiter = tokio::spawn({
+            let c = c.clone();
+            async move { c.wait_until_listed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        c.apply(&Event::<&str>::Init, d);
+        c.apply(&Event::<&str>::InitDone, d);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("task");
+    }
+
+    #[test]
+    fn tables_shrink_after_mass_deletion() {
+        let c = WatchCache::<usize>::default();
+        let names: Vec<&'static str> = (0..5000)
+            .map(|i| &*Box::leak(format!("p{i}").into_boxed_str()))
+            .collect();
+        for n in &names {
+            c.apply(&Event::Apply(*n), d);
+        }
+        let big = c.read().live.capacity();
+        for n in &names {
+            c.apply(&Event::Delete(*n), d);
+        }
+        assert!(c.is_empty());
+        assert!(
+            c.read().live.capacity() <= 64,
+            "capacity {} (was {big})",
+            c.read().live.capacity()
+        );
+    }
+}
