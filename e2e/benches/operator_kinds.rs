@@ -13,11 +13,9 @@
 //!    20,000) pods; then one daemon with every kind and the manager start. AppArmor compiles
 //!    with the real apparmor_parser and loads into a stand-in securityfs (no AppArmor in this
 //!    kernel); SELinux installs into a private store in a few large transactions
-//!    (`--selinux-batch-max 1000 --concurrency 500`: each profile waiting for its batch holds
-//!    one of the `--concurrency` install slots, so the default 32 would cap a transaction at
-//!    64 and the 4,000 modules would take some sixty transactions, each rebuilding the whole
-//!    policy). Reported: time until every node status is `Installed`, then daemon and manager
-//!    RSS.
+//!    (`--selinux-batch-max 1000`; a profile waiting for its batch holds no thread and no
+//!    `--concurrency` slot, so the default concurrency fills a transaction). Reported: time
+//!    until every node status is `Installed`, then daemon and manager RSS.
 //!
 //! Needs root, semodule, Debian's policy store, apparmor_parser and `SPO_SELINUX_BASE` (or
 //! `scripts/selinux-base`). Run on a fresh apiserver (objects are left behind):
@@ -325,7 +323,7 @@ async fn main() {
             node,
             &base,
             "seccomp,selinux,rawselinux,apparmor",
-            &["--selinux-batch-max", "1000", "--concurrency", "500"],
+            &["--selinux-batch-max", "1000"],
         );
         let mut manager = operator_command(&bin, &kc, "warn", "127.0.0.1:0");
         manager.args(["manager", "--namespace", NS]);

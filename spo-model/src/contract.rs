@@ -598,7 +598,18 @@ pub fn install_rendered<B: ProfileBackend>(
     artifact: &B::Artifact,
     warnings: Vec<String>,
 ) -> SyncOutcome {
-    match backend.install(target, name, artifact) {
+    install_outcome(backend, name, backend.install(target, name, artifact), warnings)
+}
+
+/// The outcome of installing `name`, from what [`ProfileBackend::install`] (or an install the
+/// target queued and finished later) returned: the second half of [`install_rendered`].
+pub fn install_outcome<B: ProfileBackend>(
+    backend: &B,
+    name: &InstallName,
+    result: Result<InstallOutcome, B::Error>,
+    warnings: Vec<String>,
+) -> SyncOutcome {
+    match result {
         Ok(outcome) => SyncOutcome {
             state: ProfileState::Installed,
             message: None,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use spo_model::ProfileState;
-use spo_model::contract::SyncStep;
+use spo_model::contract::{SyncOutcome, SyncStep};
 use spo_selinux::install::{InstalledModule, ModuleStore};
 use spo_selinux::{RenderedModule, SelinuxError};
 
@@ -73,6 +73,15 @@ fn meta(name: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMet
     }
 }
 
+/// A profile synced as the daemon's node side does it ([`NodeKind::start_sync`], awaiting a
+/// queued install).
+fn synced<K: NodeKind>(kind: &K, profile: &super::ProfileOf<K>, cx: &super::ContextOf<K>) -> SyncOutcome {
+    match kind.start_sync(profile, cx) {
+        super::Synced::Done(outcome) => outcome,
+        super::Synced::Queued(done) => futures::executor::block_on(done),
+    }
+}
+
 #[test]
 fn hostile_names_reach_no_target() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -109,21 +118,21 @@ fn hostile_names_reach_no_target() {
             serde_norway::from_str("metadata: {name: x}\nspec: {defaultAction: SCMP_ACT_ERRNO}\n").expect("sp");
         sp.metadata = meta(name);
         let cx = seccomp.context(&super::ProfileCache::default(), None);
-        let out = seccomp.sync(&sp, &cx);
+        let out = synced(&seccomp, &sp, &cx);
         assert_eq!(out.state, ProfileState::Error, "seccomp {name:?}: {out:?}");
         assert!(refused(out.failure.map(|f| f.step)), "seccomp {name:?}: {out:?}");
 
         let mut se: spo_model::SelinuxProfile = serde_norway::from_str("metadata: {name: x}\nspec: {}\n").expect("se");
         se.metadata = meta(name);
         let cx = selinux.context(&super::ProfileCache::default(), None);
-        let out = selinux.sync(&se, &cx);
+        let out = synced(&selinux, &se, &cx);
         assert!(refused(out.failure.map(|f| f.step)), "selinux {name:?}: {out:?}");
 
         let mut rs: spo_model::RawSelinuxProfile =
             serde_norway::from_str("metadata: {name: x}\nspec: {policy: '(allow process tmp_t (dir (search)))'}\n")
                 .expect("raw");
         rs.metadata = meta(name);
-        let out = raw.sync(&rs, &());
+        let out = synced(&raw, &rs, &());
         assert!(refused(out.failure.map(|f| f.step)), "raw {name:?}: {out:?}");
 
         let mut aa: spo_model::AppArmorProfile = serde_norway::from_str(
@@ -131,7 +140,7 @@ fn hostile_names_reach_no_target() {
         )
         .expect("aa");
         aa.metadata = meta(name);
-        let out = apparmor.sync(&aa, &());
+        let out = synced(&apparmor, &aa, &());
         assert!(refused(out.failure.map(|f| f.step)), "apparmor {name:?}: {out:?}");
     }
     assert_eq!(store.writes.load(Ordering::Relaxed), 0, "no SELinux store change");
@@ -175,7 +184,7 @@ fn hostile_fields_reach_no_target() {
             .collect(),
         );
         let cx = selinux.context(&super::ProfileCache::default(), None);
-        let out = selinux.sync(&se, &cx);
+        let out = synced(&selinux, &se, &cx);
         assert!(refused(out.failure.map(|f| f.step)), "label {label:?}: {out:?}");
         assert!(
             out.message.as_deref().is_some_and(|m| m.contains("spec.allow")),
@@ -192,7 +201,7 @@ fn hostile_fields_reach_no_target() {
         let mut rs: spo_model::RawSelinuxProfile =
             serde_norway::from_str("metadata: {name: web}\nspec: {policy: x}\n").expect("raw");
         rs.spec.policy = policy.to_owned();
-        let out = raw.sync(&rs, &());
+        let out = synced(&raw, &rs, &());
         assert!(refused(out.failure.map(|f| f.step)), "policy {policy:?}: {out:?}");
     }
     assert_eq!(store.writes.load(Ordering::Relaxed), 0, "no SELinux store change");
@@ -224,7 +233,7 @@ fn hostile_fields_reach_no_target() {
         if let Some(fs) = aa.spec.abstract_.as_mut().and_then(|a| a.filesystem.as_mut()) {
             fs.read_only_paths = Some(vec![path.to_owned()]);
         }
-        let out = apparmor.sync(&aa, &());
+        let out = synced(&apparmor, &aa, &());
         assert!(refused(out.failure.map(|f| f.step)), "path {path:?}: {out:?}");
         assert!(
             out.message

@@ -153,10 +153,42 @@ pub trait NodeKind: Send + Sync + 'static {
         sync_profile(self.backend(), self.target(), profile, ctx)
     }
 
+    /// [`NodeKind::sync`] as the node side runs it (blocking): a kind whose target queues
+    /// installs (SELinux's batching installer) hands the queued install back as
+    /// [`Synced::Queued`] instead of waiting for it, so a profile waiting for its transaction
+    /// holds no thread. By default, [`NodeKind::sync`].
+    fn start_sync(&self, profile: &ProfileOf<Self>, ctx: &ContextOf<Self>) -> Synced {
+        Synced::Done(self.sync(profile, ctx))
+    }
+
+    /// How many more profiles the node side may have waiting for queued installs beyond its
+    /// `--concurrency` (which bounds the blocking work): a batching kind's batch size, so
+    /// one transaction can take a whole burst.
+    fn waiting_slots(&self) -> usize {
+        0
+    }
+
     /// How long until the profile is rendered again although nothing it names changed (a
     /// base profile behind a registry tag that may move); `None`: only on changes.
     fn recheck_after(&self, _profile: &ProfileOf<Self>) -> Option<Duration> {
         None
+    }
+}
+
+/// What [`NodeKind::start_sync`] did.
+pub enum Synced {
+    /// Done: the outcome.
+    Done(SyncOutcome),
+    /// Handed to the target's queue: the outcome once it is done.
+    Queued(BoxFuture<'static, SyncOutcome>),
+}
+
+impl std::fmt::Debug for Synced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Synced::Done(o) => f.debug_tuple("Done").field(o).finish(),
+            Synced::Queued(_) => f.write_str("Queued"),
+        }
     }
 }
 
@@ -205,6 +237,8 @@ struct Ctx<K: NodeKind> {
     report_failures: Mutex<HashMap<String, u32>>,
     /// The API side's queue.
     reports: Arc<WorkQueue>,
+    /// Bounds the node side's blocking work to `--concurrency`.
+    blocking: tokio::sync::Semaphore,
     shared: Arc<Shared>,
 }
 
@@ -278,6 +312,22 @@ impl<K: NodeKind> Ctx<K> {
         if let Some(w) = lock(&self.written).get_mut(name) {
             w.status = None;
         }
+    }
+
+    /// Runs `work` for profile `name` on a blocking thread, at most `--concurrency` at once
+    /// (the node side may have more passes under way, waiting for queued installs).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        name: &str,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, OperatorError> {
+        let _permit = self.blocking.acquire().await;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|source| OperatorError::Join {
+                name: name.to_owned(),
+                source,
+            })
     }
 
     /// Whether the profile `name` is still in the cache (not deleted meanwhile).
@@ -642,6 +692,7 @@ async fn run_kind<K: NodeKind>(
         node_failures: Mutex::new(HashMap::new()),
         report_failures: Mutex::new(HashMap::new()),
         reports: reports.clone(),
+        blocking: tokio::sync::Semaphore::new(usize::from(config.concurrency.max(1))),
         shared: shared.clone(),
     });
 
@@ -678,7 +729,7 @@ async fn run_kind<K: NodeKind>(
     }
 
     // Both sides start once the profiles are listed; what is queued before waits.
-    let side = |queue: Arc<WorkQueue>, concurrency: u16, report: bool| {
+    let side = |queue: Arc<WorkQueue>, concurrency: usize, report: bool| {
         let (ctx, mut listed, shutdown) = (ctx.clone(), listed.clone(), shutdown.clone());
         async move {
             tokio::select! {
@@ -689,7 +740,7 @@ async fn run_kind<K: NodeKind>(
                 }
                 () = shutdown.clone() => return,
             }
-            workqueue::run(queue, usize::from(concurrency), shutdown, |key: Key| {
+            workqueue::run(queue, concurrency, shutdown, |key: Key| {
                 let ctx = ctx.clone();
                 async move {
                     let Some(profile) = ctx.profiles.get(&key) else {
@@ -712,8 +763,11 @@ async fn run_kind<K: NodeKind>(
             .await;
         }
     };
-    let node_side = side(nodes, config.concurrency, false);
-    let api_side = side(reports, config.report_concurrency, true);
+    // Profiles waiting for a queued install hold no thread, so a batching kind may have a
+    // whole batch of them under way beyond the blocking work's `--concurrency`.
+    let node_concurrency = usize::from(config.concurrency).saturating_add(kind.waiting_slots());
+    let node_side = side(nodes, node_concurrency, false);
+    let api_side = side(reports, usize::from(config.report_concurrency), true);
     futures::join!(node_side, api_side);
     info!(kind = %kind_id, "kind stopped");
     drop(tasks);
@@ -779,12 +833,10 @@ async fn reconcile_node<K: NodeKind>(
             } else {
                 let cx = kind.context(&ctx.profiles, spod.as_deref());
                 let p = profile.clone();
-                tokio::task::spawn_blocking(move || kind.sync(&p, &cx))
-                    .await
-                    .map_err(|source| OperatorError::Join {
-                        name: name.clone(),
-                        source,
-                    })?
+                match ctx.blocking(&name, move || kind.start_sync(&p, &cx)).await? {
+                    Synced::Done(outcome) => outcome,
+                    Synced::Queued(done) => done.await,
+                }
             };
             if !ctx.exists(&name) {
                 // Deleted while the artifact was being written: the deletion's cleanup may
@@ -1025,12 +1077,8 @@ async fn remove_from_node<K: NodeKind>(ctx: &Ctx<K>, name: &str) -> Result<Remov
         return Ok(RemoveOutcome::NotPresent);
     };
     let kind = ctx.kind.clone();
-    tokio::task::spawn_blocking(move || kind.backend().remove(kind.target(), &install_name))
-        .await
-        .map_err(|source| OperatorError::Join {
-            name: name.to_owned(),
-            source,
-        })?
+    ctx.blocking(name, move || kind.backend().remove(kind.target(), &install_name))
+        .await?
         .map_err(|e| OperatorError::Node {
             operation: "removing profile",
             name: name.to_owned(),

@@ -27,7 +27,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use spo_model::contract::{InstallName, InstallOutcome, NodeSupport, ProfileBackend, RemoveOutcome};
+use spo_model::contract::{
+    InstallName, InstallOutcome, NodeSupport, ProfileBackend, RemoveOutcome, Rendered, install_outcome, render_checked,
+};
 use spo_model::observed::Recording;
 use spo_model::selinux::{PolicyRefKind, RawSelinuxProfile, SelinuxProfile};
 use spo_model::validate::Problems;
@@ -36,7 +38,7 @@ use spo_selinux::install::ModuleStore;
 use spo_selinux::render::{ModuleOrigin, ProfileLookup, RenderContext, RenderedModule};
 use spo_selinux::{Guardrails, RawSelinuxBackend, SelinuxBackend, SelinuxError, SelinuxNode};
 
-use super::{NodeKind, ProfileCache};
+use super::{ContextOf, NodeKind, ProfileCache, ProfileOf, Synced};
 
 /// The suffix of RawSelinuxProfile module names: `<name>_raw`.
 pub const RAW_SUFFIX: &str = "raw";
@@ -76,7 +78,15 @@ enum Done {
     Removed(RemoveOutcome),
 }
 
-type Reply = std::sync::mpsc::Sender<Result<Done, SelinuxError>>;
+type Reply = tokio::sync::oneshot::Sender<Result<Done, SelinuxError>>;
+type Pending = tokio::sync::oneshot::Receiver<Result<Done, SelinuxError>>;
+
+fn stopped() -> SelinuxError {
+    SelinuxError::Toolchain {
+        what: "the SELinux install thread".to_owned(),
+        hint: "it stopped; restart the daemon".to_owned(),
+    }
+}
 
 struct Inner {
     node: SelinuxNode,
@@ -116,25 +126,33 @@ impl BatchInstaller {
         BatchInstaller { inner }
     }
 
-    fn submit(&self, op: Op) -> Result<Done, SelinuxError> {
-        let (tx, rx) = std::sync::mpsc::channel();
+    /// Queues `op` for the next transaction.
+    fn enqueue(&self, op: Op) -> Pending {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         lock(&self.inner.queue).push((op, tx));
         self.inner.arrived.notify_all();
-        rx.recv().unwrap_or_else(|_| {
-            Err(SelinuxError::Toolchain {
-                what: "the SELinux install thread".to_owned(),
-                hint: "it stopped; restart the daemon".to_owned(),
-            })
-        })
+        rx
+    }
+
+    /// Queues `op` and blocks until its transaction is done (not on an async thread).
+    fn submit(&self, op: Op) -> Result<Done, SelinuxError> {
+        self.enqueue(op).blocking_recv().unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Installs `module` with whatever else arrives within the window; blocks until its
     /// transaction is done.
     pub fn install(&self, module: RenderedModule) -> Result<InstallOutcome, SelinuxError> {
-        match self.submit(Op::Install(module))? {
-            Done::Installed(o) => Ok(o),
-            Done::Removed(_) => Ok(InstallOutcome::Written),
-        }
+        installed(self.submit(Op::Install(module)))
+    }
+
+    /// Queues `module` like [`BatchInstaller::install`] at once, and returns a future of its
+    /// transaction's result: a profile waiting for its batch holds no thread.
+    pub fn install_queued(
+        &self,
+        module: RenderedModule,
+    ) -> impl std::future::Future<Output = Result<InstallOutcome, SelinuxError>> + Send + 'static {
+        let pending = self.enqueue(Op::Install(module));
+        async move { installed(pending.await.unwrap_or_else(|_| Err(stopped()))) }
     }
 
     /// Removes our module `name` (at spo-selinux's priority), batched like installs (a parent
@@ -153,9 +171,21 @@ impl BatchInstaller {
         self.inner.node.list_profiles()
     }
 
+    /// The most modules one transaction takes.
+    pub fn max_batch(&self) -> usize {
+        self.inner.max_batch
+    }
+
     /// How many store transactions (installs and removals) ran so far.
     pub fn transactions(&self) -> usize {
         self.inner.transactions.load(Ordering::Relaxed)
+    }
+}
+
+fn installed(done: Result<Done, SelinuxError>) -> Result<InstallOutcome, SelinuxError> {
+    match done? {
+        Done::Installed(o) => Ok(o),
+        Done::Removed(_) => Ok(InstallOutcome::Written),
     }
 }
 
@@ -470,13 +500,47 @@ fn install_named(
     name: &InstallName,
     artifact: &RenderedModule,
 ) -> Result<InstallOutcome, SelinuxError> {
-    if artifact.name != name.as_str() {
-        return Err(SelinuxError::Toolchain {
-            what: format!("installing module {} as {name}", artifact.name),
-            hint: "a module is installed under the name it was rendered for".to_owned(),
-        });
-    }
+    check_module_name(name, artifact)?;
     target.install(artifact.clone())
+}
+
+/// A module is installed under the name it was rendered for.
+fn check_module_name(name: &InstallName, artifact: &RenderedModule) -> Result<(), SelinuxError> {
+    if artifact.name == name.as_str() {
+        return Ok(());
+    }
+    Err(SelinuxError::Toolchain {
+        what: format!("installing module {} as {name}", artifact.name),
+        hint: "a module is installed under the name it was rendered for".to_owned(),
+    })
+}
+
+/// [`NodeKind::start_sync`] for the SELinux kinds: rendered and checked here, the install
+/// handed to the batching installer and awaited (no thread waits for the transaction).
+fn start_queued<B>(backend: &B, installer: &BatchInstaller, profile: &B::Profile, ctx: &B::Context) -> Synced
+where
+    B: ProfileBackend<Artifact = RenderedModule, Target = BatchInstaller, Error = SelinuxError>
+        + Clone
+        + Send
+        + 'static,
+{
+    match render_checked(backend, installer, profile, ctx) {
+        Rendered::Done(outcome) => Synced::Done(outcome),
+        Rendered::Install {
+            name,
+            artifact,
+            warnings,
+        } => {
+            if let Err(e) = check_module_name(&name, &artifact) {
+                return Synced::Done(install_outcome(backend, &name, Err(e), warnings));
+            }
+            let (backend, done) = (backend.clone(), installer.install_queued(artifact));
+            Synced::Queued(Box::pin(async move {
+                let result = done.await;
+                install_outcome(&backend, &name, result, warnings)
+            }))
+        }
+    }
 }
 
 /// RawSelinuxProfile on a node: module and block `<name>_raw`, through the batching
@@ -588,6 +652,14 @@ impl NodeKind for SelinuxKind {
         &self.installer
     }
 
+    fn start_sync(&self, profile: &ProfileOf<Self>, ctx: &ContextOf<Self>) -> Synced {
+        start_queued(&self.backend, &self.installer, profile, ctx)
+    }
+
+    fn waiting_slots(&self) -> usize {
+        self.installer.max_batch()
+    }
+
     fn context(
         &self,
         profiles: &ProfileCache<SelinuxProfile>,
@@ -645,6 +717,14 @@ impl NodeKind for RawSelinuxKind {
 
     fn target(&self) -> &BatchInstaller {
         &self.installer
+    }
+
+    fn start_sync(&self, profile: &ProfileOf<Self>, ctx: &ContextOf<Self>) -> Synced {
+        start_queued(&self.backend, &self.installer, profile, ctx)
+    }
+
+    fn waiting_slots(&self) -> usize {
+        self.installer.max_batch()
     }
 
     fn context(&self, _: &ProfileCache<RawSelinuxProfile>, _: Option<&SecurityProfilesOperatorDaemon>) {}
@@ -751,6 +831,53 @@ mod tests {
         let results = install_batch(&node(refusing), &[module("good", "(g)"), module("bad", "(x)")], &count);
         assert!(matches!(results[0], Ok(InstallOutcome::Written)), "{results:?}");
         assert!(results[1].is_err(), "{results:?}");
+    }
+
+    #[test]
+    fn queued_installs_share_a_transaction_and_hold_no_thread() {
+        let store = Arc::new(FakeStore::default());
+        let installer = BatchInstaller::new(store.clone(), Vec::new(), Duration::from_millis(50), 64);
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("enforce"), "1").expect("enforce");
+        let config = SelinuxNodeConfig {
+            selinuxfs: dir.path().to_owned(),
+            installer: installer.clone(),
+        };
+        let (kind, raw) = (SelinuxKind::new(&config), RawSelinuxKind::new(&config));
+        let mut pending = Vec::new();
+        for i in 0..20 {
+            let p: SelinuxProfile = serde_norway::from_str(&format!(
+                "metadata: {{name: p{i}}}\nspec: {{allow: {{var_log_t: {{file: [read]}}}}}}\n"
+            ))
+            .expect("profile");
+            let cx = kind.context(&ProfileCache::default(), None);
+            match kind.start_sync(&p, &cx) {
+                Synced::Queued(done) => pending.push(done),
+                Synced::Done(o) => panic!("p{i} not queued: {o:?}"),
+            }
+            let r: RawSelinuxProfile = serde_norway::from_str(&format!(
+                "metadata: {{name: r{i}}}\nspec: {{policy: '(allow process var_log_t (file (read)))'}}\n"
+            ))
+            .expect("raw");
+            match raw.start_sync(&r, &()) {
+                Synced::Queued(done) => pending.push(done),
+                Synced::Done(o) => panic!("r{i} not queued: {o:?}"),
+            }
+        }
+        let outcomes = futures::executor::block_on(futures::future::join_all(pending));
+        for o in &outcomes {
+            assert_eq!(o.state, ProfileState::Installed, "{o:?}");
+            assert!(o.changed, "{o:?}");
+        }
+        // All 40 were queued from this one thread before their transaction ran: had
+        // `start_sync` waited for its install, each would have had a transaction of its own.
+        let tx = lock(&store.transactions).clone();
+        assert_eq!(tx.len(), 1, "one transaction for both kinds' modules: {tx:?}");
+        assert_eq!(tx[0].len(), 41, "40 modules and the templates they need: {tx:?}");
+        assert!(
+            tx[0].contains(&"p7".to_owned()) && tx[0].contains(&"r7_raw".to_owned()),
+            "{tx:?}"
+        );
     }
 
     #[test]
