@@ -35,7 +35,7 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, P
 use serde_json::{Value, json};
 use spo_e2e::{
     APPARMOR_FEATURES, Kubectl, Proc, copy_selinux_store, daemon_args, operator_binary, operator_command, rss_kib,
-    selinux_base,
+    rss_split_kib, selinux_base,
 };
 
 const NS: &str = "spo-bench-kinds";
@@ -343,7 +343,14 @@ async fn main() {
         // second later.
         tokio::time::sleep(Duration::from_secs(30)).await;
         let (d_rss, d_hwm) = rss_kib(d.id());
-        println!("  daemon threads 30 s later: {}", threads(d.id()));
+        let (d_anon, d_file) = rss_split_kib(d.id());
+        println!(
+            "  daemon 30 s later: {} threads; RSS {:.1} MiB = {:.1} MiB its own (RssAnon) + {:.1} MiB of binary and libraries (RssFile)",
+            threads(d.id()),
+            d_rss as f64 / 1024.0,
+            d_anon as f64 / 1024.0,
+            d_file as f64 / 1024.0
+        );
         let (m_rss, m_hwm) = rss_kib(m.id());
         println!(
             "{each} profiles of each of 4 kinds and {pods} pods: daemon RSS {:.1} MiB (peak {:.1}), manager RSS {:.1} MiB (peak {:.1})",

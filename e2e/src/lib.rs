@@ -611,7 +611,7 @@ impl Drop for OwnApiserver {
     }
 }
 
-pub use spo_testkit::rss_kib;
+pub use spo_testkit::{rss_kib, rss_split_kib};
 
 /// A TCP relay in front of an apiserver that can be frozen: while frozen, nothing passes in
 /// either direction (bytes read are held, connections stay open), as a network partition

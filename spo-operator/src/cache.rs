@@ -130,6 +130,12 @@ impl<D: Clone> WatchCache<D> {
         self.read().live.keys().map(|k| Arc::from(&**k)).collect()
     }
 
+    /// Runs `f` over every cached (name, value), under the cache's read lock.
+    pub fn scan<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = (&str, &D)>) -> R) -> R {
+        let state = self.read();
+        f(&mut state.live.iter().map(|(k, v)| (&**k, v)))
+    }
+
     /// Everything cached.
     pub fn values(&self) -> Vec<D> {
         self.read().live.values().cloned().collect()

@@ -53,6 +53,21 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// `(RssAnon, RssFile)` of process `pid` in KiB (0 when unreadable): the process's own memory
+/// and the pages of its binary and libraries mapped from the page cache, which VmRSS adds up.
+pub fn rss_split_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("RssAnon:"), field("RssFile:"))
+}
+
 /// A P-256 key pair made by openssl in `dir`, as a user makes one for `spoc push --sign-key`
 /// and `--verify-key`: `(NAME.key, NAME.pub)`, a PEM PKCS#8 private key and a PEM
 /// SubjectPublicKeyInfo public key (what cosign calls `cosign.pub`). Panics with openssl's

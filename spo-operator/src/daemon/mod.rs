@@ -45,6 +45,7 @@
 pub mod apparmor;
 pub mod oci;
 pub mod plan;
+pub mod profiles;
 pub mod seccomp;
 pub mod selinux;
 
@@ -80,6 +81,7 @@ use plan::{
     Desired, NodePlan, NodeResult, Reported, api_retry_after, desired_report, error_reason, plan_node, plan_report,
     retry_after, should_emit_event,
 };
+pub use profiles::ProfileCache;
 
 /// The profile type of a [`NodeKind`].
 pub type ProfileOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Profile;
@@ -87,9 +89,6 @@ pub type ProfileOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Profile;
 pub type ContextOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Context;
 /// The install target of a [`NodeKind`].
 pub type TargetOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Target;
-/// The daemon's cache of one kind's profiles (trimmed: no status, annotations or managed
-/// fields), by name.
-pub type ProfileCache<P> = WatchCache<Arc<P>>;
 /// The backend error of a [`NodeKind`].
 pub type BackendErrorOf<K> = <<K as NodeKind>::Backend as ProfileBackend>::Error;
 
@@ -119,9 +118,10 @@ pub trait NodeKind: Send + Sync + 'static {
         spod: Option<&SecurityProfilesOperatorDaemon>,
     ) -> ContextOf<Self>;
 
-    /// Profiles whose rendering depends on `changed` (base profiles): they are re-rendered
-    /// when it changes or goes away.
-    fn dependents(&self, _changed: &str, _profiles: &ProfileCache<ProfileOf<Self>>) -> Vec<String> {
+    /// The profiles of this kind that `profile` is rendered from (its base profile, the
+    /// profiles it inherits): when one of them changes or goes away, `profile` is rendered
+    /// again (through chains too).
+    fn parents(&self, _profile: &ProfileOf<Self>) -> Vec<String> {
         Vec::new()
     }
 
@@ -596,7 +596,7 @@ async fn run_kind<K: NodeKind>(
     // The node side's and the API side's queues (see `workqueue` for why not kube-runtime's
     // controller).
     let (nodes, reports) = (WorkQueue::new(), WorkQueue::new());
-    let profiles: ProfileCache<ProfileOf<K>> = WatchCache::default();
+    let profiles: ProfileCache<ProfileOf<K>> = ProfileCache::default();
 
     // A change of the SPOD settings this kind uses re-checks every profile of the kind.
     {
@@ -612,7 +612,7 @@ async fn run_kind<K: NodeKind>(
                 if now != last {
                     info!(kind = %kind_id, "SPOD settings of the kind changed; re-checking every profile");
                     last = now;
-                    queue_all(&nodes, &store);
+                    queue_all(&nodes, store.names());
                 }
             }
         });
@@ -623,7 +623,7 @@ async fn run_kind<K: NodeKind>(
         let mut report_all = report_all_rx;
         tasks.spawn(async move {
             while report_all.next().await.is_some() {
-                queue_all(&reports, &store);
+                queue_all(&reports, store.names());
             }
         });
     }
@@ -647,9 +647,9 @@ async fn run_kind<K: NodeKind>(
         })
         .default_backoff()
         .inspect_ok(move |ev| {
-            let before = cache.apply(ev, |p| Some((Resource::meta(p).name.clone()?, Arc::new(p.clone()))));
+            let before = cache.apply(ev, |p| dep_kind.parents(p));
             let notify = |name: &str| {
-                for child in dep_kind.dependents(name, &cache) {
+                for child in cache.dependents(name) {
                     feed.add(&child);
                 }
             };
@@ -659,8 +659,7 @@ async fn run_kind<K: NodeKind>(
                 watcher::Event::Apply(p) => {
                     let name = p.name_any();
                     feed.add(&name);
-                    let generation = |p: &ProfileOf<K>| Resource::meta(p).generation;
-                    if before.as_deref().map(generation) != Some(generation(p)) {
+                    if before != Some(Resource::meta(p).generation) {
                         notify(&name);
                     }
                 }
@@ -670,7 +669,7 @@ async fn run_kind<K: NodeKind>(
                     notify(&name);
                 }
                 watcher::Event::InitDone => {
-                    queue_all(&feed, &cache);
+                    queue_all(&feed, cache.names());
                     listed_tx.send_replace(true);
                 }
             }
@@ -774,8 +773,8 @@ async fn run_kind<K: NodeKind>(
 }
 
 /// Queues every profile in the cache.
-fn queue_all<V: Clone>(queue: &WorkQueue, cache: &WatchCache<V>) {
-    for name in cache.names() {
+fn queue_all(queue: &WorkQueue, names: Vec<Arc<str>>) {
+    for name in names {
         queue.add(&name);
     }
 }

@@ -129,12 +129,14 @@ impl NodeKind for SeccompNode {
         }
     }
 
-    fn dependents(&self, changed: &str, profiles: &ProfileCache<SeccompProfile>) -> Vec<String> {
-        profiles
-            .values()
+    fn parents(&self, profile: &SeccompProfile) -> Vec<String> {
+        // A registry base is re-checked on its own schedule (`recheck_after`).
+        profile
+            .spec
+            .base_profile_name
             .iter()
-            .filter(|p| p.spec.base_profile_name.as_deref() == Some(changed))
-            .filter_map(|p| p.metadata.name.clone())
+            .filter(|b| !b.starts_with("oci://"))
+            .cloned()
             .collect()
     }
 

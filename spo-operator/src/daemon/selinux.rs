@@ -394,26 +394,6 @@ impl ProfileLookup for StoreLookup {
     }
 }
 
-/// The SelinuxProfiles that inherit `changed`, directly or through others (pure).
-pub fn inheriting(changed: &str, profiles: &[Arc<SelinuxProfile>]) -> Vec<String> {
-    let mut out: BTreeSet<String> = BTreeSet::new();
-    let mut frontier = vec![changed.to_owned()];
-    while let Some(parent) = frontier.pop() {
-        for p in profiles {
-            let inherits = p
-                .spec
-                .inherit
-                .iter()
-                .any(|r| r.kind == PolicyRefKind::SelinuxProfile && r.name == parent);
-            if inherits && out.insert(p.name().to_owned()) {
-                frontier.push(p.name().to_owned());
-            }
-        }
-    }
-    out.remove(changed);
-    out.into_iter().collect()
-}
-
 /// Why the SPOD keeps SELinux off (pure): `selinux.enable` must be `true`; for raw profiles
 /// `selinux.enableRawSelinuxProfiles` too.
 pub fn selinux_disabled_by(spod: Option<&SecurityProfilesOperatorDaemon>, raw: bool) -> Option<String> {
@@ -674,8 +654,14 @@ impl NodeKind for SelinuxKind {
         }
     }
 
-    fn dependents(&self, changed: &str, profiles: &ProfileCache<SelinuxProfile>) -> Vec<String> {
-        inheriting(changed, &profiles.values())
+    fn parents(&self, profile: &SelinuxProfile) -> Vec<String> {
+        profile
+            .spec
+            .inherit
+            .iter()
+            .filter(|r| r.kind == PolicyRefKind::SelinuxProfile)
+            .map(|r| r.name.clone())
+            .collect()
     }
 
     fn disabled_by(&self, spod: Option<&SecurityProfilesOperatorDaemon>) -> Option<String> {
@@ -977,18 +963,16 @@ mod tests {
     }
 
     #[test]
-    fn dependents_are_found_through_chains() {
-        let profiles: Vec<Arc<SelinuxProfile>> = [
-            "metadata: {name: a}\nspec: {inherit: [{kind: SelinuxProfile, name: b}]}\n",
-            "metadata: {name: b}\nspec: {inherit: [{kind: SelinuxProfile, name: c}]}\n",
-            "metadata: {name: c}\nspec: {}\n",
-            "metadata: {name: d}\nspec: {inherit: [{name: c}]}\n",
-        ]
-        .iter()
-        .map(|y| Arc::new(profile(y)))
-        .collect();
-        assert_eq!(inheriting("c", &profiles), ["a", "b"], "System c is not the profile c");
-        assert!(inheriting("a", &profiles).is_empty());
+    fn parents_are_inherited_selinux_profiles_only() {
+        let config = SelinuxNodeConfig {
+            selinuxfs: PathBuf::from("/nonexistent"),
+            installer: BatchInstaller::new(Arc::new(FakeStore::default()), Vec::new(), Duration::from_millis(5), 8),
+        };
+        let kind = SelinuxKind::new(&config);
+        let p = profile(
+            "metadata: {name: a}\nspec: {inherit: [{kind: SelinuxProfile, name: b}, {name: container}, {kind: SelinuxProfile, name: c}]}\n",
+        );
+        assert_eq!(kind.parents(&p), ["b", "c"], "System `container` is not a profile");
     }
 
     #[test]
