@@ -238,7 +238,9 @@ pub trait SecurityProfile: Clone + fmt::Debug + Serialize + DeserializeOwned + S
 
     /// Drops the whole status (for caches that act on the spec and metadata only, such as
     /// a node daemon's: a profile's status is the cluster's aggregate, not the node's input).
-    fn clear_status(&mut self);
+    /// The four kinds drop it; the default keeps it (an implementation from before this method
+    /// existed loses only the memory it would save).
+    fn clear_status(&mut self) {}
 
     /// Sets `status.status` and replaces the `Ready` condition.
     fn set_profile_state(&mut self, state: ProfileState, ready: Condition);
