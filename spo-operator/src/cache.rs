@@ -13,7 +13,19 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use kube::Resource;
 use kube::runtime::watcher;
+
+/// Tables at least this large are shrunk once at most a quarter of them is in use.
+const SHRINK_ABOVE: usize = 64;
+
+/// Gives a hash map's table back once most of it was emptied (after a burst drained out of
+/// it, or a mass deletion): hash maps never shrink on their own.
+pub(crate) fn give_back_unused<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > SHRINK_ABOVE && map.len().saturating_mul(4) < map.capacity() {
+        map.shrink_to(map.len().saturating_mul(2).max(SHRINK_ABOVE / 2));
+    }
+}
 
 /// What is kept of watched objects, by name; see the module documentation. Clones share
 /// the cache.
@@ -72,17 +84,19 @@ impl<D: Clone> WatchCache<D> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Follows one watch event: `keep` gives an object's name and what is kept of it
-    /// (`None`: the object is not cached). Returns what the cache held for that name before
-    /// an `Apply` or `Delete` (for an `InitApply`: what it holds until the list is complete).
-    pub fn apply<K>(&self, event: &watcher::Event<K>, keep: impl Fn(&K) -> Option<(String, D)>) -> Option<D> {
+    /// Follows one watch event: `keep` gives what is kept of an object (`None`: the object is
+    /// not cached), which is cached under its name; a deletion needs only the name, so `keep`
+    /// is not called for it. Returns what the cache held for that name before an `Apply` or
+    /// `Delete` (for an `InitApply`: what it holds until the list is complete).
+    pub fn apply<K: Resource>(&self, event: &watcher::Event<K>, keep: impl Fn(&K) -> Option<D>) -> Option<D> {
+        let kept = |obj: &K| Some((obj.meta().name.clone()?, keep(obj)?));
         match event {
             watcher::Event::Init => {
                 self.write().relist = Some(HashMap::new());
                 None
             }
             watcher::Event::InitApply(obj) => {
-                let (name, d) = keep(obj)?;
+                let (name, d) = kept(obj)?;
                 let mut state = self.write();
                 let before = state.live.get(name.as_str()).cloned();
                 state.relist.get_or_insert_with(HashMap::new).insert(name.into(), d);
@@ -99,17 +113,14 @@ impl<D: Clone> WatchCache<D> {
                 None
             }
             watcher::Event::Apply(obj) => {
-                let (name, d) = keep(obj)?;
+                let (name, d) = kept(obj)?;
                 self.write().live.insert(name.into(), d)
             }
             watcher::Event::Delete(obj) => {
-                let (name, _) = keep(obj)?;
+                let name = obj.meta().name.as_deref()?;
                 let mut state = self.write();
-                let before = state.live.remove(name.as_str());
-                if state.live.capacity() > 64 && state.live.len().saturating_mul(4) < state.live.capacity() {
-                    let keep = state.live.len().saturating_mul(2);
-                    state.live.shrink_to(keep);
-                }
+                let before = state.live.remove(name);
+                give_back_unused(&mut state.live);
                 before
             }
         }
@@ -161,38 +172,51 @@ impl<D: Clone> WatchCache<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
     use watcher::Event;
 
-    fn d(s: &&'static str) -> Option<(String, usize)> {
-        (!s.starts_with("skip")).then(|| (s.to_string(), s.len()))
+    fn cm(name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Keeps the name's length; names starting with `skip` are not cached.
+    fn d(c: &ConfigMap) -> Option<usize> {
+        let name = c.metadata.name.as_deref()?;
+        (!name.starts_with("skip")).then_some(name.len())
     }
 
     #[test]
     fn follows_lists_applies_and_deletes() {
         let c = WatchCache::<usize>::default();
         c.apply(&Event::Init, d);
-        c.apply(&Event::InitApply("a"), d);
-        c.apply(&Event::InitApply("skip-me"), d);
+        c.apply(&Event::InitApply(cm("a")), d);
+        c.apply(&Event::InitApply(cm("skip-me")), d);
         assert!(c.is_empty(), "a list in progress is not visible");
         c.apply(&Event::InitDone, d);
         assert_eq!(c.get("a"), Some(1));
         assert_eq!(c.len(), 1);
-        assert_eq!(c.apply(&Event::Apply("bb"), d), None);
+        assert_eq!(c.apply(&Event::Apply(cm("bb")), d), None);
         assert_eq!(c.get("bb"), Some(2));
         assert!(c.contains("bb"));
-        assert_eq!(c.apply(&Event::Delete("a"), d), Some(1), "what was deleted");
+        assert_eq!(c.apply(&Event::Delete(cm("a")), d), Some(1), "what was deleted");
         assert_eq!(c.get("a"), None);
         // A relist replaces everything: what was deleted meanwhile goes.
         c.apply(&Event::Init, d);
-        c.apply(&Event::InitApply("ccc"), d);
+        c.apply(&Event::InitApply(cm("ccc")), d);
         assert_eq!(
-            c.apply(&Event::InitApply("bb"), d),
+            c.apply(&Event::InitApply(cm("bb")), d),
             Some(2),
             "what the cache holds until the list is done"
         );
         assert_eq!(c.get("bb"), Some(2), "the old state stays readable during the relist");
         c.apply(&Event::InitDone, d);
-        c.apply(&Event::Delete("bb"), d);
+        c.apply(&Event::Delete(cm("bb")), d);
         assert_eq!(c.get("bb"), None);
         assert_eq!(c.values(), vec![3]);
         assert_eq!(c.names(), vec![Arc::<str>::from("ccc")]);
@@ -207,8 +231,8 @@ mod tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        c.apply(&Event::<&str>::Init, d);
-        c.apply(&Event::<&str>::InitDone, d);
+        c.apply(&Event::<ConfigMap>::Init, d);
+        c.apply(&Event::<ConfigMap>::InitDone, d);
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("woken")
@@ -218,15 +242,13 @@ mod tests {
     #[test]
     fn tables_shrink_after_mass_deletion() {
         let c = WatchCache::<usize>::default();
-        let names: Vec<&'static str> = (0..5000)
-            .map(|i| &*Box::leak(format!("p{i}").into_boxed_str()))
-            .collect();
-        for n in &names {
-            c.apply(&Event::Apply(*n), d);
+        let objects: Vec<ConfigMap> = (0..5000).map(|i| cm(&format!("p{i}"))).collect();
+        for o in &objects {
+            c.apply(&Event::Apply(o.clone()), d);
         }
         let big = c.read().live.capacity();
-        for n in &names {
-            c.apply(&Event::Delete(*n), d);
+        for o in &objects {
+            c.apply(&Event::Delete(o.clone()), d);
         }
         assert!(c.is_empty());
         assert!(

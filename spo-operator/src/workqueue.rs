@@ -28,11 +28,10 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::cache::give_back_unused;
+
 /// A queued name, shared by the queue's tables.
 pub type Key = Arc<str>;
-
-/// Tables at least this large are shrunk once at most a quarter of them is in use.
-const SHRINK_ABOVE: usize = 64;
 
 #[derive(Debug, Default)]
 struct State {
@@ -83,7 +82,7 @@ impl State {
         }
         let (_, _, key) = self.due.pop_first().ok_or(None)?;
         self.waiting.remove(&key);
-        shrink(&mut self.waiting);
+        give_back_unused(&mut self.waiting);
         self.running.insert(key.clone(), None);
         Ok(key)
     }
@@ -92,7 +91,7 @@ impl State {
     /// triggered for meanwhile and `requeue` (counted from `now`).
     fn done(&mut self, key: &Key, requeue: Option<Duration>, now: Instant) {
         let again = self.running.remove(key).flatten();
-        shrink(&mut self.running);
+        give_back_unused(&mut self.running);
         let requeue = requeue.map(|d| now + d);
         let at = match (again, requeue) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -101,13 +100,6 @@ impl State {
         if let Some(at) = at {
             self.insert(key.clone(), at);
         }
-    }
-}
-
-/// Gives a hash map's table back once a burst has drained out of it.
-fn shrink<V>(map: &mut HashMap<Key, V>) {
-    if map.capacity() > SHRINK_ABOVE && map.len().saturating_mul(4) < map.capacity() {
-        map.shrink_to(map.len().saturating_mul(2).max(SHRINK_ABOVE / 2));
     }
 }
 
@@ -288,7 +280,7 @@ mod tests {
         }
         assert!(s.waiting.is_empty() && s.running.is_empty() && s.due.is_empty());
         assert!(
-            s.waiting.capacity() <= SHRINK_ABOVE && s.running.capacity() <= SHRINK_ABOVE,
+            s.waiting.capacity() <= 64 && s.running.capacity() <= 64,
             "capacity {} (was {big}) and {}",
             s.waiting.capacity(),
             s.running.capacity()

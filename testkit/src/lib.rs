@@ -39,8 +39,8 @@ pub fn machine() -> String {
     )
 }
 
-/// `(VmRSS, VmHWM)` of process `pid` in KiB (0 when unreadable), for the benches.
-pub fn rss_kib(pid: u32) -> (u64, u64) {
+/// Two fields of `/proc/<pid>/status` in KiB (0 when unreadable).
+fn status_kib(pid: u32, [a, b]: [&str; 2]) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |k: &str| {
         status
@@ -50,22 +50,18 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field(a), field(b))
+}
+
+/// `(VmRSS, VmHWM)` of process `pid` in KiB (0 when unreadable), for the benches.
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    status_kib(pid, ["VmRSS:", "VmHWM:"])
 }
 
 /// `(RssAnon, RssFile)` of process `pid` in KiB (0 when unreadable): the process's own memory
 /// and the pages of its binary and libraries mapped from the page cache, which VmRSS adds up.
 pub fn rss_split_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("RssAnon:"), field("RssFile:"))
+    status_kib(pid, ["RssAnon:", "RssFile:"])
 }
 
 /// A P-256 key pair made by openssl in `dir`, as a user makes one for `spoc push --sign-key`

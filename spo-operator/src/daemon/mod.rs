@@ -69,7 +69,7 @@ use spo_model::names::{LABEL_NODE_NAME, node_finalizer};
 use spo_model::{ProfileState, SecurityProfileNodeStatus, SecurityProfilesOperatorDaemon};
 use tracing::{debug, info, warn};
 
-use crate::cache::WatchCache;
+use crate::cache::{WatchCache, give_back_unused};
 use crate::error::OperatorError;
 use crate::kubeapi;
 use crate::metrics::{ErrorReason, Operation};
@@ -302,10 +302,7 @@ impl<K: NodeKind> Ctx<K> {
             w.finalizer_at.is_some_and(|at| at.elapsed() < REPORT_MEMORY)
                 || w.status.as_ref().is_some_and(|(_, _, at)| at.elapsed() < REPORT_MEMORY)
         });
-        if written.capacity() > 64 && written.len().saturating_mul(4) < written.capacity() {
-            let keep = written.len().saturating_mul(2);
-            written.shrink_to(keep);
-        }
+        give_back_unused(&mut written);
     }
 
     fn forget_status(&self, name: &str) {
@@ -485,7 +482,7 @@ impl Daemon {
         let mut listed_once = false;
         let status_cache = statuses.clone();
         let status_stream = watcher(status_api, status_cfg).default_backoff().inspect_ok(move |ev| {
-            status_cache.apply(ev, |s| Some((s.metadata.name.clone()?, StatusDigest::of(s)?)));
+            status_cache.apply(ev, StatusDigest::of);
             match ev {
                 watcher::Event::Delete(s) => {
                     if let Some((kind, profile)) = owning_profile(s)

@@ -62,11 +62,11 @@ impl<P: Resource + Serialize + DeserializeOwned> ProfileCache<P> {
     /// (`None` when it held none).
     pub fn apply(&self, event: &watcher::Event<P>, parents: impl Fn(&P) -> Vec<String>) -> Option<Option<i64>> {
         let before = self.cache.apply(event, |p| {
-            let name = p.meta().name.clone()?;
             let json = match serde_json::to_vec(p) {
                 Ok(json) => json,
                 Err(e) => {
                     // Not reachable for objects that were just decoded from JSON.
+                    let name = p.meta().name.as_deref().unwrap_or_default();
                     warn!(profile = %name, error = %e, "encoding a profile for the cache failed; not cached");
                     return None;
                 }
@@ -76,7 +76,7 @@ impl<P: Resource + Serialize + DeserializeOwned> ProfileCache<P> {
                 parents: parents(p).into_iter().map(String::into_boxed_str).collect(),
                 json: json.into_boxed_slice(),
             };
-            Some((name, Arc::new(cached)))
+            Some(Arc::new(cached))
         });
         before.map(|c| c.generation)
     }
