@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Build the operator's container image as an OCI image-layout tarball, without a container
-# engine: the release `spo-operator` binary (stripped), the tools the SELinux and AppArmor
+# engine: the release `spo-operator` and `spo-daemon` binaries (stripped), the tools the SELinux and AppArmor
 # kinds run on nodes (semodule, secilc, load_policy, setfiles, sefcontext_compile,
 # apparmor_parser, from this machine's Debian packages), the shared libraries all of them
 # link (found with ldd), and a minimal /etc; nothing else (no shell, no package manager).
 #
-#   deploy/image/build.sh [--name REF] [--out FILE.tar] [--binary PATH] [--without-lsm-tools]
+#   deploy/image/build.sh [--name REF] [--out FILE.tar] [--binary PATH] [--daemon-binary PATH]
+#                         [--without-lsm-tools]
 #
 #   --name    the image reference (default localhost/spo-rs/spo-operator:latest, the name
 #             deploy/ uses)
 #   --out     where the tarball goes (default $CARGO_TARGET_DIR/image/spo-operator.tar)
 #   --binary  an already built spo-operator (default: cargo build --release --locked)
+#   --daemon-binary  an already built spo-daemon, the node daemon alone that the DaemonSet
+#             runs (default: spo-daemon next to --binary)
 #   --without-lsm-tools  leave the SELinux and AppArmor tools out (a seccomp-only image)
 #
 # The same binary gives the same image digest (e2e/node/oci-image.sh: sorted entries,
@@ -23,12 +26,13 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$repo/target}"
-name="localhost/spo-rs/spo-operator:latest" out="$target/image/spo-operator.tar" binary="" lsm_tools=1
+name="localhost/spo-rs/spo-operator:latest" out="$target/image/spo-operator.tar" binary="" daemon_binary="" lsm_tools=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --name) name="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --binary) binary="$2"; shift 2 ;;
+    --daemon-binary) daemon_binary="$2"; shift 2 ;;
     --without-lsm-tools) lsm_tools=0; shift ;;
     *) echo "deploy/image/build.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -40,13 +44,17 @@ if [ -z "$binary" ]; then
   (cd "$repo" && cargo build --release --locked -p spo-operator >&2)
   binary="$target/release/spo-operator"
 fi
-[ -x "$binary" ] || { echo "deploy/image/build.sh: $binary is not an executable" >&2; exit 1; }
+[ -n "$daemon_binary" ] || daemon_binary="$(dirname "$binary")/spo-daemon"
+for b in "$binary" "$daemon_binary"; do
+  [ -x "$b" ] || { echo "deploy/image/build.sh: $b is not an executable" >&2; exit 1; }
+done
 
 root="$(mktemp -d "${TMPDIR:-/tmp}/spo-image.XXXXXX")"
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp" "$root/var/lib/kubelet"
 chmod 1777 "$root/tmp"
 strip --strip-all -o "$root/usr/local/bin/spo-operator" "$binary"
+strip --strip-all -o "$root/usr/local/bin/spo-daemon" "$daemon_binary"
 
 # The tools the SELinux and AppArmor kinds run (found by the daemon at these paths).
 tools=()
@@ -60,9 +68,9 @@ if [ "$lsm_tools" = 1 ]; then
   done
 fi
 
-# The shared libraries of the binary and the tools, each at the path the dynamic loader
+# The shared libraries of the binaries and the tools, each at the path the dynamic loader
 # looks for it.
-ldd "$binary" "${tools[@]}" | awk '/=> \//{print $3} /^\s*\/[^ ]*ld-linux/{print $1}' | sort -u | while read -r lib; do
+ldd "$binary" "$daemon_binary" "${tools[@]}" | awk '/=> \//{print $3} /^\s*\/[^ ]*ld-linux/{print $1}' | sort -u | while read -r lib; do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done

@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use spo_e2e::{Kubectl, Proc, daemon_args, operator_binary, operator_command, repo_root, rss_kib};
+use spo_e2e::{Kubectl, Proc, daemon_binary, daemon_flags, operator_binary, operator_command, repo_root, rss_kib};
 use spo_model::{ProfileState, SeccompProfile, SecurityProfileNodeStatus};
 
 const NS: &str = "spo-bench";
@@ -211,8 +211,8 @@ async fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("seccomp/operator");
     let bin = operator_binary();
-    let mut daemon = operator_command(&bin, &kc, "warn", "127.0.0.1:0");
-    daemon.args(daemon_args(NS, NODE, tmp.path())).args(
+    let mut daemon = operator_command(&daemon_binary(), &kc, "warn", "127.0.0.1:0");
+    daemon.args(daemon_flags(NS, NODE, tmp.path())).args(
         std::env::var("SPO_BENCH_DAEMON_ARGS")
             .unwrap_or_default()
             .split_whitespace(),

@@ -34,8 +34,8 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use spo_e2e::{
-    APPARMOR_FEATURES, Kubectl, Proc, copy_selinux_store, daemon_args, operator_binary, operator_command, rss_kib,
-    rss_split_kib, selinux_base,
+    APPARMOR_FEATURES, Kubectl, Proc, copy_selinux_store, daemon_binary, daemon_flags, operator_binary,
+    operator_command, rss_kib, rss_split_kib, selinux_base,
 };
 
 const NS: &str = "spo-bench-kinds";
@@ -179,8 +179,8 @@ impl NodeDirs {
     }
 
     fn daemon(&self, kubeconfig: &Path, node: &str, base: &Path, kinds: &str, extra: &[&str]) -> Proc {
-        let mut cmd = operator_command(&operator_binary(), kubeconfig, "warn", "127.0.0.1:0");
-        cmd.args(daemon_args(NS, node, &self.root.join("kubelet")))
+        let mut cmd = operator_command(&daemon_binary(), kubeconfig, "warn", "127.0.0.1:0");
+        cmd.args(daemon_flags(NS, node, &self.root.join("kubelet")))
             .args(["--kinds", kinds, "--selinux-reload", "false"])
             .arg("--selinuxfs")
             .arg(self.root.join("selinuxfs"))
@@ -360,5 +360,8 @@ async fn main() {
             m_hwm as f64 / 1024.0
         );
         println!("  node statuses: {:?}", states(&client, node, None).await);
+        // A graceful stop, as a DaemonSet's: the allocator's exit hooks run (a wrapper set by
+        // SPO_E2E_OPERATOR_BINARY can have it print its statistics, docs/benchmarks.md).
+        assert!(d.terminate(Duration::from_secs(30)), "daemon did not stop on SIGTERM");
     }
 }

@@ -294,6 +294,16 @@ pub fn operator_binary() -> PathBuf {
     workspace_binary("spo-operator", "spo-operator")
 }
 
+/// The `spo-daemon` binary of this workspace (the node daemon alone, what the DaemonSet runs;
+/// it takes [`daemon_flags`]), built as [`operator_binary`] is. `SPO_E2E_DAEMON_BINARY`: another
+/// build or a wrapper, used as it is.
+pub fn daemon_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SPO_E2E_DAEMON_BINARY") {
+        return PathBuf::from(path);
+    }
+    workspace_binary("spo-operator", "spo-daemon")
+}
+
 /// The `spoc` binary of this workspace, built as [`operator_binary`] is.
 pub fn spoc_binary() -> PathBuf {
     workspace_binary("spoc", "spoc")
@@ -371,9 +381,18 @@ impl OperatorProcs {
     }
 }
 
-/// `daemon` for `node` in `namespace`, installing under `kubelet_dir`.
+/// `daemon` for `node` in `namespace`, installing under `kubelet_dir` (`spo-operator`'s
+/// subcommand and [`daemon_flags`]).
 pub fn daemon_args(namespace: &str, node: &str, kubelet_dir: &std::path::Path) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = ["daemon", "--namespace", namespace, "--node-name", node, "--kubelet-dir"]
+    let mut args: Vec<std::ffi::OsString> = vec!["daemon".into()];
+    args.extend(daemon_flags(namespace, node, kubelet_dir));
+    args
+}
+
+/// The daemon's flags for `node` in `namespace`, installing under `kubelet_dir`, as
+/// [`daemon_binary`] takes them.
+pub fn daemon_flags(namespace: &str, node: &str, kubelet_dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["--namespace", namespace, "--node-name", node, "--kubelet-dir"]
         .into_iter()
         .map(Into::into)
         .collect();

@@ -260,7 +260,7 @@ impl Node {
         eprintln!("{}", out.trim());
     }
 
-    /// Builds the operator's image from the operator binary the tests use
+    /// Builds the operator's image from the operator and daemon binaries the tests use
     /// (deploy/image/build.sh, into `dir`) and imports it into the node's containerd as
     /// [`OPERATOR_IMAGE`].
     pub fn import_operator_image(&self, dir: &Path) {
@@ -270,6 +270,8 @@ impl Node {
             std::process::Command::new(crate::repo_root().join("deploy/image/build.sh"))
                 .arg("--binary")
                 .arg(crate::operator_binary())
+                .arg("--daemon-binary")
+                .arg(crate::daemon_binary())
                 .arg("--out")
                 .arg(&tar),
         );

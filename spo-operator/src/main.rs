@@ -2,40 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{ArgAction, Parser, Subcommand};
-use spo_operator::daemon::apparmor::{AppArmorKind, SecurityfsLoader};
-use spo_operator::daemon::oci::{OciBases, OciSettings};
-use spo_operator::daemon::seccomp::SeccompNode;
-use spo_operator::daemon::selinux::{BatchInstaller, RawSelinuxKind, SelinuxKind, SelinuxNodeConfig};
-use spo_operator::daemon::{Daemon, DaemonConfig};
-use spo_operator::kubeapi;
 use spo_operator::leader::{Elector, LeaseConfig, run_while_leading};
 use spo_operator::manager::{self, ManagerConfig};
-use spo_operator::server::{self, Endpoints};
 
-/// jemalloc instead of glibc's malloc: the daemon's live heap is a few MiB, but glibc kept
-/// two to three times that resident after a burst of watch events (freed chunks between live
-/// ones stay, one arena per thread). Measured side by side in docs/benchmarks.md ("Operator
-/// footprint and latency"); mimalloc was tried too and kept far more resident.
-#[cfg(feature = "jemalloc")]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[path = "cli/mod.rs"]
+mod cli;
 
-/// jemalloc's settings, read once when it starts: one arena (the operator's few threads do
-/// not contend), small thread caches, and freed pages returned to the kernel within a second
-/// (not ten) of going unused, by jemalloc's own background thread: without it pages are
-/// returned only while the process allocates, so an idle daemon kept its burst's peak.
-// SAFETY: jemalloc reads this NUL-terminated string under this exact symbol name before the
-// first allocation and never writes it; nothing else defines the symbol.
-#[cfg(feature = "jemalloc")]
-#[allow(unsafe_code)]
-#[unsafe(export_name = "_rjem_malloc_conf")]
-static ALLOCATOR_CONF: &[u8] =
-    b"narenas:1,tcache_max:4096,dirty_decay_ms:1000,muzzy_decay_ms:0,background_thread:true\0";
+use cli::{Runtime, shutdown_signal};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Security profiles operator: manager and node daemon")]
@@ -49,40 +25,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs on every node: installs profiles and reports per-node statuses.
-    Daemon {
-        /// This node's name (set from the downward API in the DaemonSet).
-        #[arg(long, env = "NODE_NAME")]
-        node_name: String,
-        /// The kubelet's root directory; seccomp profiles go to <dir>/seccomp/operator/.
-        #[arg(long, env = "KUBELET_DIR", default_value = "/var/lib/kubelet")]
-        kubelet_dir: PathBuf,
-        /// Where the node's /proc is (for probing seccomp support).
-        #[arg(long)]
-        proc_root: Option<PathBuf>,
-        /// The operator's namespace (where the SPOD lives).
-        #[arg(long, env = "OPERATOR_NAMESPACE", default_value = "security-profiles-operator")]
-        namespace: String,
-        /// The SPOD object's name.
-        #[arg(long, default_value = "spod")]
-        spod_name: String,
-        /// Profiles installed on the node at once (local file writes).
-        #[arg(long, default_value_t = 32)]
-        concurrency: u16,
-        /// Profiles reported to the apiserver at once (finalizers, node statuses).
-        #[arg(long, default_value_t = 16)]
-        report_concurrency: u16,
-        /// The profile kinds this daemon handles (the SPOD switches SELinux and AppArmor on
-        /// and off within them; each needs its RBAC and host mounts, see deploy/).
-        #[arg(long, value_delimiter = ',', default_value = "seccomp")]
-        kinds: Vec<KindArg>,
-        #[command(flatten)]
-        selinux: Box<SelinuxArgs>,
-        #[command(flatten)]
-        apparmor: Box<AppArmorArgs>,
-        #[command(flatten)]
-        oci: Box<OciArgs>,
-    },
+    /// Runs on every node: installs profiles and reports per-node statuses (also the
+    /// `spo-daemon` binary, which holds the daemon alone).
+    Daemon(Box<cli::DaemonArgs>),
     /// Runs on every node where pods are recorded: records the containers the ProfileRecording
     /// webhook marked with the eBPF recorder, and writes their profiles when their pods end.
     /// Needs root (CAP_BPF, CAP_PERFMON) and the kubelet directory.
@@ -273,190 +218,15 @@ enum CertsArg {
     Secret,
 }
 
-/// A profile kind on the command line.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum KindArg {
-    /// SeccompProfile.
-    Seccomp,
-    /// SelinuxProfile.
-    Selinux,
-    /// RawSelinuxProfile.
-    Rawselinux,
-    /// AppArmorProfile.
-    Apparmor,
-}
-
-/// Where the node's SELinux policy store is.
-#[derive(clap::Args, Debug)]
-struct SelinuxArgs {
-    /// Where selinuxfs is mounted (its `enforce` file says SELinux is enabled).
-    #[arg(long, default_value = spo_selinux::backend::SELINUXFS)]
-    selinuxfs: PathBuf,
-    /// semodule `-p`: an alternative policy root (tests use a private copy of the store).
-    #[arg(long)]
-    selinux_policy_root: Option<PathBuf>,
-    /// semodule `-s`: the policy store.
-    #[arg(long, default_value = "default")]
-    selinux_store: String,
-    /// Load the rebuilt policy into the kernel after each change (semodule without `-n`).
-    #[arg(long, default_value_t = true, action = ArgAction::Set)]
-    selinux_reload: bool,
-    /// A CIL module the node needs besides our templates (such as refpolicy's container
-    /// module on Debian), installed with the first profile when the store has none of its
-    /// name; the module is named after the file. Repeatable.
-    #[arg(long)]
-    selinux_extra_module: Vec<PathBuf>,
-    /// Milliseconds the installer waits for more profiles before one semodule transaction.
-    #[arg(long, default_value_t = 300)]
-    selinux_batch_window_ms: u64,
-    /// The most profiles one semodule transaction installs.
-    #[arg(long, default_value_t = 64)]
-    selinux_batch_max: usize,
-}
-
-/// How the daemon pulls `oci://` base profiles.
-#[derive(clap::Args, Debug)]
-struct OciArgs {
-    /// A CA certificate (PEM) trusted for registries besides the system's; repeatable.
-    #[arg(long, value_name = "FILE")]
-    oci_ca_file: Vec<PathBuf>,
-    /// A public key (PEM, as cosign.pub) whose signatures make an OCI base profile
-    /// acceptable; repeatable. Without one, only the SPOD's
-    /// security.disableOciArtifactSignatureVerification lets artifacts in (keyless
-    /// verification needs Sigstore's services).
-    #[arg(long, value_name = "FILE")]
-    oci_verify_key: Vec<PathBuf>,
-    /// Seconds a tag's digest is trusted before it is resolved again.
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
-    oci_tag_ttl: u64,
-}
-
-/// Where the node's AppArmor is.
-#[derive(clap::Args, Debug)]
-struct AppArmorArgs {
-    /// AppArmor's securityfs directory (a stand-in directory in tests).
-    #[arg(long, default_value = spo_apparmor::loader::DEFAULT_SECURITYFS)]
-    apparmor_securityfs: PathBuf,
-    /// Where profile files are written.
-    #[arg(long, default_value = spo_apparmor::loader::DEFAULT_PROFILE_DIR)]
-    apparmor_profile_dir: PathBuf,
-    /// The features to compile for; default: the kernel's (read from securityfs).
-    #[arg(long)]
-    apparmor_features_file: Option<PathBuf>,
-}
-
-fn selinux_config(args: &SelinuxArgs) -> anyhow::Result<SelinuxNodeConfig> {
-    let semodule = spo_selinux::Semodule::new(
-        args.selinux_policy_root.clone(),
-        &args.selinux_store,
-        args.selinux_reload,
-    )
-    .context("finding semodule for the SELinux kinds")?;
-    let mut extras = Vec::new();
-    for path in &args.selinux_extra_module {
-        let name = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .with_context(|| format!("naming the module of {}", path.display()))?
-            .to_owned();
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading SELinux module {}", path.display()))?;
-        extras.push(spo_selinux::RenderedModule {
-            name,
-            origin: spo_selinux::render::ModuleOrigin::Support,
-            text,
-            lines: Vec::new(),
-            requires: Vec::new(),
-        });
-    }
-    Ok(SelinuxNodeConfig {
-        selinuxfs: args.selinuxfs.clone(),
-        installer: BatchInstaller::new(
-            Arc::new(semodule),
-            extras,
-            Duration::from_millis(args.selinux_batch_window_ms),
-            args.selinux_batch_max,
-        ),
-    })
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn")),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    cli::init_logging();
     let cli = Cli::parse();
-    let config = kube::Config::infer()
-        .await
-        .context("reading the apiserver's address and credentials (KUBECONFIG or the in-cluster service account)")?;
-    let client = kubeapi::client(config).context("building the apiserver client")?;
-    let endpoints = Arc::new(Endpoints::default());
-    let (listener, _) = server::bind(cli.metrics_addr).await?;
-    let endpoints_task = tokio::spawn(server::serve(listener, endpoints.clone()));
-    let result = match cli.command {
-        Command::Daemon {
-            node_name,
-            kubelet_dir,
-            proc_root,
-            namespace,
-            spod_name,
-            concurrency,
-            report_concurrency,
-            kinds,
-            selinux,
-            apparmor,
-            oci,
-        } => {
-            let config = DaemonConfig {
-                node: node_name,
-                namespace,
-                spod_name,
-                concurrency,
-                report_concurrency,
-            };
-            let settings = OciSettings {
-                ca_files: oci.oci_ca_file,
-                verify_keys: oci.oci_verify_key,
-                tag_ttl: Duration::from_secs(oci.oci_tag_ttl.max(1)),
-                ..OciSettings::default()
-            };
-            let bases = OciBases::new(
-                tokio::runtime::Handle::current(),
-                client.clone(),
-                config.namespace.clone(),
-                settings,
-            )
-            .map_err(|e| spo_operator::OperatorError::Config(format!("--oci-verify-key: {e}")))?;
-            let mut d = Daemon::new(client, config, endpoints.clone());
-            if kinds.contains(&KindArg::Seccomp) {
-                d = d.with_kind(SeccompNode::new(kubelet_dir, proc_root).with_oci(Arc::new(bases)));
-            }
-            if kinds.contains(&KindArg::Selinux) || kinds.contains(&KindArg::Rawselinux) {
-                let config = selinux_config(&selinux)?;
-                if kinds.contains(&KindArg::Selinux) {
-                    d = d.with_kind(SelinuxKind::new(&config));
-                }
-                if kinds.contains(&KindArg::Rawselinux) {
-                    d = d.with_kind(RawSelinuxKind::new(&config));
-                }
-            }
-            if kinds.contains(&KindArg::Apparmor) {
-                let loader = SecurityfsLoader {
-                    securityfs: apparmor.apparmor_securityfs,
-                    profile_dir: apparmor.apparmor_profile_dir,
-                    parser: spo_apparmor::validate::DEFAULT_PARSER.into(),
-                    features_file: apparmor.apparmor_features_file.clone(),
-                    timeout: spo_apparmor::DEFAULT_TIMEOUT,
-                };
-                d = d.with_kind(AppArmorKind::new(loader, apparmor.apparmor_features_file));
-            }
-            d.run(shutdown_signal()).await
-        }
+    let rt = Runtime::start(cli.metrics_addr).await?;
+    let client = rt.client.clone();
+    let endpoints = rt.endpoints.clone();
+    let result: anyhow::Result<()> = match cli.command {
+        Command::Daemon(args) => cli::run_daemon(rt.client.clone(), *args, rt.endpoints.clone()).await,
         #[cfg(feature = "node-recorder")]
         Command::Recorder {
             node_name,
@@ -470,7 +240,7 @@ async fn main() -> anyhow::Result<()> {
                 namespace,
                 spod_name,
             };
-            spo_operator::recorder::run(client, config, shutdown_signal()).await
+            Ok(spo_operator::recorder::run(client, config, shutdown_signal()).await?)
         }
         Command::Enricher {
             node_name,
@@ -498,7 +268,7 @@ async fn main() -> anyhow::Result<()> {
                 hold: Duration::from_millis(hold_ms),
                 exit_log,
             };
-            spo_operator::enricher::run(client, config, endpoints.clone(), shutdown_signal()).await
+            Ok(spo_operator::enricher::run(client, config, endpoints.clone(), shutdown_signal()).await?)
         }
         Command::Webhook {
             namespace,
@@ -557,7 +327,7 @@ async fn main() -> anyhow::Result<()> {
                 endpoint,
                 resync: Duration::from_secs(resync.max(1)),
             };
-            webhook::run(client, config, endpoints.clone(), shutdown_signal()).await
+            Ok(webhook::run(client, config, endpoints.clone(), shutdown_signal()).await?)
         }
         Command::Manager {
             namespace,
@@ -609,17 +379,13 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .await;
                 elector.release().await;
-                result
+                Ok(result?)
             } else {
-                manager::run(client, config, endpoints.clone(), shutdown_signal()).await
+                Ok(manager::run(client, config, endpoints.clone(), shutdown_signal()).await?)
             }
         }
     };
-    if result.is_err() {
-        endpoints.health.set_dead();
-    }
-    endpoints_task.abort();
-    Ok(result?)
+    rt.finish(result)
 }
 
 /// `POD_NAME` (or the host name) plus a random suffix: unique even when a replica restarts
@@ -635,20 +401,4 @@ fn default_identity() -> String {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u32(std::process::id());
     format!("{base}_{:08x}", hasher.finish() as u32)
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = term => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -41,7 +41,7 @@ const POD_KUBELET_DIR: &str = "/var/lib/kubelet";
 /// A node component the manager renders a DaemonSet for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Component {
-    /// `spo-operator daemon`: installs profiles, reports node statuses.
+    /// `spo-daemon`: installs profiles, reports node statuses.
     Daemon,
     /// `spo-operator recorder`: the eBPF recorder of ProfileRecordings.
     Recorder,
@@ -87,6 +87,18 @@ impl Component {
             Component::Daemon => 8081,
             Component::Recorder => 8082,
             Component::Enricher => 8083,
+        }
+    }
+
+    /// The command its container runs (absolute paths in the operator's image, deploy/image).
+    /// The node daemon has a binary of its own, which maps only the daemon's code
+    /// (docs/decisions.md, "The node daemon's own binary"); the others are subcommands of
+    /// `spo-operator`.
+    pub fn command(self) -> &'static [&'static str] {
+        match self {
+            Component::Daemon => &["/usr/local/bin/spo-daemon"],
+            Component::Recorder => &["/usr/local/bin/spo-operator", "recorder"],
+            Component::Enricher => &["/usr/local/bin/spo-operator", "enricher"],
         }
     }
 
@@ -216,7 +228,6 @@ fn parts(component: Component, spec: &SpodSpec, shape: &NodeShape) -> Parts {
         Component::Daemon => {
             let mut p = Parts {
                 args: vec![
-                    "daemon".into(),
                     format!("--kubelet-dir={POD_KUBELET_DIR}"),
                     format!("--kinds={}", daemon_kinds(spec)),
                 ],
@@ -264,7 +275,7 @@ fn parts(component: Component, spec: &SpodSpec, shape: &NodeShape) -> Parts {
             p
         }
         Component::Recorder => Parts {
-            args: vec!["recorder".into(), format!("--kubelet-dir={POD_KUBELET_DIR}")],
+            args: vec![format!("--kubelet-dir={POD_KUBELET_DIR}")],
             // SYSLOG: /proc/kallsyms with addresses, which AppArmor recording needs to leave
             // the kernel's unaudited capability checks out of profiles (CAP_BPF reads kernel
             // memory already, so this adds no power).
@@ -277,7 +288,6 @@ fn parts(component: Component, spec: &SpodSpec, shape: &NodeShape) -> Parts {
         },
         Component::Enricher => Parts {
             args: vec![
-                "enricher".into(),
                 "--proc-root=/host/proc".into(),
                 "--audit-log=/var/log/audit/audit.log".into(),
                 "--checkpoint=/var/lib/security-profiles-operator/enricher/checkpoint".into(),
@@ -351,6 +361,7 @@ pub fn render(
             let mut container = json!({
                 "name": component.label(),
                 "image": image.name,
+                "command": component.command(),
                 "args": p.args,
                 "env": env,
                 "ports": [{"name": "metrics", "containerPort": component.metrics_port()}],
@@ -841,10 +852,8 @@ mod tests {
         let ds: DaemonSet = serde_json::from_value(out[0].body.clone()).expect("a DaemonSet");
         assert_eq!(ds.metadata.name.as_deref(), Some("spod"));
         let c = container(&out[0]);
-        assert_eq!(
-            c["args"],
-            json!(["daemon", "--kubelet-dir=/var/lib/kubelet", "--kinds=seccomp"])
-        );
+        assert_eq!(c["command"], json!(["/usr/local/bin/spo-daemon"]));
+        assert_eq!(c["args"], json!(["--kubelet-dir=/var/lib/kubelet", "--kinds=seccomp"]));
         assert_eq!(c["securityContext"]["capabilities"], json!({"drop": ["ALL"]}));
         assert_eq!(c["image"], "registry.example/spo:1");
         assert_eq!(c["imagePullPolicy"], "IfNotPresent");
@@ -880,7 +889,7 @@ mod tests {
         let names: Vec<_> = out.iter().map(|r| r.component.daemonset()).collect();
         assert_eq!(names, ["spod", "spod-recorder", "spod-enricher"]);
         let daemon = container(&out[0]);
-        assert_eq!(daemon["args"][2], "--kinds=seccomp,selinux,rawselinux,apparmor");
+        assert_eq!(daemon["args"][1], "--kinds=seccomp,selinux,rawselinux,apparmor");
         assert_eq!(daemon["securityContext"]["capabilities"]["add"], json!(["MAC_ADMIN"]));
         let mounts: Vec<_> = daemon["volumeMounts"]
             .as_array()
