@@ -282,7 +282,7 @@ pub fn repo_root() -> PathBuf {
 
 /// The `spo-operator` binary of this workspace, built on first use when `cargo test` did not
 /// build it already (`cargo test --workspace` does; `cargo test -p spo-e2e` alone does not).
-/// Benches (a release directory) always run `cargo build --release` first, a no-op when the
+/// Benches (a release directory) always run `cargo build --profile bench` first, a no-op when the
 /// binary is fresh: `cargo bench -p spo-e2e` builds no binary of another package, and a stale
 /// one would measure old code.
 pub fn operator_binary() -> PathBuf {
@@ -321,7 +321,12 @@ fn workspace_binary(package: &str, bin: &str) -> PathBuf {
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--package", package, "--bin", bin]);
         if release {
-            cmd.arg("--release");
+            // The bench profile (it inherits release and builds into target/release):
+            // `cargo bench` builds the dependencies with it, and a `--release` build here
+            // shared their build-script outputs but not their libraries, so each of the two
+            // re-ran ring's build script and rebuilt ring, rustls and kube for the other
+            // (3-5 minutes every bench run).
+            cmd.args(["--profile", "bench"]);
         }
         let status = cmd
             .status()
