@@ -16,9 +16,8 @@ use cli::{Runtime, shutdown_signal};
 #[derive(Parser, Debug)]
 #[command(version, about = "Security profiles operator: manager and node daemon")]
 struct Cli {
-    /// Where /metrics, /healthz and /readyz are served (port 0: any free port, logged).
-    #[arg(long, global = true, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    metrics_addr: SocketAddr,
+    #[command(flatten)]
+    common: cli::CommonArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -222,7 +221,7 @@ enum CertsArg {
 async fn main() -> anyhow::Result<()> {
     cli::init_logging();
     let cli = Cli::parse();
-    let rt = Runtime::start(cli.metrics_addr).await?;
+    let rt = Runtime::start(&cli.common).await?;
     let client = rt.client.clone();
     let endpoints = rt.endpoints.clone();
     let result: anyhow::Result<()> = match cli.command {

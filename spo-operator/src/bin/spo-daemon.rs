@@ -5,8 +5,6 @@
 //! all-components binary kept most of the manager's, webhooks', recorder's and enricher's code
 //! resident too. Measured in docs/benchmarks.md ("Every kind on one daemon").
 
-use std::net::SocketAddr;
-
 use clap::Parser;
 
 #[path = "../cli/mod.rs"]
@@ -18,9 +16,8 @@ mod cli;
     about = "Security profiles operator's node daemon: installs profiles and reports per-node statuses"
 )]
 struct Cli {
-    /// Where /metrics, /healthz and /readyz are served (port 0: any free port, logged).
-    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
-    metrics_addr: SocketAddr,
+    #[command(flatten)]
+    common: cli::CommonArgs,
     #[command(flatten)]
     daemon: cli::DaemonArgs,
 }
@@ -29,7 +26,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     cli::init_logging();
     let cli = Cli::parse();
-    let rt = cli::Runtime::start(cli.metrics_addr).await?;
+    let rt = cli::Runtime::start(&cli.common).await?;
     let result = cli::run_daemon(rt.client.clone(), cli.daemon, rt.endpoints.clone()).await;
     rt.finish(result)
 }

@@ -55,6 +55,14 @@ pub fn init_logging() {
         .init();
 }
 
+/// The flags every component takes, whichever binary runs it.
+#[derive(clap::Args, Debug)]
+pub struct CommonArgs {
+    /// Where /metrics, /healthz and /readyz are served (port 0: any free port, logged).
+    #[arg(long, global = true, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+}
+
 /// What every component runs with: the apiserver client and the served health and metrics
 /// endpoints.
 pub struct Runtime {
@@ -65,14 +73,14 @@ pub struct Runtime {
 
 impl Runtime {
     /// Connects to the apiserver (KUBECONFIG or the in-cluster service account) and serves
-    /// /metrics, /healthz and /readyz on `metrics_addr`.
-    pub async fn start(metrics_addr: SocketAddr) -> anyhow::Result<Self> {
+    /// /metrics, /healthz and /readyz on `--metrics-addr`.
+    pub async fn start(common: &CommonArgs) -> anyhow::Result<Self> {
         let config = kube::Config::infer().await.context(
             "reading the apiserver's address and credentials (KUBECONFIG or the in-cluster service account)",
         )?;
         let client = kubeapi::client(config).context("building the apiserver client")?;
         let endpoints = Arc::new(Endpoints::default());
-        let (listener, _) = server::bind(metrics_addr).await?;
+        let (listener, _) = server::bind(common.metrics_addr).await?;
         let server = tokio::spawn(server::serve(listener, endpoints.clone()));
         Ok(Runtime {
             client,
